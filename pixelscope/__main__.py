@@ -1,0 +1,3 @@
+from pixelscope.cli import app
+
+app(prog_name="pixelscope")

@@ -1,0 +1,257 @@
+"""The `pixelscope` command line: thin over the step functions.
+
+Errors a user can fix (missing path, empty folder, bad params) print one clear message and
+exit non-zero, without a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from pixelscope.config import ConfigError, Params, dotted_overrides, load_params
+from pixelscope.steps import StepError, ingest_step, profile_step
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="pixelscope: ingest, profile and inspect image datasets.")
+err = Console(stderr=True)
+out = Console()
+if not out.is_terminal:  # piped or captured: wide enough that tables do not fold
+    out = Console(width=160)
+
+ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="params file (defaults apply when absent)")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="override a param, e.g. --set ingest.workers=2")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")]
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    try:
+        yield
+    except ConfigError as e:
+        _fail(str(e), 2)
+    except (StepError, FileNotFoundError, NotADirectoryError, ValueError, KeyError) as e:
+        _fail(str(e).strip("'\""), 1)
+
+
+def _params(path: Path, sets: list[str] | None, **extra: Any) -> Params:
+    overrides = dotted_overrides(sets or [])
+    for dotted, value in extra.items():
+        if value is not None:
+            overrides = _merge(overrides, dotted_overrides([f"{dotted}={json.dumps(value)}"]))
+    return load_params(path, overrides)
+
+
+def _merge(a: dict, b: dict) -> dict:
+    for k, v in b.items():
+        a[k] = _merge(a.get(k, {}), v) if isinstance(v, dict) else v
+    return a
+
+
+@contextmanager
+def _progress(label: str, quiet: bool) -> Iterator[Any]:
+    with Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                  TimeRemainingColumn(), console=err, disable=quiet, transient=False) as bar:
+        task = bar.add_task(label, total=None, rate="")
+        t0 = time.perf_counter()
+
+        def update(done: int, total: int) -> None:
+            if done == total or done % 16 == 0:
+                rate = done / max(1e-9, time.perf_counter() - t0)
+                bar.update(task, completed=done, total=total, rate=f"{rate:,.0f} img/s")
+
+        yield update
+
+
+@app.command()
+def ingest(
+    raw: Annotated[Optional[Path], typer.Argument(help="raw image folder (default: paths.raw)")] = None,
+    out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="manifest path (default: paths.manifest)")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-w", help="worker processes (0 = all cores)")] = None,
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, as_json: JsonOpt = False, quiet: QuietOpt = False,
+) -> None:
+    """Read every file of a folder into a Parquet manifest: metadata, EXIF, features, or an error row."""
+    with _user_errors():
+        p = _params(params, set_, **{"ingest.workers": workers})
+        with _progress("ingest", quiet or as_json) as progress:
+            s = ingest_step(p, raw, out_path, progress=progress)
+    if as_json:
+        print(json.dumps(s.to_dict()))
+        return
+    out.print(f"[green]ingested[/] {s.seen} files from {s.root} in {s.seconds:.1f}s "
+              f"({s.images_per_s:,.0f} img/s, {s.workers} workers): {s.ok} ok, {s.errors} errors"
+              + (f", {s.excluded} excluded" if s.excluded else ""))
+    for reason, n in s.errors_by_reason.items():
+        out.print(f"  error {reason}: {n}")
+    out.print(f"manifest: {s.manifest}")
+
+
+@app.command()
+def profile(
+    manifest: Annotated[Optional[Path], typer.Argument(help="manifest Parquet (default: paths.manifest)")] = None,
+    out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="profile path (default: paths.profile)")] = None,
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Build the mergeable sketch profile of a manifest (overall and per segment)."""
+    with _user_errors():
+        p = _params(params, set_)
+        s = profile_step(p, manifest, out_path)
+    if as_json:
+        print(json.dumps(s.to_dict()))
+        return
+    out.print(f"[green]profiled[/] {s.files_seen} files ({s.ok} ok, {s.errors} errors) in {s.seconds:.2f}s")
+    out.print(f"profile: {s.profile} ({s.bytes / 1024:,.0f} KiB)")
+
+
+@app.command()
+def merge(
+    profiles: Annotated[list[Path], typer.Argument(help="profile files to merge")],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="merged profile path")],
+) -> None:
+    """Merge profiles (e.g. of shards or of data drops over time) into one."""
+    from pixelscope.profile import Profile, merge_all
+
+    with _user_errors():
+        merged = merge_all(Profile.load(_existing(p)) for p in profiles)
+        size = merged.save(out_path)
+    out.print(f"merged {len(profiles)} profiles ({merged.files_seen} files) -> {out_path} ({size / 1024:,.0f} KiB)")
+
+
+def _existing(path: Path) -> Path:
+    if not path.exists():
+        raise FileNotFoundError(f"file not found: {path}")
+    return path
+
+
+@app.command()
+def show(
+    profile_path: Annotated[Path, typer.Argument(help="profile file")] = Path("data/processed/profile.json"),
+    column: Annotated[Optional[str], typer.Option("--column", "-c", help="one column in detail")] = None,
+    segment: Annotated[Optional[str], typer.Option("--segment", "-s", help="e.g. label=cat")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print a profile's summary table (or one column's quantiles and histogram)."""
+    from pixelscope.profile import Profile
+
+    with _user_errors():
+        prof = Profile.load(_existing(profile_path))
+        seg = _parse_segment(prof, segment)
+        rows = prof.summary(seg)
+        if column:
+            rows = [r for r in rows if r["column"] == column]
+            if not rows:
+                prof.sketch(column, seg)  # raises KeyError listing the columns
+    head = {"files_seen": prof.files_seen, "ok": prof.ok, "errors": prof.errors,
+            "errors_by_reason": dict(prof.errors_by_reason),
+            "segments": {k: dict(v) for k, v in prof.segment_rows.items()}}
+    if column:
+        sk = prof.sketch(column, seg)
+        detail = dict(rows[0])
+        if sk.kind == "numeric":
+            edges, counts = sk.histogram(20)  # type: ignore[union-attr]
+            qs = [0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0]
+            detail["quantiles"] = dict(zip([str(q) for q in qs], sk.quantiles(qs)))  # type: ignore[union-attr]
+            detail["histogram"] = {"edges": edges, "counts": counts}
+            detail["rank_error"] = sk.rank_error  # type: ignore[union-attr]
+        if as_json:
+            print(json.dumps(detail))
+        else:
+            out.print_json(json.dumps(detail))
+        return
+    if as_json:
+        print(json.dumps({**head, "columns": rows}))
+        return
+    out.print(f"[bold]{profile_path}[/]: {prof.files_seen} files, {prof.ok} ok, {prof.errors} errors "
+              + (f"({', '.join(f'{k}: {v}' for k, v in sorted(prof.errors_by_reason.items()))})" if prof.errors else ""))
+    for seg_name, counts in prof.segment_rows.items():
+        out.print(f"segments by {seg_name}: " + ", ".join(f"{k} ({v})" for k, v in sorted(counts.items())))
+    table = Table(show_lines=False, title=f"profile{' of ' + segment if segment else ''}")
+    for c in ("column", "kind", "count", "nulls", "min", "median", "max", "mean / distinct", "top values"):
+        table.add_column(c, overflow="fold")
+    for r in rows:
+        if r["kind"] == "numeric":
+            vals = [_fmt(r.get("min")), _fmt(r.get("median")), _fmt(r.get("max")), _fmt(r.get("mean")), ""]
+        else:
+            top = ", ".join(f"{v} ({c})" for v, c in r.get("top", []))
+            vals = ["", "", "", f"~{r['distinct']} distinct", top]
+        table.add_row(r["column"], r["kind"], str(r["count"]), str(r["nulls"]), *vals)
+    out.print(table)
+
+
+def _parse_segment(prof: Any, segment: str | None) -> tuple[str, str] | None:
+    if not segment:
+        return None
+    if "=" not in segment:
+        raise ValueError(f"--segment {segment!r}: expected NAME=VALUE, e.g. label=cat")
+    name, value = segment.split("=", 1)
+    if name not in prof.segments:
+        raise ValueError(f"--segment: no segment column {name!r}; profile has {sorted(prof.segments)}")
+    if value not in prof.segments[name]:
+        raise ValueError(f"--segment: no {name}={value!r}; values: {sorted(prof.segments[name])}")
+    return name, value
+
+
+def _fmt(x: Any) -> str:
+    if x is None:
+        return ""
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    return str(x)
+
+
+@app.command("demo-data")
+def demo_data(
+    out_dir: Annotated[Path, typer.Argument(help="where the reference images go")] = Path("data/raw"),
+    new_batch: Annotated[Path, typer.Option(help="where the shifted new batch goes")] = Path("data/new_batch"),
+    per_class: Annotated[int, typer.Option(min=1, help="images per class")] = 50,
+    force: Annotated[bool, typer.Option(help="rebuild even when the folder has files")] = False,
+) -> None:
+    """Build the demo dataset from real photos that scikit-image ships (no downloads)."""
+    from pixelscope.demo import build_demo
+
+    if out_dir.exists() and any(out_dir.rglob("*.jpg")) and not force:
+        out.print(f"demo data already in {out_dir} (use --force to rebuild)")
+        return
+    info = build_demo(out_dir, new_batch, per_class=per_class)
+    out.print(f"demo data: {info['images']} files in {out_dir} and {new_batch}")
+
+
+@app.command()
+def demo(
+    params: ParamsOpt = Path("params.yaml"), quiet: QuietOpt = False,
+) -> None:
+    """Build the demo data (if absent), then ingest and profile it and print the summary."""
+    with _user_errors():
+        p = _params(params, None)
+    demo_data(out_dir=p.paths.raw, new_batch=Path("data/new_batch"), per_class=50, force=False)
+    ingest(raw=None, out_path=None, workers=None, params=params, set_=None, as_json=False, quiet=quiet)
+    profile(manifest=None, out_path=None, params=params, set_=None, as_json=False)
+    show(profile_path=p.paths.profile, column=None, segment=None, as_json=False)
+    out.print("\n[bold]Results[/]")
+    out.print(f"  manifest (one row per file):   {p.paths.manifest}")
+    out.print(f"  profile (mergeable sketches):  {p.paths.profile}")
+    out.print("  inspect a column:              pixelscope show " + f"{p.paths.profile} --column sharpness")
+    out.print("  a shifted batch for drift:     data/new_batch  (pixelscope ingest data/new_batch -o ...)")
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

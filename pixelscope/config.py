@@ -1,0 +1,133 @@
+"""One typed model for every knob in params.yaml.
+
+Why one model: DVC stages, Prefect flows and the CLI all read the same file, so a wrong
+key must fail the same way everywhere, naming the key, before any work starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A params file that cannot be used; the message names the offending key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PathsConfig(_Strict):
+    raw: Path = Path("data/raw")
+    manifest: Path = Path("data/interim/manifest.parquet")
+    profile: Path = Path("data/processed/profile.json")
+
+
+class IngestConfig(_Strict):
+    labels: Literal["none", "folder", "csv"] = "folder"
+    labels_csv: Path | None = None
+    exclude: list[str] = Field(
+        default_factory=lambda: [
+            ".*", "*.md", "*.txt", "*.csv", "*.json", "*.yaml", "*.yml", "*.xml",
+            "*.dvc", "SHA256SUMS", "Thumbs.db",
+        ]
+    )
+    max_image_pixels: int = Field(default=178_956_970, gt=0)
+    exif_errors: Literal["warn", "error"] = "warn"
+    workers: int = Field(default=0, ge=0, description="0 = one per CPU core")
+    chunk_rows: int = Field(default=2048, gt=0)
+
+    @model_validator(mode="after")
+    def _csv_needs_path(self) -> "IngestConfig":
+        if self.labels == "csv" and self.labels_csv is None:
+            raise ValueError("labels: 'csv' needs ingest.labels_csv to point at a CSV (path,label)")
+        return self
+
+
+class FeaturesConfig(_Strict):
+    working_size: int = Field(default=256, ge=32, le=4096)
+    dark_level: int = Field(default=16, ge=0, le=255)
+    bright_level: int = Field(default=239, ge=0, le=255)
+    plugins: list[str] = Field(default_factory=list)
+
+
+class ProfileConfig(_Strict):
+    kll_k: int = Field(default=200, ge=8, le=65535)
+    segment_kll_k: int = Field(default=100, ge=8, le=65535)
+    frequent_items_lg_max_k: int = Field(default=7, ge=3, le=16)
+    hll_lg_k: int = Field(default=12, ge=4, le=21)
+    segments: list[str] = Field(default_factory=lambda: ["label", "source"])
+    max_segment_values: int = Field(default=64, ge=1)
+
+
+class Params(_Strict):
+    paths: PathsConfig = Field(default_factory=PathsConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    profile: ProfileConfig = Field(default_factory=ProfileConfig)
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid params"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"  {key}: {msg}" + (f" (got {e['input']!r})" if e["type"] != "extra_forbidden" and not isinstance(e.get("input"), dict) else ""))
+    return "\n".join(lines)
+
+
+def parse_params(data: dict[str, Any] | None, source: str = "params") -> Params:
+    """Validate a params mapping; raises ConfigError naming each wrong key."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping, got {type(data).__name__}")
+    try:
+        return Params.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+
+
+def load_params(path: str | Path | None = "params.yaml", overrides: dict[str, Any] | None = None) -> Params:
+    """Read params.yaml (defaults when it does not exist and no path was demanded)."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if p.exists():
+            try:
+                data = yaml.safe_load(p.read_text()) or {}
+            except yaml.YAMLError as e:
+                raise ConfigError(f"{p}: not valid YAML: {e}") from None
+        elif str(path) != "params.yaml":
+            raise ConfigError(f"{p}: params file not found")
+    if overrides:
+        data = _deep_merge(data, overrides)
+    return parse_params(data, source=str(path or "params"))
+
+
+def _deep_merge(base: Any, extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base) if isinstance(base, dict) else {}
+    for k, v in extra.items():
+        out[k] = _deep_merge(out.get(k), v) if isinstance(v, dict) else v
+    return out
+
+
+def dotted_overrides(pairs: list[str]) -> dict[str, Any]:
+    """Turn ['ingest.workers=2', ...] into a nested dict; values parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"override {pair!r}: expected KEY=VALUE, e.g. ingest.workers=2")
+        key, value = pair.split("=", 1)
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(value)
+    return out

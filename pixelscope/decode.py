@@ -1,0 +1,253 @@
+"""Robust, reduced-size image decoding.
+
+One decode per image, at the working resolution: JPEGs use Pillow's draft mode (DCT
+scaling, 2-8x fewer pixels to decode), everything else decodes fully and is downscaled
+with OpenCV's area filter. EXIF orientation is applied to the small array, and every pixel
+mode is normalised to 8-bit RGB. Any failure raises ImageError with a reason code, which
+ingest turns into an error row.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image, ImageCms, UnidentifiedImageError
+
+from pixelscope.exif import read_exif
+
+try:  # HEIF/HEIC/AVIF support when pillow-heif is installed
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+except ImportError:  # pragma: no cover - optional
+    pass
+
+cv2.setNumThreads(1)  # parallelism comes from worker processes, not OpenCV threads
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # failures become error rows
+
+# Reason codes (stable: tests, suites and dashboards key on them)
+EMPTY_FILE = "empty_file"
+NOT_AN_IMAGE = "not_an_image"
+TRUNCATED = "truncated"
+DECOMPRESSION_BOMB = "decompression_bomb"
+UNSUPPORTED_MODE = "unsupported_mode"
+DECODE_ERROR = "decode_error"
+EXIF_UNREADABLE = "exif_unreadable"
+READ_ERROR = "read_error"
+FEATURE_ERROR = "feature_error"
+
+
+class ImageError(Exception):
+    """A file that cannot become a usable image; `reason` is a stable code."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class Decoded:
+    """Metadata of the stored image plus 8-bit RGB pixels at the working resolution."""
+
+    format: str
+    mode: str
+    decoder: str
+    width: int  # displayed (after EXIF orientation), full resolution
+    height: int
+    frames: int
+    has_alpha: bool
+    rgb: np.ndarray  # HxWx3 uint8, displayed orientation, longer side <= working_size
+    exif: dict[str, Any] = field(default_factory=dict)
+    warning: str | None = None
+
+
+_LAB_TO_RGB = None
+
+
+def _lab_to_rgb(im: Image.Image) -> Image.Image:
+    global _LAB_TO_RGB
+    if _LAB_TO_RGB is None:
+        _LAB_TO_RGB = ImageCms.buildTransform(
+            ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB"
+        )
+    return ImageCms.applyTransform(im, _LAB_TO_RGB)
+
+
+def to_rgb8(im: Image.Image) -> np.ndarray:
+    """Normalise any Pillow mode to an HxWx3 uint8 array.
+
+    16-bit integer modes are scaled by their full range (a 12-bit image stays dark, as it
+    is stored); 32-bit int and float modes have no natural range and are min-max stretched.
+    Alpha is dropped (features describe the colour channels).
+    """
+    mode = im.mode
+    if mode == "RGB":
+        return np.asarray(im)
+    if mode in ("L", "1"):
+        g = np.asarray(im.convert("L"))
+        return np.repeat(g[:, :, None], 3, axis=2)
+    if mode.startswith("I;16"):
+        a = np.asarray(im).astype(np.uint16, copy=False)
+        g = (a >> 8).astype(np.uint8)
+        return np.repeat(g[:, :, None], 3, axis=2)
+    if mode in ("I", "F"):
+        a = np.asarray(im).astype(np.float64)
+        finite = np.isfinite(a)
+        if not finite.any():
+            raise ImageError(UNSUPPORTED_MODE, f"mode {mode}: no finite pixel values")
+        lo, hi = a[finite].min(), a[finite].max()
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        g = np.clip((np.where(finite, a, lo) - lo) * scale, 0, 255).astype(np.uint8)
+        return np.repeat(g[:, :, None], 3, axis=2)
+    if mode == "LAB":
+        return np.asarray(_lab_to_rgb(im))
+    try:
+        return np.asarray(im.convert("RGB"))
+    except (ValueError, OSError) as e:
+        raise ImageError(UNSUPPORTED_MODE, f"mode {mode} cannot be converted to RGB: {e}") from None
+
+
+def orient(rgb: np.ndarray, orientation: int | None) -> np.ndarray:
+    """Apply an EXIF orientation (1-8) to an array, as a viewer would display it."""
+    if orientation == 2:
+        return rgb[:, ::-1]
+    if orientation == 3:
+        return rgb[::-1, ::-1]
+    if orientation == 4:
+        return rgb[::-1]
+    if orientation == 5:
+        return np.swapaxes(rgb, 0, 1)
+    if orientation == 6:
+        return np.rot90(rgb, -1)
+    if orientation == 7:
+        return np.rot90(rgb, 1)[::-1, ::-1]
+    if orientation == 8:
+        return np.rot90(rgb, 1)
+    return rgb
+
+
+def shrink(rgb: np.ndarray, working_size: int) -> np.ndarray:
+    """Downscale so the longer side is at most working_size (never upscale).
+
+    Two stages, the same for every image: area-average by the largest integer factor that
+    keeps the longer side >= working_size (the same job JPEG draft decoding does in the DCT),
+    then bilinear for the remaining factor (< 2). Fast, and free of aliasing.
+    """
+    h, w = rgb.shape[:2]
+    longer = max(h, w)
+    rgb = np.ascontiguousarray(rgb)
+    if longer <= working_size:
+        return rgb
+    factor = longer // working_size
+    if factor >= 2:
+        rgb = cv2.resize(rgb, (max(1, w // factor), max(1, h // factor)), interpolation=cv2.INTER_AREA)
+        h, w = rgb.shape[:2]
+        longer = max(h, w)
+    s = working_size / longer
+    return cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_LINEAR)
+
+
+def _sniff_format(data: bytes) -> str:
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return "TIFF"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "PNG"
+    if data[:2] == b"\xff\xd8":
+        return "JPEG"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    if data[:4] == b"GIF8":
+        return "GIF"
+    if data[4:8] == b"ftyp":
+        return "HEIF"
+    return "UNKNOWN"
+
+
+def _decode_with_opencv(data: bytes, working_size: int) -> Decoded:
+    buf = np.frombuffer(data, dtype=np.uint8)
+    try:
+        ok, pages = cv2.imdecodemulti(buf, cv2.IMREAD_COLOR)
+    except cv2.error:
+        ok, pages = False, []
+    if not ok or not pages:
+        kind = _sniff_format(data)
+        what = "an unknown file type" if kind == "UNKNOWN" else f"a {kind} signature"
+        raise ImageError(NOT_AN_IMAGE, f"{what}; neither Pillow nor OpenCV can decode it")
+    bgr = pages[0]
+    h, w = bgr.shape[:2]
+    rgb = shrink(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), working_size)
+    return Decoded(
+        format=_sniff_format(data), mode="RGB", decoder="opencv", width=w, height=h,
+        frames=len(pages), has_alpha=False, rgb=rgb,
+    )
+
+
+def _classify(e: Exception) -> ImageError:
+    msg = str(e) or type(e).__name__
+    low = msg.lower()
+    if isinstance(e, Image.DecompressionBombError):
+        return ImageError(DECOMPRESSION_BOMB, f"{msg} (limit: ingest.max_image_pixels)")
+    if "truncated" in low or "premature end" in low:
+        return ImageError(TRUNCATED, msg)
+    return ImageError(DECODE_ERROR, f"{type(e).__name__}: {msg}")
+
+
+def decode(data: bytes, working_size: int, max_pixels: int, exif_errors: str = "warn") -> Decoded:
+    """Decode image bytes to metadata + working-size RGB; raise ImageError on failure."""
+    if not data:
+        raise ImageError(EMPTY_FILE, "file is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # bomb warnings: we apply our own limit below
+            im = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        return _decode_with_opencv(data, working_size)
+    except Exception as e:  # noqa: BLE001 - any decoder failure is an error row
+        raise _classify(e) from None
+
+    with im:
+        w0, h0 = im.size
+        if w0 * h0 > max_pixels:
+            raise ImageError(
+                DECOMPRESSION_BOMB,
+                f"{w0}x{h0} = {w0 * h0:,} pixels exceeds ingest.max_image_pixels={max_pixels:,}",
+            )
+        fmt, mode = im.format or _sniff_format(data), im.mode
+        frames = int(getattr(im, "n_frames", 1) or 1)
+        has_alpha = "A" in mode or "transparency" in im.info
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                if fmt == "JPEG" and max(w0, h0) > working_size:
+                    s = working_size / max(w0, h0)
+                    im.draft(None, (max(1, int(w0 * s + 0.999)), max(1, int(h0 * s + 0.999))))
+                im.load()
+                rgb = to_rgb8(im)
+        except ImageError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise _classify(e) from None
+
+        # EXIF after the pixels: PNG may keep its eXIf chunk after the image data
+        warning = None
+        try:
+            exif = read_exif(im)
+        except Exception as e:  # noqa: BLE001 - malformed EXIF comes in many shapes
+            if exif_errors == "error":
+                raise ImageError(EXIF_UNREADABLE, f"{type(e).__name__}: {e}") from None
+            exif, warning = {}, f"{EXIF_UNREADABLE}: {type(e).__name__}: {e}"
+        orientation = exif.get("exif_orientation")
+
+    rgb = shrink(orient(rgb, orientation), working_size)
+    w, h = (h0, w0) if orientation in (5, 6, 7, 8) else (w0, h0)
+    return Decoded(
+        format=fmt, mode=mode, decoder="pillow", width=w, height=h, frames=frames,
+        has_alpha=has_alpha, rgb=rgb, exif=exif, warning=warning,
+    )

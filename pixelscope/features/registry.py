@@ -1,0 +1,159 @@
+"""The feature registry.
+
+A feature is a function of an ImageView returning one value. Registering it with
+`@feature(...)` is all a plugin does: the value lands in a manifest column of the same
+name and is profiled by its kind, with no change to the core.
+
+    from pixelscope.features import feature
+
+    @feature("red_share", kind="numeric", doc="share of red-dominant pixels")
+    def red_share(view):
+        r, g, b = view.rgb[..., 0], view.rgb[..., 1], view.rgb[..., 2]
+        return float(((r > g) & (r > b)).mean())
+
+Then list the module under `features.plugins` in params.yaml.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import cv2
+import numpy as np
+import pyarrow as pa
+
+from pixelscope.columns import Column, Kind
+
+_TYPES: dict[str, pa.DataType] = {"numeric": pa.float64(), "categorical": pa.string(), "distinct": pa.string()}
+
+
+class ImageView:
+    """Working-resolution pixels plus lazily computed, shared intermediates.
+
+    Features ask for what they need (luma, histogram, HSV...); each is computed once.
+    """
+
+    def __init__(self, rgb: np.ndarray, meta: dict[str, Any], dark_level: int = 16, bright_level: int = 239):
+        self.rgb = rgb
+        self.meta = meta  # width, height, bytes, format, ... of the full-size image
+        self.dark_level = dark_level
+        self.bright_level = bright_level
+
+    @cached_property
+    def luma(self) -> np.ndarray:
+        return cv2.cvtColor(self.rgb, cv2.COLOR_RGB2GRAY)
+
+    @cached_property
+    def luma_hist(self) -> np.ndarray:
+        return cv2.calcHist([self.luma], [0], None, [256], [0, 256]).ravel().astype(np.float64)
+
+    @cached_property
+    def luma_cdf(self) -> np.ndarray:
+        c = np.cumsum(self.luma_hist)
+        return c / c[-1]
+
+    @cached_property
+    def thumb32(self) -> np.ndarray:
+        """32x32 area-averaged luma (perceptual hashes)."""
+        return cv2.resize(self.luma, (32, 32), interpolation=cv2.INTER_AREA)
+
+    @cached_property
+    def hsv(self) -> np.ndarray:
+        """HSV with hue on 0-255 for the full circle (OpenCV's *_FULL conversion)."""
+        return cv2.cvtColor(self.rgb, cv2.COLOR_RGB2HSV_FULL)
+
+    @cached_property
+    def hue_hist(self) -> np.ndarray:
+        """256-bin hue histogram of pixels saturated (S >= 15%) and bright (V >= 10%) enough
+        to have a meaningful hue; near-gray and near-black pixels are left out."""
+        colored = cv2.inRange(self.hsv, (0, 38, 26), (255, 255, 255))
+        return cv2.calcHist([self.hsv], [0], colored, [256], [0, 256]).ravel().astype(np.float64)
+
+    @cached_property
+    def chroma(self) -> np.ndarray:
+        """max(R,G,B) - min(R,G,B) per pixel."""
+        r, g, b = cv2.split(self.rgb)
+        return cv2.subtract(cv2.max(cv2.max(r, g), b), cv2.min(cv2.min(r, g), b))
+
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    kind: Kind
+    fn: Callable[[ImageView], Any]
+    doc: str = ""
+    builtin: bool = False
+
+    @property
+    def column(self) -> Column:
+        return Column(self.name, _TYPES[self.kind], self.kind, self.doc)
+
+
+_REGISTRY: dict[str, Feature] = {}
+
+
+def feature(name: str, kind: Kind = "numeric", doc: str = "", *, _builtin: bool = False):
+    """Register a per-image feature (numeric -> float, categorical/distinct -> str)."""
+    if kind not in _TYPES:
+        raise ValueError(f"feature {name!r}: kind must be one of {sorted(_TYPES)}, got {kind!r}")
+
+    def deco(fn: Callable[[ImageView], Any]) -> Callable[[ImageView], Any]:
+        existing = _REGISTRY.get(name)
+        if existing is not None and existing.fn is not fn and existing.builtin:
+            raise ValueError(f"feature {name!r} is built in; choose another name")
+        _REGISTRY[name] = Feature(name, kind, fn, doc or (fn.__doc__ or "").strip().split("\n")[0], _builtin)
+        return fn
+
+    return deco
+
+
+def registered() -> list[Feature]:
+    import pixelscope.features.builtin  # noqa: F401  (registers the built-ins)
+
+    return list(_REGISTRY.values())
+
+
+def feature_columns() -> list[Column]:
+    return [f.column for f in registered()]
+
+
+def load_plugins(modules: list[str]) -> None:
+    """Import plugin modules so their @feature functions register."""
+    for mod in modules:
+        try:
+            importlib.import_module(mod)
+        except ImportError as e:
+            from pixelscope.config import ConfigError
+
+            raise ConfigError(f"features.plugins: cannot import {mod!r}: {e}") from None
+
+
+def compute_features(view: ImageView) -> tuple[dict[str, Any], list[str]]:
+    """All registered features for one image.
+
+    A built-in that fails is a bug and propagates; a failing plugin gives a null value and a
+    warning, so one bad plugin cannot lose the rest of the row.
+    """
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for f in registered():
+        try:
+            v = f.fn(view)
+        except Exception as e:  # noqa: BLE001
+            if f.builtin:
+                raise
+            problems.append(f"plugin feature {f.name} failed: {type(e).__name__}: {e}")
+            v = None
+        if v is not None and f.kind == "numeric":
+            v = float(v)
+            if v != v:  # NaN -> null
+                v = None
+        elif v is not None:
+            v = str(v)
+        values[f.name] = v
+    return values, problems

@@ -1,0 +1,203 @@
+"""Ingest: every file of a raw folder -> one manifest row (metadata + features or error).
+
+Streaming: files are decoded in worker processes, rows come back in order and are written
+to Parquet in chunks, so memory does not grow with the number of files. A bad file is an
+error row with a reason code; the run always goes on. files seen = ok + errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+from pixelscope import __version__
+from pixelscope.atomic import atomic_path
+from pixelscope.columns import BASE_COLUMNS, Column
+from pixelscope.config import FeaturesConfig, IngestConfig
+from pixelscope.decode import FEATURE_ERROR, READ_ERROR, ImageError, decode
+from pixelscope.discover import FileEntry, discover
+from pixelscope.features import ImageView, compute_features, feature_columns, load_plugins
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class IngestSummary:
+    root: str
+    manifest: str
+    files_found: int
+    excluded: int
+    seen: int
+    ok: int
+    errors: int
+    errors_by_reason: dict[str, int] = field(default_factory=dict)
+    warnings: int = 0
+    seconds: float = 0.0
+    workers: int = 1
+
+    @property
+    def images_per_s(self) -> float:
+        return self.seen / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "images_per_s": round(self.images_per_s, 1)}
+
+
+def manifest_columns() -> list[Column]:
+    return BASE_COLUMNS + feature_columns()
+
+
+def manifest_schema(columns: list[Column]) -> pa.Schema:
+    meta = {
+        "pixelscope.version": __version__,
+        "pixelscope.columns": json.dumps({c.name: c.kind for c in columns}),
+    }
+    return pa.schema([pa.field(c.name, c.type) for c in columns], metadata=meta)
+
+
+@dataclass(frozen=True)
+class _Settings:
+    working_size: int
+    max_pixels: int
+    exif_errors: str
+    dark_level: int
+    bright_level: int
+    plugins: tuple[str, ...]
+
+
+def _init_worker(settings: _Settings) -> None:
+    Image.MAX_IMAGE_PIXELS = settings.max_pixels
+    load_plugins(list(settings.plugins))
+
+
+def process_file(entry: FileEntry, s: _Settings) -> dict[str, Any]:
+    """One file -> one manifest row. Never raises for a bad file."""
+    row: dict[str, Any] = {"path": entry.rel, "source": entry.source, "label": entry.label, "split": entry.split}
+    try:
+        with open(entry.path, "rb") as fh:
+            data = fh.read()
+    except OSError as e:
+        return {**row, "status": "error", "reason": READ_ERROR, "detail": f"{type(e).__name__}: {e}"}
+    row["id"] = hashlib.sha256(data).hexdigest()
+    row["bytes"] = len(data)
+    try:
+        d = decode(data, s.working_size, s.max_pixels, s.exif_errors)
+        meta = {"format": d.format, "mode": d.mode, "decoder": d.decoder, "width": d.width,
+                "height": d.height, "frames": d.frames, "has_alpha": d.has_alpha}
+        row.update(meta)
+        row.update(d.exif)
+        view = ImageView(d.rgb, {**meta, "bytes": len(data)}, s.dark_level, s.bright_level)
+        try:
+            values, problems = compute_features(view)
+        except Exception as e:  # noqa: BLE001 - a built-in feature bug must not stop the run
+            raise ImageError(FEATURE_ERROR, f"{type(e).__name__}: {e}") from None
+        row.update(values)
+        warnings = ([d.warning] if d.warning else []) + problems
+        row["warning"] = "; ".join(warnings) or None
+        row["status"] = "ok"
+    except ImageError as e:
+        for k in ("width", "height", "frames"):  # keep what was read, drop partial pixel data
+            row.pop(k, None)
+        row.update(status="error", reason=e.reason, detail=e.detail)
+    return row
+
+
+def _process_star(args: tuple[FileEntry, _Settings]) -> dict[str, Any]:
+    return process_file(*args)
+
+
+def resolve_workers(workers: int) -> int:
+    if workers > 0:
+        return workers
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _rows(entries: list[FileEntry], s: _Settings, workers: int) -> Iterator[dict[str, Any]]:
+    if workers == 1 or len(entries) < 2:
+        _init_worker(s)
+        for e in entries:
+            yield process_file(e, s)
+        return
+    ctx = get_context("fork") if "fork" in _start_methods() else get_context()
+    chunk = max(1, min(16, len(entries) // (workers * 8) or 1))
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(s,)) as pool:
+        yield from pool.imap(_process_star, ((e, s) for e in entries), chunksize=chunk)
+
+
+def _start_methods() -> list[str]:
+    import multiprocessing
+
+    return multiprocessing.get_all_start_methods()
+
+
+def ingest(
+    root: str | Path,
+    manifest_path: str | Path,
+    ingest_cfg: IngestConfig,
+    features_cfg: FeaturesConfig,
+    progress: Callable[[int, int], None] | None = None,
+) -> IngestSummary:
+    """Ingest a raw folder into a Parquet manifest (atomic). progress(done, total) per file."""
+    t0 = time.perf_counter()
+    load_plugins(features_cfg.plugins)
+    entries, excluded = discover(root, ingest_cfg)
+    workers = resolve_workers(ingest_cfg.workers)
+    s = _Settings(features_cfg.working_size, ingest_cfg.max_image_pixels, ingest_cfg.exif_errors,
+                  features_cfg.dark_level, features_cfg.bright_level, tuple(features_cfg.plugins))
+    columns = manifest_columns()
+    schema = manifest_schema(columns)
+    reasons: Counter[str] = Counter()
+    ok = warned = 0
+    buf: list[dict[str, Any]] = []
+    with atomic_path(manifest_path) as tmp:
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            for i, row in enumerate(_rows(entries, s, workers), 1):
+                if row["status"] == "ok":
+                    ok += 1
+                else:
+                    reasons[row["reason"]] += 1
+                warned += bool(row.get("warning"))
+                buf.append(row)
+                if len(buf) >= ingest_cfg.chunk_rows:
+                    writer.write_table(pa.Table.from_pylist(buf, schema=schema))
+                    buf.clear()
+                if progress:
+                    progress(i, len(entries))
+            if buf or not entries:
+                writer.write_table(pa.Table.from_pylist(buf, schema=schema))
+    errors = sum(reasons.values())
+    assert ok + errors == len(entries), "every file seen must be ok or an error"
+    return IngestSummary(
+        root=str(root), manifest=str(manifest_path), files_found=len(entries) + excluded,
+        excluded=excluded, seen=len(entries), ok=ok, errors=errors,
+        errors_by_reason=dict(sorted(reasons.items())), warnings=warned,
+        seconds=time.perf_counter() - t0, workers=workers,
+    )
+
+
+def read_manifest(path: str | Path) -> pa.Table:
+    return pq.read_table(path)
+
+
+def column_kinds(path_or_schema: str | Path | pa.Schema) -> dict[str, str]:
+    """Column -> profiling kind, as recorded in the manifest (plugins included)."""
+    schema = path_or_schema if isinstance(path_or_schema, pa.Schema) else pq.read_schema(path_or_schema)
+    raw = (schema.metadata or {}).get(b"pixelscope.columns")
+    if raw is None:
+        raise ValueError("not a pixelscope manifest (no pixelscope.columns metadata)")
+    return json.loads(raw)
