@@ -23,7 +23,7 @@ from pixelscope.steps import StepError, ingest_step, profile_step
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="pixelscope: ingest, profile and inspect image datasets.")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 out = Console()
 if not out.is_terminal:  # piped or captured: wide enough that tables do not fold
     out = Console(width=160)

@@ -126,7 +126,7 @@ def orient(rgb: np.ndarray, orientation: int | None) -> np.ndarray:
     if orientation == 6:
         return np.rot90(rgb, -1)
     if orientation == 7:
-        return np.rot90(rgb, 1)[::-1, ::-1]
+        return np.swapaxes(rgb[::-1, ::-1], 0, 1)
     if orientation == 8:
         return np.rot90(rgb, 1)
     return rgb
@@ -236,13 +236,13 @@ def decode(data: bytes, working_size: int, max_pixels: int, exif_errors: str = "
             raise _classify(e) from None
 
         # EXIF after the pixels: PNG may keep its eXIf chunk after the image data
+        exif, problems = read_exif(im)
         warning = None
-        try:
-            exif = read_exif(im)
-        except Exception as e:  # noqa: BLE001 - malformed EXIF comes in many shapes
+        if problems:
+            detail = "; ".join(dict.fromkeys(problems))
             if exif_errors == "error":
-                raise ImageError(EXIF_UNREADABLE, f"{type(e).__name__}: {e}") from None
-            exif, warning = {}, f"{EXIF_UNREADABLE}: {type(e).__name__}: {e}"
+                raise ImageError(EXIF_UNREADABLE, detail)
+            warning = f"{EXIF_UNREADABLE}: {detail}"
         orientation = exif.get("exif_orientation")
 
     rgb = shrink(orient(rgb, orientation), working_size)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from PIL import Image
@@ -32,8 +33,28 @@ def _number(v: Any) -> float | None:
     return f if f == f and abs(f) != float("inf") else None
 
 
-def read_exif(im: Image.Image) -> dict[str, Any]:
-    """Return exif_* fields (absent tags are simply missing). Raises on malformed EXIF."""
+def read_exif(im: Image.Image) -> tuple[dict[str, Any], list[str]]:
+    """Return (exif_* fields, problems). Absent tags are simply missing.
+
+    Pillow is lenient with malformed EXIF: it warns and skips, or returns nothing. Those
+    warnings, exceptions, and an EXIF block that yields no tag at all are the problems.
+    """
+    problems: list[str] = []
+    out: dict[str, Any] = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            out = _fields(im)
+        except Exception as e:  # noqa: BLE001 - malformed EXIF comes in many shapes
+            problems.append(f"{type(e).__name__}: {e}")
+    problems += [str(w.message).strip() for w in caught if issubclass(w.category, UserWarning)]
+    raw = im.info.get("exif")
+    if not out and not problems and isinstance(raw, bytes) and len(raw) > 16:
+        problems.append(f"EXIF block of {len(raw)} bytes has no readable tag")
+    return out, problems
+
+
+def _fields(im: Image.Image) -> dict[str, Any]:
     exif = im.getexif()
     out: dict[str, Any] = {}
     if not exif:

@@ -1,0 +1,105 @@
+"""The CLI as a user runs it: a real subprocess, exit codes, messages, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cli(*args, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pixelscope", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd or REPO, timeout=300)
+
+
+def assert_clean_error(r: subprocess.CompletedProcess, code: int, *needles: str) -> None:
+    assert r.returncode == code, (r.returncode, r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr + r.stdout
+    for n in needles:
+        assert n in r.stderr, r.stderr
+
+
+def test_ingest_profile_show_json(demo_raw, tmp_path):
+    m, p = tmp_path / "m.parquet", tmp_path / "p.json"
+    r = cli("ingest", demo_raw / "raw", "--out", m, "--workers", 2, "--json")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["seen"] == 50 and s["ok"] == 48 and s["errors"] == 2 and s["workers"] == 2
+    assert s["ok"] + s["errors"] == s["seen"]
+    r = cli("profile", m, "--out", p, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["files_seen"] == 50
+    r = cli("show", p, "--json")
+    shown = json.loads(r.stdout)
+    assert shown["errors_by_reason"] == {"empty_file": 1, "truncated": 1}
+    assert {c["column"] for c in shown["columns"]} >= {"sharpness", "brightness_mean", "label"}
+    r = cli("show", p, "--column", "sharpness", "--segment", "label=cat", "--json")
+    detail = json.loads(r.stdout)
+    assert detail["count"] == 8 and len(detail["histogram"]["counts"]) == 20
+    r = cli("show", p)
+    assert r.returncode == 0 and "brightness_mean" in r.stdout and "empty_file: 1" in r.stdout
+
+
+def test_merge_command(demo_raw, tmp_path):
+    for name in ("raw", "new"):
+        assert cli("ingest", demo_raw / name, "-o", tmp_path / f"{name}.parquet", "-q").returncode == 0
+        assert cli("profile", tmp_path / f"{name}.parquet", "-o", tmp_path / f"{name}.json").returncode == 0
+    r = cli("merge", tmp_path / "raw.json", tmp_path / "new.json", "-o", tmp_path / "all.json")
+    assert r.returncode == 0, r.stderr
+    shown = json.loads(cli("show", tmp_path / "all.json", "--json").stdout)
+    assert shown["files_seen"] == 50 + (5 * 8 + 8)  # new batch: 5 classes x 8, plus 8 extra cats
+
+
+def test_missing_path(tmp_path):
+    assert_clean_error(cli("ingest", tmp_path / "nope", "-o", tmp_path / "m.parquet"), 1, "raw folder not found")
+    assert_clean_error(cli("profile", tmp_path / "nope.parquet", "-o", tmp_path / "p.json"), 1, "manifest not found")
+    assert_clean_error(cli("show", tmp_path / "nope.json"), 1, "file not found")
+
+
+def test_empty_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    r = cli("ingest", tmp_path / "empty", "-o", tmp_path / "m.parquet")
+    assert_clean_error(r, 1, "no files to ingest")
+    assert not (tmp_path / "m.parquet").exists()
+
+
+def test_bad_params_name_the_key(tmp_path, demo_raw):
+    bad = tmp_path / "params.yaml"
+    bad.write_text("ingest:\n  workerz: 2\n")
+    assert_clean_error(cli("ingest", demo_raw / "raw", "-o", tmp_path / "m.parquet", "--params", bad), 2, "ingest.workerz")
+    assert_clean_error(cli("ingest", demo_raw / "raw", "--set", "profile.kll_k=tiny"), 2, "profile.kll_k")
+    assert_clean_error(cli("ingest", demo_raw / "raw", "--params", tmp_path / "missing.yaml"), 2, "not found")
+
+
+def test_not_a_profile_or_manifest(tmp_path):
+    junk = tmp_path / "junk.json"
+    junk.write_text("{}")
+    assert_clean_error(cli("show", junk), 1, "not a pixelscope profile")
+    junk_parquet = tmp_path / "junk.parquet"
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"a": [1]}), junk_parquet)
+    assert_clean_error(cli("profile", junk_parquet, "-o", tmp_path / "p.json"), 1, "not a pixelscope manifest")
+
+
+def test_show_unknown_column_and_segment(demo_raw, tmp_path):
+    cli("ingest", demo_raw / "raw", "-o", tmp_path / "m.parquet", "-q")
+    cli("profile", tmp_path / "m.parquet", "-o", tmp_path / "p.json")
+    assert_clean_error(cli("show", tmp_path / "p.json", "--column", "nope"), 1, "no profiled column")
+    assert_clean_error(cli("show", tmp_path / "p.json", "--segment", "label=unicorn"), 1, "no label='unicorn'")
+
+
+@pytest.mark.slow
+def test_make_demo_style_run(tmp_path):
+    """`pixelscope demo` in an empty working folder builds data and writes both artifacts."""
+    r = cli("demo", "--quiet", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "data/interim/manifest.parquet").exists()
+    assert (tmp_path / "data/processed/profile.json").exists()
+    assert "errors" in r.stdout and "data/processed/profile.json" in r.stdout

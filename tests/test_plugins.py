@@ -1,0 +1,83 @@
+"""A plugin feature appears in the manifest and the profile with no core change."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pyarrow.parquet as pq
+import pytest
+
+from pixelscope.config import ConfigError, parse_params
+from pixelscope.features import registry
+from pixelscope.ingest import ingest
+from pixelscope.profile import Profile
+
+PLUGIN = textwrap.dedent('''
+    from pixelscope.features import feature
+
+    @feature("red_share", kind="numeric", doc="share of red-dominant pixels")
+    def red_share(view):
+        r, g, b = (view.rgb[..., i].astype(int) for i in range(3))
+        return float(((r > g) & (r > b)).mean())
+
+    @feature("size_class", kind="categorical")
+    def size_class(view):
+        return "large" if view.meta["width"] >= 800 else "small"
+
+    @feature("flaky", kind="numeric")
+    def flaky(view):
+        if view.meta["width"] % 2:
+            raise RuntimeError("odd width")
+        return 1.0
+''')
+
+
+@pytest.fixture
+def plugin(tmp_path, monkeypatch):
+    registry.registered()  # built-ins in place before the snapshot
+    saved = dict(registry._REGISTRY)
+    (tmp_path / "plug").mkdir()
+    (tmp_path / "plug" / "my_features.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path / "plug"))
+    yield "my_features"
+    registry._REGISTRY.clear()
+    registry._REGISTRY.update(saved)
+    import sys
+
+    sys.modules.pop("my_features", None)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_plugin_feature_in_manifest_and_profile(demo_raw, tmp_path, plugin, workers):
+    p = parse_params({"ingest": {"workers": workers}, "features": {"plugins": [plugin]}})
+    summary = ingest(demo_raw / "raw", tmp_path / "m.parquet", p.ingest, p.features)
+    t = pq.read_table(tmp_path / "m.parquet")
+    assert {"red_share", "size_class", "flaky"} <= set(t.column_names)
+    ok = [r for r in t.to_pylist() if r["status"] == "ok"]
+    assert all(0 <= r["red_share"] <= 1 for r in ok)
+    assert {r["size_class"] for r in ok} == {"large", "small"}
+    # a failing plugin costs its own value only, with a warning; the row stays ok
+    odd = [r for r in ok if r["width"] % 2]
+    assert odd and all(r["flaky"] is None and "plugin feature flaky failed" in r["warning"] for r in odd)
+    assert summary.ok == len(ok)
+    prof = Profile.from_manifest(tmp_path / "m.parquet", p.profile)
+    assert prof.sketch("red_share").count == len(ok)
+    assert prof.sketch("flaky").nulls == len(odd)
+    assert set(prof.sketch("size_class").frequencies()) == {"large", "small"}
+    assert "red_share" in prof.segments["label"]["cat"]
+
+
+def test_missing_plugin_module_is_a_config_error(demo_raw, tmp_path):
+    p = parse_params({"features": {"plugins": ["no_such_plugin_module"]}})
+    with pytest.raises(ConfigError, match="features.plugins"):
+        ingest(demo_raw / "raw", tmp_path / "m.parquet", p.ingest, p.features)
+
+
+def test_builtin_names_are_protected():
+    from pixelscope.features import feature, registered
+
+    registered()
+    with pytest.raises(ValueError, match="built in"):
+        feature("sharpness")(lambda v: 0.0)
+    with pytest.raises(ValueError, match="kind"):
+        feature("x", kind="vector")  # type: ignore[arg-type]
