@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import fnmatch
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -13,7 +14,7 @@ from pixelscope.config import ConfigError, IngestConfig
 SPLIT_NAMES = {"train", "training", "val", "valid", "validation", "dev", "test", "testing"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileEntry:
     path: str  # absolute
     rel: str  # relative to the raw root, POSIX
@@ -77,6 +78,10 @@ def read_labels_csv(path: Path) -> dict[str, str]:
         raise ConfigError(f"ingest.labels_csv: file not found: {path}") from None
 
 
+def _intern(value: str | None) -> str | None:
+    return None if value is None else sys.intern(value)
+
+
 def discover(root: str | Path, cfg: IngestConfig) -> tuple[list[FileEntry], int]:
     """List files to ingest with their label/source/split; returns (entries, excluded count)."""
     root = Path(root)
@@ -96,5 +101,6 @@ def discover(root: str | Path, cfg: IngestConfig) -> tuple[list[FileEntry], int]
         else:
             label = None
         source = parts[0] if len(parts) > 1 else None
-        entries.append(FileEntry(str(root / rel), rel, source, label, _split_from_folders(parts)))
+        split = _split_from_folders(parts)
+        entries.append(FileEntry(str(root / rel), rel, *(_intern(v) for v in (source, label, split))))
     return entries, skipped

@@ -127,16 +127,33 @@ def resolve_workers(workers: int) -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _rows(entries: list[FileEntry], s: _Settings, workers: int) -> Iterator[dict[str, Any]]:
-    if workers == 1 or len(entries) < 2:
-        _init_worker(s)
-        for e in entries:
-            yield process_file(e, s)
-        return
-    ctx = get_context("fork") if "fork" in _start_methods() else get_context()
-    chunk = max(1, min(16, len(entries) // (workers * 8) or 1))
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(s,)) as pool:
-        yield from pool.imap(_process_star, ((e, s) for e in entries), chunksize=chunk)
+class _Runner:
+    """Runs process_file over entries, in order, in a pool of worker processes.
+
+    The pool is started before the file list is built, so workers do not inherit (and
+    count in their RSS) the parent's list of every file.
+    """
+
+    def __init__(self, s: _Settings, workers: int):
+        self.s = s
+        self.pool = None
+        if workers > 1:
+            ctx = get_context("fork") if "fork" in _start_methods() else get_context()
+            self.pool = ctx.Pool(workers, initializer=_init_worker, initargs=(s,))
+        else:
+            _init_worker(s)
+        self.workers = workers
+
+    def rows(self, entries: list[FileEntry]) -> Iterator[dict[str, Any]]:
+        if self.pool is None:
+            return (process_file(e, self.s) for e in entries)
+        chunk = max(1, min(16, len(entries) // (self.workers * 8) or 1))
+        return self.pool.imap(_process_star, ((e, self.s) for e in entries), chunksize=chunk)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
 
 
 def _start_methods() -> list[str]:
@@ -155,10 +172,19 @@ def ingest(
     """Ingest a raw folder into a Parquet manifest (atomic). progress(done, total) per file."""
     t0 = time.perf_counter()
     load_plugins(features_cfg.plugins)
-    entries, excluded = discover(root, ingest_cfg)
     workers = resolve_workers(ingest_cfg.workers)
     s = _Settings(features_cfg.working_size, ingest_cfg.max_image_pixels, ingest_cfg.exif_errors,
                   features_cfg.dark_level, features_cfg.bright_level, tuple(features_cfg.plugins))
+    runner = _Runner(s, workers)
+    try:
+        return _ingest(root, manifest_path, ingest_cfg, runner, progress, t0)
+    finally:
+        runner.close()
+
+
+def _ingest(root: str | Path, manifest_path: str | Path, ingest_cfg: IngestConfig, runner: _Runner,
+            progress: Callable[[int, int], None] | None, t0: float) -> IngestSummary:
+    entries, excluded = discover(root, ingest_cfg)
     columns = manifest_columns()
     schema = manifest_schema(columns)
     reasons: Counter[str] = Counter()
@@ -166,7 +192,7 @@ def ingest(
     buf: list[dict[str, Any]] = []
     with atomic_path(manifest_path) as tmp:
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-            for i, row in enumerate(_rows(entries, s, workers), 1):
+            for i, row in enumerate(runner.rows(entries), 1):
                 if row["status"] == "ok":
                     ok += 1
                 else:
@@ -186,7 +212,7 @@ def ingest(
         root=str(root), manifest=str(manifest_path), files_found=len(entries) + excluded,
         excluded=excluded, seen=len(entries), ok=ok, errors=errors,
         errors_by_reason=dict(sorted(reasons.items())), warnings=warned,
-        seconds=time.perf_counter() - t0, workers=workers,
+        seconds=time.perf_counter() - t0, workers=runner.workers,
     )
 
 

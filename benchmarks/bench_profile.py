@@ -1,0 +1,146 @@
+"""Profiling throughput and memory: pixelscope vs whylogs vs cleanvision, same images, same run.
+
+    python benchmarks/bench_profile.py --sizes 5000 50000
+
+Builds N JPEGs (320x240 to 1280x960, from the real photos scikit-image ships), runs each
+tool as its own process (peers in their own venvs, created on first use), samples the
+whole process tree's RSS every 50 ms, and prints images/s and peak RSS per tool. Peers are
+run at --peer-sizes only (whylogs takes ~15 minutes for 50,000 images). Results are
+appended to benchmarks/results/profile.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psutil
+
+HERE = Path(__file__).resolve().parent
+WORK = HERE / ".work"
+PEERS = {
+    "whylogs": ["whylogs[image]==1.6.4", "numpy<2", "pillow"],
+    "cleanvision": ["cleanvision==0.3.7"],
+}
+
+
+def peer_python(name: str, override: str | None) -> Path:
+    if override:
+        return Path(override)
+    venv = WORK / f"venv-{name}"
+    py = venv / "bin" / "python"
+    if not (venv / ".installed").exists():
+        print(f"creating {venv} ({' '.join(PEERS[name])}) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "--quiet", *PEERS[name]], check=True)
+        (venv / ".installed").touch()
+    return py
+
+
+def image_set(n: int) -> Path:
+    from pixelscope.demo import build_benchmark_set
+
+    root = WORK / f"images-{n}"
+    done = WORK / f"images-{n}.complete"
+    if not done.exists():
+        print(f"building {n:,} benchmark JPEGs in {root} ...", flush=True)
+        build_benchmark_set(root, n, seed=n, workers=os.cpu_count() or 2)
+        done.touch()
+    return root
+
+
+def measure(cmd: list[str], env: dict | None = None) -> dict:
+    """Run cmd, sample the RSS of its whole process tree, return its JSON line + peak RSS."""
+    proc = psutil.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    peak = 0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            try:
+                procs = [proc] + proc.children(recursive=True)
+                rss = 0
+                for p in procs:
+                    try:
+                        rss += p.memory_info().rss
+                    except psutil.Error:
+                        pass
+                peak = max(peak, rss)
+            except psutil.Error:
+                pass
+            stop.wait(0.05)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t0 = time.perf_counter()
+    t.start()
+    out, err = proc.communicate()
+    wall = time.perf_counter() - t0
+    stop.set()
+    t.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[:3]} failed ({proc.returncode}):\n{err[-3000:]}")
+    result = json.loads(out.strip().splitlines()[-1])
+    result.update(peak_rss_mb=round(peak / 2**20, 1), wall_seconds=round(wall, 2),
+                  images_per_s=round(result["images"] / result["seconds"], 1))
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[5000])
+    ap.add_argument("--peer-sizes", type=int, nargs="*", default=[5000], help="sizes at which peers run too")
+    ap.add_argument("--peers", nargs="*", default=list(PEERS))
+    ap.add_argument("--whylogs-python")
+    ap.add_argument("--cleanvision-python")
+    ap.add_argument("--workers", type=int, default=0)
+    args = ap.parse_args()
+
+    machine = f"{platform.node()} {platform.machine()}, {psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB"
+    results = []
+    for n in args.sizes:
+        root = image_set(n)
+        work = WORK / f"out-{n}"
+        work.mkdir(parents=True, exist_ok=True)
+        runs = [("pixelscope", [sys.executable, str(HERE / "peers" / "run_pixelscope.py"), str(root), str(work), str(args.workers)])]
+        if n in args.peer_sizes:
+            for peer in args.peers:
+                py = peer_python(peer, getattr(args, f"{peer}_python"))
+                runs.append((peer, [str(py), str(HERE / "peers" / f"run_{peer}.py"), str(root)]))
+        for name, cmd in runs:
+            print(f"N={n:,}: running {name} ...", flush=True)
+            r = measure(cmd)
+            r.update(n=n, machine=machine, date=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            results.append(r)
+            print(f"  {name:12s} {r['images_per_s']:8.1f} images/s   peak RSS {r['peak_rss_mb']:7.1f} MB   "
+                  f"({r['seconds']:.1f}s)" + (f"   profile {r['profile_bytes'] / 1024:.0f} KiB" if "profile_bytes" in r else ""),
+                  flush=True)
+    out = HERE / "results" / "profile.jsonl"
+    out.parent.mkdir(exist_ok=True)
+    with open(out, "a") as fh:
+        for r in results:
+            fh.write(json.dumps(r) + "\n")
+    print(f"\n{'N':>7} {'tool':12s} {'images/s':>9} {'peak RSS MB':>12}")
+    for r in results:
+        print(f"{r['n']:>7,} {r['tool']:12s} {r['images_per_s']:>9.1f} {r['peak_rss_mb']:>12.1f}")
+    by_n: dict[int, dict[str, dict]] = {}
+    for r in results:
+        by_n.setdefault(r["n"], {})[r["tool"]] = r
+    for n, tools in by_n.items():
+        px = tools["pixelscope"]["images_per_s"]
+        for peer in ("whylogs", "cleanvision"):
+            if peer in tools:
+                print(f"N={n:,}: pixelscope / {peer} = {px / tools[peer]['images_per_s']:.1f}x")
+    print(f"results appended to {out}")
+
+
+if __name__ == "__main__":
+    main()
