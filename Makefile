@@ -3,8 +3,15 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Project-local, quiet Prefect and DVC (flows and tasks set the same defaults themselves)
+export PATH := $(abspath $(BIN)):$(PATH)
+export PREFECT_HOME ?= $(abspath .prefect)
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 60
+export DVC_NO_ANALYTICS ?= 1
+PREFECT_PORT ?= 4200
 
-.PHONY: install demo test test-fast bench bench-quick clean
+.PHONY: install demo pipeline repro serve test test-fast bench bench-quick clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,9 +21,26 @@ $(STAMP): requirements.txt pyproject.toml
 
 install: $(STAMP)
 
-## demo: build the demo dataset, ingest and profile it, print where results are
+## demo: build the demo images, run the whole pipeline (Prefect, no server needed), show the profile
 demo: $(STAMP)
-	$(BIN)/pixelscope demo
+	$(BIN)/pixelscope demo-data
+	$(BIN)/python -m flows.pipeline
+	$(BIN)/pixelscope show data/processed/profile.json
+	@echo
+	@echo "manifest: data/interim/manifest.parquet   profile: data/processed/profile.json   bundle: reports/publish/"
+	@echo "next: dvc status / dvc repro / dvc metrics show, or 'make serve' for the Prefect UI"
+
+## pipeline: the Prefect pipeline on data/raw (skips stages DVC reports up to date)
+pipeline: $(STAMP)
+	$(BIN)/python -m flows.pipeline
+
+## repro: the same stages through DVC
+repro: $(STAMP)
+	$(BIN)/dvc repro
+
+## serve: a local Prefect server (SQLite, 127.0.0.1:$(PREFECT_PORT)) + deployments for the UI
+serve: $(STAMP)
+	$(BIN)/python -m flows.serve --port $(PREFECT_PORT)
 
 ## test: the whole suite (slow real-component tests included)
 test: $(STAMP)
@@ -30,7 +54,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_profile.py --sizes 5000 50000
 
 bench-quick: $(STAMP)
-	$(BIN)/python benchmarks/bench_profile.py --sizes 1000
+	$(BIN)/python benchmarks/bench_profile.py --sizes 1000 --peer-sizes 1000
 
 clean:
-	rm -rf data reports .pytest_cache .hypothesis
+	rm -rf data/interim data/processed reports .pytest_cache .hypothesis

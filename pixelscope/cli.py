@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from pixelscope.config import ConfigError, Params, dotted_overrides, load_params
-from pixelscope.steps import StepError, ingest_step, profile_step
+from pixelscope.steps import StepError, ingest_step, profile_step, publish_step, version_step
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="pixelscope: ingest, profile and inspect image datasets.")
@@ -32,6 +32,7 @@ ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="params file (de
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="override a param, e.g. --set ingest.workers=2")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")]
+MetricsOpt = Annotated[Optional[Path], typer.Option("--metrics", help="also write counts and timings here (JSON, for `dvc metrics`)")]
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -83,13 +84,14 @@ def ingest(
     raw: Annotated[Optional[Path], typer.Argument(help="raw image folder (default: paths.raw)")] = None,
     out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="manifest path (default: paths.manifest)")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", "-w", help="worker processes (0 = all cores)")] = None,
+    metrics: MetricsOpt = None,
     params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, as_json: JsonOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Read every file of a folder into a Parquet manifest: metadata, EXIF, features, or an error row."""
     with _user_errors():
         p = _params(params, set_, **{"ingest.workers": workers})
         with _progress("ingest", quiet or as_json) as progress:
-            s = ingest_step(p, raw, out_path, progress=progress)
+            s = ingest_step(p, raw, out_path, progress=progress, metrics=metrics)
     if as_json:
         print(json.dumps(s.to_dict()))
         return
@@ -105,12 +107,13 @@ def ingest(
 def profile(
     manifest: Annotated[Optional[Path], typer.Argument(help="manifest Parquet (default: paths.manifest)")] = None,
     out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="profile path (default: paths.profile)")] = None,
+    metrics: MetricsOpt = None,
     params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Build the mergeable sketch profile of a manifest (overall and per segment)."""
     with _user_errors():
         p = _params(params, set_)
-        s = profile_step(p, manifest, out_path)
+        s = profile_step(p, manifest, out_path, metrics=metrics)
     if as_json:
         print(json.dumps(s.to_dict()))
         return
@@ -231,22 +234,34 @@ def demo_data(
     out.print(f"demo data: {info['images']} files in {out_dir} and {new_batch}")
 
 
-@app.command()
-def demo(
-    params: ParamsOpt = Path("params.yaml"), quiet: QuietOpt = False,
+@app.command("version-data")
+def version_data(
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, as_json: JsonOpt = False,
 ) -> None:
-    """Build the demo data (if absent), then ingest and profile it and print the summary."""
+    """Track the raw folder with DVC (`dvc add`), push it to the default remote, print its version."""
     with _user_errors():
-        p = _params(params, None)
-    demo_data(out_dir=p.paths.raw, new_batch=Path("data/new_batch"), per_class=50, force=False)
-    ingest(raw=None, out_path=None, workers=None, params=params, set_=None, as_json=False, quiet=quiet)
-    profile(manifest=None, out_path=None, params=params, set_=None, as_json=False)
-    show(profile_path=p.paths.profile, column=None, segment=None, as_json=False)
-    out.print("\n[bold]Results[/]")
-    out.print(f"  manifest (one row per file):   {p.paths.manifest}")
-    out.print(f"  profile (mergeable sketches):  {p.paths.profile}")
-    out.print("  inspect a column:              pixelscope show " + f"{p.paths.profile} --column sharpness")
-    out.print("  a shifted batch for drift:     data/new_batch  (pixelscope ingest data/new_batch -o ...)")
+        v = version_step(_params(params, set_))
+    if as_json:
+        print(json.dumps(v))
+        return
+    out.print(f"raw data {v['path']}: version {v['md5']} ({v['files']} files, {v['bytes']:,} bytes)"
+              + (f", pushed {v['pushed']} files to remote '{v['remote']}'" if v["remote"] else ""))
+
+
+@app.command()
+def publish(
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Write the results bundle (reports/publish/): summaries, versions, timings, the profile."""
+    with _user_errors():
+        p = _params(params, set_)
+        bundle = publish_step(p)
+    if as_json:
+        print(json.dumps(bundle, default=str))
+        return
+    m = bundle["manifest"]
+    out.print(f"published {p.paths.publish}: {m['files_seen']} files, {m['ok']} ok, {m['errors']} errors; "
+              f"raw version {bundle['versions']['raw']['md5']}")
 
 
 def main() -> None:  # pragma: no cover

@@ -25,6 +25,8 @@ class PathsConfig(_Strict):
     raw: Path = Path("data/raw")
     manifest: Path = Path("data/interim/manifest.parquet")
     profile: Path = Path("data/processed/profile.json")
+    metrics: Path = Path("reports/metrics")
+    publish: Path = Path("reports/publish")
 
 
 class IngestConfig(_Strict):
@@ -64,11 +66,29 @@ class ProfileConfig(_Strict):
     max_segment_values: int = Field(default=64, ge=1)
 
 
+class VersioningConfig(_Strict):
+    remote_name: str = "local"
+    remote_url: str = "dvc-remote"
+    push: bool = True
+    git_commit: bool = False
+
+
+class PipelineConfig(_Strict):
+    runner: Literal["local", "dask"] = "local"
+    dask_address: str | None = None
+    dask_workers: int = Field(default=2, ge=1)
+    shard_size: int = Field(default=500, ge=1)
+    retries: int = Field(default=2, ge=0)
+    retry_delay_s: float = Field(default=2.0, ge=0)
+
+
 class Params(_Strict):
     paths: PathsConfig = Field(default_factory=PathsConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     profile: ProfileConfig = Field(default_factory=ProfileConfig)
+    versioning: VersioningConfig = Field(default_factory=VersioningConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
 
 
 def _format_errors(err: ValidationError, source: str) -> str:

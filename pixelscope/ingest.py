@@ -7,6 +7,7 @@ error row with a reason code; the run always goes on. files seen = ok + errors.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -172,48 +173,110 @@ def ingest(
     """Ingest a raw folder into a Parquet manifest (atomic). progress(done, total) per file."""
     t0 = time.perf_counter()
     load_plugins(features_cfg.plugins)
-    workers = resolve_workers(ingest_cfg.workers)
-    s = _Settings(features_cfg.working_size, ingest_cfg.max_image_pixels, ingest_cfg.exif_errors,
-                  features_cfg.dark_level, features_cfg.bright_level, tuple(features_cfg.plugins))
-    runner = _Runner(s, workers)
+    runner = _Runner(settings_for(ingest_cfg, features_cfg), resolve_workers(ingest_cfg.workers))
     try:
         return _ingest(root, manifest_path, ingest_cfg, runner, progress, t0)
     finally:
         runner.close()
 
 
+class ManifestWriter:
+    """Atomic, chunked Parquet writer that keeps the counts (ok, errors by reason, warnings).
+
+    Used by every ingest path (one process pool, or shards from an orchestrator), so the
+    manifest is the same bytes whichever way it was produced.
+    """
+
+    def __init__(self, path: str | Path, chunk_rows: int):
+        self.path = Path(path)
+        self.chunk_rows = chunk_rows
+        self.schema = manifest_schema(manifest_columns())
+        self.ok = self.warnings = 0
+        self.reasons: Counter[str] = Counter()
+        self._buf: list[dict[str, Any]] = []
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> ManifestWriter:
+        tmp = self._stack.enter_context(atomic_path(self.path))
+        self._writer = self._stack.enter_context(pq.ParquetWriter(tmp, self.schema, compression="zstd"))
+        return self
+
+    def add(self, row: dict[str, Any]) -> None:
+        if row["status"] == "ok":
+            self.ok += 1
+        else:
+            self.reasons[row["reason"]] += 1
+        self.warnings += bool(row.get("warning"))
+        self._buf.append(row)
+        if len(self._buf) >= self.chunk_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._writer.write_table(pa.Table.from_pylist(self._buf, schema=self.schema))
+        self._buf.clear()
+
+    @property
+    def seen(self) -> int:
+        return self.ok + sum(self.reasons.values())
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None and (self._buf or self.seen == 0):
+            self._flush()
+        return self._stack.__exit__(exc_type, exc, tb)
+
+    def summary(self, root: str | Path, excluded: int, seconds: float, workers: int) -> IngestSummary:
+        errors = sum(self.reasons.values())
+        return IngestSummary(
+            root=str(root), manifest=str(self.path), files_found=self.seen + excluded, excluded=excluded,
+            seen=self.seen, ok=self.ok, errors=errors, errors_by_reason=dict(sorted(self.reasons.items())),
+            warnings=self.warnings, seconds=seconds, workers=workers,
+        )
+
+
 def _ingest(root: str | Path, manifest_path: str | Path, ingest_cfg: IngestConfig, runner: _Runner,
             progress: Callable[[int, int], None] | None, t0: float) -> IngestSummary:
     entries, excluded = discover(root, ingest_cfg)
-    columns = manifest_columns()
-    schema = manifest_schema(columns)
-    reasons: Counter[str] = Counter()
-    ok = warned = 0
-    buf: list[dict[str, Any]] = []
-    with atomic_path(manifest_path) as tmp:
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-            for i, row in enumerate(runner.rows(entries), 1):
-                if row["status"] == "ok":
-                    ok += 1
-                else:
-                    reasons[row["reason"]] += 1
-                warned += bool(row.get("warning"))
-                buf.append(row)
-                if len(buf) >= ingest_cfg.chunk_rows:
-                    writer.write_table(pa.Table.from_pylist(buf, schema=schema))
-                    buf.clear()
-                if progress:
-                    progress(i, len(entries))
-            if buf or not entries:
-                writer.write_table(pa.Table.from_pylist(buf, schema=schema))
-    errors = sum(reasons.values())
-    assert ok + errors == len(entries), "every file seen must be ok or an error"
-    return IngestSummary(
-        root=str(root), manifest=str(manifest_path), files_found=len(entries) + excluded,
-        excluded=excluded, seen=len(entries), ok=ok, errors=errors,
-        errors_by_reason=dict(sorted(reasons.items())), warnings=warned,
-        seconds=time.perf_counter() - t0, workers=runner.workers,
-    )
+    with ManifestWriter(manifest_path, ingest_cfg.chunk_rows) as writer:
+        for i, row in enumerate(runner.rows(entries), 1):
+            writer.add(row)
+            if progress:
+                progress(i, len(entries))
+    assert writer.seen == len(entries), "every file seen must be ok or an error"
+    return writer.summary(root, excluded, time.perf_counter() - t0, runner.workers)
+
+
+def settings_for(ingest_cfg: IngestConfig, features_cfg: FeaturesConfig) -> _Settings:
+    return _Settings(features_cfg.working_size, ingest_cfg.max_image_pixels, ingest_cfg.exif_errors,
+                     features_cfg.dark_level, features_cfg.bright_level, tuple(features_cfg.plugins))
+
+
+def ingest_shard(entries: list[FileEntry], ingest_cfg: IngestConfig, features_cfg: FeaturesConfig) -> list[dict[str, Any]]:
+    """Manifest rows for one shard of files, in this process (e.g. on a Dask worker)."""
+    s = settings_for(ingest_cfg, features_cfg)
+    _init_worker(s)
+    return [process_file(e, s) for e in entries]
+
+
+_SHARED: dict[tuple[_Settings, int], _Runner] = {}
+
+
+def process_shard_in_pool(entries: list[FileEntry], ingest_cfg: IngestConfig, features_cfg: FeaturesConfig) -> list[dict[str, Any]]:
+    """Manifest rows for one shard, on this machine's shared worker pool (ingest.workers processes).
+
+    Several threads (e.g. an orchestrator's concurrent tasks) can feed the same pool, so
+    shards never oversubscribe the cores. close_shared_pools() ends the pools.
+    """
+    s = settings_for(ingest_cfg, features_cfg)
+    workers = resolve_workers(ingest_cfg.workers)
+    runner = _SHARED.get((s, workers))
+    if runner is None:
+        runner = _SHARED[(s, workers)] = _Runner(s, workers)
+    return list(runner.rows(entries))
+
+
+def close_shared_pools() -> None:
+    while _SHARED:
+        _SHARED.popitem()[1].close()
 
 
 def read_manifest(path: str | Path) -> pa.Table:

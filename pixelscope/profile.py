@@ -89,13 +89,14 @@ class Profile:
         return made
 
     @classmethod
-    def from_manifest(cls, path: str | Path, cfg: ProfileConfig | None = None, batch_rows: int = 8192) -> Profile:
-        """Stream a Parquet manifest into a profile, one record batch at a time."""
+    def from_manifest(cls, path: str | Path, cfg: ProfileConfig | None = None, batch_rows: int = 8192,
+                      row_groups: Sequence[int] | None = None) -> Profile:
+        """Stream a Parquet manifest (or some of its row groups) into a profile, batch by batch."""
         from pixelscope.ingest import column_kinds
 
         pf = pq.ParquetFile(path)
         profile = cls.empty(column_kinds(pf.schema_arrow), cfg)
-        for batch in pf.iter_batches(batch_size=batch_rows):
+        for batch in pf.iter_batches(batch_size=batch_rows, row_groups=row_groups):
             profile.update(pa.Table.from_batches([batch]))
         return profile
 

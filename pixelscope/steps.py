@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pixelscope.atomic import write_bytes_atomic
 from pixelscope.config import Params
 from pixelscope.ingest import IngestSummary, ingest
 from pixelscope.profile import Profile
@@ -19,8 +21,20 @@ class StepError(RuntimeError):
     """A step cannot run on what it was given (message says what to fix)."""
 
 
+def write_metrics(path: str | Path | None, metrics: dict[str, Any]) -> None:
+    """Counts and timings of a step, as a DVC metrics file (`dvc metrics show`)."""
+    if path is not None:
+        write_bytes_atomic(path, json.dumps(metrics, indent=1, sort_keys=True).encode())
+
+
+def ingest_metrics(s: IngestSummary) -> dict[str, Any]:
+    return {"files_seen": s.seen, "ok": s.ok, "errors": s.errors, "excluded": s.excluded,
+            "warnings": s.warnings, "seconds": round(s.seconds, 3), "images_per_s": round(s.images_per_s, 1),
+            **{f"errors_{k}": v for k, v in s.errors_by_reason.items()}}
+
+
 def ingest_step(params: Params, raw: str | Path | None = None, manifest: str | Path | None = None,
-                progress: ProgressFn | None = None) -> IngestSummary:
+                progress: ProgressFn | None = None, metrics: str | Path | None = None) -> IngestSummary:
     """Raw folder -> manifest Parquet (metadata + features, or an error row per bad file)."""
     raw = Path(raw or params.paths.raw)
     manifest = Path(manifest or params.paths.manifest)
@@ -32,6 +46,7 @@ def ingest_step(params: Params, raw: str | Path | None = None, manifest: str | P
     if summary.seen == 0:
         manifest.unlink(missing_ok=True)
         raise StepError(f"no files to ingest in {raw} ({summary.excluded} excluded by ingest.exclude)")
+    write_metrics(metrics, ingest_metrics(summary))
     return summary
 
 
@@ -49,7 +64,8 @@ class ProfileSummary:
         return asdict(self)
 
 
-def profile_step(params: Params, manifest: str | Path | None = None, out: str | Path | None = None) -> ProfileSummary:
+def profile_step(params: Params, manifest: str | Path | None = None, out: str | Path | None = None,
+                 metrics: str | Path | None = None) -> ProfileSummary:
     """Manifest -> profile file (mergeable sketches, overall and per segment)."""
     manifest = Path(manifest or params.paths.manifest)
     out = Path(out or params.paths.profile)
@@ -60,6 +76,34 @@ def profile_step(params: Params, manifest: str | Path | None = None, out: str | 
         profile = Profile.from_manifest(manifest, params.profile)
     except ValueError as e:
         raise StepError(f"{manifest}: {e}") from None
+    return save_profile(profile, manifest, out, t0, metrics)
+
+
+def save_profile(profile: Profile, manifest: str | Path, out: str | Path, t0: float,
+                 metrics: str | Path | None = None) -> ProfileSummary:
     size = profile.save(out)
-    return ProfileSummary(str(manifest), str(out), profile.files_seen, profile.ok, profile.errors, size,
-                          time.perf_counter() - t0)
+    s = ProfileSummary(str(manifest), str(out), profile.files_seen, profile.ok, profile.errors, size,
+                       time.perf_counter() - t0)
+    write_metrics(metrics, {"files_seen": s.files_seen, "ok": s.ok, "errors": s.errors, "bytes": s.bytes,
+                            "seconds": round(s.seconds, 3)})
+    return s
+
+
+def version_step(params: Params, project: str | Path = ".") -> dict[str, Any]:
+    """dvc add + push the raw folder; returns the version."""
+    from pixelscope.versioning import VersioningError, version_raw_data
+
+    try:
+        return version_raw_data(params, project).to_dict()
+    except VersioningError as e:
+        raise StepError(str(e)) from None
+
+
+def publish_step(params: Params, project: str | Path = ".") -> dict[str, Any]:
+    """Manifest + profile + versions + timings -> reports/publish/ (what the dashboard reads)."""
+    from pixelscope.publish import publish
+
+    for need in (params.paths.manifest, params.paths.profile):
+        if not (Path(project) / need).exists():
+            raise StepError(f"{need} not found: run ingest and profile first")
+    return publish(params, project)

@@ -1,0 +1,52 @@
+"""What every flow needs: the project's params (with overrides) and the task runner they choose."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from pixelscope.config import Params, load_params
+from pixelscope.ingest import resolve_workers
+
+
+def project_params(project: str | Path, overrides: dict[str, Any] | None = None) -> Params:
+    """params.yaml of the project. Overrides (from the Prefect UI, say) are validated, then
+    written into params.yaml (comments kept), so `dvc status`, `dvc params diff` and dvc.lock
+    describe exactly what ran."""
+    path = Path(project) / "params.yaml"
+    params = load_params(path, overrides)
+    if overrides:
+        from ruamel.yaml import YAML
+
+        rt = YAML()  # round-trip: keeps comments and key order
+        data = rt.load(path) if path.exists() else None
+        data = data if data is not None else {}
+        _update(data, overrides)
+        with open(path, "w") as fh:
+            rt.dump(data, fh)
+    return params
+
+
+def _update(node: Any, extra: dict[str, Any]) -> None:
+    for k, v in extra.items():
+        if isinstance(v, dict):
+            if not isinstance(node.get(k), dict):
+                node[k] = {}
+            _update(node[k], v)
+        else:
+            node[k] = v
+
+
+def task_runner(params: Params):
+    """local: threads feeding one process pool of ingest.workers; dask: a Dask cluster."""
+    if params.pipeline.runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if params.pipeline.dask_address:
+            return DaskTaskRunner(address=params.pipeline.dask_address)
+        return DaskTaskRunner(cluster_class="distributed.LocalCluster",
+                              cluster_kwargs={"n_workers": params.pipeline.dask_workers, "threads_per_worker": 1,
+                                              "processes": True, "dashboard_address": None})
+    return ThreadPoolTaskRunner(max_workers=max(2, resolve_workers(params.ingest.workers)))

@@ -1,0 +1,74 @@
+"""Serve the flows as deployments, so they can be triggered from the Prefect UI.
+
+    make serve                     # starts a local Prefect server (SQLite, 127.0.0.1:4200) and serves
+    python -m flows.serve --port 4200
+    python -m flows.serve --no-server   # serve against the server PREFECT_API_URL points to
+
+Deployments: pipeline/pixelscope, ingest/pixelscope, profile/pixelscope,
+publish/pixelscope, version-raw-data/pixelscope. Each takes `project` (the repository
+folder) and `overrides` (nested params, e.g. {"paths": {"raw": "data/new_batch"}}), which
+are validated and written to params.yaml so DVC records what ran. Trigger one from the UI
+(http://127.0.0.1:4200) or the CLI: prefect deployment run 'pipeline/pixelscope'.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+from tasks import settings  # noqa: F401  (project Prefect settings)
+
+
+def wait_ready(url: str, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"Prefect server at {url} did not become ready in {timeout:.0f}s")
+
+
+def deployments():
+    from flows.ingest import ingest_flow
+    from flows.pipeline import pipeline
+    from flows.profile import profile_flow
+    from flows.publish import publish_flow
+    from flows.version_raw_data import version_raw_data_flow
+
+    project = str(settings.PROJECT)
+    return [f.to_deployment(name="pixelscope", parameters={"project": project})
+            for f in (pipeline, ingest_flow, profile_flow, publish_flow, version_raw_data_flow)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--port", type=int, default=4200)
+    ap.add_argument("--no-server", action="store_true", help="use the server PREFECT_API_URL points to")
+    args = ap.parse_args()
+    server = None
+    if not args.no_server:
+        url = f"http://127.0.0.1:{args.port}"
+        server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                                   "--port", str(args.port)], start_new_session=True)
+        wait_ready(f"{url}/api")
+        os.environ["PREFECT_API_URL"] = f"{url}/api"
+        print(f"Prefect UI: {url}", flush=True)
+    from prefect import serve
+
+    try:
+        serve(*deployments())  # blocks until Ctrl-C
+    finally:
+        if server is not None:  # serve stops first, then the server
+            server.terminate()
+            server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""Dataset versions with DVC: track the raw folder, push it, and keep stages in sync.
+
+A dataset version is the DVC hash of the raw folder (`md5` of its `.dir` listing, as in
+`data/raw.dvc`), plus the git commit that records that file. Remotes are DVC's own: the
+default is a local folder from params (versioning.remote_url); a default remote already
+configured in the repo (S3, GCS, Azure, SSH, ...) is used as it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pixelscope.config import Params
+
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+
+class VersioningError(RuntimeError):
+    """The project is not set up for versioning (message says how to fix it)."""
+
+
+@dataclass
+class RawVersion:
+    path: str
+    md5: str | None  # DVC hash of the folder (without the .dir suffix); None when not tracked
+    files: int | None
+    bytes: int | None
+    git_commit: str | None
+    git_dirty: bool | None
+    remote: str | None = None
+    pushed: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@contextlib.contextmanager
+def _repo(project: Path) -> Iterator[Any]:
+    """An open DVC repo; DVC's own errors become VersioningError with DVC's message."""
+    from dvc.exceptions import DvcException, NotDvcRepoError
+    from dvc.repo import Repo
+
+    try:
+        repo = Repo(str(project))
+    except NotDvcRepoError:
+        raise VersioningError(f"{project} is not a DVC repository: run `git init && dvc init` there first") from None
+    repo.scm_context.quiet = True  # no "To track the changes with git, run: ..." hints
+    try:
+        yield repo
+    except DvcException as e:
+        raise VersioningError(f"dvc: {e}") from None
+    finally:
+        repo.close()
+
+
+def git(project: Path, *args: str) -> str | None:
+    try:
+        r = subprocess.run(["git", *args], cwd=project, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def read_dvc_file(dvc_file: Path) -> dict[str, Any] | None:
+    if not dvc_file.exists():
+        return None
+    outs = (yaml.safe_load(dvc_file.read_text()) or {}).get("outs") or [{}]
+    return outs[0]
+
+
+def raw_version(params: Params, project: str | Path = ".") -> RawVersion:
+    """The current raw-data version as recorded in `<raw>.dvc` (no hashing, no DVC call)."""
+    project = Path(project)
+    raw = params.paths.raw
+    out = read_dvc_file(project / f"{raw}.dvc") or {}
+    md5 = out.get("md5")
+    commit = git(project, "rev-parse", "HEAD")
+    dirty = None if commit is None else bool(git(project, "status", "--porcelain", "--", f"{raw}.dvc"))
+    return RawVersion(str(raw), md5.removesuffix(".dir") if md5 else None, out.get("nfiles"), out.get("size"),
+                      commit, dirty)
+
+
+def ensure_remote(repo, params: Params, project: Path) -> str:
+    """Use the repo's default remote; if there is none, add the local one from params."""
+    default = repo.config.get("core", {}).get("remote")
+    if default:
+        return default
+    url = Path(params.versioning.remote_url)
+    if not url.is_absolute() and "://" not in str(url):
+        url = project.resolve() / url
+        url.mkdir(parents=True, exist_ok=True)
+        url_str = os.path.relpath(url, project.resolve() / ".dvc")  # DVC resolves it from .dvc/
+    else:
+        url_str = str(params.versioning.remote_url)
+    with repo.config.edit() as conf:
+        conf["remote"][params.versioning.remote_name] = {"url": url_str}
+        conf["core"]["remote"] = params.versioning.remote_name
+    return params.versioning.remote_name
+
+
+def version_raw_data(params: Params, project: str | Path = ".") -> RawVersion:
+    """`dvc add` the raw folder, push it to the default remote, optionally git-commit the .dvc file."""
+    project = Path(project)
+    raw = params.paths.raw
+    if not (project / raw).is_dir():
+        raise VersioningError(f"raw folder not found: {project / raw}")
+    with _repo(project) as repo:
+        repo.add([str(raw)])
+        remote = pushed = None
+        if params.versioning.push:
+            remote = ensure_remote(repo, params, project)
+            pushed = repo.push(targets=[str(raw)], remote=remote)
+    if params.versioning.git_commit and git(project, "rev-parse", "--git-dir") is not None:
+        ignore = (project / raw).parent / ".gitignore"
+        git(project, "add", f"{raw}.dvc", *([str(ignore.relative_to(project))] if ignore.exists() else []))
+        v = raw_version(params, project)
+        git(project, "commit", "-m", f"data: raw version {v.md5}", "--", f"{raw}.dvc",
+            *([str(ignore.relative_to(project))] if ignore.exists() else []))
+    v = raw_version(params, project)
+    v.remote, v.pushed = remote, pushed
+    return v
+
+
+def file_hashes(params: Params, project: str | Path = ".") -> dict[str, str] | None:
+    """Per-file md5 of the tracked raw folder, from DVC's cache (no re-hashing); None if unknown."""
+    project = Path(project)
+    out = read_dvc_file(project / f"{params.paths.raw}.dvc")
+    if not out or not str(out.get("md5", "")).endswith(".dir"):
+        return None
+    md5 = out["md5"]
+    for cache in (project / ".dvc" / "cache" / "files" / "md5", project / ".dvc" / "cache"):
+        listing = cache / md5[:2] / md5[2:]
+        if listing.exists():
+            return {e["relpath"]: e["md5"] for e in json.loads(listing.read_text())}
+    return None
+
+
+def stale_stages(stages: list[str], project: str | Path = ".") -> list[str]:
+    """The stages of dvc.yaml whose deps, params or outs changed (what `dvc repro` would run)."""
+    with _repo(Path(project)) as repo:
+        return [s for s in stages if repo.status(targets=[s])]
+
+
+def commit_stages(stages: list[str], project: str | Path = ".") -> None:
+    """Record the stages' current deps/params/outs in dvc.lock (after an orchestrator ran them)."""
+    with _repo(Path(project)) as repo:
+        for s in stages:
+            repo.commit(s, force=True)
