@@ -27,7 +27,7 @@ def run_ingest(params: Params, project: Path) -> dict[str, Any]:
                           params.pipeline.runner)
     path = project / params.paths.manifest
     try:
-        with ManifestWriter(path, params.ingest.chunk_rows) as writer:
+        with ManifestWriter(path, params.ingest.chunk_rows, params.features.plugins) as writer:
             for _ in range(len(futures)):
                 for row in futures.pop(0).result():  # pop: each shard's rows are freed once written
                     writer.add(row)
@@ -46,7 +46,7 @@ def run_ingest(params: Params, project: Path) -> dict[str, Any]:
 def ingest_flow(project: str = ".", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Read every file of the raw folder into the manifest (metadata, features, or an error row)."""
     params = project_params(project, overrides)
-    return run_ingest(params, Path(project))
+    return run_ingest(params, Path(project).resolve())
 
 
 def with_runner(f, params: Params):

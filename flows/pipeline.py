@@ -54,7 +54,7 @@ def run_pipeline(params: Params, project: Path, version_data: bool = True) -> di
 def pipeline(project: str = ".", overrides: dict[str, Any] | None = None, version_data: bool = True) -> dict[str, Any]:
     """Version the raw data, then ingest -> profile -> publish, skipping up-to-date stages."""
     params = project_params(project, overrides)
-    return run_pipeline(params, Path(project), version_data)
+    return run_pipeline(params, Path(project).resolve(), version_data)
 
 
 def main(argv: list[str]) -> None:

@@ -24,4 +24,4 @@ def run_profile(params: Params, project: Path) -> dict[str, Any]:
 def profile_flow(project: str = ".", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Build the mergeable sketch profile of the manifest."""
     params = project_params(project, overrides)
-    return run_profile(params, Path(project))
+    return run_profile(params, Path(project).resolve())

@@ -15,4 +15,4 @@ from tasks.publish import publish_task
 def publish_flow(project: str = ".", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write summaries, versions, timings and the profile for the dashboard."""
     params = project_params(project, overrides)
-    return publish_task(params, Path(project))
+    return publish_task(params, Path(project).resolve())

@@ -15,4 +15,4 @@ from tasks.versioning import version_raw_data_task
 def version_raw_data_flow(project: str = ".", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Track the raw folder with DVC and push it; returns the dataset version."""
     params = project_params(project, overrides)
-    return version_raw_data_task(params, Path(project))
+    return version_raw_data_task(params, Path(project).resolve())

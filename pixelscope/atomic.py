@@ -13,11 +13,25 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def sweep_stale_temps(target: Path) -> int:
+    """Remove temporary files a killed writer of `target` left behind (SIGKILL skips cleanup)."""
+    removed = 0
+    for stale in target.parent.glob(f".{target.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to `target`; rename it over `target` on success."""
+    """Yield a temporary path next to `target`; rename it over `target` on success.
+
+    One writer per target is assumed (DVC and the pipeline run a stage once at a time), so
+    temporary files of an earlier, killed writer are swept first.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale_temps(target)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)

@@ -107,7 +107,7 @@ def _run(jobs: list[_Job], workers: int) -> None:
         for j in jobs:
             _write(j)
         return
-    with get_context("fork").Pool(workers) as pool:
+    with get_context("forkserver").Pool(workers) as pool:  # safe beside threads
         for _ in pool.imap_unordered(_write, jobs, chunksize=32):
             pass
 

@@ -139,8 +139,10 @@ class _Runner:
         self.s = s
         self.pool = None
         if workers > 1:
-            ctx = get_context("fork") if "fork" in _start_methods() else get_context()
-            self.pool = ctx.Pool(workers, initializer=_init_worker, initargs=(s,))
+            # forkserver: workers never inherit locks held by the caller's threads (Prefect's
+            # engine, a progress bar), which plain fork can deadlock on.
+            method = "forkserver" if "forkserver" in _start_methods() else "spawn"
+            self.pool = get_context(method).Pool(workers, initializer=_init_worker, initargs=(s,))
         else:
             _init_worker(s)
         self.workers = workers
@@ -187,10 +189,12 @@ class ManifestWriter:
     manifest is the same bytes whichever way it was produced.
     """
 
-    def __init__(self, path: str | Path, chunk_rows: int):
+    def __init__(self, path: str | Path, chunk_rows: int, plugins: list[str] | tuple[str, ...] = ()):
+        load_plugins(list(plugins))  # plugin features are columns too
         self.path = Path(path)
         self.chunk_rows = chunk_rows
         self.schema = manifest_schema(manifest_columns())
+        self._names = set(self.schema.names)
         self.ok = self.warnings = 0
         self.reasons: Counter[str] = Counter()
         self._buf: list[dict[str, Any]] = []
@@ -202,6 +206,9 @@ class ManifestWriter:
         return self
 
     def add(self, row: dict[str, Any]) -> None:
+        unknown = row.keys() - self._names
+        if unknown:  # pyarrow would drop them silently
+            raise ValueError(f"manifest row has columns the schema lacks: {sorted(unknown)} (plugins not loaded?)")
         if row["status"] == "ok":
             self.ok += 1
         else:
@@ -236,7 +243,7 @@ class ManifestWriter:
 def _ingest(root: str | Path, manifest_path: str | Path, ingest_cfg: IngestConfig, runner: _Runner,
             progress: Callable[[int, int], None] | None, t0: float) -> IngestSummary:
     entries, excluded = discover(root, ingest_cfg)
-    with ManifestWriter(manifest_path, ingest_cfg.chunk_rows) as writer:
+    with ManifestWriter(manifest_path, ingest_cfg.chunk_rows, runner.s.plugins) as writer:
         for i, row in enumerate(runner.rows(entries), 1):
             writer.add(row)
             if progress:

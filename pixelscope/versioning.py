@@ -49,13 +49,15 @@ def _repo(project: Path) -> Iterator[Any]:
     from dvc.exceptions import DvcException, NotDvcRepoError
     from dvc.repo import Repo
 
+    project = project.resolve()
     try:
         repo = Repo(str(project))
     except NotDvcRepoError:
         raise VersioningError(f"{project} is not a DVC repository: run `git init && dvc init` there first") from None
     repo.scm_context.quiet = True  # no "To track the changes with git, run: ..." hints
     try:
-        yield repo
+        with contextlib.chdir(project):  # DVC resolves paths and stage names from the cwd
+            yield repo
     except DvcException as e:
         raise VersioningError(f"dvc: {e}") from None
     finally:
@@ -113,12 +115,13 @@ def version_raw_data(params: Params, project: str | Path = ".") -> RawVersion:
     raw = params.paths.raw
     if not (project / raw).is_dir():
         raise VersioningError(f"raw folder not found: {project / raw}")
+    target = str((project / raw).resolve())  # DVC resolves relative targets from the cwd
     with _repo(project) as repo:
-        repo.add([str(raw)])
+        repo.add([target])
         remote = pushed = None
         if params.versioning.push:
             remote = ensure_remote(repo, params, project)
-            pushed = repo.push(targets=[str(raw)], remote=remote)
+            pushed = repo.push(targets=[target], remote=remote)
     if params.versioning.git_commit and git(project, "rev-parse", "--git-dir") is not None:
         ignore = (project / raw).parent / ".gitignore"
         git(project, "add", f"{raw}.dvc", *([str(ignore.relative_to(project))] if ignore.exists() else []))
@@ -147,11 +150,16 @@ def file_hashes(params: Params, project: str | Path = ".") -> dict[str, str] | N
 def stale_stages(stages: list[str], project: str | Path = ".") -> list[str]:
     """The stages of dvc.yaml whose deps, params or outs changed (what `dvc repro` would run)."""
     with _repo(Path(project)) as repo:
-        return [s for s in stages if repo.status(targets=[s])]
+        return [s for s in stages if repo.status(targets=[_stage(project, s)])]
 
 
 def commit_stages(stages: list[str], project: str | Path = ".") -> None:
     """Record the stages' current deps/params/outs in dvc.lock (after an orchestrator ran them)."""
     with _repo(Path(project)) as repo:
         for s in stages:
-            repo.commit(s, force=True)
+            repo.commit(_stage(project, s), force=True)
+
+
+def _stage(project: str | Path, name: str) -> str:
+    """An unambiguous stage address (DVC resolves bare names from the cwd)."""
+    return f"{(Path(project) / 'dvc.yaml').resolve()}:{name}"

@@ -1,4 +1,4 @@
-"""Ingest as Prefect tasks: plan shards, ingest each shard (cached by content), write the manifest."""
+"""Ingest as Prefect tasks: plan shards, ingest each shard (cached by content hashes + params + code)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from prefect.context import TaskRunContext
 
 from pixelscope.config import Params
 from pixelscope.discover import FileEntry, discover
-from pixelscope.ingest import ManifestWriter, ingest_shard, process_shard_in_pool
-from pixelscope.steps import StepError, ingest_metrics, write_metrics
+from pixelscope.ingest import ingest_shard, process_shard_in_pool
+from pixelscope.steps import StepError
 from pixelscope.versioning import file_hashes
 from tasks.runtime import code_version
 
@@ -63,19 +63,3 @@ def ingest_shard_task(shard: list[dict[str, Any]], key: str, params: dict[str, A
     errors = sum(r["status"] != "ok" for r in rows)
     get_run_logger().info("shard %s: %d files, %d errors, %.1fs", key[:8], len(rows), errors, time.perf_counter() - t0)
     return rows
-
-
-@task(name="write-manifest", retries=2, retry_delay_seconds=[1, 4])
-def write_manifest_task(shard_rows: list[list[dict[str, Any]]], params: Params, project: Path, excluded: int,
-                        t0: float, workers: int) -> dict[str, Any]:
-    """Concatenate the shards, in order, into the manifest (atomic) and write the ingest metrics."""
-    path = project / params.paths.manifest
-    with ManifestWriter(path, params.ingest.chunk_rows) as writer:
-        for rows in shard_rows:
-            for row in rows:
-                writer.add(row)
-    summary = writer.summary(project / params.paths.raw, excluded, time.perf_counter() - t0, workers)
-    write_metrics(project / params.paths.metrics / "ingest.json", ingest_metrics(summary))
-    get_run_logger().info("manifest %s: %d files, %d ok, %d errors %s", path, summary.seen, summary.ok,
-                          summary.errors, summary.errors_by_reason or "")
-    return summary.to_dict()

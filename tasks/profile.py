@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -39,6 +38,3 @@ def merge_profiles_task(parts: list[str], params: Params, project: Path, t0: flo
     get_run_logger().info("profile %s: %d files, %d KiB", s.profile, s.files_seen, s.bytes // 1024)
     return s.to_dict()
 
-
-def now() -> float:
-    return time.perf_counter()

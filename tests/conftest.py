@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
 from pathlib import Path
+
+# Prefect state of the test session (database, cached task results) never mixes with the
+# repository's own .prefect/ or an earlier session: set before tasks/flows import prefect.
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="pixelscope-test-prefect-")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 import numpy as np
 import pytest
@@ -49,3 +56,13 @@ def png_bytes(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, "PNG")
     return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """A real Prefect API (prefect_test_harness) for the whole session; yields its URL."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield PREFECT_API_URL.value()

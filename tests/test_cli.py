@@ -95,11 +95,10 @@ def test_show_unknown_column_and_segment(demo_raw, tmp_path):
     assert_clean_error(cli("show", tmp_path / "p.json", "--segment", "label=unicorn"), 1, "no label='unicorn'")
 
 
-@pytest.mark.slow
-def test_make_demo_style_run(tmp_path):
-    """`pixelscope demo` in an empty working folder builds data and writes both artifacts."""
-    r = cli("demo", "--quiet", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
-    assert (tmp_path / "data/interim/manifest.parquet").exists()
-    assert (tmp_path / "data/processed/profile.json").exists()
-    assert "errors" in r.stdout and "data/processed/profile.json" in r.stdout
+def test_versioning_and_publish_errors_are_clear(tmp_path):
+    (tmp_path / "data" / "raw").mkdir(parents=True)
+    assert_clean_error(cli("version-data", cwd=tmp_path), 1, "not a DVC repository", "dvc init")
+    assert_clean_error(cli("publish", cwd=tmp_path), 1, "not found: run ingest and profile first")
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    assert_clean_error(cli("version-data", cwd=empty), 1, "raw folder not found")

@@ -224,3 +224,14 @@ def test_demo_counts_add_up(demo_raw, tmp_path):
     assert summary.seen == 6 * 8 + 2
     assert summary.errors_by_reason == {EMPTY_FILE: 1, TRUNCATED: 1}
     assert int(pc.sum(pc.equal(t.column("status"), "ok")).as_py()) == summary.ok == 48
+
+
+def test_next_write_sweeps_temps_of_a_killed_writer(tmp_path):
+    from pixelscope.atomic import write_bytes_atomic
+
+    target = tmp_path / "manifest.parquet"
+    (tmp_path / ".manifest.parquet.abc123.tmp").write_bytes(b"half")  # as SIGKILL leaves it
+    (tmp_path / ".other.json.x.tmp").write_bytes(b"not ours")
+    write_bytes_atomic(target, b"new")
+    assert target.read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.json.x.tmp", "manifest.parquet"]
