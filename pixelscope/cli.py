@@ -66,15 +66,16 @@ def _merge(a: dict, b: dict) -> dict:
 
 @contextmanager
 def _progress(label: str, quiet: bool) -> Iterator[Any]:
+    # auto_refresh=False: no refresh thread, so worker processes can still be forked safely
     with Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                  TimeRemainingColumn(), console=err, disable=quiet, transient=False) as bar:
+                  TimeRemainingColumn(), console=err, disable=quiet, transient=False, auto_refresh=False) as bar:
         task = bar.add_task(label, total=None, rate="")
         t0 = time.perf_counter()
 
         def update(done: int, total: int) -> None:
             if done == total or done % 16 == 0:
                 rate = done / max(1e-9, time.perf_counter() - t0)
-                bar.update(task, completed=done, total=total, rate=f"{rate:,.0f} img/s")
+                bar.update(task, completed=done, total=total, rate=f"{rate:,.0f} img/s", refresh=True)
 
         yield update
 

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -139,10 +140,7 @@ class _Runner:
         self.s = s
         self.pool = None
         if workers > 1:
-            # forkserver: workers never inherit locks held by the caller's threads (Prefect's
-            # engine, a progress bar), which plain fork can deadlock on.
-            method = "forkserver" if "forkserver" in _start_methods() else "spawn"
-            self.pool = get_context(method).Pool(workers, initializer=_init_worker, initargs=(s,))
+            self.pool = get_context(_start_method()).Pool(workers, initializer=_init_worker, initargs=(s,))
         else:
             _init_worker(s)
         self.workers = workers
@@ -159,10 +157,16 @@ class _Runner:
             self.pool.join()
 
 
-def _start_methods() -> list[str]:
+def _start_method() -> str:
+    """fork when this process has one thread (fast; works from unguarded scripts and notebooks);
+    forkserver when other threads run (Prefect's engine, say), whose held locks a forked child
+    would inherit and could deadlock on."""
     import multiprocessing
 
-    return multiprocessing.get_all_start_methods()
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
 
 
 def ingest(
@@ -265,6 +269,7 @@ def ingest_shard(entries: list[FileEntry], ingest_cfg: IngestConfig, features_cf
 
 
 _SHARED: dict[tuple[_Settings, int], _Runner] = {}
+_SHARED_LOCK = threading.Lock()
 
 
 def process_shard_in_pool(entries: list[FileEntry], ingest_cfg: IngestConfig, features_cfg: FeaturesConfig) -> list[dict[str, Any]]:
@@ -275,15 +280,17 @@ def process_shard_in_pool(entries: list[FileEntry], ingest_cfg: IngestConfig, fe
     """
     s = settings_for(ingest_cfg, features_cfg)
     workers = resolve_workers(ingest_cfg.workers)
-    runner = _SHARED.get((s, workers))
-    if runner is None:
-        runner = _SHARED[(s, workers)] = _Runner(s, workers)
+    with _SHARED_LOCK:  # one pool, however many threads ask at once
+        runner = _SHARED.get((s, workers))
+        if runner is None:
+            runner = _SHARED[(s, workers)] = _Runner(s, workers)
     return list(runner.rows(entries))
 
 
 def close_shared_pools() -> None:
-    while _SHARED:
-        _SHARED.popitem()[1].close()
+    with _SHARED_LOCK:
+        while _SHARED:
+            _SHARED.popitem()[1].close()
 
 
 def read_manifest(path: str | Path) -> pa.Table:
