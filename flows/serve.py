@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -62,8 +63,10 @@ def main() -> None:
         print(f"Prefect UI: {url}", flush=True)
     from prefect import serve
 
+    # Prefect's runner shuts down gracefully on SIGTERM but not on Ctrl-C: make Ctrl-C a SIGTERM
+    signal.signal(signal.SIGINT, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
     try:
-        serve(*deployments())  # blocks until Ctrl-C
+        serve(*deployments())  # blocks until Ctrl-C / SIGTERM
     finally:
         if server is not None:  # serve stops first, then the server
             server.terminate()

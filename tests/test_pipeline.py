@@ -291,3 +291,45 @@ def test_killed_run_leaves_nothing_half_written_and_rerun_matches(tmp_path, pref
     prof = Profile.load(project / "data/processed/profile.json")
     assert (prof.files_seen, prof.ok) == (50, 48) and prof.sketch("slow_marker").count == 48
     assert "up to date" in dvc("status", cwd=project).stdout
+
+
+def test_served_deployment_runs_with_parameters_and_ctrl_c_stops_it(tmp_path):
+    """`flows.serve` (what `make serve` runs): a real server + deployments; a run triggered by
+    `prefect deployment run` with a parameter completes; Ctrl-C stops serve and the server."""
+    import socket
+
+    project = make_project(tmp_path / "project")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    api = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "PYTHONPATH": str(REPO),
+           "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_API_URL": api}
+    serve = subprocess.Popen([sys.executable, "-m", "flows.serve", "--port", str(port)], cwd=REPO, env=env,
+                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            ls = subprocess.run([sys.executable, "-m", "prefect", "deployment", "ls"], env=env, capture_output=True, text=True)
+            if "pipeline/pixelscope" in ls.stdout:
+                break
+            assert serve.poll() is None, "serve exited early"
+            time.sleep(2)
+        assert "pipeline/pixelscope" in ls.stdout and "ingest/pixelscope" in ls.stdout
+        run = subprocess.run([sys.executable, "-m", "prefect", "deployment", "run", "pipeline/pixelscope",
+                              "--param", f"project={project}", "--watch"], env=env, capture_output=True, text=True,
+                             timeout=300)
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "Completed" in run.stdout + run.stderr
+        assert (project / "reports/publish/summary.json").exists()
+        assert "up to date" in dvc("status", cwd=project).stdout
+    finally:
+        os.kill(serve.pid, signal.SIGINT)  # what Ctrl-C on `make serve` sends
+        try:
+            serve.wait(timeout=60)
+        finally:
+            if serve.poll() is None:
+                os.killpg(serve.pid, signal.SIGKILL)
+    assert serve.returncode is not None
+    leftovers = subprocess.run(["pgrep", "-f", f"--port {port}"], capture_output=True, text=True).stdout.split()
+    assert not leftovers, "the Prefect server outlived serve"
