@@ -9,7 +9,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, unmapped
 
-from flows.common import project_params, task_runner
+from flows.common import project_params
 from pixelscope.config import Params
 from pixelscope.ingest import ManifestWriter, close_shared_pools, resolve_workers
 from pixelscope.steps import ingest_metrics, write_metrics
@@ -48,6 +48,3 @@ def ingest_flow(project: str = ".", overrides: dict[str, Any] | None = None) -> 
     params = project_params(project, overrides)
     return run_ingest(params, Path(project).resolve())
 
-
-def with_runner(f, params: Params):
-    return f.with_options(task_runner=task_runner(params))

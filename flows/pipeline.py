@@ -63,8 +63,7 @@ def main(argv: list[str]) -> None:
     from pixelscope.versioning import VersioningError
 
     try:
-        overrides = dotted_overrides([a.split("=", 1)[1] if a.startswith("--set=") else a
-                                      for a in _sets(argv)])
+        overrides = dotted_overrides(_sets(argv))
         params = project_params(".", overrides or None)
         pipeline.with_options(task_runner=task_runner(params))(".", overrides or None)
     except (ConfigError, StepError, VersioningError) as e:

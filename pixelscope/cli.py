@@ -265,9 +265,5 @@ def publish(
               f"raw version {bundle['versions']['raw']['md5']}")
 
 
-def main() -> None:  # pragma: no cover
-    app()
-
-
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

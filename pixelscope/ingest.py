@@ -293,10 +293,6 @@ def close_shared_pools() -> None:
             _SHARED.popitem()[1].close()
 
 
-def read_manifest(path: str | Path) -> pa.Table:
-    return pq.read_table(path)
-
-
 def column_kinds(path_or_schema: str | Path | pa.Schema) -> dict[str, str]:
     """Column -> profiling kind, as recorded in the manifest (plugins included)."""
     schema = path_or_schema if isinstance(path_or_schema, pa.Schema) else pq.read_schema(path_or_schema)
