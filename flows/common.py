@@ -40,7 +40,8 @@ def _update(node: Any, extra: dict[str, Any]) -> None:
 
 
 def task_runner(params: Params):
-    """local: threads feeding one process pool of ingest.workers; dask: a Dask cluster."""
+    """local: threads feeding one process pool of ingest.workers (one shard more than workers in
+    flight, so the pool stays busy while a finished shard's rows are stored); dask: a Dask cluster."""
     if params.pipeline.runner == "dask":
         from prefect_dask import DaskTaskRunner
 
@@ -49,4 +50,4 @@ def task_runner(params: Params):
         return DaskTaskRunner(cluster_class="distributed.LocalCluster",
                               cluster_kwargs={"n_workers": params.pipeline.dask_workers, "threads_per_worker": 1,
                                               "processes": True, "dashboard_address": None})
-    return ThreadPoolTaskRunner(max_workers=max(2, resolve_workers(params.ingest.workers)))
+    return ThreadPoolTaskRunner(max_workers=resolve_workers(params.ingest.workers) + 1)

@@ -136,11 +136,15 @@ class _Runner:
     count in their RSS) the parent's list of every file.
     """
 
-    def __init__(self, s: _Settings, workers: int):
+    def __init__(self, s: _Settings, workers: int, always_pool: bool = False):
         self.s = s
         self.pool = None
-        if workers > 1:
-            self.pool = get_context(_start_method()).Pool(workers, initializer=_init_worker, initargs=(s,))
+        if workers > 1 or always_pool:
+            method = _start_method()
+            ctx = get_context(method)
+            if method == "forkserver":  # workers fork from a server that already imported the decoders
+                ctx.set_forkserver_preload(["pixelscope.ingest"])
+            self.pool = ctx.Pool(workers, initializer=_init_worker, initargs=(s,))
         else:
             _init_worker(s)
         self.workers = workers
@@ -276,14 +280,16 @@ def process_shard_in_pool(entries: list[FileEntry], ingest_cfg: IngestConfig, fe
     """Manifest rows for one shard, on this machine's shared worker pool (ingest.workers processes).
 
     Several threads (e.g. an orchestrator's concurrent tasks) can feed the same pool, so
-    shards never oversubscribe the cores. close_shared_pools() ends the pools.
+    shards never oversubscribe the cores. Even one worker is a process: the caller's
+    threads (an orchestrator's engine) then never share a GIL with the decoding.
+    close_shared_pools() ends the pools.
     """
     s = settings_for(ingest_cfg, features_cfg)
     workers = resolve_workers(ingest_cfg.workers)
     with _SHARED_LOCK:  # one pool, however many threads ask at once
         runner = _SHARED.get((s, workers))
         if runner is None:
-            runner = _SHARED[(s, workers)] = _Runner(s, workers)
+            runner = _SHARED[(s, workers)] = _Runner(s, workers, always_pool=True)
     return list(runner.rows(entries))
 
 
