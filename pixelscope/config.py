@@ -25,6 +25,8 @@ class PathsConfig(_Strict):
     raw: Path = Path("data/raw")
     manifest: Path = Path("data/interim/manifest.parquet")
     profile: Path = Path("data/processed/profile.json")
+    tensors: Path = Path("data/processed/tensors")
+    embeddings: Path = Path("data/processed/embeddings")
     metrics: Path = Path("reports/metrics")
     publish: Path = Path("reports/publish")
 
@@ -57,6 +59,41 @@ class FeaturesConfig(_Strict):
     plugins: list[str] = Field(default_factory=list)
 
 
+def _default_transforms() -> list[dict[str, dict[str, Any]]]:
+    return [
+        {"resize": {"size": 256, "interpolation": "bilinear"}},
+        {"center_crop": {"size": 224}},
+        {"normalize": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}},
+    ]
+
+
+class PreprocessConfig(_Strict):
+    transforms: list[dict[str, dict[str, Any]]] = Field(default_factory=_default_transforms)
+    plugins: list[str] = Field(default_factory=list)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    batch_size: int = Field(default=64, ge=1)
+    workers: int = Field(default=0, ge=0, description="decode processes; 0 = one per CPU core")
+
+    @model_validator(mode="after")
+    def _one_name_per_entry(self) -> "PreprocessConfig":
+        for i, t in enumerate(self.transforms):
+            if len(t) != 1:
+                raise ValueError(f"transforms[{i}] must be one name -> options, e.g. {{resize: {{size: 256}}}}")
+        return self
+
+
+class EmbedConfig(_Strict):
+    model: str = "efficientnet_lite0"
+    weights: Path | None = None
+    plugins: list[str] = Field(default_factory=list)
+    backend: Literal["auto", "torch", "onnx"] = "auto"
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    batch_size: int = Field(default=64, ge=1)
+    shard_rows: int = Field(default=4096, ge=1)
+    sample_size: int = Field(default=512, ge=2)
+    projection: Literal["auto", "umap", "pca"] = "auto"
+
+
 class ProfileConfig(_Strict):
     kll_k: int = Field(default=200, ge=8, le=65535)
     segment_kll_k: int = Field(default=100, ge=8, le=65535)
@@ -86,6 +123,8 @@ class Params(_Strict):
     paths: PathsConfig = Field(default_factory=PathsConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    embed: EmbedConfig = Field(default_factory=EmbedConfig)
     profile: ProfileConfig = Field(default_factory=ProfileConfig)
     versioning: VersioningConfig = Field(default_factory=VersioningConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)

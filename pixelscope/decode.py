@@ -221,8 +221,13 @@ def _classify(e: Exception) -> ImageError:
     return ImageError(DECODE_ERROR, f"{type(e).__name__}: {msg}")
 
 
-def decode(data: bytes, working_size: int, max_pixels: int, exif_errors: str = "warn") -> Decoded:
-    """Decode image bytes to metadata + working-size RGB; raise ImageError on failure."""
+def decode(data: bytes, working_size: int, max_pixels: int, exif_errors: str = "warn",
+           min_shorter: int | None = None) -> Decoded:
+    """Decode image bytes to metadata + working-size RGB; raise ImageError on failure.
+
+    working_size bounds the longer side; with min_shorter, the longer side is instead chosen
+    so that the shorter side stays at least min_shorter (what a model's resize needs).
+    """
     if not data:
         raise ImageError(EMPTY_FILE, "file is empty (0 bytes)")
     try:
@@ -230,7 +235,7 @@ def decode(data: bytes, working_size: int, max_pixels: int, exif_errors: str = "
             warnings.simplefilter("ignore")  # bomb warnings: we apply our own limit below
             im = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        return _decode_with_opencv(data, working_size)
+        return _decode_with_opencv(data, working_size if min_shorter is None else 4 * min_shorter)
     except Exception as e:  # noqa: BLE001 - any decoder failure is an error row
         raise _classify(e) from None
 
@@ -242,6 +247,8 @@ def decode(data: bytes, working_size: int, max_pixels: int, exif_errors: str = "
                 f"{w0}x{h0} = {w0 * h0:,} pixels exceeds ingest.max_image_pixels={max_pixels:,}",
             )
         fmt, mode = im.format or _sniff_format(data), im.mode
+        if min_shorter is not None:
+            working_size = -(-min_shorter * max(w0, h0) // max(1, min(w0, h0)))
         frames = int(getattr(im, "n_frames", 1) or 1)
         has_alpha = "A" in mode or "transparency" in im.info
 

@@ -140,7 +140,7 @@ class _Runner:
         self.s = s
         self.pool = None
         if workers > 1 or always_pool:
-            method = _start_method()
+            method = pool_start_method()
             ctx = get_context(method)
             if method == "forkserver":  # workers fork from a server that already imported the decoders
                 ctx.set_forkserver_preload(["pixelscope.ingest"])
@@ -161,7 +161,7 @@ class _Runner:
             self.pool.join()
 
 
-def _start_method() -> str:
+def pool_start_method() -> str:
     """fork when this process has one thread (fast; works from unguarded scripts and notebooks);
     forkserver when other threads run (Prefect's engine, say), whose held locks a forked child
     would inherit and could deadlock on."""

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pixelscope import __version__
+from pixelscope.embed.stats import EmbeddingStats
 from pixelscope.atomic import write_bytes_atomic
 from pixelscope.config import ProfileConfig
 from pixelscope.sketches import CategoricalSketch, DistinctSketch, NumericSketch, Sketch, sketch_from_dict
@@ -49,6 +50,7 @@ class Profile:
     # segment column -> segment value -> (rows, column sketches)
     segments: dict[str, dict[str, dict[str, Sketch]]] = field(default_factory=dict)
     segment_rows: dict[str, Counter[str]] = field(default_factory=dict)
+    embedding: EmbeddingStats | None = None  # when the embed step ran: centroids, distances, a sample
 
     # --- construction --------------------------------------------------------------
 
@@ -154,6 +156,10 @@ class Profile:
                 self.segment_rows[seg][slot] += other.segment_rows[seg][value]
                 for name, sk in sketches.items():
                     self.segments[seg][slot][name].merge(sk)  # type: ignore[arg-type]
+        if (self.embedding is None) != (other.embedding is None):
+            raise ValueError("cannot merge a profile with embedding statistics and one without")
+        if self.embedding is not None and other.embedding is not None:
+            self.embedding.merge(other.embedding)
         return self
 
     @property
@@ -207,6 +213,7 @@ class Profile:
                       for v, sks in sorted(values.items())}
                 for seg, values in self.segments.items()
             },
+            **({"embedding": self.embedding.to_dict()} if self.embedding is not None else {}),
         }
 
     def serialize(self) -> bytes:
@@ -229,6 +236,8 @@ class Profile:
                             for v, entry in values.items()} for seg, values in d["segments"].items()}
         p.segment_rows = {seg: Counter({v: entry["rows"] for v, entry in values.items()})
                           for seg, values in d["segments"].items()}
+        if d.get("embedding"):
+            p.embedding = EmbeddingStats.from_dict(d["embedding"])
         return p
 
     def save(self, path: str | Path) -> int:

@@ -65,8 +65,8 @@ class ProfileSummary:
 
 
 def profile_step(params: Params, manifest: str | Path | None = None, out: str | Path | None = None,
-                 metrics: str | Path | None = None) -> ProfileSummary:
-    """Manifest -> profile file (mergeable sketches, overall and per segment)."""
+                 metrics: str | Path | None = None, embeddings: str | Path | None = None) -> ProfileSummary:
+    """Manifest (+ embeddings, when the embed step ran) -> profile file (mergeable sketches)."""
     manifest = Path(manifest or params.paths.manifest)
     out = Path(out or params.paths.profile)
     if not manifest.exists():
@@ -76,17 +76,64 @@ def profile_step(params: Params, manifest: str | Path | None = None, out: str | 
         profile = Profile.from_manifest(manifest, params.profile)
     except ValueError as e:
         raise StepError(f"{manifest}: {e}") from None
-    return save_profile(profile, manifest, out, t0, metrics)
+    return save_profile(profile, manifest, out, t0, metrics, Path(embeddings or params.paths.embeddings), params)
 
 
 def save_profile(profile: Profile, manifest: str | Path, out: str | Path, t0: float,
-                 metrics: str | Path | None = None) -> ProfileSummary:
+                 metrics: str | Path | None = None, embeddings: Path | None = None,
+                 params: Params | None = None) -> ProfileSummary:
+    """Add the embedding statistics (if there is an embedding store), write the profile + metrics."""
+    from pixelscope.embed.stats import stats_from_store
+    from pixelscope.store import current_store
+
+    store = current_store(embeddings) if embeddings is not None else None
+    if store is not None:
+        cfg = params or Params()
+        profile.embedding = stats_from_store(store, manifest, cfg.profile.segment_kll_k, cfg.embed.sample_size,
+                                             cfg.profile.max_segment_values)
     size = profile.save(out)
     s = ProfileSummary(str(manifest), str(out), profile.files_seen, profile.ok, profile.errors, size,
                        time.perf_counter() - t0)
     write_metrics(metrics, {"files_seen": s.files_seen, "ok": s.ok, "errors": s.errors, "bytes": s.bytes,
                             "seconds": round(s.seconds, 3)})
     return s
+
+
+def embed_counts_metrics(c: Any) -> dict[str, Any]:
+    d = c.to_dict()
+    return {k: d[k] for k in ("images", "reused", "computed", "errors", "ingest_errors", "images_per_s")} | {
+        "seconds": round(c.seconds, 3), **{f"errors_{k}": v for k, v in c.errors_by_reason.items()}}
+
+
+def _manifest_for(params: Params, project: Path) -> Path:
+    manifest = project / params.paths.manifest
+    if not manifest.exists():
+        raise StepError(f"manifest not found: {manifest} (run `pixelscope ingest` first)")
+    return manifest
+
+
+def preprocess_step(params: Params, project: str | Path = ".", progress: ProgressFn | None = None,
+                    metrics: str | Path | None = None) -> Any:
+    """Manifest images -> model-ready uint8 tensors (paths.tensors), new images only."""
+    from pixelscope.embedding import preprocess_images
+
+    project = Path(project)
+    counts = preprocess_images(params, _manifest_for(params, project), project / params.paths.raw,
+                               project / params.paths.tensors, progress)
+    write_metrics(metrics, embed_counts_metrics(counts))
+    return counts
+
+
+def embed_step(params: Params, project: str | Path = ".", progress: ProgressFn | None = None,
+               metrics: str | Path | None = None) -> Any:
+    """Manifest images -> embedding store (paths.embeddings) + 2-D projection, new images only."""
+    from pixelscope.embedding import embed_images
+
+    project = Path(project)
+    counts = embed_images(params, _manifest_for(params, project), project / params.paths.raw,
+                          project / params.paths.tensors, project / params.paths.embeddings, progress)
+    write_metrics(metrics, embed_counts_metrics(counts))
+    return counts
 
 
 def version_step(params: Params, project: str | Path = ".") -> dict[str, Any]:

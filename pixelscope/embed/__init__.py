@@ -1,0 +1,1 @@
+"""Embeddings: a model registry, batched inference, the embedding store's statistics."""

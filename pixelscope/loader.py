@@ -1,0 +1,240 @@
+"""Files -> batches of model-ready uint8 tensors, decoded while the model works.
+
+CPU: worker processes read, decode at reduced size (JPEG DCT scaling / OpenCV reduced),
+EXIF-orient, convert the mode, and apply the per-image transforms; a few batches are in
+flight at once, so decoding overlaps with inference. CUDA: JPEG files are decoded in
+batches on the GPU (nvJPEG via torchvision) and transformed there; files the GPU decoder
+rejects (other formats, CMYK, broken streams) fall back to the CPU decoder.
+A file that cannot be read is an error row (id, path, reason, detail), never a crash.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from typing import Any
+
+import numpy as np
+import torch
+
+from pixelscope.config import PreprocessConfig
+from pixelscope.decode import READ_ERROR, ImageError, decode
+from pixelscope.ingest import pool_start_method, resolve_workers
+from pixelscope.transforms import Preprocess, build
+
+MAX_PIXELS = 178_956_970
+_PREP: Preprocess | None = None
+
+
+@dataclass
+class Item:
+    id: str  # content hash: the key of every store
+    path: str
+
+
+@dataclass
+class Batch:
+    ids: list[str]
+    images: torch.Tensor  # uint8 N x 3 x H x W (on the device that decoded it)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+def seed_of(image_id: str) -> int:
+    return int(image_id[:15], 16) if image_id else 0
+
+
+def error_row(item: Item, reason: str, detail: str) -> dict[str, Any]:
+    return {"id": item.id, "path": item.path, "reason": reason, "detail": detail}
+
+
+def cpu_image(item: Item, prep: Preprocess) -> torch.Tensor:
+    """Read, decode, orient, transform one file on the CPU (raises ImageError)."""
+    try:
+        with open(item.path, "rb") as fh:
+            data = fh.read()
+    except OSError as e:
+        raise ImageError(READ_ERROR, f"{type(e).__name__}: {e}") from None
+    d = decode(data, working_size=4096, max_pixels=MAX_PIXELS, min_shorter=prep.min_side)
+    img = torch.from_numpy(np.ascontiguousarray(d.rgb)).permute(2, 0, 1)
+    return prep.apply(img, seed_of(item.id))
+
+
+def _init(cfg: PreprocessConfig, worker: bool = True) -> None:
+    global _PREP
+    if worker:
+        torch.set_num_threads(1)  # one core per worker; the model gets the rest
+    _PREP = build(cfg)
+
+
+def _load(item: Item) -> tuple[Item, torch.Tensor | None, dict[str, Any] | None]:
+    assert _PREP is not None
+    try:
+        return item, cpu_image(item, _PREP).contiguous(), None
+    except ImageError as e:
+        return item, None, error_row(item, e.reason, e.detail)
+    except Exception as e:  # noqa: BLE001 - a plugin transform's bug must not stop the run
+        return item, None, error_row(item, "transform_error", f"{type(e).__name__}: {e}")
+
+
+def _collate(results: list[tuple[Item, torch.Tensor | None, dict[str, Any] | None]]) -> Batch:
+    ok = [(it.id, img) for it, img, _ in results if img is not None]
+    errors = [err for _, _, err in results if err is not None]
+    images = torch.stack([img for _, img in ok]) if ok else torch.empty(0, dtype=torch.uint8)
+    return Batch([i for i, _ in ok], images, errors)
+
+
+def cpu_batches(items: list[Item], cfg: PreprocessConfig, batch_size: int, workers: int,
+                prefetch: int = 3) -> Iterator[Batch]:
+    """Batches in order, `prefetch` batches decoding in worker processes ahead of the consumer.
+
+    The pool starts here, before the caller loads its model, so forked workers begin clean;
+    beside other threads (an orchestrator's) they come from a fork server instead.
+    """
+    chunks = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
+    pool = None
+    if workers > 1:
+        method = pool_start_method()
+        ctx = get_context(method)
+        if method == "forkserver":
+            ctx.set_forkserver_preload(["pixelscope.loader"])
+        pool = ctx.Pool(workers, initializer=_init, initargs=(cfg,))
+    return _cpu_stream(chunks, cfg, pool, workers, prefetch)
+
+
+def _cpu_stream(chunks: list[list[Item]], cfg: PreprocessConfig, pool: Any, workers: int,
+                prefetch: int) -> Iterator[Batch]:
+    if pool is None:
+        _init(cfg, worker=False)
+        for chunk in chunks:
+            yield _collate([_load(it) for it in chunk])
+        return
+    try:
+        pending: deque = deque()
+        for chunk in chunks:
+            pending.append(pool.map_async(_load, chunk, chunksize=max(1, len(chunk) // (2 * workers))))
+            if len(pending) > prefetch:
+                yield _collate(pending.popleft().get())
+        while pending:
+            yield _collate(pending.popleft().get())
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def _exif_orientation(data: bytes) -> int | None:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.getexif().get(0x0112)
+    except Exception:  # noqa: BLE001 - no readable EXIF: as stored
+        return None
+
+
+def orient_chw(img: torch.Tensor, orientation: int | None) -> torch.Tensor:
+    """EXIF orientation on a CHW tensor on any device (mirrors pixelscope.decode.orient)."""
+    h, w = -2, -1
+    if orientation == 2:
+        return img.flip(w)
+    if orientation == 3:
+        return img.flip(h, w)
+    if orientation == 4:
+        return img.flip(h)
+    if orientation == 5:
+        return img.transpose(h, w)
+    if orientation == 6:
+        return torch.rot90(img, -1, dims=(h, w))
+    if orientation == 7:
+        return img.flip(h, w).transpose(h, w)
+    if orientation == 8:
+        return torch.rot90(img, 1, dims=(h, w))
+    return img
+
+
+def gpu_batches(items: list[Item], cfg: PreprocessConfig, batch_size: int, device: str,
+                workers: int) -> Iterator[Batch]:
+    """nvJPEG batch decode + transforms on the device; a CPU fallback for what it rejects."""
+    from pixelscope.torchcompat import import_torchvision
+
+    import_torchvision()
+    from torchvision.io import decode_jpeg
+
+    prep = build(cfg)
+    reader = ThreadPoolExecutor(max(2, workers))
+
+    def read(chunk: list[Item]) -> list[tuple[Item, bytes | None]]:
+        def one(it: Item) -> tuple[Item, bytes | None]:
+            try:
+                with open(it.path, "rb") as fh:
+                    return it, fh.read()
+            except OSError:
+                return it, None
+        return list(reader.map(one, chunk))
+
+    chunks = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
+    pending: deque = deque(reader.submit(read, c) for c in chunks[:3])
+    for n in range(len(chunks)):
+        files = pending.popleft().result()
+        if n + 3 < len(chunks):
+            pending.append(reader.submit(read, chunks[n + 3]))
+        yield _gpu_batch(files, prep, device, decode_jpeg)
+    reader.shutdown()
+
+
+def _gpu_batch(files: list[tuple[Item, bytes | None]], prep: Preprocess, device: str, decode_jpeg) -> Batch:
+    jpegs = [(it, data) for it, data in files if data and data[:3] == b"\xff\xd8\xff" and data.rstrip(b"\0")[-2:] == b"\xff\xd9"]
+    decoded: dict[str, torch.Tensor] = {}
+    if jpegs:
+        datas = [torch.frombuffer(bytearray(d), dtype=torch.uint8) for _, d in jpegs]
+        try:
+            from torchvision.io import ImageReadMode
+
+            outs = decode_jpeg(datas, mode=ImageReadMode.RGB, device=device)
+        except Exception:  # noqa: BLE001 - e.g. CMYK or progressive streams nvJPEG rejects: CPU below
+            outs = [None] * len(jpegs)
+        for (it, data), img in zip(jpegs, outs):
+            if img is not None:
+                img = orient_chw(img, _exif_orientation(data))
+                decoded[it.id] = prep.apply(img, seed_of(it.id))
+    results = []
+    for it, data in files:
+        if it.id in decoded:
+            results.append((it, decoded[it.id], None))
+        elif data is None:
+            results.append((it, None, error_row(it, READ_ERROR, "file could not be read")))
+        else:
+            it_res = _cpu_fallback(it, prep)
+            results.append((it, None if it_res[0] is None else it_res[0].to(device), it_res[1]))
+    return _collate(results)
+
+
+def _cpu_fallback(item: Item, prep: Preprocess) -> tuple[torch.Tensor | None, dict[str, Any] | None]:
+    try:
+        return cpu_image(item, prep), None
+    except ImageError as e:
+        return None, error_row(item, e.reason, e.detail)
+    except Exception as e:  # noqa: BLE001
+        return None, error_row(item, "transform_error", f"{type(e).__name__}: {e}")
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("preprocess.device: cuda, but torch sees no CUDA device (use auto or cpu)")
+    return device
+
+
+def batches(items: Iterable[Item], cfg: PreprocessConfig, batch_size: int | None = None) -> Iterator[Batch]:
+    """Model-ready uint8 batches for items, on the configured device, in order."""
+    items = list(items)
+    device = resolve_device(cfg.device)
+    bs = batch_size or cfg.batch_size
+    workers = resolve_workers(cfg.workers)
+    if device == "cpu":
+        return cpu_batches(items, cfg, bs, min(workers, max(1, len(items) // bs + 1)))
+    return gpu_batches(items, cfg, bs, device, workers)
