@@ -37,6 +37,7 @@ def wait_ready(url: str, timeout: float = 60) -> None:
 
 
 def deployments():
+    from flows.embed import embed_flow, preprocess_flow
     from flows.ingest import ingest_flow
     from flows.pipeline import pipeline
     from flows.profile import profile_flow
@@ -45,7 +46,8 @@ def deployments():
 
     project = str(settings.PROJECT)
     return [f.to_deployment(name="pixelscope", parameters={"project": project})
-            for f in (pipeline, ingest_flow, profile_flow, publish_flow, version_raw_data_flow)]
+            for f in (pipeline, ingest_flow, preprocess_flow, embed_flow, profile_flow, publish_flow,
+                      version_raw_data_flow)]
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from pixelscope.config import ConfigError, Params, dotted_overrides, load_params
-from pixelscope.steps import StepError, ingest_step, profile_step, publish_step, version_step
+from pixelscope.steps import StepError, embed_step, ingest_step, preprocess_step, profile_step, publish_step, version_step
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="pixelscope: ingest, profile and inspect image datasets.")
@@ -233,6 +233,47 @@ def demo_data(
         return
     info = build_demo(out_dir, new_batch, per_class=per_class)
     out.print(f"demo data: {info['images']} files in {out_dir} and {new_batch}")
+
+
+def _report_counts(what: str, c: Any) -> None:
+    out.print(f"[green]{what}[/] {c.computed} new images in {c.seconds:.1f}s ({c.images_per_s:,.0f} img/s), "
+              f"{c.reused} already stored, {c.errors} errors; {c.images} distinct readable images "
+              f"(+{c.ingest_errors} ingest error rows)" + (f"; {c.info}" if c.info else ""))
+    for reason, n in c.errors_by_reason.items():
+        out.print(f"  error {reason}: {n}")
+    out.print(f"store: {c.store}")
+
+
+@app.command()
+def preprocess(
+    metrics: MetricsOpt = None,
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, as_json: JsonOpt = False, quiet: QuietOpt = False,
+) -> None:
+    """Decode, orient and transform new manifest images into model-ready uint8 tensors (paths.tensors)."""
+    with _user_errors():
+        p = _params(params, set_)
+        with _progress("preprocess", quiet or as_json) as progress:
+            c = preprocess_step(p, ".", progress=progress, metrics=metrics)
+    if as_json:
+        print(json.dumps(c.to_dict()))
+        return
+    _report_counts("preprocessed", c)
+
+
+@app.command()
+def embed(
+    metrics: MetricsOpt = None,
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, as_json: JsonOpt = False, quiet: QuietOpt = False,
+) -> None:
+    """Embed new manifest images with embed.model (paths.embeddings) and write the 2-D projection."""
+    with _user_errors():
+        p = _params(params, set_)
+        with _progress("embed", quiet or as_json) as progress:
+            c = embed_step(p, ".", progress=progress, metrics=metrics)
+    if as_json:
+        print(json.dumps(c.to_dict()))
+        return
+    _report_counts("embedded", c)
 
 
 @app.command("version-data")

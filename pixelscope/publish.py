@@ -2,7 +2,8 @@
 
 reports/publish/summary.json holds the manifest summary (counts by status, reason, label,
 source, format), the profile summary, the versions (raw data, git, pixelscope, params) and
-the step timings; reports/publish/profile.json is a copy of the profile.
+the step timings and the embedding summary; reports/publish/profile.json is a copy of the
+profile and reports/publish/projection.parquet the 2-D embedding map (id, path, label, x, y).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pixelscope import __version__
 from pixelscope.atomic import atomic_path, write_bytes_atomic
 from pixelscope.config import Params
 from pixelscope.profile import Profile
+from pixelscope.store import current_store
 from pixelscope.versioning import raw_version
 
 
@@ -62,9 +64,15 @@ def publish(params: Params, project: str | Path = ".") -> dict[str, Any]:
         "profile": Profile.load(project / paths.profile).summary(),
         "timings": {step: m.get("seconds") for step, m in read_metrics(project / paths.metrics).items()},
     }
+    profile = Profile.load(project / paths.profile)
+    bundle["embedding"] = profile.embedding.summary() if profile.embedding is not None else None
     out = project / paths.publish
     out.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(out / "summary.json", json.dumps(bundle, indent=1, default=str).encode())
     with atomic_path(out / "profile.json") as tmp:
         shutil.copyfile(project / paths.profile, tmp)
+    store = current_store(project / paths.embeddings)
+    if store is not None and (store.folder / "projection.parquet").exists():
+        with atomic_path(out / "projection.parquet") as tmp:  # the embedding map: id, path, label, x, y
+            shutil.copyfile(store.folder / "projection.parquet", tmp)
     return bundle

@@ -34,7 +34,8 @@ def merge_profiles_task(parts: list[str], params: Params, project: Path, t0: flo
     """Merge part profiles into one and write it (atomic) with its metrics."""
     merged = merge_all(Profile.deserialize(p.encode()) for p in parts)
     s: ProfileSummary = save_profile(merged, project / params.paths.manifest, project / params.paths.profile, t0,
-                                     project / params.paths.metrics / "profile.json")
+                                     project / params.paths.metrics / "profile.json", project / params.paths.embeddings,
+                                     params)
     get_run_logger().info("profile %s: %d files, %d KiB", s.profile, s.files_seen, s.bytes // 1024)
     return s.to_dict()
 

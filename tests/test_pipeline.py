@@ -28,6 +28,8 @@ pytestmark = pytest.mark.slow
 BIN = str(Path(sys.executable).parent)
 
 
+STAGES = ["ingest", "preprocess", "embed", "profile", "publish"]
+
 def sh(args: list[str], cwd: Path, check: bool = True, **kw) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1", **kw.pop("env", {})}
     r = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env, timeout=600, **kw)
@@ -90,13 +92,13 @@ def piped(tmp_path_factory, prefect_server):
 
 def test_prefect_run_leaves_dvc_up_to_date(piped):
     project, result = piped
-    assert result["ran"] == ["ingest", "profile", "publish"]
+    assert result["ran"] == STAGES
     assert result["version"]["md5"] and result["version"]["files"] == 50
     assert result["ingest"]["seen"] == 50 and result["ingest"]["ok"] == 48
     assert "up to date" in dvc("status", cwd=project).stdout
     out = dvc("repro", cwd=project).stdout
     assert "Running stage" not in out, out
-    assert all(f"Stage '{s}' didn't change" in out for s in ("ingest", "profile", "publish")), out
+    assert all(f"Stage '{s}' didn't change" in out for s in STAGES), out
 
 
 def test_second_prefect_run_does_no_work(piped, prefect_server):
@@ -105,7 +107,7 @@ def test_second_prefect_run_does_no_work(piped, prefect_server):
     project, _ = piped
     before = (project / "data/interim/manifest.parquet").stat().st_mtime_ns
     again = pipeline(str(project))
-    assert again["ran"] == [] and again["skipped"] == ["ingest", "profile", "publish"]
+    assert again["ran"] == [] and again["skipped"] == STAGES
     assert (project / "data/interim/manifest.parquet").stat().st_mtime_ns == before
 
 
@@ -126,7 +128,11 @@ def test_publish_bundle_and_metrics(piped):
     assert bundle["versions"]["raw"]["md5"] == result["version"]["md5"]
     assert bundle["versions"]["raw"]["git_commit"]
     assert bundle["manifest"]["errors_by_reason"] == {"empty_file": 1, "truncated": 1}
-    assert set(bundle["timings"]) == {"ingest", "profile"}
+    assert set(bundle["timings"]) == {"ingest", "preprocess", "embed", "profile"}
+    assert bundle["embedding"]["model"] == "efficientnet_lite0" and bundle["embedding"]["all"]["images"] == 48
+    assert pq.read_table(project / "reports/publish/projection.parquet").num_rows == 48
+    prof = Profile.load(project / "data/processed/profile.json")
+    assert prof.embedding is not None and prof.embedding.dim == 1280 and len(prof.embedding.labels) == 6
     assert (project / "reports/publish/profile.json").read_bytes() == (project / "data/processed/profile.json").read_bytes()
     shown = dvc("metrics", "show", "--json", cwd=project).stdout
     assert '"files_seen": 50' in shown.replace("\n", " ").replace("  ", " ") or '"files_seen":50' in shown
@@ -143,11 +149,11 @@ def test_param_change_reruns_only_dependent_stages(piped, prefect_server):
     assert "profile.kll_k" in diff and "150" in diff
     out = dvc("repro", cwd=project).stdout
     assert "Running stage 'profile'" in out and "Running stage 'publish'" in out
-    assert "Running stage 'ingest'" not in out
+    assert all(f"Running stage '{s}'" not in out for s in ("ingest", "preprocess", "embed"))
     assert Profile.load(project / "data/processed/profile.json").cfg.kll_k == 150
     # the same through Prefect, with the override given as a flow parameter
     r = pipeline(str(project), overrides={"profile": {"kll_k": 120}}, version_data=False)
-    assert r["ran"] == ["profile", "publish"] and r["skipped"] == ["ingest"]
+    assert r["ran"] == ["profile", "publish"] and r["skipped"] == ["ingest", "preprocess", "embed"]
     assert load_params(project / "params.yaml").profile.kll_k == 120  # recorded where DVC sees it
     assert "up to date" in dvc("status", cwd=project).stdout
 
@@ -155,7 +161,8 @@ def test_param_change_reruns_only_dependent_stages(piped, prefect_server):
 def test_push_wipe_pull_restores_bit_for_bit(piped):
     project, _ = piped
     dvc("push", cwd=project)
-    outs = ["data/raw", "data/interim/manifest.parquet", "data/processed/profile.json", "reports/publish"]
+    outs = ["data/raw", "data/interim/manifest.parquet", "data/processed/embeddings", "data/processed/profile.json",
+            "reports/publish"]
 
     def hashes() -> dict[str, str]:
         out = {}

@@ -22,11 +22,12 @@ import torch
 from torch import nn
 
 from pixelscope.config import ConfigError, EmbedConfig
+from pixelscope.steps import StepError
 
 LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 
 
-class WeightsError(RuntimeError):
+class WeightsError(StepError):
     """Weights that are missing or do not match: the message says how to fix it."""
 
 

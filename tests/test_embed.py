@@ -1,0 +1,322 @@
+"""Preprocess + embed: transforms, loader, store, models (real EfficientNet-Lite0 weights),
+inference backends, incremental stores, embedding statistics. GPU tests skip without CUDA."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pixelscope.config import ConfigError, EmbedConfig, PreprocessConfig, parse_params
+from pixelscope.decode import orient
+from pixelscope.embed.infer import Embedder
+from pixelscope.embed.models import WeightsError, load_model
+from pixelscope.embed.stats import ALL, EmbeddingStats
+from pixelscope.loader import Item, _gpu_batch, batches, cpu_batches, orient_chw
+from pixelscope.steps import embed_step, ingest_step, preprocess_step, profile_step
+from pixelscope.store import ShardStore, StoreError
+from pixelscope.transforms import build
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+# --- transforms -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("transforms, key", [
+    ([{"rezise": {"size": 10}}], "preprocess.transforms[0].rezise: unknown transform"),
+    ([{"resize": {"sise": 10}}], "preprocess.transforms[0].resize: bad options"),
+    ([{"resize": {"size": 10, "interpolation": "cubic"}}], "preprocess.transforms[0].resize: bad options"),
+    ([{"normalize": {"mean": [0, 0, 0], "std": [1, 1, 1]}}, {"center_crop": {"size": 8}}],
+     "preprocess.transforms[0].normalize: normalize must be the last"),
+    ([{"torchvision.NoSuchThing": {}}], "preprocess.transforms[0].torchvision.NoSuchThing"),
+    ([{"resize": {"size": 32}}], "output size depends on the input"),
+])
+def test_bad_transforms_name_the_key(transforms, key):
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        build(PreprocessConfig(transforms=transforms))
+
+
+def test_transforms_fixed_size_and_seeded_augmentation():
+    prep = build(PreprocessConfig(transforms=[{"resize": {"size": 40}}, {"torchvision.RandomHorizontalFlip": {"p": 0.5}},
+                                              {"center_crop": {"size": 32}}]))
+    img = torch.arange(3 * 50 * 70).remainder(251).to(torch.uint8).view(3, 50, 70)
+    outs = [prep.apply(img, seed) for seed in range(8)]
+    assert all(o.shape == (3, 32, 32) and o.dtype == torch.uint8 for o in outs)
+    assert torch.equal(prep.apply(img, 3), outs[3])  # same seed (image id) -> same augmentation
+    assert len({o.sum().item() + 7 * o[:, :, 0].sum().item() for o in outs}) == 2  # flipped and not
+    assert prep.min_side == 40
+
+
+def test_normalize_matches_mean_std():
+    prep = build(PreprocessConfig())
+    batch = torch.full((2, 3, 4, 4), 255, dtype=torch.uint8)
+    x = prep.normalize(batch)
+    assert torch.allclose(x[0, :, 0, 0], (1 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225]))
+
+
+def test_orient_chw_matches_decode_orient():
+    a = np.random.default_rng(0).integers(0, 255, (5, 7, 3), dtype=np.uint8)
+    for o in range(1, 9):
+        t = orient_chw(torch.from_numpy(a).permute(2, 0, 1), o).permute(1, 2, 0).numpy()
+        assert np.array_equal(t, orient(a, o)), o
+
+
+# --- store ----------------------------------------------------------------------------------
+
+def test_store_roundtrip_memory_mapped_and_incremental(tmp_path):
+    s = ShardStore.create(tmp_path, "k1", "float16", (4,), model="m")
+    ids = [f"{i:064x}" for i in range(10)]
+    rows = np.arange(40, dtype=np.float16).reshape(10, 4)
+    s.add(ids[:6], rows[:6])
+    s.add(ids[6:], rows[6:])
+    (s.folder / ".shard-00002.npy.x.tmp").write_bytes(b"half")  # a killed writer's leftover
+    again = ShardStore.open(tmp_path, "k1")
+    assert not list(again.folder.glob(".*.tmp"))
+    assert again.ids() == set(ids) and len(again) == 10
+    assert np.array_equal(again.get([ids[7], ids[1]]), rows[[7, 1]])
+    shards = list(again.shards())
+    assert len(shards) == 2 and isinstance(shards[0][1], np.memmap)
+    with pytest.raises(StoreError, match="holds float16"):
+        ShardStore.create(tmp_path, "k1", "float16", (5,))
+    with pytest.raises(KeyError):
+        again.get(["f" * 64])
+
+
+# --- embedding statistics -------------------------------------------------------------------
+
+def _chunks(ids, vecs, labels, parts=3):
+    def gen():
+        for k in np.array_split(np.arange(len(ids)), parts):
+            yield np.array(ids)[k], vecs[k], [labels[i] for i in k]
+    return gen
+
+
+def test_embedding_stats_merge_equals_union():
+    rng = np.random.default_rng(1)
+    n, dim = 600, 16
+    ids = [f"{rng.integers(0, 2**62):016x}" + "0" * 48 for _ in range(n)]
+    vecs = rng.normal(size=(n, dim)).astype(np.float16)
+    labels = [["a", "b", "c"][i % 3] for i in range(n)]
+    kw = dict(kll_k=100, sample_size=50)
+    whole = EmbeddingStats.build("m", "k", dim, _chunks(ids, vecs, labels), **kw)
+    a = EmbeddingStats.build("m", "k", dim, _chunks(ids[:250], vecs[:250], labels[:250]), **kw)
+    b = EmbeddingStats.build("m", "k", dim, _chunks(ids[250:], vecs[250:], labels[250:]), **kw)
+    merged = EmbeddingStats.from_dict(json.loads(json.dumps(a.to_dict()))).merge(b)
+    for label in (ALL, "a", "b", "c"):
+        assert merged.count[label] == whole.count[label]
+        assert np.allclose(merged.centroid(label), whole.centroid(label))
+        assert merged.norms[label].count == whole.norms[label].count
+    assert merged.sample_ids == whole.sample_ids  # bottom-k sample: exactly the union's
+    assert np.array_equal(merged.sample, whole.sample)
+    assert np.allclose(whole.centroid(ALL), vecs.astype(np.float64).mean(axis=0))
+    assert merged.summary()["labels"]["a"]["images"] == 200
+    with pytest.raises(ValueError, match="different models"):
+        merged.merge(EmbeddingStats("m", "other", dim))
+
+
+# --- models and weights ---------------------------------------------------------------------
+
+def test_missing_or_wrong_weights_name_the_fix(tmp_path, monkeypatch):
+    with pytest.raises(WeightsError, match="weights file not found"):
+        load_model(EmbedConfig(weights=tmp_path / "nope.pth"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    ckpt = tmp_path / "torch" / "hub" / "checkpoints"
+    ckpt.mkdir(parents=True)
+    (ckpt / "resnet18-f37072fd.pth").write_bytes(b"not the weights")
+    with pytest.raises(WeightsError, match="SHA-256.*corrupt or a different file.*resnet18-f37072fd.pth"):
+        load_model(EmbedConfig(model="torchvision.resnet18"))
+    with pytest.raises(ConfigError, match="embed.model: unknown model 'nonet'"):
+        load_model(EmbedConfig(model="nonet"))
+
+
+def test_torchvision_model_from_a_local_weights_file(tmp_path):
+    from pixelscope.torchcompat import import_torchvision
+
+    tv = import_torchvision()
+    path = tmp_path / "r18.pth"
+    torch.save(tv.models.resnet18().state_dict(), path)
+    m = load_model(EmbedConfig(model="torchvision.resnet18", weights=path))
+    assert m.dim == 512 and m.name == "torchvision.resnet18"
+
+
+def test_plugins_add_a_model_and_a_transform(tmp_path, monkeypatch):
+    (tmp_path / "my_plugins.py").write_text(textwrap.dedent('''
+        import torch
+        from pixelscope.embed.models import Model, model
+        from pixelscope.transforms import transform
+
+        @transform("invert")
+        def invert():
+            return lambda img: 255 - img
+
+        @model("mean_rgb")
+        def mean_rgb(cfg):
+            net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+            return Model("mean_rgb", net.eval(), 3, "none")
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    prep = build(PreprocessConfig(plugins=["my_plugins"], transforms=[{"invert": {}}, {"center_crop": {"size": 8}},
+                                                                       {"normalize": {"mean": [0, 0, 0], "std": [1, 1, 1]}}]))
+    e = Embedder(EmbedConfig(model="mean_rgb", plugins=["my_plugins"]), prep, "cpu")
+    y = e(prep.apply(torch.zeros(3, 10, 10, dtype=torch.uint8)).unsqueeze(0))
+    assert y.shape == (1, 3) and np.allclose(y, 1.0)  # inverted black = white = 1.0
+
+
+# --- real weights on real photos ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def photos(corpus, tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("photos")
+    src = {"chelsea": corpus / "skimage" / "chelsea.png", "rocket": corpus / "skimage" / "rocket.jpg",
+           "coffee": corpus / "skimage" / "coffee.png"}
+    out = {k: v for k, v in src.items()}
+    with Image.open(src["chelsea"]) as im:
+        im.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(d / "chelsea_flipped.png")
+    out["chelsea_flipped"] = d / "chelsea_flipped.png"
+    return out
+
+
+def _embed(paths: dict[str, Path], backend: str = "auto") -> dict[str, np.ndarray]:
+    cfg = PreprocessConfig(workers=1, device="cpu")
+    prep = build(cfg)
+    e = Embedder(EmbedConfig(backend=backend), prep, "cpu")
+    items = [Item(f"{i:064x}", str(p)) for i, p in enumerate(paths.values())]
+    vecs = {}
+    for batch in cpu_batches(items, cfg, 8, 1):
+        assert not batch.errors
+        for i, v in zip(batch.ids, e(batch.images)):
+            vecs[list(paths)[int(i, 16)]] = v
+    return vecs
+
+
+def test_flipped_photo_is_much_nearer_than_unrelated_photos(photos):
+    v = _embed(photos)
+    assert v["chelsea"].shape == (1280,) and v["chelsea"].dtype == np.float16
+    same = cosine(v["chelsea"], v["chelsea_flipped"])
+    other = max(cosine(v["chelsea"], v["rocket"]), cosine(v["chelsea"], v["coffee"]))
+    assert same > 0.9, same
+    assert other < same - 0.3, (same, other)
+
+
+def test_embeddings_deterministic_on_cpu_and_backends_agree(photos):
+    a, b = _embed(photos), _embed(photos)
+    assert all(np.array_equal(a[k], b[k]) for k in a)  # bit for bit, run to run
+    t = _embed(photos, backend="torch")
+    assert all(cosine(a[k], t[k]) > 0.999 for k in a)  # ONNX Runtime vs eager torch
+
+
+def test_gpu_decoder_falls_back_to_cpu_for_what_it_rejects(photos, tmp_path):
+    """On this torch build nvJPEG is unavailable, so every file takes the CPU fallback: the
+    batch must equal the CPU path's, and an unreadable file must be an error row."""
+    cfg = PreprocessConfig(workers=1, device="cpu")
+    prep = build(cfg)
+    items = [Item(f"{i:064x}", str(p)) for i, p in enumerate(photos.values())]
+    files = [(it, Path(it.path).read_bytes()) for it in items] + [(Item("e" * 64, str(tmp_path / "gone.jpg")), None)]
+    from pixelscope.torchcompat import import_torchvision
+
+    import_torchvision()
+    from torchvision.io import decode_jpeg
+
+    got = _gpu_batch(files, prep, "cpu", decode_jpeg)
+    want = next(cpu_batches(items, cfg, 8, 1))
+    assert got.ids == want.ids and torch.equal(got.images, want.images)
+    assert [e["reason"] for e in got.errors] == ["read_error"]
+
+
+@cuda
+def test_gpu_path_matches_cpu_path(photos):
+    items = [Item(f"{i:064x}", str(p)) for i, p in enumerate(photos.values())]
+    gpu = next(batches(items, PreprocessConfig(device="cuda")))
+    cpu = next(batches(items, PreprocessConfig(device="cpu", workers=1)))
+    assert gpu.ids == cpu.ids and gpu.images.is_cuda
+    diff = (gpu.images.cpu().float() - cpu.images.float()).abs().mean()
+    assert diff < 6, diff  # nvJPEG vs libjpeg IDCT and reduced decode differ slightly
+    prep = build(PreprocessConfig())
+    e = Embedder(EmbedConfig(), prep, "cuda")
+    c = Embedder(EmbedConfig(backend="torch", precision="fp32"), prep, "cpu")
+    g, h = e(gpu.images), c(cpu.images)
+    assert all(cosine(x, y) > 0.97 for x, y in zip(g, h))
+
+
+# --- the steps: incremental stores, error rows, the profile --------------------------------
+
+def _project(demo_raw: Path, tmp_path: Path, n_labels: int | None = None) -> Path:
+    project = tmp_path / "proj"
+    shutil.copytree(demo_raw / "raw", project / "data" / "raw")
+    return project
+
+
+def test_embed_step_incremental_errors_and_profile(demo_raw, tmp_path):
+    project = _project(demo_raw, tmp_path)
+    p = parse_params({"ingest": {"workers": 1}, "preprocess": {"workers": 2}, "embed": {"shard_rows": 40}})
+    raw = project / p.paths.raw
+    manifest = project / p.paths.manifest
+    held_back = sorted(raw.glob("field/cat/*.jpg"))
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    for f in held_back:
+        shutil.move(f, aside / f.name)
+    s = ingest_step(p, raw, manifest)
+    first = embed_step(p, project)
+    assert first.errors == 0 and first.ingest_errors == s.errors
+    assert first.computed == first.images == s.ok and first.reused == 0
+    assert first.info["source"] == "files"
+
+    for f in aside.iterdir():  # new images arrive; one known image is corrupted after ingest
+        shutil.move(f, raw / "field" / "cat" / f.name)
+    s2 = ingest_step(p, raw, manifest)
+    victim = sorted(raw.glob("studio/coffee/*.jpg"))[0]
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 3])  # truncated after the manifest was written
+    second = embed_step(p, project)
+    assert s2.seen == s.seen + len(held_back)
+    assert second.computed == s2.ok - s.ok > 0 and second.reused == first.computed
+    assert second.images == second.reused + second.computed + second.errors  # counts add up
+    assert second.errors == 0  # the corrupted file's id was embedded before: not read again
+
+    # a new preprocessing re-embeds everything; the corrupted file is then an error row
+    p2 = parse_params({**p.model_dump(mode="json"), "preprocess": {"workers": 2, "transforms": [
+        {"resize": {"size": 200}}, {"center_crop": {"size": 192}}, {"normalize": {"mean": [0.5] * 3, "std": [0.5] * 3}}]}})
+    third = embed_step(p2, project)
+    assert third.info["key"] != first.info["key"] and third.reused == 0
+    assert third.errors == 1 and list(third.errors_by_reason) in (["truncated"], ["decode_error"])
+    assert third.images == third.computed + third.errors
+    errors = json.loads((Path(third.store) / "errors.json").read_text())
+    assert errors[0]["path"].endswith(victim.name)
+    victim.write_bytes(data)
+
+    # preprocess stores tensors once; embed then reads them instead of decoding
+    pre = preprocess_step(p, project)
+    assert pre.computed == s2.ok and pre.errors == 0
+    store = ShardStore.open(project / p.paths.tensors, pre.info["preprocess"])
+    assert store.meta["row_shape"] == [3, 224, 224] and store.meta["dtype"] == "uint8"
+    again = preprocess_step(p, project)
+    assert again.computed == 0 and again.reused == s2.ok
+    shutil.rmtree(project / p.paths.embeddings)
+    fourth = embed_step(p, project)
+    assert fourth.info["source"] == "tensors" and fourth.computed == s2.ok
+
+    # the profile gets the embedding statistics; the projection covers every embedded image
+    profile_step(p, manifest, project / p.paths.profile, embeddings=project / p.paths.embeddings)
+    from pixelscope.profile import Profile
+
+    prof = Profile.load(project / p.paths.profile)
+    assert prof.embedding is not None and prof.embedding.count[ALL] == s2.ok
+    assert set(prof.embedding.labels) == {"astronaut", "cat", "coffee", "galaxy", "motorcycle", "rocket"}
+    assert len(prof.embedding.sample_ids) == min(p.embed.sample_size, s2.ok)
+    import pyarrow.parquet as pq
+
+    proj = pq.read_table(Path(fourth.store) / "projection.parquet").to_pydict()
+    assert len(proj["id"]) == s2.ok and all(np.isfinite(proj["x"]))
