@@ -19,7 +19,7 @@ from prefect import flow, get_run_logger
 
 from flows.common import project_params, task_runner
 from flows.ingest import run_ingest
-from flows.profile import run_profile
+from flows.profiling import run_profile
 from pixelscope.config import Params
 from tasks.embed import embed_task, preprocess_task
 from tasks.publish import publish_task

@@ -40,7 +40,7 @@ def deployments():
     from flows.embed import embed_flow, preprocess_flow
     from flows.ingest import ingest_flow
     from flows.pipeline import pipeline
-    from flows.profile import profile_flow
+    from flows.profiling import profile_flow
     from flows.publish import publish_flow
     from flows.version_raw_data import version_raw_data_flow
 

@@ -188,7 +188,7 @@ def test_dask_runner_matches_local(piped, prefect_server, tmp_path, monkeypatch)
 
     from flows.common import task_runner
     from flows.ingest import run_ingest
-    from flows.profile import run_profile
+    from flows.profiling import run_profile
 
     project, _ = piped
     monkeypatch.setenv("PYTHONPATH", f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
@@ -312,8 +312,9 @@ def test_served_deployment_runs_with_parameters_and_ctrl_c_stops_it(tmp_path):
     api = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "PYTHONPATH": str(REPO),
            "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_API_URL": api}
+    log = open(tmp_path / "serve.log", "w")  # flow-run logs land here: shown when the run fails
     serve = subprocess.Popen([sys.executable, "-m", "flows.serve", "--port", str(port)], cwd=REPO, env=env,
-                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -326,7 +327,7 @@ def test_served_deployment_runs_with_parameters_and_ctrl_c_stops_it(tmp_path):
         run = subprocess.run([sys.executable, "-m", "prefect", "deployment", "run", "pipeline/pixelscope",
                               "--param", f"project={project}", "--watch"], env=env, capture_output=True, text=True,
                              timeout=300)
-        assert run.returncode == 0, run.stdout + run.stderr
+        assert run.returncode == 0, run.stdout + run.stderr + (tmp_path / "serve.log").read_text()[-6000:]
         assert "Completed" in run.stdout + run.stderr
         assert (project / "reports/publish/summary.json").exists()
         assert "up to date" in dvc("status", cwd=project).stdout

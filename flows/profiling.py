@@ -1,4 +1,8 @@
-"""Flow: manifest -> profile; row-group ranges sketched in parallel, sketches merged."""
+"""Flow: manifest -> profile; row-group ranges sketched in parallel, sketches merged.
+
+(Not named profile.py: a deployment run puts this folder on sys.path, where that name
+would shadow the standard library's `profile` module.)
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from prefect import flow, unmapped
 
 from flows.common import project_params
 from pixelscope.config import Params
-from tasks.profile import merge_profiles_task, plan_parts, profile_part_task
+from tasks.profiling import merge_profiles_task, plan_parts, profile_part_task
 
 
 def run_profile(params: Params, project: Path) -> dict[str, Any]:
