@@ -2,7 +2,8 @@
 
     python benchmarks/bench_pipeline.py [--n 5000]
 
-1. Bare steps: ingest + profile step functions (what the CLI and `dvc repro` run), in-process.
+1. Bare steps: every stage's step function (ingest, preprocess, embed, profile, publish),
+   in-process: what the CLI and `dvc repro` run.
 2. Prefect pipeline flow against a running Prefect server (as when triggered from the UI),
    including DVC's stale checks and dvc.lock updates; raw-data versioning timed apart.
    The Prefect task cache is emptied first, so every shard is really computed.
@@ -72,16 +73,25 @@ def set_workers(project: Path, workers: int) -> None:
 
 
 def bare(project: Path, workers: int) -> dict:
+    """Every stage's step function in turn, in-process: what the pipeline runs, minus orchestration."""
     from pixelscope.config import load_params
-    from pixelscope.steps import ingest_step, profile_step
+    from pixelscope.steps import embed_step, ingest_step, preprocess_step, profile_step, publish_step
 
     params = load_params(project / "params.yaml", {"ingest": {"workers": workers}})
+    paths, times = params.paths, {}
     t0 = time.perf_counter()
-    s = ingest_step(params, project / params.paths.raw, project / params.paths.manifest)
-    t1 = time.perf_counter()
-    profile_step(params, project / params.paths.manifest, project / params.paths.profile)
-    t2 = time.perf_counter()
-    return {"ingest_s": round(t1 - t0, 2), "profile_s": round(t2 - t1, 2), "total_s": round(t2 - t0, 2), "images": s.seen}
+    s = ingest_step(params, project / paths.raw, project / paths.manifest)
+    times["ingest_s"] = time.perf_counter() - t0
+    for name, run in (("preprocess", lambda: preprocess_step(params, project)),
+                      ("embed", lambda: embed_step(params, project)),
+                      ("profile", lambda: profile_step(params, project / paths.manifest, project / paths.profile,
+                                                       embeddings=project / paths.embeddings)),
+                      ("publish", lambda: publish_step(params, project))):
+        t = time.perf_counter()
+        run()
+        times[f"{name}_s"] = time.perf_counter() - t
+    total = time.perf_counter() - t0
+    return {**{k: round(v, 2) for k, v in times.items()}, "total_s": round(total, 2), "images": s.seen}
 
 
 def main() -> None:

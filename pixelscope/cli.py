@@ -244,20 +244,25 @@ def _report_counts(what: str, c: Any) -> None:
     out.print(f"store: {c.store}")
 
 
+def _run_store_step(what: str, step: Any, metrics: Path | None, params: Path, set_: list[str] | None,
+                    as_json: bool, quiet: bool) -> None:
+    with _user_errors():
+        p = _params(params, set_)
+        with _progress(what, quiet or as_json) as progress:
+            c = step(p, ".", progress=progress, metrics=metrics)
+    if as_json:
+        print(json.dumps(c.to_dict()))
+    else:
+        _report_counts({"preprocess": "preprocessed", "embed": "embedded"}[what], c)
+
+
 @app.command()
 def preprocess(
     metrics: MetricsOpt = None,
     params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, as_json: JsonOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Decode, orient and transform new manifest images into model-ready uint8 tensors (paths.tensors)."""
-    with _user_errors():
-        p = _params(params, set_)
-        with _progress("preprocess", quiet or as_json) as progress:
-            c = preprocess_step(p, ".", progress=progress, metrics=metrics)
-    if as_json:
-        print(json.dumps(c.to_dict()))
-        return
-    _report_counts("preprocessed", c)
+    _run_store_step("preprocess", preprocess_step, metrics, params, set_, as_json, quiet)
 
 
 @app.command()
@@ -266,14 +271,7 @@ def embed(
     params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, as_json: JsonOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Embed new manifest images with embed.model (paths.embeddings) and write the 2-D projection."""
-    with _user_errors():
-        p = _params(params, set_)
-        with _progress("embed", quiet or as_json) as progress:
-            c = embed_step(p, ".", progress=progress, metrics=metrics)
-    if as_json:
-        print(json.dumps(c.to_dict()))
-        return
-    _report_counts("embedded", c)
+    _run_store_step("embed", embed_step, metrics, params, set_, as_json, quiet)
 
 
 @app.command("version-data")

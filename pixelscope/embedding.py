@@ -80,6 +80,43 @@ def _by_reason(errors: list[dict[str, Any]]) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
+class _Buffered:
+    """Collects rows and appends them to the store a shard at a time."""
+
+    def __init__(self, store: ShardStore, shard_rows: int):
+        self.store, self.shard_rows = store, shard_rows
+        self.ids: list[str] = []
+        self.rows: list[np.ndarray] = []
+
+    def add(self, ids: list[str], rows: np.ndarray) -> None:
+        if ids:
+            self.ids += ids
+            self.rows.append(rows)
+        if len(self.ids) >= self.shard_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.ids:
+            self.store.add(self.ids, np.concatenate(self.rows))
+            self.ids, self.rows = [], []
+
+
+def _consume(stream: Iterator[Batch], out: _Buffered, compute: Callable[[torch.Tensor], np.ndarray], total: int,
+             progress: ProgressFn | None) -> list[dict[str, Any]]:
+    """Run compute over every batch into the store; return the error rows."""
+    errors: list[dict[str, Any]] = []
+    done = 0
+    for batch in stream:
+        errors += batch.errors
+        out.add(batch.ids, compute(batch.images) if batch.ids else np.empty(0))
+        done += len(batch.ids) + len(batch.errors)
+        if progress:
+            progress(done, total)
+    out.flush()
+    _save_errors(out.store.folder, errors)
+    return errors
+
+
 def preprocess_images(params: Params, manifest: Path, raw: Path, tensors: Path,
                       progress: ProgressFn | None = None) -> StepCounts:
     """Decode + transform every new image once; keep uint8 tensors (before normalize)."""
@@ -89,23 +126,8 @@ def preprocess_images(params: Params, manifest: Path, raw: Path, tensors: Path,
     store = ShardStore.create(tensors, prep.id, "uint8", _row_shape(prep), preprocess=prep.spec)
     have = store.ids()
     todo = [it for it in items if it.id not in have]
-    errors: list[dict[str, Any]] = []
-    done = 0
-    buf_ids: list[str] = []
-    buf: list[np.ndarray] = []
-    for batch in batches(todo, params.preprocess):
-        errors += batch.errors
-        buf_ids += batch.ids
-        buf.append(batch.images.cpu().numpy())
-        if len(buf_ids) >= params.embed.shard_rows:
-            store.add(buf_ids, np.concatenate(buf))
-            buf_ids, buf = [], []
-        done += len(batch.ids) + len(batch.errors)
-        if progress:
-            progress(done, len(todo))
-    if buf_ids:
-        store.add(buf_ids, np.concatenate(buf))
-    _save_errors(store.folder, errors)
+    errors = _consume(batches(todo, params.preprocess), _Buffered(store, params.embed.shard_rows),
+                      lambda images: images.cpu().numpy(), len(todo), progress)
     return StepCounts(str(store.folder), len(items), len(items) - len(todo), len(todo) - len(errors), len(errors),
                       ingest_errors, time.perf_counter() - t0, _by_reason(errors), {"preprocess": prep.id})
 
@@ -140,24 +162,7 @@ def embed_images(params: Params, manifest: Path, raw: Path, tensors: Path, embed
         pass
     stream = (_stored_batches(tensor_store, todo, params.embed.batch_size) if source == "tensors"
               else batches(todo, params.preprocess, params.embed.batch_size))
-    errors: list[dict[str, Any]] = []
-    buf_ids: list[str] = []
-    buf: list[np.ndarray] = []
-    done = 0
-    for batch in stream:
-        errors += batch.errors
-        if batch.ids:
-            buf_ids += batch.ids
-            buf.append(embedder(batch.images))
-        if len(buf_ids) >= params.embed.shard_rows:
-            store.add(buf_ids, np.concatenate(buf))
-            buf_ids, buf = [], []
-        done += len(batch.ids) + len(batch.errors)
-        if progress:
-            progress(done, len(todo))
-    if buf_ids:
-        store.add(buf_ids, np.concatenate(buf))
-    _save_errors(store.folder, errors)
+    errors = _consume(stream, _Buffered(store, params.embed.shard_rows), embedder, len(todo), progress)
     seconds = time.perf_counter() - t0
     method = write_projection(store, items, labels, params.embed.projection)
     write_bytes_atomic(embeddings / CURRENT, json.dumps({"key": embedder.key, "model": embedder.model.name,

@@ -14,7 +14,6 @@ transforms (augmentations) are seeded per image from its id, so runs are reprodu
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Any
 import torch
 
 from pixelscope.config import ConfigError, PreprocessConfig
+from pixelscope.plugins import import_plugins
 from pixelscope.torchcompat import import_torchvision
 
 import_torchvision()  # before the torchvision imports below (and in worker processes' preload)
@@ -93,17 +93,9 @@ class Preprocess:
         return x
 
 
-def load_plugins(modules: list[str]) -> None:
-    for m in modules:
-        try:
-            importlib.import_module(m)
-        except ImportError as e:
-            raise ConfigError(f"preprocess.plugins: cannot import {m!r}: {e}") from None
-
-
 def build(cfg: PreprocessConfig) -> Preprocess:
     """The configured transforms, checked on two test images (a bad entry names its key)."""
-    load_plugins(cfg.plugins)
+    import_plugins(cfg.plugins, "preprocess.plugins")
     steps: list[Step] = []
     mean = std = None
     min_side = None

@@ -13,7 +13,6 @@ Missing weights are an error that names the fix, never random weights.
 from __future__ import annotations
 
 import hashlib
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 from torch import nn
 
 from pixelscope.config import ConfigError, EmbedConfig
+from pixelscope.plugins import import_plugins
 from pixelscope.steps import StepError
 
 LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
@@ -143,17 +143,9 @@ def _torchvision(arch: str, cfg: EmbedConfig) -> Model:
     return Model(f"torchvision.{arch}", net, dim, digest)
 
 
-def load_plugins(modules: list[str]) -> None:
-    for m in modules:
-        try:
-            importlib.import_module(m)
-        except ImportError as e:
-            raise ConfigError(f"embed.plugins: cannot import {m!r}: {e}") from None
-
-
 def load_model(cfg: EmbedConfig) -> Model:
     """The configured model, weights verified, in eval mode on the CPU."""
-    load_plugins(cfg.plugins)
+    import_plugins(cfg.plugins, "embed.plugins")
     if cfg.model.startswith("torchvision."):
         return _torchvision(cfg.model.split(".", 1)[1], cfg)
     if cfg.model not in MODELS:

@@ -16,7 +16,6 @@ Then list the module under `features.plugins` in params.yaml.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -124,13 +123,9 @@ def feature_columns() -> list[Column]:
 
 def load_plugins(modules: list[str]) -> None:
     """Import plugin modules so their @feature functions register."""
-    for mod in modules:
-        try:
-            importlib.import_module(mod)
-        except ImportError as e:
-            from pixelscope.config import ConfigError
+    from pixelscope.plugins import import_plugins
 
-            raise ConfigError(f"features.plugins: cannot import {mod!r}: {e}") from None
+    import_plugins(modules, "features.plugins")
 
 
 def compute_features(view: ImageView) -> tuple[dict[str, Any], list[str]]:
