@@ -136,6 +136,44 @@ def merge(
     out.print(f"merged {len(profiles)} profiles ({merged.files_seen} files) -> {out_path} ({size / 1024:,.0f} KiB)")
 
 
+@app.command()
+def drift(
+    reference: Annotated[Path, typer.Argument(help="reference profile")],
+    current: Annotated[Path, typer.Argument(help="current profile")],
+    out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="write the drift table (Parquet)")] = None,
+    show_all: Annotated[bool, typer.Option("--all", help="list every row, not only drifted ones")] = False,
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Drift between two profiles (KS, PSI, Hellinger, JS, chi-square, MMD), from the sketches alone."""
+    from pixelscope.drift import compare
+    from pixelscope.profile import Profile
+
+    with _user_errors():
+        p = _params(params, set_)
+        rows = compare(Profile.load(_existing(reference)), Profile.load(_existing(current)), p.drift)
+    if out_path is not None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from pixelscope.atomic import atomic_path
+
+        with atomic_path(out_path) as tmp:
+            pq.write_table(pa.Table.from_pylist([r.to_dict() for r in rows]), tmp)
+    drifted = [r for r in rows if r.drift]
+    if as_json:
+        print(json.dumps({"rows": len(rows), "drifted": len(drifted), "table": [r.to_dict() for r in rows]}))
+        return
+    table = Table(title=f"drift: {len(drifted)} of {len(rows)} tests ({p.drift.correction}, alpha {p.drift.alpha})")
+    for c in ("feature", "segment", "test", "statistic", "threshold", "p adjusted", "drift"):
+        table.add_column(c)
+    for r in rows if show_all else drifted:
+        table.add_row(r.feature, r.segment, r.test, _fmt(r.statistic), _fmt(r.threshold),
+                      "" if r.p_adjusted is None else f"{r.p_adjusted:.2g}", "[red]yes[/]" if r.drift else "no")
+    out.print(table)
+    features = sorted({r.feature for r in drifted})
+    out.print(f"drifted features: {', '.join(features) if features else 'none'}")
+
+
 def _existing(path: Path) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"file not found: {path}")
@@ -177,8 +215,9 @@ def show(
         else:
             out.print_json(json.dumps(detail))
         return
+    emb = prof.embedding.summary() if prof.embedding is not None else None
     if as_json:
-        print(json.dumps({**head, "columns": rows}))
+        print(json.dumps({**head, "columns": rows, "embedding": emb}))
         return
     out.print(f"[bold]{profile_path}[/]: {prof.files_seen} files, {prof.ok} ok, {prof.errors} errors "
               + (f"({', '.join(f'{k}: {v}' for k, v in sorted(prof.errors_by_reason.items()))})" if prof.errors else ""))
@@ -194,6 +233,18 @@ def show(
             top = ", ".join(f"{v} ({c})" for v, c in r.get("top", []))
             vals = ["", "", "", f"~{r['distinct']} distinct", top]
         table.add_row(r["column"], r["kind"], str(r["count"]), str(r["nulls"]), *vals)
+    out.print(table)
+    if emb:
+        _print_embedding(emb)
+
+
+def _print_embedding(emb: dict[str, Any]) -> None:
+    table = Table(title=f"embeddings: {emb['model']} ({emb['dim']}-d, store {emb['key']}, sample of {emb['sample']})")
+    for c in ("label", "images", "centroid norm", "cosine distance to centroid p50", "p90", "norm p50"):
+        table.add_column(c)
+    for label, e in [("(all)", emb["all"]), *emb["labels"].items()]:
+        table.add_row(label, str(e["images"]), _fmt(e["centroid_norm"]), _fmt(e["distance_p50"]),
+                      _fmt(e["distance_p90"]), _fmt(e["norm_p50"]))
     out.print(table)
 
 

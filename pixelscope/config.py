@@ -94,6 +94,23 @@ class EmbedConfig(_Strict):
     projection: Literal["auto", "umap", "pca"] = "auto"
 
 
+class DriftConfig(_Strict):
+    alpha: float = Field(default=0.01, gt=0, lt=1)
+    correction: Literal["holm", "bh"] = "holm"
+    bins: int = Field(default=10, ge=2, le=100)
+    min_rows: int = Field(default=30, ge=2)
+    segments: list[str] = Field(default_factory=lambda: ["label"])
+    exclude: list[str] = Field(default_factory=lambda: ["frames", "has_alpha"])
+    ks_min: float = Field(default=0.1, ge=0)
+    psi_max: float = Field(default=0.2, ge=0)
+    hellinger_max: float = Field(default=0.15, ge=0)
+    js_max: float = Field(default=0.05, ge=0)
+    tv_max: float = Field(default=0.1, ge=0)
+    mmd_min: float = Field(default=0.0, ge=0)
+    mmd_permutations: int = Field(default=200, ge=10)
+    centroid_shift_max: float = Field(default=0.02, ge=0)
+
+
 class ProfileConfig(_Strict):
     kll_k: int = Field(default=200, ge=8, le=65535)
     segment_kll_k: int = Field(default=100, ge=8, le=65535)
@@ -126,6 +143,7 @@ class Params(_Strict):
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
     embed: EmbedConfig = Field(default_factory=EmbedConfig)
     profile: ProfileConfig = Field(default_factory=ProfileConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
     versioning: VersioningConfig = Field(default_factory=VersioningConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
 

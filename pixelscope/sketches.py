@@ -77,6 +77,11 @@ class NumericSketch:
         """Normalized rank error (single-sided, ~99% confidence) of the KLL quantiles."""
         return self.kll.normalized_rank_error(False)
 
+    @property
+    def resolution(self) -> float:
+        """The rank error that applies: 0 while the sketch still holds every value (exact)."""
+        return self.rank_error if self.kll.is_estimation_mode() else 0.0
+
     def quantiles(self, qs: Sequence[float]) -> list[float | None]:
         if self.count == 0:
             return [None] * len(qs)

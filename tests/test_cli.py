@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,6 +54,15 @@ def test_merge_command(demo_raw, tmp_path):
     assert r.returncode == 0, r.stderr
     shown = json.loads(cli("show", tmp_path / "all.json", "--json").stdout)
     assert shown["files_seen"] == 50 + (5 * 8 + 8)  # new batch: 5 classes x 8, plus 8 extra cats
+    # drift: the new batch (darker, blurrier, lower JPEG quality) against the reference
+    r = cli("drift", tmp_path / "raw.json", tmp_path / "new.json", "--json", "-o", tmp_path / "drift.parquet")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    drifted = {row["feature"] for row in d["table"] if row["drift"]}
+    assert {"brightness_mean", "bytes_per_pixel"} <= drifted, drifted
+    assert pq.read_table(tmp_path / "drift.parquet").num_rows == d["rows"]
+    same = json.loads(cli("drift", tmp_path / "raw.json", tmp_path / "raw.json", "--json").stdout)
+    assert same["drifted"] == 0 and same["rows"] > 50
 
 
 def test_missing_path(tmp_path):

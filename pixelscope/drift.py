@@ -1,0 +1,245 @@
+"""Drift between a reference profile and a current one, from the sketches alone (no raw data).
+
+One row per (feature, segment, test):
+- numeric (KLL): KS statistic and p-value; PSI, Hellinger and Jensen-Shannon on the two
+  PMFs binned at the reference's quantiles, as effect sizes of a chi-square test on the
+  binned counts (which gives their p-value);
+- categorical (frequent items): chi-square test of homogeneity and total variation over the
+  tracked values plus an "(other)" bucket, so a value unseen in the reference counts;
+- embeddings (bottom-k samples, centroids): MMD^2 (RBF kernel, median bandwidth) with a
+  permutation p-value, and the cosine shift of the mean and of each label's centroid.
+
+Sketch error is accounted for: the KS statistic is reduced by the two sketches' rank
+errors before its p-value is taken, and a distance no larger than what the sketches can
+resolve is never called drift. p-values are corrected across all rows (Holm or
+Benjamini-Hochberg, `drift.correction`); a row drifts when its corrected p-value is below
+`drift.alpha` and its effect size passes the test's threshold.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from pixelscope.config import DriftConfig
+from pixelscope.embed.stats import ALL, EmbeddingStats
+from pixelscope.profile import Profile
+from pixelscope.sketches import CategoricalSketch, NumericSketch
+
+EPS = 1e-4  # PMF smoothing: an empty bin must not make PSI / KL infinite
+
+
+@dataclass
+class DriftRow:
+    feature: str
+    segment: str  # "all" or e.g. "label=cat"
+    test: str
+    statistic: float
+    threshold: float  # effect size needed (already raised to the sketches' resolution)
+    resolution: float  # smallest difference the sketches can tell apart
+    p_value: float | None = None
+    p_adjusted: float | None = None
+    n_ref: int = 0
+    n_cur: int = 0
+    drift: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _smooth(p: np.ndarray) -> np.ndarray:
+    p = np.asarray(p, dtype=np.float64) + EPS
+    return p / p.sum()
+
+
+def binned(ref: NumericSketch, cur: NumericSketch, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Both PMFs over bins cut at the reference's quantiles (equal mass in the reference)."""
+    edges = sorted(set(q for q in ref.quantiles(np.linspace(0, 1, bins + 1)[1:-1]) if q is not None))
+    return np.array(ref.pmf(edges)), np.array(cur.pmf(edges))
+
+
+def psi(p: np.ndarray, q: np.ndarray) -> float:
+    p, q = _smooth(p), _smooth(q)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def hellinger(p: np.ndarray, q: np.ndarray) -> float:
+    p, q = np.asarray(p, float) / max(np.sum(p), 1e-12), np.asarray(q, float) / max(np.sum(q), 1e-12)
+    return float(math.sqrt(max(0.0, 1.0 - np.sum(np.sqrt(p * q)))))
+
+
+def jensen_shannon(p: np.ndarray, q: np.ndarray) -> float:
+    """JS divergence, base 2 (0 = same, 1 = disjoint)."""
+    p, q = _smooth(p), _smooth(q)
+    m = (p + q) / 2
+    return float(0.5 * np.sum(p * np.log2(p / m)) + 0.5 * np.sum(q * np.log2(q / m)))
+
+
+def ks_statistic(ref: NumericSketch, cur: NumericSketch, points: int = 257) -> float:
+    """max |F_ref - F_cur| over the union of both sketches' quantiles."""
+    qs = np.linspace(0, 1, points)
+    grid = np.unique([x for x in ref.quantiles(qs) + cur.quantiles(qs) if x is not None])
+    return float(np.max(np.abs(np.array(ref.cdf(grid)) - np.array(cur.cdf(grid))))) if grid.size else 0.0
+
+
+def ks_p_value(d: float, n: int, m: int) -> float:
+    """Two-sample KS p-value (asymptotic Kolmogorov distribution, effective n = nm / (n + m))."""
+    if d <= 0:
+        return 1.0
+    ne = n * m / (n + m)
+    return float(stats.kstwobign.sf(d * (math.sqrt(ne) + 0.12 + 0.11 / math.sqrt(ne))))
+
+
+def binned_p_value(p_ref: np.ndarray, p_cur: np.ndarray, n: int, m: int, pmf_res: float) -> float:
+    """Chi-square test of homogeneity on the binned counts (the distances are its effect sizes).
+    Each bin's share is first moved toward the other sample's by the sketches' resolution."""
+    gap = p_cur - p_ref
+    p_cur = p_ref + np.sign(gap) * np.maximum(np.abs(gap) - pmf_res, 0)
+    table = np.vstack([p_ref * n, p_cur * m])
+    table = table[:, table.sum(0) > 0]
+    if table.shape[1] < 2:
+        return 1.0
+    return float(stats.chi2_contingency(table, correction=False)[1])
+
+
+def numeric_rows(name: str, segment: str, ref: NumericSketch, cur: NumericSketch, cfg: DriftConfig) -> list[DriftRow]:
+    n, m = ref.count, cur.count
+    resolution = ref.resolution + cur.resolution  # 0 when both sketches are still exact
+    d = ks_statistic(ref, cur)
+    p_ref, p_cur = binned(ref, cur, cfg.bins)
+    # a bin's mass can be off by the rank error at each of its two edges, in each sketch
+    pmf_res = 2 * resolution
+    p_binned = binned_p_value(p_ref, p_cur, n, m, pmf_res)
+    rows = [DriftRow(name, segment, "ks", d, max(cfg.ks_min, resolution), resolution,
+                     ks_p_value(max(0.0, d - resolution), n, m), n_ref=n, n_cur=m)]
+    for test, value, threshold, res in (
+        ("psi", psi(p_ref, p_cur), cfg.psi_max, psi(np.full(2, 0.5), np.array([0.5 + pmf_res, 0.5 - pmf_res]))),
+        ("hellinger", hellinger(p_ref, p_cur), cfg.hellinger_max, hellinger(np.full(2, 0.5), np.array([0.5 + pmf_res, 0.5 - pmf_res]))),
+        ("js", jensen_shannon(p_ref, p_cur), cfg.js_max, jensen_shannon(np.full(2, 0.5), np.array([0.5 + pmf_res, 0.5 - pmf_res]))),
+    ):
+        rows.append(DriftRow(name, segment, test, value, max(threshold, res), res, p_binned, n_ref=n, n_cur=m))
+    return rows
+
+
+def _fi_error(s: CategoricalSketch) -> float:
+    """Largest share by which a tracked value's count can be off (0 while the sketch is exact)."""
+    bounds = [ub - lb for _, _, lb, ub in s.top(10_000)]
+    return (max(bounds) if bounds else 0) / max(1, s.count)
+
+
+def categorical_rows(name: str, segment: str, ref: CategoricalSketch, cur: CategoricalSketch,
+                     cfg: DriftConfig) -> list[DriftRow]:
+    fr, fc = ref.frequencies(), cur.frequencies()
+    values = sorted(set(fr) | set(fc))
+    a = np.array([fr.get(v, 0) for v in values] + [max(0, ref.count - sum(fr.values()))], dtype=float)
+    b = np.array([fc.get(v, 0) for v in values] + [max(0, cur.count - sum(fc.values()))], dtype=float)
+    keep = (a + b) > 0
+    a, b = a[keep], b[keep]
+    tv = 0.5 * float(np.abs(a / a.sum() - b / b.sum()).sum())
+    resolution = _fi_error(ref) + _fi_error(cur)
+    if len(a) < 2:
+        p = 1.0
+    else:
+        p = float(stats.chi2_contingency(np.vstack([a, b]), correction=False)[1])
+    return [DriftRow(name, segment, "chi2_tv", tv, max(cfg.tv_max, resolution), resolution, p, n_ref=ref.count,
+                     n_cur=cur.count)]
+
+
+def _mmd2_from_kernel(k: np.ndarray, in_x: np.ndarray, total: float) -> float:
+    """Unbiased MMD^2 from the pooled RBF kernel matrix (diagonal 1) and a mask of the x rows."""
+    n = int(in_x.sum())
+    m = len(in_x) - n
+    kx = k @ in_x
+    sxx = float(in_x @ kx)
+    sxy = float(kx.sum() - sxx)
+    syy = total - 2 * sxy - sxx
+    return (sxx - n) / (n * (n - 1)) + (syy - m) / (m * (m - 1)) - 2 * sxy / (n * m)
+
+
+def mmd_test(x: np.ndarray, y: np.ndarray, permutations: int, seed: int = 0) -> tuple[float, float]:
+    """MMD^2 (RBF kernel on L2-normalised vectors, bandwidth = median squared distance) and its
+    permutation p-value. One kernel matrix; each permutation is one matrix-vector product."""
+    z = np.vstack([x, y]).astype(np.float64)
+    z /= np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+    sq = (z * z).sum(1)
+    d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * z @ z.T, 0)
+    gamma = 1.0 / max(float(np.median(d2[np.triu_indices(len(z), 1)])), 1e-12)
+    k = np.exp(-gamma * d2)
+    total = float(k.sum())
+    in_x = np.zeros(len(z))
+    in_x[: len(x)] = 1
+    observed = _mmd2_from_kernel(k, in_x, total)
+    rng = np.random.default_rng(seed)
+    hits = sum(_mmd2_from_kernel(k, rng.permutation(in_x), total) >= observed for _ in range(permutations))
+    return observed, (hits + 1) / (permutations + 1)
+
+
+def embedding_rows(ref: EmbeddingStats, cur: EmbeddingStats, cfg: DriftConfig) -> list[DriftRow]:
+    if ref.key != cur.key:
+        raise ValueError(f"embeddings of different models or preprocessing ({ref.key} vs {cur.key}): re-embed one of them")
+    rows = []
+    if len(ref.sample) >= 2 and len(cur.sample) >= 2:
+        stat, p = mmd_test(ref.sample, cur.sample, cfg.mmd_permutations)
+        rows.append(DriftRow("embedding", "all", "mmd", stat, cfg.mmd_min, 0.0, p, n_ref=len(ref.sample),
+                             n_cur=len(cur.sample)))
+    for label in [ALL, *sorted(set(ref.labels) & set(cur.labels))]:
+        if min(ref.count[label], cur.count[label]) < cfg.min_rows:
+            continue
+        a, b = ref.centroid(label), cur.centroid(label)
+        shift = 1.0 - float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
+        rows.append(DriftRow("embedding_centroid", "all" if label == ALL else f"label={label}", "cosine_shift", shift,
+                             cfg.centroid_shift_max, 0.0, n_ref=ref.count[label], n_cur=cur.count[label]))
+    return rows
+
+
+def adjust(p: list[float], method: str) -> list[float]:
+    """Holm (family-wise) or Benjamini-Hochberg (false discovery rate) adjusted p-values."""
+    n = len(p)
+    if n == 0:
+        return []
+    order = np.argsort(p)
+    ps = np.asarray(p, dtype=float)[order]
+    if method == "holm":
+        adj = np.maximum.accumulate(np.minimum(1.0, (n - np.arange(n)) * ps))
+    else:
+        adj = np.minimum.accumulate((n / np.arange(n, 0, -1) * ps[::-1]))[::-1]
+        adj = np.minimum(1.0, adj)
+    out = np.empty(n)
+    out[order] = adj
+    return out.tolist()
+
+
+def compare(ref: Profile, cur: Profile, cfg: DriftConfig | None = None) -> list[DriftRow]:
+    """Every drift row between two profiles, corrected for multiple testing and decided."""
+    cfg = cfg or DriftConfig()
+    rows: list[DriftRow] = []
+    pairs = [("all", ref.columns, cur.columns)]
+    for seg in cfg.segments:
+        for value in sorted(set(ref.segments.get(seg, {})) & set(cur.segments.get(seg, {}))):
+            pairs.append((f"{seg}={value}", ref.segments[seg][value], cur.segments[seg][value]))
+    for segment, a, b in pairs:
+        for name in sorted(set(a) & set(b)):
+            if name in cfg.exclude:
+                continue
+            sa, sb = a[name], b[name]
+            if min(sa.count, sb.count) < cfg.min_rows:
+                continue
+            if isinstance(sa, NumericSketch) and isinstance(sb, NumericSketch):
+                rows += numeric_rows(name, segment, sa, sb, cfg)
+            elif isinstance(sa, CategoricalSketch) and isinstance(sb, CategoricalSketch):
+                if sa.distinct > 0.5 * sa.count:  # near-unique values: summarised, never drift-tested
+                    continue
+                rows += categorical_rows(name, segment, sa, sb, cfg)
+    if ref.embedding is not None and cur.embedding is not None:
+        rows += embedding_rows(ref.embedding, cur.embedding, cfg)
+    tested = [r for r in rows if r.p_value is not None]
+    for r, p in zip(tested, adjust([r.p_value for r in tested], cfg.correction)):  # type: ignore[misc]
+        r.p_adjusted = p
+    for r in rows:
+        big = r.statistic > r.threshold
+        r.drift = big and (r.p_adjusted is None or r.p_adjusted < cfg.alpha)
+    return rows

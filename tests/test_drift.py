@@ -1,0 +1,123 @@
+"""Drift statistics from sketches: agreement with exact computations on the raw values,
+same-distribution data passes, shifted data fails, sketch error is never called drift."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from pixelscope.config import DriftConfig
+from pixelscope.drift import (adjust, binned, categorical_rows, embedding_rows, hellinger, jensen_shannon,
+                              ks_statistic, mmd_test, numeric_rows, psi)
+from pixelscope.embed.stats import EmbeddingStats
+from pixelscope.sketches import CategoricalSketch, NumericSketch
+
+
+def num(values: np.ndarray, k: int = 200) -> NumericSketch:
+    s = NumericSketch(k)
+    s.update(values)
+    return s
+
+
+def cat(values: list[str]) -> CategoricalSketch:
+    s = CategoricalSketch()
+    s.update(values)
+    return s
+
+
+def exact_binned(a: np.ndarray, b: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    edges = np.quantile(a, np.linspace(0, 1, bins + 1)[1:-1])
+    count = lambda x: np.bincount(np.searchsorted(edges, x, side="left"), minlength=bins) / len(x)  # noqa: E731
+    return count(a), count(b)
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.1, 0.5])
+def test_sketch_statistics_agree_with_exact_ones(shift):
+    rng = np.random.default_rng(7)
+    a, b = rng.normal(size=50_000), rng.normal(shift, 1.0, size=40_000)
+    sa, sb = num(a), num(b)
+    res = sa.rank_error + sb.rank_error
+    exact = stats.ks_2samp(a, b)
+    assert abs(ks_statistic(sa, sb) - exact.statistic) <= res
+    pa, pb = binned(sa, sb, 10)
+    ea, eb = exact_binned(a, b, 10)
+    assert np.abs(pa - ea).max() <= 2 * res and np.abs(pb - eb).max() <= 2 * res
+    assert abs(psi(pa, pb) - psi(ea, eb)) <= 0.01 + 0.1 * psi(ea, eb)
+    assert abs(hellinger(pa, pb) - hellinger(ea, eb)) <= 0.02
+    assert abs(jensen_shannon(pa, pb) - jensen_shannon(ea, eb)) <= 0.005 + 0.1 * jensen_shannon(ea, eb)
+
+
+def _decide(rows, cfg=DriftConfig()):
+    ps = adjust([r.p_value for r in rows if r.p_value is not None], cfg.correction)
+    for r, p in zip([r for r in rows if r.p_value is not None], ps):
+        r.p_adjusted = p
+    return {r.test: r.statistic > r.threshold and (r.p_adjusted is None or r.p_adjusted < cfg.alpha) for r in rows}
+
+
+@pytest.mark.parametrize("n, shift", [(200, 0.8), (5000, 0.7)])  # exact sketches; estimating sketches
+def test_numeric_same_distribution_passes_shift_fails(n, shift):
+    rng = np.random.default_rng(1)
+    cfg = DriftConfig()
+    same = _decide(numeric_rows("x", "all", num(rng.normal(size=n)), num(rng.normal(size=n)), cfg))
+    assert not any(same.values()), same
+    shifted = _decide(numeric_rows("x", "all", num(rng.normal(size=n)), num(rng.normal(shift, 1, size=n)), cfg))
+    assert all(shifted.values()), shifted
+
+
+def test_a_difference_below_sketch_resolution_is_never_drift():
+    """At a million rows a shift of 0.01 sd is 'significant' for exact KS, but the sketches
+    cannot resolve it, so it must not be called drift."""
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=1_000_000), rng.normal(0.01, 1, size=1_000_000)
+    rows = numeric_rows("x", "all", num(a, k=200), num(b, k=200), DriftConfig(ks_min=0.0, psi_max=0, hellinger_max=0, js_max=0))
+    ks = next(r for r in rows if r.test == "ks")
+    assert stats.ks_2samp(a, b).pvalue < 0.05  # exact test on raw values would flag it
+    assert ks.threshold >= ks.resolution > 0 and ks.statistic <= ks.resolution
+    assert not any(_decide(rows, DriftConfig(ks_min=0.0)).values())
+
+
+def test_categorical_mix_change_and_unseen_category():
+    rng = np.random.default_rng(3)
+    classes = ["cat", "dog", "car", "bus"]
+    ref = list(rng.choice(classes, 400))
+    same = categorical_rows("label", "all", cat(ref), cat(list(rng.choice(classes, 400))), DriftConfig())[0]
+    doubled = list(rng.choice(classes, 400, p=[0.4, 0.2, 0.2, 0.2]))
+    mix = categorical_rows("label", "all", cat(ref), cat(doubled), DriftConfig())[0]
+    unseen = categorical_rows("label", "all", cat(ref), cat(list(rng.choice(classes, 340)) + ["truck"] * 60), DriftConfig())[0]
+    assert same.p_value > 0.01 and same.statistic < 0.1
+    for r in (mix, unseen):
+        assert r.p_value < 1e-4 and r.statistic > r.threshold
+    assert unseen.statistic >= 0.14  # the new category's whole share counts
+
+
+def test_embedding_mmd_and_centroid_shift():
+    rng = np.random.default_rng(4)
+    dim = 32
+    base = rng.normal(size=dim)
+
+    def stats_of(vectors: np.ndarray, tag: int) -> EmbeddingStats:
+        ids = [f"{tag:04x}{i:060x}" for i in range(len(vectors))]
+        ids = [f"{rng.integers(0, 2**52):013x}" + i[13:] for i in ids]
+        chunks = lambda: [(np.array(ids), vectors.astype(np.float16), ["a"] * len(ids))]  # noqa: E731
+        return EmbeddingStats.build("m", "k", dim, chunks, sample_size=200)
+
+    ref = stats_of(base + rng.normal(size=(300, dim)), 1)
+    same = stats_of(base + rng.normal(size=(300, dim)), 2)
+    moved = stats_of(base + 0.6 + rng.normal(size=(300, dim)), 3)
+    cfg = DriftConfig()
+    r_same = {r.test + r.segment: r for r in embedding_rows(ref, same, cfg)}
+    r_moved = {r.test + r.segment: r for r in embedding_rows(ref, moved, cfg)}
+    assert r_same["mmdall"].p_value > 0.01 and r_moved["mmdall"].p_value < 0.01
+    assert r_moved["cosine_shiftall"].statistic > r_same["cosine_shiftall"].statistic
+    x, y = rng.normal(size=(50, 8)), rng.normal(size=(60, 8))
+    assert mmd_test(x, y, 50)[1] == mmd_test(x, y, 50)[1]  # seeded: reproducible
+    with pytest.raises(ValueError, match="different models"):
+        embedding_rows(ref, EmbeddingStats("m", "other", dim), cfg)
+
+
+def test_multiple_testing_corrections():
+    p = [0.01, 0.04, 0.03, 0.005]
+    assert np.allclose(adjust(p, "holm"), [0.03, 0.06, 0.06, 0.02])
+    assert np.allclose(adjust(p, "bh"), [0.02, 0.04, 0.04, 0.02])
+    assert adjust([], "bh") == []
