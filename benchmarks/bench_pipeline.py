@@ -2,7 +2,7 @@
 
     python benchmarks/bench_pipeline.py [--n 5000]
 
-1. Bare steps: every stage's step function (ingest, preprocess, embed, profile, publish),
+1. Bare steps: every stage's step function (ingest, preprocess, embed, profile, validate, publish),
    in-process: what the CLI and `dvc repro` run.
 2. Prefect pipeline flow against a running Prefect server (as when triggered from the UI),
    including DVC's stale checks and dvc.lock updates; raw-data versioning timed apart.
@@ -51,6 +51,7 @@ def make_project(n: int) -> Path:
     for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
         shutil.copy(REPO / name, project / name)
     shutil.copytree(REPO / "pixelscope", project / "pixelscope", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "expectations", project / "expectations")
     sh("git", "init", "-q", cwd=project)
     sh("git", "-c", "user.email=b@example.com", "-c", "user.name=bench", "commit", "-q", "--allow-empty", "-m", "x", cwd=project)
     sh(sys.executable, "-m", "dvc", "init", "-q", cwd=project)
@@ -75,7 +76,7 @@ def set_workers(project: Path, workers: int) -> None:
 def bare(project: Path, workers: int) -> dict:
     """Every stage's step function in turn, in-process: what the pipeline runs, minus orchestration."""
     from pixelscope.config import load_params
-    from pixelscope.steps import embed_step, ingest_step, preprocess_step, profile_step, publish_step
+    from pixelscope.steps import embed_step, ingest_step, preprocess_step, profile_step, publish_step, validate_step
 
     params = load_params(project / "params.yaml", {"ingest": {"workers": workers}})
     paths, times = params.paths, {}
@@ -86,6 +87,7 @@ def bare(project: Path, workers: int) -> dict:
                       ("embed", lambda: embed_step(params, project)),
                       ("profile", lambda: profile_step(params, project / paths.manifest, project / paths.profile,
                                                        embeddings=project / paths.embeddings)),
+                      ("validate", lambda: validate_step(params, project)),
                       ("publish", lambda: publish_step(params, project))):
         t = time.perf_counter()
         run()

@@ -7,7 +7,7 @@ from typing import Any
 
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from pixelscope.config import Params, load_params
+from pixelscope.config import Params, load_params, set_params
 from pixelscope.ingest import resolve_workers
 
 
@@ -18,25 +18,8 @@ def project_params(project: str | Path, overrides: dict[str, Any] | None = None)
     path = Path(project) / "params.yaml"
     params = load_params(path, overrides)
     if overrides:
-        from ruamel.yaml import YAML
-
-        rt = YAML()  # round-trip: keeps comments and key order
-        data = rt.load(path) if path.exists() else None
-        data = data if data is not None else {}
-        _update(data, overrides)
-        with open(path, "w") as fh:
-            rt.dump(data, fh)
+        set_params(path, overrides)
     return params
-
-
-def _update(node: Any, extra: dict[str, Any]) -> None:
-    for k, v in extra.items():
-        if isinstance(v, dict):
-            if not isinstance(node.get(k), dict):
-                node[k] = {}
-            _update(node[k], v)
-        else:
-            node[k] = v
 
 
 def task_runner(params: Params):

@@ -23,6 +23,7 @@ from flows.profiling import run_profile
 from pixelscope.config import Params
 from tasks.embed import embed_task, preprocess_task
 from tasks.publish import publish_task
+from tasks.validate import validate_task
 from tasks.versioning import record_stage_task, stage_is_stale_task, version_raw_data_task
 
 STAGES = {
@@ -30,6 +31,7 @@ STAGES = {
     "preprocess": lambda params, project: preprocess_task(params, project),
     "embed": lambda params, project: embed_task(params, project),
     "profile": run_profile,
+    "validate": lambda params, project: validate_task(params, project),
     "publish": lambda params, project: publish_task(params, project),
 }
 
@@ -55,7 +57,7 @@ def run_pipeline(params: Params, project: Path, version_data: bool = True) -> di
 
 @flow(name="pipeline")
 def pipeline(project: str = ".", overrides: dict[str, Any] | None = None, version_data: bool = True) -> dict[str, Any]:
-    """Version the raw data, then ingest -> preprocess -> embed -> profile -> publish, skipping up-to-date stages."""
+    """Version the raw data, then ingest -> preprocess -> embed -> profile -> validate -> publish, skipping up-to-date stages."""
     params = project_params(project, overrides)
     return run_pipeline(params, Path(project).resolve(), version_data)
 

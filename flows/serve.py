@@ -42,11 +42,12 @@ def deployments():
     from flows.pipeline import pipeline
     from flows.profiling import profile_flow
     from flows.publish import publish_flow
+    from flows.validate import validate_flow
     from flows.version_raw_data import version_raw_data_flow
 
     project = str(settings.PROJECT)
     return [f.to_deployment(name="pixelscope", parameters={"project": project})
-            for f in (pipeline, ingest_flow, preprocess_flow, embed_flow, profile_flow, publish_flow,
+            for f in (pipeline, ingest_flow, preprocess_flow, embed_flow, profile_flow, validate_flow, publish_flow,
                       version_raw_data_flow)]
 
 

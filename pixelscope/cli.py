@@ -15,6 +15,7 @@ from typing import Annotated, Any, Iterator, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -36,7 +37,7 @@ MetricsOpt = Annotated[Optional[Path], typer.Option("--metrics", help="also writ
 
 
 def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -167,11 +168,76 @@ def drift(
     for c in ("feature", "segment", "test", "statistic", "threshold", "p adjusted", "drift"):
         table.add_column(c)
     for r in rows if show_all else drifted:
-        table.add_row(r.feature, r.segment, r.test, _fmt(r.statistic), _fmt(r.threshold),
+        table.add_row(r.feature, escape(r.segment), r.test, _fmt(r.statistic), _fmt(r.threshold),
                       "" if r.p_adjusted is None else f"{r.p_adjusted:.2g}", "[red]yes[/]" if r.drift else "no")
     out.print(table)
     features = sorted({r.feature for r in drifted})
     out.print(f"drifted features: {', '.join(features) if features else 'none'}")
+
+
+@app.command()
+def validate(
+    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Run the expectation suites (quality over the manifest, drift against the reference) with GX."""
+    from pixelscope.steps import validate_step
+
+    with _user_errors():
+        p = _params(params, set_)
+        r = validate_step(p)
+    if as_json:
+        print(json.dumps(r, default=str))
+        return
+    for suite, s in r["suites"].items():
+        ok = sum(x["success"] for x in s["results"])
+        out.print(f"{suite}: {ok}/{len(s['results'])} expectations met")
+    for f in r["failed"]:
+        out.print(f"  [red]failed[/] {escape(f)}")
+    out.print(("[green]validation passed[/]" if r["success"] else "[yellow]validation failed (on_failure: warn)[/]")
+              + f"; results: {p.validate_.results / 'results.json'}")
+
+
+suite_app = typer.Typer(help="Expectation suites (expectations/*.json).", no_args_is_help=True)
+app.add_typer(suite_app, name="suite")
+
+
+@suite_app.command("init")
+def suite_init(
+    from_reference: Annotated[Path, typer.Option("--from-reference", help="reference profile to take bounds from")],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="suite file to write")] = Path("expectations/quality.json"),
+    force: Annotated[bool, typer.Option(help="overwrite an existing suite")] = False,
+) -> None:
+    """Write a quality suite with bounds from a reference profile (then edit it by hand)."""
+    from pixelscope.profile import Profile
+    from pixelscope.validate import suite_from_reference
+
+    with _user_errors():
+        if out_path.exists() and not force:
+            raise StepError(f"{out_path} exists (use --force to overwrite)")
+        suite = suite_from_reference(Profile.load(_existing(from_reference)))
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(suite, indent=1) + "\n")
+    out.print(f"wrote {out_path}: {len(suite['expectations'])} expectations from {from_reference}")
+
+
+reference_app = typer.Typer(help="The reference the drift suite compares with.", no_args_is_help=True)
+app.add_typer(reference_app, name="reference")
+
+
+@reference_app.command("set")
+def reference_set(
+    rev: Annotated[Optional[str], typer.Argument(help="git rev whose profile is the reference (read through DVC)")] = None,
+    profile_file: Annotated[Optional[Path], typer.Option("--profile", help="or a profile file")] = None,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Pin the reference in params.yaml (validate.reference_rev or validate.reference)."""
+    from pixelscope.config import set_params
+
+    with _user_errors():
+        if (rev is None) == (profile_file is None):
+            raise StepError("give a git rev or --profile FILE (one of them)")
+        set_params(params, {"validate": {"reference_rev": rev, "reference": str(profile_file) if profile_file else None}})
+    out.print(f"reference: {rev or profile_file} (validate.{'reference_rev' if rev else 'reference'} in {params})")
 
 
 def _existing(path: Path) -> Path:

@@ -120,6 +120,14 @@ class ProfileConfig(_Strict):
     max_segment_values: int = Field(default=64, ge=1)
 
 
+class ValidateConfig(_Strict):
+    suites: Path = Path("expectations")
+    results: Path = Path("reports/validate")
+    reference: Path | None = None
+    reference_rev: str | None = None
+    on_failure: Literal["fail", "warn"] = "fail"
+
+
 class VersioningConfig(_Strict):
     remote_name: str = "local"
     remote_url: str = "dvc-remote"
@@ -137,6 +145,9 @@ class PipelineConfig(_Strict):
 
 
 class Params(_Strict):
+    # `validate` is a BaseModel method name: the field is validate_, spelled `validate` in params.yaml
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
     paths: PathsConfig = Field(default_factory=PathsConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
@@ -144,6 +155,7 @@ class Params(_Strict):
     embed: EmbedConfig = Field(default_factory=EmbedConfig)
     profile: ProfileConfig = Field(default_factory=ProfileConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
+    validate_: ValidateConfig = Field(default_factory=ValidateConfig, alias="validate")
     versioning: VersioningConfig = Field(default_factory=VersioningConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
 
@@ -208,3 +220,28 @@ def dotted_overrides(pairs: list[str]) -> dict[str, Any]:
             node = node.setdefault(part, {})
         node[parts[-1]] = yaml.safe_load(value)
     return out
+
+
+def set_params(path: str | Path, overrides: dict[str, Any]) -> Params:
+    """Validate overrides, then write them into the params file, keeping its comments and order."""
+    from ruamel.yaml import YAML
+
+    path = Path(path)
+    params = load_params(path, overrides)
+    rt = YAML()  # round-trip
+    data = rt.load(path) if path.exists() else None
+    data = data if data is not None else {}
+    _set(data, overrides)
+    with open(path, "w") as fh:
+        rt.dump(data, fh)
+    return params
+
+
+def _set(node: Any, extra: dict[str, Any]) -> None:
+    for k, v in extra.items():
+        if isinstance(v, dict):
+            if not isinstance(node.get(k), dict):
+                node[k] = {}
+            _set(node[k], v)
+        else:
+            node[k] = v

@@ -66,6 +66,10 @@ def publish(params: Params, project: str | Path = ".") -> dict[str, Any]:
     }
     profile = Profile.load(project / paths.profile)
     bundle["embedding"] = profile.embedding.summary() if profile.embedding is not None else None
+    results = project / params.validate_.results / "results.json"
+    if results.exists():
+        v = json.loads(results.read_text())
+        bundle["validation"] = {k: v[k] for k in ("success", "failed", "drifted", "reference")}
     out = project / paths.publish
     out.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(out / "summary.json", json.dumps(bundle, indent=1, default=str).encode())

@@ -137,6 +137,14 @@ def embed_step(params: Params, project: str | Path = ".", progress: ProgressFn |
     return counts
 
 
+def validate_step(params: Params, project: str | Path = ".") -> dict[str, Any]:
+    """Quality + drift suites (Great Expectations) -> reports/validate/; raises ValidationFailed
+    (a StepError) when they fail and validate.on_failure is `fail`."""
+    from pixelscope.validate import validate
+
+    return validate(params, Path(project))
+
+
 def version_step(params: Params, project: str | Path = ".") -> dict[str, Any]:
     """dvc add + push the raw folder; returns the version."""
     from pixelscope.versioning import VersioningError, version_raw_data

@@ -7,6 +7,7 @@ dvc.yaml, params.yaml and pixelscope/ source (the code the stages depend on).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.slow
 BIN = str(Path(sys.executable).parent)
 
 
-STAGES = ["ingest", "preprocess", "embed", "profile", "publish"]
+STAGES = ["ingest", "preprocess", "embed", "profile", "validate", "publish"]
 
 def sh(args: list[str], cwd: Path, check: bool = True, **kw) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1", **kw.pop("env", {})}
@@ -60,6 +61,7 @@ def make_project(root: Path, per_class: int = 8) -> Path:
     for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
         shutil.copy(REPO / name, root / name)
     shutil.copytree(REPO / "pixelscope", root / "pixelscope", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "expectations", root / "expectations")
     sh(["git", "init", "-q"], root)
     sh(["git", "config", "user.email", "t@example.com"], root)
     sh(["git", "config", "user.name", "test"], root)
@@ -148,12 +150,12 @@ def test_param_change_reruns_only_dependent_stages(piped, prefect_server):
     diff = dvc("params", "diff", cwd=project).stdout
     assert "profile.kll_k" in diff and "150" in diff
     out = dvc("repro", cwd=project).stdout
-    assert "Running stage 'profile'" in out and "Running stage 'publish'" in out
+    assert all(f"Running stage '{s}'" in out for s in ("profile", "validate", "publish"))
     assert all(f"Running stage '{s}'" not in out for s in ("ingest", "preprocess", "embed"))
     assert Profile.load(project / "data/processed/profile.json").cfg.kll_k == 150
     # the same through Prefect, with the override given as a flow parameter
     r = pipeline(str(project), overrides={"profile": {"kll_k": 120}}, version_data=False)
-    assert r["ran"] == ["profile", "publish"] and r["skipped"] == ["ingest", "preprocess", "embed"]
+    assert r["ran"] == ["profile", "validate", "publish"] and r["skipped"] == ["ingest", "preprocess", "embed"]
     assert load_params(project / "params.yaml").profile.kll_k == 120  # recorded where DVC sees it
     assert "up to date" in dvc("status", cwd=project).stdout
 
@@ -341,3 +343,46 @@ def test_served_deployment_runs_with_parameters_and_ctrl_c_stops_it(tmp_path):
     assert serve.returncode is not None
     leftovers = subprocess.run(["pgrep", "-f", f"--port {port}"], capture_output=True, text=True).stdout.split()
     assert not leftovers, "the Prefect server outlived serve"
+
+
+def test_reference_profile_is_read_at_a_git_rev_through_dvc(piped):
+    """`validate.reference_rev`: the profile of a pinned version, read through DVC although the
+    workspace has moved on."""
+    from pixelscope.validate import load_reference
+
+    project, _ = piped
+    current = (project / "data/processed/profile.json").read_bytes()
+    sh(["git", "add", "-A", "."], project)
+    sh(["git", "commit", "-qm", "pinned version", "--allow-empty"], project)
+    sh(["git", "tag", "-f", "pinned"], project)
+    (project / "data/processed/profile.json").write_bytes(b"{}")  # the workspace moves on
+    try:
+        params = load_params(project / "params.yaml", {"validate": {"reference_rev": "pinned"}})
+        ref = load_reference(params, project)
+        assert ref is not None and ref.serialize() == Profile.deserialize(current).serialize()
+        bad = load_params(project / "params.yaml", {"validate": {"reference_rev": "no-such-rev"}})
+        with pytest.raises(FileNotFoundError, match="validate.reference_rev 'no-such-rev'"):
+            load_reference(bad, project)
+    finally:
+        (project / "data/processed/profile.json").write_bytes(current)
+
+
+@pytest.mark.slow
+def test_failed_validation_stops_the_pipeline_before_publish(tmp_path, prefect_server):
+    from flows.pipeline import pipeline
+    from pixelscope.config import parse_params
+    from pixelscope.demo import build_demo
+    from pixelscope.steps import ingest_step, profile_step
+
+    project = make_project(tmp_path / "project")
+    build_demo(tmp_path / "other", tmp_path / "new", per_class=8, workers=1)  # a shifted batch as the reference
+    p = parse_params({"ingest": {"workers": 1}})
+    ingest_step(p, tmp_path / "new", tmp_path / "new.parquet")
+    profile_step(p, tmp_path / "new.parquet", tmp_path / "new.json", embeddings=tmp_path / "none")
+    with pytest.raises(Exception, match="validation failed"):
+        pipeline(str(project), overrides={"validate": {"reference": str(tmp_path / "new.json"), "on_failure": "fail"}})
+    results = json.loads((project / "reports/validate/results.json").read_text())
+    assert not results["success"] and results["drifted"]
+    assert not (project / "reports/publish").exists()  # stopped before publishing
+    status = dvc("status", cwd=project).stdout
+    assert "validate:" in status and "publish:" in status

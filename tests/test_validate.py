@@ -1,0 +1,107 @@
+"""Validate: GX suites over the manifest and the drift table, on_failure, suite generation,
+the reference read through DVC at a git rev."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from pixelscope.config import parse_params
+from pixelscope.profile import Profile
+from pixelscope.steps import StepError, ingest_step, profile_step
+from pixelscope.validate import ValidationFailed, suite_from_reference, validate
+
+
+@pytest.fixture(scope="module")
+def profiles(demo_raw, tmp_path_factory) -> Path:
+    """A project with the demo raw data's manifest + profile, and the shifted new batch's."""
+    root = tmp_path_factory.mktemp("validate")
+    shutil.copytree(REPO / "expectations", root / "expectations")
+    p = parse_params({"ingest": {"workers": 1}})
+    for name, src in (("raw", demo_raw / "raw"), ("new", demo_raw / "new")):
+        ingest_step(p, src, root / f"{name}.parquet")
+        profile_step(p, root / f"{name}.parquet", root / f"{name}.json", embeddings=root / "none")
+    return root
+
+
+def params_for(root: Path, current: str, **validate) -> object:
+    return parse_params({"paths": {"manifest": f"{current}.parquet", "profile": f"{current}.json"},
+                         "validate": {"results": f"results-{current}", **validate}})
+
+
+def test_quality_suite_runs_through_gx_with_observed_values(profiles):
+    r = validate(params_for(profiles, "raw"), profiles)
+    assert r["success"] and set(r["suites"]) == {"quality"}  # no reference: no drift suite
+    results = r["suites"]["quality"]["results"]
+    assert len(results) == 7 and all(x["success"] for x in results)
+    status = next(x for x in results if x["column"] == "status")
+    assert 0 < status["unexpected_percent"] < 5  # the demo's truncated + empty files
+    saved = json.loads((profiles / "results-raw" / "results.json").read_text())
+    assert saved["success"] and (profiles / "results-raw" / "data_docs" / "index.html").exists()
+    # a suite that the data breaks fails, with what was observed
+    strict = profiles / "strict"
+    strict.mkdir(exist_ok=True)
+    (strict / "quality.json").write_text(json.dumps({"name": "quality", "expectations": [
+        {"type": "expect_column_values_to_be_between",
+         "kwargs": {"column": "brightness_mean", "min_value": 0.6, "mostly": 0.9}}]}))
+    with pytest.raises(ValidationFailed, match=r"quality: expect_column_values_to_be_between\(brightness_mean\)"):
+        validate(params_for(profiles, "raw", suites="strict"), profiles)
+    warned = validate(params_for(profiles, "raw", suites="strict", on_failure="warn"), profiles)
+    assert not warned["success"] and warned["suites"]["quality"]["results"][0]["unexpected_percent"] > 10
+
+
+def test_drift_suite_fails_on_the_shifted_batch_and_passes_on_itself(profiles):
+    with pytest.raises(ValidationFailed) as e:
+        validate(params_for(profiles, "new", reference="raw.json"), profiles)
+    assert "drift: expect_column_values_to_be_in_set(verdict)" in str(e.value)
+    saved = json.loads((profiles / "results-new" / "results.json").read_text())
+    assert not saved["success"] and any(d.startswith("brightness_mean[all]") for d in saved["drifted"])
+    assert (profiles / "results-new" / "drift.parquet").exists()
+    same = validate(params_for(profiles, "raw", reference="raw.json"), profiles)
+    assert same["success"] and same["suites"]["drift"]["success"] and same["drifted"] == []
+    assert issubclass(ValidationFailed, StepError)  # the CLI turns it into exit code 1
+
+
+def test_suite_from_reference_round_trips(profiles, tmp_path):
+    suite = suite_from_reference(Profile.load(profiles / "raw.json"))
+    assert json.loads(json.dumps(suite)) == suite
+    kinds = {(e["type"], e["kwargs"]["column"]) for e in suite["expectations"]}
+    assert ("expect_column_values_to_be_in_set", "label") in kinds and ("expect_column_values_to_be_between", "sharpness") in kinds
+    labels = next(e for e in suite["expectations"] if e["kwargs"]["column"] == "label")["kwargs"]["value_set"]
+    assert labels == ["astronaut", "cat", "coffee", "galaxy", "motorcycle", "rocket"]
+    (tmp_path / "suites").mkdir()
+    (tmp_path / "suites" / "quality.json").write_text(json.dumps(suite))
+    shutil.copy(profiles / "raw.parquet", tmp_path / "raw.parquet")
+    shutil.copy(profiles / "raw.json", tmp_path / "raw.json")
+    r = validate(params_for(tmp_path, "raw", suites="suites"), tmp_path)
+    assert r["success"], r["failed"]  # the reference passes the suite made from it
+
+
+def cli(*args, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pixelscope", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def test_cli_validate_suite_init_and_reference_set(profiles, tmp_path):
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    for f in ("raw.parquet", "raw.json", "new.parquet", "new.json"):
+        shutil.copy(profiles / f, tmp_path / f)
+    r = cli("suite", "init", "--from-reference", "raw.json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads((tmp_path / "expectations" / "quality.json").read_text())["expectations"]) >= 7
+    assert cli("suite", "init", "--from-reference", "raw.json", cwd=tmp_path).returncode == 1  # no silent overwrite
+    shutil.copy(REPO / "expectations" / "drift.json", tmp_path / "expectations" / "drift.json")
+    r = cli("reference", "set", "--profile", "raw.json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    text = (tmp_path / "params.yaml").read_text()
+    assert "reference: raw.json" in text and "# Every knob of every step" in text  # comments kept
+    r = cli("validate", "--set", "paths.manifest=new.parquet", "--set", "paths.profile=new.json", cwd=tmp_path)
+    assert r.returncode == 1 and "validation failed" in r.stderr and "Traceback" not in r.stderr
+    r = cli("validate", "--set", "paths.manifest=raw.parquet", "--set", "paths.profile=raw.json", cwd=tmp_path)
+    assert r.returncode == 0 and "validation passed" in r.stdout, r.stdout + r.stderr
