@@ -89,9 +89,8 @@ def save_profile(profile: Profile, manifest: str | Path, out: str | Path, t0: fl
     store = current_store(embeddings) if embeddings is not None else None
     if store is not None:
         cfg = params or Params()
-        stats = stats_from_store(store, manifest, cfg.profile.segment_kll_k, cfg.embed.sample_size,
-                                 cfg.profile.max_segment_values)
-        profile.embedding = stats if stats.count else None  # a store of other images says nothing here
+        profile.embedding = stats_from_store(store, manifest, cfg.profile.segment_kll_k, cfg.embed.sample_size,
+                                             cfg.profile.max_segment_values)
     size = profile.save(out)
     s = ProfileSummary(str(manifest), str(out), profile.files_seen, profile.ok, profile.errors, size,
                        time.perf_counter() - t0)

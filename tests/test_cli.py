@@ -47,9 +47,9 @@ def test_ingest_profile_show_json(demo_raw, tmp_path):
 
 
 def test_merge_command(demo_raw, tmp_path):
-    for name in ("raw", "new"):
-        assert cli("ingest", demo_raw / name, "-o", tmp_path / f"{name}.parquet", "-q").returncode == 0
-        assert cli("profile", tmp_path / f"{name}.parquet", "-o", tmp_path / f"{name}.json").returncode == 0
+    for name in ("raw", "new"):  # in tmp_path: no project embedding store next to it
+        assert cli("ingest", demo_raw / name, "-o", tmp_path / f"{name}.parquet", "-q", cwd=tmp_path).returncode == 0
+        assert cli("profile", tmp_path / f"{name}.parquet", "-o", tmp_path / f"{name}.json", cwd=tmp_path).returncode == 0
     r = cli("merge", tmp_path / "raw.json", tmp_path / "new.json", "-o", tmp_path / "all.json")
     assert r.returncode == 0, r.stderr
     shown = json.loads(cli("show", tmp_path / "all.json", "--json").stdout)

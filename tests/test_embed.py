@@ -277,6 +277,10 @@ def test_embed_step_incremental_errors_and_profile(demo_raw, tmp_path):
     for f in aside.iterdir():  # new images arrive; one known image is corrupted after ingest
         shutil.move(f, raw / "field" / "cat" / f.name)
     s2 = ingest_step(p, raw, manifest)
+    from pixelscope.embed.stats import stats_from_store
+    from pixelscope.store import current_store
+
+    assert stats_from_store(current_store(project / p.paths.embeddings), manifest) is None  # new images not embedded yet
     victim = sorted(raw.glob("studio/coffee/*.jpg"))[0]
     data = victim.read_bytes()
     victim.write_bytes(data[: len(data) // 3])  # truncated after the manifest was written

@@ -178,15 +178,20 @@ def _r(x: float | None) -> float | None:
 
 
 def stats_from_store(store: ShardStore, manifest: str | Path, kll_k: int = 100, sample_size: int = 512,
-                     max_labels: int = 64) -> EmbeddingStats:
+                     max_labels: int = 64) -> EmbeddingStats | None:
     """Statistics of the store's vectors for the readable images of this manifest (ids of
-    earlier data versions that the store still holds are left out)."""
+    earlier data versions that the store still holds are left out). None unless the store
+    holds every one of them: statistics of a subset would not describe this dataset."""
     t = pq.read_table(manifest, columns=["id", "status", "label"]).to_pydict()
     labels = {i: lab for i, s, lab in zip(t["id"], t["status"], t["label"]) if s == "ok"}
+    if not labels or not set(labels) <= store.ids():
+        return None
 
     def chunks():
+        seen: set[str] = set()
         for ids, rows in store.shards():
-            keep = np.array([i in labels for i in ids], dtype=bool)
+            keep = np.array([i in labels and i not in seen for i in ids], dtype=bool)
+            seen.update(ids[keep])
             if keep.any():
                 kept = ids[keep]
                 yield kept, np.asarray(rows[keep]), [labels[i] for i in kept]
