@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -74,10 +75,7 @@ def _save_errors(folder: Path, errors: list[dict[str, Any]]) -> None:
 
 
 def _by_reason(errors: list[dict[str, Any]]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for e in errors:
-        out[e["reason"]] = out.get(e["reason"], 0) + 1
-    return dict(sorted(out.items()))
+    return dict(sorted(Counter(e["reason"] for e in errors).items()))
 
 
 class _Buffered:

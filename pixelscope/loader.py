@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from pixelscope.config import PreprocessConfig
+from pixelscope.config import IngestConfig, PreprocessConfig
 from pixelscope.decode import READ_ERROR, ImageError, decode
 from pixelscope.ingest import pool_start_method, resolve_workers
 from pixelscope.transforms import Preprocess, build
 
-MAX_PIXELS = 178_956_970
+MAX_PIXELS = IngestConfig().max_image_pixels  # manifest images already passed ingest's own limit
 _PREP: Preprocess | None = None
 
 
@@ -70,14 +70,19 @@ def _init(cfg: PreprocessConfig, worker: bool = True) -> None:
     _PREP = build(cfg)
 
 
+def _load_with(item: Item, prep: Preprocess) -> tuple[torch.Tensor | None, dict[str, Any] | None]:
+    """(image, None) or (None, error row): a bad file or a failing plugin transform is a row."""
+    try:
+        return cpu_image(item, prep).contiguous(), None
+    except ImageError as e:
+        return None, error_row(item, e.reason, e.detail)
+    except Exception as e:  # noqa: BLE001 - a plugin transform's bug must not stop the run
+        return None, error_row(item, "transform_error", f"{type(e).__name__}: {e}")
+
+
 def _load(item: Item) -> tuple[Item, torch.Tensor | None, dict[str, Any] | None]:
     assert _PREP is not None
-    try:
-        return item, cpu_image(item, _PREP).contiguous(), None
-    except ImageError as e:
-        return item, None, error_row(item, e.reason, e.detail)
-    except Exception as e:  # noqa: BLE001 - a plugin transform's bug must not stop the run
-        return item, None, error_row(item, "transform_error", f"{type(e).__name__}: {e}")
+    return (item, *_load_with(item, _PREP))
 
 
 def _collate(results: list[tuple[Item, torch.Tensor | None, dict[str, Any] | None]]) -> Batch:
@@ -207,18 +212,9 @@ def _gpu_batch(files: list[tuple[Item, bytes | None]], prep: Preprocess, device:
         elif data is None:
             results.append((it, None, error_row(it, READ_ERROR, "file could not be read")))
         else:
-            it_res = _cpu_fallback(it, prep)
-            results.append((it, None if it_res[0] is None else it_res[0].to(device), it_res[1]))
+            img, err = _load_with(it, prep)
+            results.append((it, None if img is None else img.to(device), err))
     return _collate(results)
-
-
-def _cpu_fallback(item: Item, prep: Preprocess) -> tuple[torch.Tensor | None, dict[str, Any] | None]:
-    try:
-        return cpu_image(item, prep), None
-    except ImageError as e:
-        return None, error_row(item, e.reason, e.detail)
-    except Exception as e:  # noqa: BLE001
-        return None, error_row(item, "transform_error", f"{type(e).__name__}: {e}")
 
 
 def resolve_device(device: str) -> str:
