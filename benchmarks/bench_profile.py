@@ -27,7 +27,7 @@ import psutil
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work"
 PEERS = {
-    "whylogs": ["whylogs[image]==1.6.4", "numpy<2", "pillow"],
+    "whylogs": ["whylogs[image,viz]==1.6.4", "numpy<2", "pillow", "pandas<3"],
     "cleanvision": ["cleanvision==0.3.7"],
 }
 

@@ -95,7 +95,7 @@ class EmbedConfig(_Strict):
 
 
 class DriftConfig(_Strict):
-    alpha: float = Field(default=0.01, gt=0, lt=1)
+    alpha: float = Field(default=0.02, gt=0, lt=1)  # calibrated: BENCHMARKS.md, "Drift calibration"
     correction: Literal["holm", "bh"] = "holm"
     bins: int = Field(default=10, ge=2, le=100)
     min_rows: int = Field(default=30, ge=2)

@@ -64,6 +64,15 @@ SHIFTED = Style(quality=(25, 55), brightness=(0.6, 0.85), blur_prob=0.4, blur_ra
 
 def synth_jpeg(label: str, seed: int, style: Style = REFERENCE) -> bytes:
     """One JPEG: random crop of the label's base photo, resized, jittered, compressed."""
+    img, quality = synth_image(label, seed, style)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def synth_image(label: str, seed: int, style: Style = REFERENCE) -> tuple[Image.Image, int]:
+    """The image synth_jpeg encodes, and the JPEG quality it encodes it at (benchmarks shift
+    the image before encoding, so a shifted copy differs from the original by the shift only)."""
     rng = np.random.default_rng(seed)
     base = base_photo(label)
     bw, bh = base.size
@@ -83,9 +92,7 @@ def synth_jpeg(label: str, seed: int, style: Style = REFERENCE) -> bytes:
         img = img.filter(ImageFilter.GaussianBlur(rng.uniform(*style.blur_radius)))
     if rng.random() < style.gray_prob:
         img = img.convert("L").convert("RGB")
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=int(rng.integers(style.quality[0], style.quality[1] + 1)))
-    return buf.getvalue()
+    return img, int(rng.integers(style.quality[0], style.quality[1] + 1))
 
 
 @dataclass(frozen=True)

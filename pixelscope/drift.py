@@ -7,13 +7,16 @@ One row per (feature, segment, test):
 - categorical (frequent items): chi-square test of homogeneity and total variation over the
   tracked values plus an "(other)" bucket, so a value unseen in the reference counts;
 - embeddings (bottom-k samples, centroids): MMD^2 (RBF kernel, median bandwidth) with a
-  permutation p-value, and the cosine shift of the mean and of each label's centroid.
+  p-value from permutations, and the cosine shift of the mean (from exact sums) with a
+  permutation p-value for the difference of the two means; both overall and per label.
+  Permutation p-values are extended past 1 / (permutations + 1) by a moment-matched
+  Pearson III tail, so they can survive the correction over hundreds of tests.
 
 Sketch error is accounted for: the KS statistic is reduced by the two sketches' rank
 errors before its p-value is taken, and a distance no larger than what the sketches can
-resolve is never called drift. p-values are corrected across all rows (Holm or
-Benjamini-Hochberg, `drift.correction`); a row drifts when its corrected p-value is below
-`drift.alpha` and its effect size passes the test's threshold.
+resolve is never called drift. p-values are corrected across all hypotheses (Holm or
+Benjamini-Hochberg, `drift.correction`; PSI, Hellinger and JS share one); a row drifts when
+its corrected p-value is below `drift.alpha` and its effect size passes the test's threshold.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pixelscope.embed.stats import ALL, EmbeddingStats
 from pixelscope.profile import Profile
 from pixelscope.sketches import CategoricalSketch, NumericSketch
 
+BINNED = ("psi", "hellinger", "js")  # one chi-square test on the binned counts; three effect sizes
 EPS = 1e-4  # PMF smoothing: an empty bin must not make PSI / KL infinite
 
 
@@ -160,9 +164,22 @@ def _mmd2_from_kernel(k: np.ndarray, in_x: np.ndarray, total: float) -> float:
     return (sxx - n) / (n * (n - 1)) + (syy - m) / (m * (m - 1)) - 2 * sxy / (n * m)
 
 
+def permutation_p_value(observed: float, null: np.ndarray) -> float:
+    """p-value of a statistic against its permutation distribution. A Pearson type III curve
+    (a gamma with a location) fitted to the permutations' mean, spread and skewness gives the
+    tail beyond them (the moment-matched approximation of Gretton et al., 2009), so a strong
+    signal gets a p-value below 1 / (permutations + 1) and can survive a correction over many
+    tests."""
+    null = np.asarray(null, dtype=np.float64)
+    sd = float(null.std(ddof=1))
+    if not sd > 0:
+        return 1.0 if observed <= float(null.mean()) else 0.0
+    return float(stats.pearson3.sf(observed, float(stats.skew(null)), loc=float(null.mean()), scale=sd))
+
+
 def mmd_test(x: np.ndarray, y: np.ndarray, permutations: int, seed: int = 0) -> tuple[float, float]:
     """MMD^2 (RBF kernel on L2-normalised vectors, bandwidth = median squared distance) and its
-    permutation p-value. One kernel matrix; each permutation is one matrix-vector product."""
+    p-value from permutations. One kernel matrix; each permutation is one matrix-vector product."""
     z = np.vstack([x, y]).astype(np.float64)
     z /= np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
     sq = (z * z).sum(1)
@@ -174,25 +191,57 @@ def mmd_test(x: np.ndarray, y: np.ndarray, permutations: int, seed: int = 0) -> 
     in_x[: len(x)] = 1
     observed = _mmd2_from_kernel(k, in_x, total)
     rng = np.random.default_rng(seed)
-    hits = sum(_mmd2_from_kernel(k, rng.permutation(in_x), total) >= observed for _ in range(permutations))
-    return observed, (hits + 1) / (permutations + 1)
+    null = np.array([_mmd2_from_kernel(k, rng.permutation(in_x), total) for _ in range(permutations)])
+    return observed, permutation_p_value(observed, null)
+
+
+def mean_shift_p_value(a: np.ndarray, b: np.ndarray, n: int, m: int, x: np.ndarray, y: np.ndarray,
+                       permutations: int = 200, seed: int = 0) -> float:
+    """p-value of ||a - b||^2, a and b the means of n and m vectors, under 'same distribution'.
+
+    The null comes from the samples x and y of those vectors: the squared difference of their
+    means under random relabelling (one matrix-vector product each), rescaled from the samples'
+    sizes to n and m (its expectation is tr(covariance) * (1/n + 1/m))."""
+    if min(len(x), len(y)) < 2:
+        return 1.0
+    z = np.vstack([x, y]).astype(np.float64)
+    z -= z.mean(0)
+    k = z @ z.T
+    ns, ms = len(x), len(y)
+    in_x = np.zeros(ns + ms)
+    in_x[:ns] = 1
+    rng = np.random.default_rng(seed)
+
+    def diff2(mask: np.ndarray) -> float:
+        u = mask / ns - (1 - mask) / ms
+        return float(u @ (k @ u))
+
+    null = np.array([diff2(rng.permutation(in_x)) for _ in range(permutations)])
+    null *= (1 / n + 1 / m) / (1 / ns + 1 / ms)
+    return permutation_p_value(float(np.sum((np.asarray(a) - np.asarray(b)) ** 2)), null)
 
 
 def embedding_rows(ref: EmbeddingStats, cur: EmbeddingStats, cfg: DriftConfig) -> list[DriftRow]:
+    """MMD on the samples and the cosine shift of the centroids (exact sums), overall and per
+    label; the centroid shift's p-value tests the difference of the two means."""
     if ref.key != cur.key:
         raise ValueError(f"embeddings of different models or preprocessing ({ref.key} vs {cur.key}): re-embed one of them")
     rows = []
-    if len(ref.sample) >= 2 and len(cur.sample) >= 2:
-        stat, p = mmd_test(ref.sample, cur.sample, cfg.mmd_permutations)
-        rows.append(DriftRow("embedding", "all", "mmd", stat, cfg.mmd_min, 0.0, p, n_ref=len(ref.sample),
-                             n_cur=len(cur.sample)))
+    ref_labels, cur_labels = np.array(ref.sample_labels), np.array(cur.sample_labels)
     for label in [ALL, *sorted(set(ref.labels) & set(cur.labels))]:
+        segment = "all" if label == ALL else f"label={label}"
+        x = ref.sample if label == ALL else ref.sample[ref_labels == label]
+        y = cur.sample if label == ALL else cur.sample[cur_labels == label]
+        if min(len(x), len(y)) >= (2 if label == ALL else cfg.min_rows):
+            stat, p = mmd_test(x, y, cfg.mmd_permutations)
+            rows.append(DriftRow("embedding", segment, "mmd", stat, cfg.mmd_min, 0.0, p, n_ref=len(x), n_cur=len(y)))
         if min(ref.count[label], cur.count[label]) < cfg.min_rows:
             continue
         a, b = ref.centroid(label), cur.centroid(label)
         shift = 1.0 - float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
-        rows.append(DriftRow("embedding_centroid", "all" if label == ALL else f"label={label}", "cosine_shift", shift,
-                             cfg.centroid_shift_max, 0.0, n_ref=ref.count[label], n_cur=cur.count[label]))
+        p = mean_shift_p_value(a, b, ref.count[label], cur.count[label], x, y, cfg.mmd_permutations)
+        rows.append(DriftRow("embedding_centroid", segment, "cosine_shift", shift, cfg.centroid_shift_max, 0.0, p,
+                             n_ref=ref.count[label], n_cur=cur.count[label]))
     return rows
 
 
@@ -223,7 +272,7 @@ def compare(ref: Profile, cur: Profile, cfg: DriftConfig | None = None) -> list[
             pairs.append((f"{seg}={value}", ref.segments[seg][value], cur.segments[seg][value]))
     for segment, a, b in pairs:
         for name in sorted(set(a) & set(b)):
-            if name in cfg.exclude:
+            if name in cfg.exclude or segment.startswith(f"{name}="):  # constant inside its own segment
                 continue
             sa, sb = a[name], b[name]
             if min(sa.count, sb.count) < cfg.min_rows:
@@ -236,9 +285,22 @@ def compare(ref: Profile, cur: Profile, cfg: DriftConfig | None = None) -> list[
                 rows += categorical_rows(name, segment, sa, sb, cfg)
     if ref.embedding is not None and cur.embedding is not None:
         rows += embedding_rows(ref.embedding, cur.embedding, cfg)
-    tested = [r for r in rows if r.p_value is not None]
-    for r, p in zip(tested, adjust([r.p_value for r in tested], cfg.correction)):  # type: ignore[misc]
-        r.p_adjusted = p
+    return decide(rows, cfg)
+
+
+def decide(rows: list[DriftRow], cfg: DriftConfig) -> list[DriftRow]:
+    """Correct the rows' p-values for multiple testing and decide which rows drift (in place).
+    A row drifts when its corrected p-value is below alpha and its effect size passes its
+    threshold (raised to the sketches' resolution)."""
+    # one hypothesis per p-value: PSI, Hellinger and JS are effect sizes of one binned test
+    hypotheses: dict[tuple[str, str, str], list[DriftRow]] = {}
+    for r in rows:
+        if r.p_value is not None:
+            hypotheses.setdefault((r.feature, r.segment, "binned" if r.test in BINNED else r.test), []).append(r)
+    groups = list(hypotheses.values())
+    for group, p in zip(groups, adjust([g[0].p_value for g in groups], cfg.correction)):  # type: ignore[misc]
+        for r in group:
+            r.p_adjusted = p
     for r in rows:
         big = r.statistic > r.threshold
         r.drift = big and (r.p_adjusted is None or r.p_adjusted < cfg.alpha)

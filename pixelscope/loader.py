@@ -59,7 +59,7 @@ def cpu_image(item: Item, prep: Preprocess) -> torch.Tensor:
     except OSError as e:
         raise ImageError(READ_ERROR, f"{type(e).__name__}: {e}") from None
     d = decode(data, working_size=4096, max_pixels=MAX_PIXELS, min_shorter=prep.min_side)
-    img = torch.from_numpy(np.ascontiguousarray(d.rgb)).permute(2, 0, 1)
+    img = torch.from_numpy(np.require(d.rgb, requirements=["C", "W"])).permute(2, 0, 1)  # torch wants writable
     return prep.apply(img, seed_of(item.id))
 
 

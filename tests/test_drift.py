@@ -7,9 +7,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pixelscope.config import DriftConfig
-from pixelscope.drift import (adjust, binned, categorical_rows, embedding_rows, hellinger, jensen_shannon,
-                              ks_statistic, mmd_test, numeric_rows, psi)
+import pyarrow as pa
+
+from pixelscope.config import DriftConfig, ProfileConfig
+from pixelscope.drift import (adjust, binned, categorical_rows, compare, embedding_rows, hellinger, jensen_shannon,
+                              ks_statistic, mean_shift_p_value, mmd_test, numeric_rows, psi)
+from pixelscope.profile import Profile
 from pixelscope.embed.stats import EmbeddingStats
 from pixelscope.sketches import CategoricalSketch, NumericSketch
 
@@ -108,10 +111,14 @@ def test_embedding_mmd_and_centroid_shift():
     cfg = DriftConfig()
     r_same = {r.test + r.segment: r for r in embedding_rows(ref, same, cfg)}
     r_moved = {r.test + r.segment: r for r in embedding_rows(ref, moved, cfg)}
-    assert r_same["mmdall"].p_value > 0.01 and r_moved["mmdall"].p_value < 0.01
+    for segment in ("all", "label=a"):  # overall and per label
+        assert r_same["mmd" + segment].p_value > 0.01 and r_moved["mmd" + segment].p_value < 0.01
+        assert r_same["cosine_shift" + segment].p_value > 0.01 and r_moved["cosine_shift" + segment].p_value < 1e-6
     assert r_moved["cosine_shiftall"].statistic > r_same["cosine_shiftall"].statistic
     x, y = rng.normal(size=(50, 8)), rng.normal(size=(60, 8))
     assert mmd_test(x, y, 50)[1] == mmd_test(x, y, 50)[1]  # seeded: reproducible
+    far = mmd_test(rng.normal(size=(100, 8)), rng.normal(2, 1, size=(100, 8)), 200)[1]
+    assert far < 1e-6  # past what 200 permutations alone can resolve
     with pytest.raises(ValueError, match="different models"):
         embedding_rows(ref, EmbeddingStats("m", "other", dim), cfg)
 
@@ -121,3 +128,40 @@ def test_multiple_testing_corrections():
     assert np.allclose(adjust(p, "holm"), [0.03, 0.06, 0.06, 0.02])
     assert np.allclose(adjust(p, "bh"), [0.02, 0.04, 0.04, 0.02])
     assert adjust([], "bh") == []
+
+
+def test_mean_shift_p_value_is_calibrated_under_the_null():
+    """Same distribution (correlated, anisotropic vectors): about 5 % of p-values fall below 0.05;
+    a mean moved by a fraction of the noise is found, with a p-value far below 1/permutations."""
+    rng = np.random.default_rng(5)
+    dim = 64
+    mix = rng.normal(size=(dim, dim)) * np.linspace(2, 0.1, dim)  # a few strong directions
+    draw = lambda n, shift=0.0: rng.normal(size=(n, dim)) @ mix.T + 3 + shift  # noqa: E731
+    ps = []
+    for _ in range(300):
+        x, y = draw(200), draw(200)
+        ps.append(mean_shift_p_value(x.mean(0), y.mean(0), 200, 200, x, y))
+    assert 0.02 <= np.mean(np.array(ps) < 0.05) <= 0.09
+    assert np.mean(np.array(ps) < 0.01) <= 0.025
+    x, y = draw(200), draw(200, shift=2.0)  # a quarter of the per-coordinate noise
+    assert mean_shift_p_value(x.mean(0), y.mean(0), 200, 200, x, y, permutations=200) < 1e-4
+
+
+def test_compare_counts_each_hypothesis_once_and_skips_constant_segment_columns():
+    rng = np.random.default_rng(6)
+    kinds = {"status": "categorical", "reason": "categorical", "label": "categorical", "x": "numeric"}
+
+    def profile(shift: float) -> Profile:
+        p = Profile.empty(kinds, ProfileConfig(segments=["label"]))
+        labels = list(rng.choice(["a", "b"], 400))
+        p.update(pa.table({"status": ["ok"] * 400, "reason": [None] * 400, "label": labels,
+                           "x": rng.normal(shift, 1, 400)}))
+        return p
+
+    rows = compare(profile(0.0), profile(0.0), DriftConfig(segments=["label"]))
+    assert not any(r.feature == "label" and r.segment.startswith("label=") for r in rows)
+    binned_rows = [r for r in rows if r.feature == "x" and r.segment == "all" and r.test in ("psi", "hellinger", "js")]
+    assert len(binned_rows) == 3 and len({r.p_adjusted for r in binned_rows}) == 1
+    tested = {(r.feature, r.segment, r.test in ("psi", "hellinger", "js")) for r in rows if r.p_value is not None}
+    smallest = min(r.p_value for r in rows if r.p_value is not None)
+    assert min(r.p_adjusted for r in rows if r.p_adjusted is not None) == pytest.approx(min(1.0, smallest * len(tested)))
