@@ -155,7 +155,7 @@ class Batches:
         return p
 
 
-def conditions(batch: int) -> list[tuple[str, str]]:
+def conditions() -> list[tuple[str, str]]:
     """(name, kind): kind 'null' counts false alarms, 'shift' counts detections."""
     return ([("same distribution", "null"), ("corpus photos, random halves", "null")]
             + [(s, "shift") for s in SHIFTS if s != "grayscale"]
@@ -267,7 +267,7 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     trials, all_rows = [], []
     for ref_size in args.ref_sizes:
-        for name, kind in conditions(args.batch):
+        for name, kind in conditions():
             if name == "corpus photos, random halves" and ref_size != args.ref_sizes[0]:
                 continue  # the corpus holds ~2 x 130 photos: one size only
             n_trials = args.null_trials if kind == "null" else args.trials
