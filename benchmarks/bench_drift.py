@@ -1,7 +1,7 @@
 """Drift calibration and power: false alarms on same-distribution batches, detection of real shifts.
 
     python benchmarks/bench_drift.py [--pool 1600] [--batch 200] [--ref-sizes 200 1000]
-                                     [--trials 30] [--null-trials 60] [--no-whylogs]
+                                     [--trials 30] [--null-trials 200] [--no-whylogs]
 
 Images: the demo generator (random crops of six real photos shipped with scikit-image,
 resized, exposure / colour jittered, JPEG 70-95), a pool of `--pool` images, and the
@@ -96,7 +96,7 @@ def build_pool(n: int) -> Path:
 
 
 def ingest_and_embed(project: Path, raw: Path):
-    """The pipeline's own ingest and embed steps over a folder -> (manifest table, vectors by id, store meta)."""
+    """The pipeline's own ingest and embed steps over a folder -> (manifest table, embedding store)."""
     import pyarrow.parquet as pq
 
     from pixelscope.config import Params, PathsConfig
@@ -121,7 +121,7 @@ def ingest_and_embed(project: Path, raw: Path):
 class Batches:
     """Profiles of any subset of the pool's manifest rows, built as the pipeline builds them."""
 
-    def __init__(self, table, store, params):
+    def __init__(self, table, vectors: dict[str, np.ndarray], meta: dict, params):
         import pyarrow as pa
 
         from pixelscope.ingest import column_kinds
@@ -133,7 +133,7 @@ class Batches:
         self.kinds = column_kinds(table.schema)
         self.ids = self.table.column("id").to_pylist()
         self.labels = self.table.column("label").to_pylist()
-        self.store = store
+        self.vectors, self.meta = vectors, meta
 
     def profile(self, rows: np.ndarray):
         import pyarrow as pa
@@ -144,9 +144,9 @@ class Batches:
         p = Profile.empty(self.kinds, self.params.profile)
         p.update(self.table.take(pa.array(rows, type=pa.int64())))
         ids = [self.ids[i] for i in rows]
-        vectors = self.store.get(ids)
+        vectors = np.stack([self.vectors[i] for i in ids])
         labels = [self.labels[i] for i in rows]
-        meta = self.store.meta
+        meta = self.meta
         p.embedding = EmbeddingStats.build(meta["model"], meta["key"], meta["row_shape"][0],
                                            lambda: [(np.array(ids), vectors, labels)],
                                            kll_k=self.params.profile.segment_kll_k,
@@ -195,10 +195,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=200, help="current batch size")
     ap.add_argument("--ref-sizes", type=int, nargs="+", default=[200, 1000], help="reference batch sizes")
     ap.add_argument("--trials", type=int, default=30, help="trials per shift")
-    ap.add_argument("--null-trials", type=int, default=60, help="trials per same-distribution condition")
+    ap.add_argument("--null-trials", type=int, default=200, help="trials per same-distribution condition")
     ap.add_argument("--params", default=str(HERE.parent / "params.yaml"), help="drift params to use")
     ap.add_argument("--no-whylogs", action="store_true")
-    ap.add_argument("--whylogs-python", help="python of a venv with whylogs[image]==1.6.4 (default: make one)")
+    ap.add_argument("--whylogs-python", help="python of a venv with whylogs[image,viz]==1.6.4 and pandas (default: make one)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
@@ -235,32 +235,25 @@ def main() -> None:
     corpus_table = corpus_table.cast(pool_table.schema)
     table = pa.concat_tables([pool_table, corpus_table])
 
-    class Both:  # the two stores behind one get()
-        meta = pool_store.meta
+    vectors = {}  # every image's embedding, from the two stores (~30 MB)
+    for t, store in ((pool_table, pool_store), (corpus_table, corpus_store)):
+        ids = [i for i, st in zip(t.column("id").to_pylist(), t.column("status").to_pylist()) if st == "ok"]
+        vectors.update(zip(ids, store.get(ids)))
 
-        @staticmethod
-        def get(ids):
-            have = pool_store.ids()
-            a = [i for i in ids if i in have]
-            out = {}
-            if a:
-                out.update(zip(a, pool_store.get(a)))
-            b = [i for i in ids if i not in have]
-            if b:
-                out.update(zip(b, corpus_store.get(b)))
-            return np.stack([out[i] for i in ids])
-
-    batches = Batches(table, Both, params)
+    batches = Batches(table, vectors, pool_store.meta, params)
     paths = pool_table.column("path").to_pylist()
     idx = {p: i for i, p in enumerate(paths)}
     ok = pool_table.column("status").to_pylist()
     rows_by = {}
     for shift in [None, *SHIFTS]:
-        rows_by[shift] = np.array([idx[f"{folder_of(shift)}/{labels[i % 6]}/{labels[i % 6]}_{i:05d}.jpg"]
-                                   for i in range(args.pool)])
-        assert all(ok[r] == "ok" for r in rows_by[shift])
+        names = [f"{folder_of(shift)}/{labels[i % len(labels)]}/{labels[i % len(labels)]}_{i:05d}.jpg"
+                 for i in range(args.pool)]
+        rows_by[shift] = np.array([idx[n] for n in names])
+        bad = [n for n, r in zip(names, rows_by[shift]) if ok[r] != "ok"]
+        if bad:
+            sys.exit(f"pool images that did not ingest: {bad[:5]} ({len(bad)}); delete {WORK} and rerun")
     pool = {"n": args.pool, "rows": rows_by, "labels": labels,
-            "label_of": [labels[i % 6] for i in range(args.pool)],
+            "label_of": [labels[i % len(labels)] for i in range(args.pool)],
             "corpus": np.arange(pool_table.num_rows, table.num_rows)}
     print(f"pool: {args.pool:,} images x {1 + len(SHIFTS)} versions; corpus photos: {len(keep)}", flush=True)
 
@@ -280,7 +273,7 @@ def main() -> None:
                 trials.append({"condition": name, "kind": kind, "ref_size": len(ref_rows), "cur_size": len(cur_rows),
                                "trial": t, "flagged": bool(fired), "fired": fired, "seconds": seconds,
                                "ref": ref_rows.tolist(), "cur": cur_rows.tolist()})
-                all_rows += [{**r.to_dict(), "condition": name, "ref_size": ref_size, "trial": t} for r in rows]
+                all_rows += [{**r.to_dict(), "condition": name, "ref_size": len(ref_rows), "trial": t} for r in rows]
             done = [x for x in trials if x["condition"] == name and x["ref_size"] == len(ref_rows)]
             print(f"ref {ref_size:>4} | {name:<34} pixelscope flagged {sum(x['flagged'] for x in done)}/{len(done)}", flush=True)
     WORK.mkdir(parents=True, exist_ok=True)

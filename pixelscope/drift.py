@@ -22,6 +22,7 @@ its corrected p-value is below `drift.alpha` and its effect size passes the test
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -177,6 +178,16 @@ def permutation_p_value(observed: float, null: np.ndarray) -> float:
     return float(stats.pearson3.sf(observed, float(stats.skew(null)), loc=float(null.mean()), scale=sd))
 
 
+def _permuted(statistic: Callable[[np.ndarray], float], n_x: int, n: int, permutations: int,
+              seed: int) -> tuple[float, np.ndarray]:
+    """A two-sample statistic of a 0/1 mask (1 = first sample) on the real split, and on
+    `permutations` seeded random relabellings of the n pooled rows."""
+    in_x = np.zeros(n)
+    in_x[:n_x] = 1
+    rng = np.random.default_rng(seed)
+    return statistic(in_x), np.array([statistic(rng.permutation(in_x)) for _ in range(permutations)])
+
+
 def mmd_test(x: np.ndarray, y: np.ndarray, permutations: int, seed: int = 0) -> tuple[float, float]:
     """MMD^2 (RBF kernel on L2-normalised vectors, bandwidth = median squared distance) and its
     p-value from permutations. One kernel matrix; each permutation is one matrix-vector product."""
@@ -187,11 +198,7 @@ def mmd_test(x: np.ndarray, y: np.ndarray, permutations: int, seed: int = 0) -> 
     gamma = 1.0 / max(float(np.median(d2[np.triu_indices(len(z), 1)])), 1e-12)
     k = np.exp(-gamma * d2)
     total = float(k.sum())
-    in_x = np.zeros(len(z))
-    in_x[: len(x)] = 1
-    observed = _mmd2_from_kernel(k, in_x, total)
-    rng = np.random.default_rng(seed)
-    null = np.array([_mmd2_from_kernel(k, rng.permutation(in_x), total) for _ in range(permutations)])
+    observed, null = _permuted(lambda in_x: _mmd2_from_kernel(k, in_x, total), len(x), len(z), permutations, seed)
     return observed, permutation_p_value(observed, null)
 
 
@@ -208,15 +215,12 @@ def mean_shift_p_value(a: np.ndarray, b: np.ndarray, n: int, m: int, x: np.ndarr
     z -= z.mean(0)
     k = z @ z.T
     ns, ms = len(x), len(y)
-    in_x = np.zeros(ns + ms)
-    in_x[:ns] = 1
-    rng = np.random.default_rng(seed)
 
-    def diff2(mask: np.ndarray) -> float:
-        u = mask / ns - (1 - mask) / ms
+    def diff2(in_x: np.ndarray) -> float:
+        u = in_x / ns - (1 - in_x) / ms
         return float(u @ (k @ u))
 
-    null = np.array([diff2(rng.permutation(in_x)) for _ in range(permutations)])
+    _, null = _permuted(diff2, ns, ns + ms, permutations, seed)
     null *= (1 / n + 1 / m) / (1 / ns + 1 / ms)
     return permutation_p_value(float(np.sum((np.asarray(a) - np.asarray(b)) ** 2)), null)
 
