@@ -312,20 +312,25 @@ def test_served_deployment_runs_with_parameters_and_ctrl_c_stops_it(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     api = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "PYTHONPATH": str(REPO),
+    # COLUMNS: `prefect deployment ls` is a rich table; a narrow one would wrap or cut the names
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "PYTHONPATH": str(REPO), "COLUMNS": "200",
            "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_API_URL": api}
     log = open(tmp_path / "serve.log", "w")  # flow-run logs land here: shown when the run fails
     serve = subprocess.Popen([sys.executable, "-m", "flows.serve", "--port", str(port)], cwd=REPO, env=env,
                              start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+    expected = [f"{flow}/pixelscope" for flow in ("pipeline", "ingest", "preprocess", "embed", "profile",
+                                                   "validate", "publish", "version-raw-data")]
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
+        # serve registers the deployments one after another: wait for all of them, not the first
+        deadline = time.time() + 180
+        missing = expected
+        while missing and time.time() < deadline:
             ls = subprocess.run([sys.executable, "-m", "prefect", "deployment", "ls"], env=env, capture_output=True, text=True)
-            if "pipeline/pixelscope" in ls.stdout:
-                break
-            assert serve.poll() is None, "serve exited early"
-            time.sleep(2)
-        assert "pipeline/pixelscope" in ls.stdout and "ingest/pixelscope" in ls.stdout
+            missing = [name for name in expected if name not in ls.stdout]
+            if missing:
+                assert serve.poll() is None, "serve exited early:\n" + (tmp_path / "serve.log").read_text()[-3000:]
+                time.sleep(2)
+        assert not missing, f"not registered after 180 s: {missing}\n{ls.stdout}"
         run = subprocess.run([sys.executable, "-m", "prefect", "deployment", "run", "pipeline/pixelscope",
                               "--param", f"project={project}", "--watch"], env=env, capture_output=True, text=True,
                              timeout=300)
