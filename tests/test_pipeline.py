@@ -31,6 +31,7 @@ BIN = str(Path(sys.executable).parent)
 
 STAGES = ["ingest", "preprocess", "embed", "profile", "validate", "publish"]
 
+
 def sh(args: list[str], cwd: Path, check: bool = True, **kw) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1", **kw.pop("env", {})}
     r = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env, timeout=600, **kw)
@@ -345,6 +346,7 @@ def test_served_deployment_runs_with_parameters_and_ctrl_c_stops_it(tmp_path):
         finally:
             if serve.poll() is None:
                 os.killpg(serve.pid, signal.SIGKILL)
+            log.close()
     assert serve.returncode is not None
     leftovers = subprocess.run(["pgrep", "-f", f"--port {port}"], capture_output=True, text=True).stdout.split()
     assert not leftovers, "the Prefect server outlived serve"
@@ -372,7 +374,6 @@ def test_reference_profile_is_read_at_a_git_rev_through_dvc(piped):
         (project / "data/processed/profile.json").write_bytes(current)
 
 
-@pytest.mark.slow
 def test_failed_validation_stops_the_pipeline_before_publish(tmp_path, prefect_server):
     from flows.pipeline import pipeline
     from pixelscope.config import parse_params
