@@ -11,7 +11,7 @@ copy differs from its original by the shift alone.
 
 Every trial draws a reference batch and a current batch of disjoint images, builds the two
 profiles the way the pipeline does (manifest rows -> sketches, embedding vectors ->
-embedding statistics) and runs `pixelscope.drift.compare` with the project's drift params.
+embedding statistics) and runs `pixelscope.quality.drift.compare` with the project's drift params.
 A trial is flagged when any row drifts. whylogs' default drift runs on the same batches
 (peers/whylogs_drift.py, in its own venv). Per-row results go to .work/drift/rows.parquet
 (for calibrating thresholds offline); the summary is appended to results/drift.jsonl.
@@ -101,7 +101,7 @@ def ingest_and_embed(project: Path, raw: Path):
 
     from pixelscope.config import Params, PathsConfig
     from pixelscope.steps import embed_step, ingest_step
-    from pixelscope.store import current_store
+    from pixelscope.io.store import current_store
 
     params = Params(paths=PathsConfig(raw=raw.resolve(), manifest=Path("manifest.parquet"),
                                       tensors=Path("tensors"), embeddings=Path("embeddings")))
@@ -138,7 +138,7 @@ class Batches:
     def profile(self, rows: np.ndarray):
         import pyarrow as pa
 
-        from pixelscope.embed.stats import EmbeddingStats
+        from pixelscope.profile.embedding import EmbeddingStats
         from pixelscope.profile import Profile
 
         p = Profile.empty(self.kinds, self.params.profile)
@@ -208,7 +208,7 @@ def main() -> None:
 
     from pixelscope.config import load_params
     from pixelscope.demo import BASE_PHOTOS
-    from pixelscope.drift import compare
+    from pixelscope.quality.drift import compare
 
     params = load_params(args.params)
     if not CORPUS.is_dir():

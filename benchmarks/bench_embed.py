@@ -31,8 +31,8 @@ def run(n: int, model: str, device: str, backend: str, batch_size: int) -> dict:
     from bench_profile import image_set
     from pixelscope.config import EmbedConfig, PreprocessConfig
     from pixelscope.embed.infer import Embedder
-    from pixelscope.loader import Item, batches, resolve_device
-    from pixelscope.transforms import build
+    from pixelscope.embed.loader import Item, batches, resolve_device
+    from pixelscope.embed.transforms import build
 
     root = image_set(n)
     files = sorted(str(p) for p in root.rglob("*.jpg"))[:n]

@@ -3,7 +3,7 @@
     python benchmarks/calibrate_drift.py [--alphas 0.01 0.02 0.05 0.1] [--corrections holm bh]
 
 Reads .work/drift/rows.parquet (every test's statistic, threshold and raw p-value, per trial)
-and applies `pixelscope.drift.decide` with each alpha x correction, printing the share of
+and applies `pixelscope.quality.drift.decide` with each alpha x correction, printing the share of
 trials flagged per condition: false alarms for the same-distribution conditions, detection
 rate for the shifts. Statistics and p-values do not depend on alpha or the correction, so
 this is exactly what a full benchmark run with those settings would report.
@@ -29,7 +29,7 @@ def main() -> None:
     import pandas as pd
 
     from pixelscope.config import DriftConfig
-    from pixelscope.drift import DriftRow, decide
+    from pixelscope.quality.drift import DriftRow, decide
 
     frame = pd.read_parquet(args.rows)
     fields = DriftRow.__dataclass_fields__

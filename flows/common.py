@@ -8,7 +8,7 @@ from typing import Any
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from pixelscope.config import Params, load_params, set_params
-from pixelscope.ingest import resolve_workers
+from pixelscope.io.parallel import resolve_workers
 
 
 def project_params(project: str | Path, overrides: dict[str, Any] | None = None) -> Params:

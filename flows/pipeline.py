@@ -18,60 +18,49 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows.common import project_params, task_runner
-from flows.ingest import run_ingest
-from flows.profiling import run_profile
+from flows.steps import run_stage
 from pixelscope.config import Params
-from tasks.embed import embed_task, preprocess_task
-from tasks.publish import publish_task
-from tasks.validate import validate_task
-from tasks.versioning import record_stage_task, stage_is_stale_task, version_raw_data_task
-
-STAGES = {
-    "ingest": run_ingest,
-    "preprocess": lambda params, project: preprocess_task(params, project),
-    "embed": lambda params, project: embed_task(params, project),
-    "profile": run_profile,
-    "validate": lambda params, project: validate_task(params, project),
-    "publish": lambda params, project: publish_task(params, project),
-}
+from pixelscope.pipeline.stages import DVC_STAGES, stage
+from tasks.steps import retry_options
+from tasks.versioning import record_stage_task, stage_is_stale_task
 
 
 def run_pipeline(params: Params, project: Path, version_data: bool = True) -> dict[str, Any]:
     log = get_run_logger()
     result: dict[str, Any] = {"ran": [], "skipped": [], "seconds": {}}
     if version_data:
-        result["version"] = version_raw_data_task(params, project)
-    for stage, run in STAGES.items():
-        if not stage_is_stale_task(stage, project):
-            log.info("stage %s is up to date: skipped", stage)
-            result["skipped"].append(stage)
+        result["version"] = run_stage(stage("version"), params, project)
+    for s in DVC_STAGES:
+        if not stage_is_stale_task(s.name, project):
+            log.info("stage %s is up to date: skipped", s.name)
+            result["skipped"].append(s.name)
             continue
         t0 = time.perf_counter()
-        result[stage] = run(params, project)
-        record_stage_task(stage, project)
-        result["seconds"][stage] = round(time.perf_counter() - t0, 2)
-        result["ran"].append(stage)
+        result[s.name] = run_stage(s, params, project)
+        record_stage_task.with_options(**retry_options(params))(s.name, project)
+        result["seconds"][s.name] = round(time.perf_counter() - t0, 2)
+        result["ran"].append(s.name)
     log.info("pipeline: ran %s, skipped %s", result["ran"] or "nothing", result["skipped"] or "nothing")
     return result
 
 
 @flow(name="pipeline")
 def pipeline(project: str = ".", overrides: dict[str, Any] | None = None, version_data: bool = True) -> dict[str, Any]:
-    """Version the raw data, then ingest -> preprocess -> embed -> profile -> validate -> publish, skipping up-to-date stages."""
+    """Version the raw data, then run each stage of dvc.yaml in order (ingest -> ... -> publish),
+    skipping the ones DVC reports up to date."""
     params = project_params(project, overrides)
     return run_pipeline(params, Path(project).resolve(), version_data)
 
 
 def main(argv: list[str]) -> None:
-    from pixelscope.config import ConfigError, dotted_overrides
-    from pixelscope.steps import StepError
-    from pixelscope.versioning import VersioningError
+    from pixelscope.config import dotted_overrides
+    from pixelscope.errors import ConfigError, PixelscopeError
 
     try:
         overrides = dotted_overrides(_sets(argv))
         params = project_params(".", overrides or None)
         pipeline.with_options(task_runner=task_runner(params))(".", overrides or None)
-    except (ConfigError, StepError, VersioningError) as e:
+    except PixelscopeError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2 if isinstance(e, ConfigError) else 1)
 

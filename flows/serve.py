@@ -37,18 +37,13 @@ def wait_ready(url: str, timeout: float = 60) -> None:
 
 
 def deployments():
-    from flows.embed import embed_flow, preprocess_flow
-    from flows.ingest import ingest_flow
+    """The pipeline, then one deployment per stage of the stage table."""
     from flows.pipeline import pipeline
-    from flows.profiling import profile_flow
-    from flows.publish import publish_flow
-    from flows.validate import validate_flow
-    from flows.version_raw_data import version_raw_data_flow
+    from flows.steps import FLOWS
 
     project = str(settings.PROJECT)
     return [f.to_deployment(name="pixelscope", parameters={"project": project})
-            for f in (pipeline, ingest_flow, preprocess_flow, embed_flow, profile_flow, validate_flow, publish_flow,
-                      version_raw_data_flow)]
+            for f in (pipeline, *FLOWS.values())]
 
 
 def main() -> None:

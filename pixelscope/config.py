@@ -12,9 +12,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from pixelscope.errors import ConfigError
 
-class ConfigError(ValueError):
-    """A params file that cannot be used; the message names the offending key."""
+__all__ = ["ConfigError", "Params", "load_params", "parse_params", "dotted_overrides", "set_params"]
 
 
 class _Strict(BaseModel):
@@ -29,6 +29,17 @@ class PathsConfig(_Strict):
     embeddings: Path = Path("data/processed/embeddings")
     metrics: Path = Path("reports/metrics")
     publish: Path = Path("reports/publish")
+
+    def under(self, project: str | Path) -> PathsConfig:
+        """The same paths resolved against a project folder (absolute paths stay as they are).
+
+        The one place paths are resolved: every step reads `params.paths.under(project)`."""
+        root = Path(project)
+        return PathsConfig.model_construct(**{name: root / value for name, value in self})
+
+    def metrics_file(self, stage: str) -> Path:
+        """Where a stage's counts and timings go (`dvc metrics show`): metrics/<stage>.json."""
+        return self.metrics / f"{stage}.json"
 
 
 class IngestConfig(_Strict):

@@ -114,7 +114,7 @@ def _run(jobs: list[_Job], workers: int) -> None:
         for j in jobs:
             _write(j)
         return
-    from pixelscope.ingest import pool_start_method
+    from pixelscope.io.parallel import pool_start_method
 
     with get_context(pool_start_method()).Pool(workers) as pool:
         for _ in pool.imap_unordered(_write, jobs, chunksize=32):

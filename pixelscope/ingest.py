@@ -7,66 +7,33 @@ error row with a reason code; the run always goes on. files seen = ok + errors.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
-import os
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
-from multiprocessing import get_context
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from PIL import Image
 
-from pixelscope import __version__
-from pixelscope.atomic import atomic_path
-from pixelscope.columns import BASE_COLUMNS, Column
-from pixelscope.config import FeaturesConfig, IngestConfig
-from pixelscope.decode import FEATURE_ERROR, READ_ERROR, ImageError, decode
-from pixelscope.discover import FileEntry, discover
+from pixelscope.config import FeaturesConfig, IngestConfig, Params
+from pixelscope.errors import InputMissing, StepError
 from pixelscope.features import ImageView, compute_features, feature_columns, load_plugins
+from pixelscope.io.decode import FEATURE_ERROR, READ_ERROR, ImageError, decode
+from pixelscope.io.discover import FileEntry, discover
+from pixelscope.io.manifest import BASE_COLUMNS, Column, ManifestWriter
+from pixelscope.io.parallel import pool_context, resolve_workers
+from pixelscope.pipeline.steps import ProgressFn, StepResult, by_reason, reason_notes, write_metrics
 
-Progress = Callable[[int], None]
-
-
-@dataclass
-class IngestSummary:
-    root: str
-    manifest: str
-    files_found: int
-    excluded: int
-    seen: int
-    ok: int
-    errors: int
-    errors_by_reason: dict[str, int] = field(default_factory=dict)
-    warnings: int = 0
-    seconds: float = 0.0
-    workers: int = 1
-
-    @property
-    def images_per_s(self) -> float:
-        return self.seen / self.seconds if self.seconds > 0 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "images_per_s": round(self.images_per_s, 1)}
+STAGE = "ingest"
 
 
-def manifest_columns() -> list[Column]:
+def manifest_columns(plugins: list[str] | tuple[str, ...] = ()) -> list[Column]:
+    """The base columns, then one per registered feature (plugins load first: they are columns too)."""
+    load_plugins(list(plugins))
     return BASE_COLUMNS + feature_columns()
-
-
-def manifest_schema(columns: list[Column]) -> pa.Schema:
-    meta = {
-        "pixelscope.version": __version__,
-        "pixelscope.columns": json.dumps({c.name: c.kind for c in columns}),
-    }
-    return pa.schema([pa.field(c.name, c.type) for c in columns], metadata=meta)
 
 
 @dataclass(frozen=True)
@@ -120,15 +87,6 @@ def _process_star(args: tuple[FileEntry, _Settings]) -> dict[str, Any]:
     return process_file(*args)
 
 
-def resolve_workers(workers: int) -> int:
-    if workers > 0:
-        return workers
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
-
-
 class _Runner:
     """Runs process_file over entries, in order, in a pool of worker processes.
 
@@ -140,10 +98,7 @@ class _Runner:
         self.s = s
         self.pool = None
         if workers > 1 or always_pool:
-            method = pool_start_method()
-            ctx = get_context(method)
-            if method == "forkserver":  # workers fork from a server that already imported the decoders
-                ctx.set_forkserver_preload(["pixelscope.ingest"])
+            ctx = pool_context("pixelscope.ingest")  # a fork server preloads the decoders
             self.pool = ctx.Pool(workers, initializer=_init_worker, initargs=(s,))
         else:
             _init_worker(s)
@@ -159,105 +114,6 @@ class _Runner:
         if self.pool is not None:
             self.pool.terminate()
             self.pool.join()
-
-
-def pool_start_method() -> str:
-    """fork when this process has one thread (fast; works from unguarded scripts and notebooks);
-    forkserver when other threads run (Prefect's engine, say), whose held locks a forked child
-    would inherit and could deadlock on."""
-    import multiprocessing
-
-    methods = multiprocessing.get_all_start_methods()
-    if "fork" in methods and threading.active_count() == 1:
-        return "fork"
-    return "forkserver" if "forkserver" in methods else "spawn"
-
-
-def ingest(
-    root: str | Path,
-    manifest_path: str | Path,
-    ingest_cfg: IngestConfig,
-    features_cfg: FeaturesConfig,
-    progress: Callable[[int, int], None] | None = None,
-) -> IngestSummary:
-    """Ingest a raw folder into a Parquet manifest (atomic). progress(done, total) per file."""
-    t0 = time.perf_counter()
-    load_plugins(features_cfg.plugins)
-    runner = _Runner(settings_for(ingest_cfg, features_cfg), resolve_workers(ingest_cfg.workers))
-    try:
-        return _ingest(root, manifest_path, ingest_cfg, runner, progress, t0)
-    finally:
-        runner.close()
-
-
-class ManifestWriter:
-    """Atomic, chunked Parquet writer that keeps the counts (ok, errors by reason, warnings).
-
-    Used by every ingest path (one process pool, or shards from an orchestrator), so the
-    manifest is the same bytes whichever way it was produced.
-    """
-
-    def __init__(self, path: str | Path, chunk_rows: int, plugins: list[str] | tuple[str, ...] = ()):
-        load_plugins(list(plugins))  # plugin features are columns too
-        self.path = Path(path)
-        self.chunk_rows = chunk_rows
-        self.schema = manifest_schema(manifest_columns())
-        self._names = set(self.schema.names)
-        self.ok = self.warnings = 0
-        self.reasons: Counter[str] = Counter()
-        self._buf: list[dict[str, Any]] = []
-        self._stack = contextlib.ExitStack()
-
-    def __enter__(self) -> ManifestWriter:
-        tmp = self._stack.enter_context(atomic_path(self.path))
-        self._writer = self._stack.enter_context(pq.ParquetWriter(tmp, self.schema, compression="zstd"))
-        return self
-
-    def add(self, row: dict[str, Any]) -> None:
-        unknown = row.keys() - self._names
-        if unknown:  # pyarrow would drop them silently
-            raise ValueError(f"manifest row has columns the schema lacks: {sorted(unknown)} (plugins not loaded?)")
-        if row["status"] == "ok":
-            self.ok += 1
-        else:
-            self.reasons[row["reason"]] += 1
-        self.warnings += bool(row.get("warning"))
-        self._buf.append(row)
-        if len(self._buf) >= self.chunk_rows:
-            self._flush()
-
-    def _flush(self) -> None:
-        self._writer.write_table(pa.Table.from_pylist(self._buf, schema=self.schema))
-        self._buf.clear()
-
-    @property
-    def seen(self) -> int:
-        return self.ok + sum(self.reasons.values())
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc_type is None and (self._buf or self.seen == 0):
-            self._flush()
-        return self._stack.__exit__(exc_type, exc, tb)
-
-    def summary(self, root: str | Path, excluded: int, seconds: float, workers: int) -> IngestSummary:
-        errors = sum(self.reasons.values())
-        return IngestSummary(
-            root=str(root), manifest=str(self.path), files_found=self.seen + excluded, excluded=excluded,
-            seen=self.seen, ok=self.ok, errors=errors, errors_by_reason=dict(sorted(self.reasons.items())),
-            warnings=self.warnings, seconds=seconds, workers=workers,
-        )
-
-
-def _ingest(root: str | Path, manifest_path: str | Path, ingest_cfg: IngestConfig, runner: _Runner,
-            progress: Callable[[int, int], None] | None, t0: float) -> IngestSummary:
-    entries, excluded = discover(root, ingest_cfg)
-    with ManifestWriter(manifest_path, ingest_cfg.chunk_rows, runner.s.plugins) as writer:
-        for i, row in enumerate(runner.rows(entries), 1):
-            writer.add(row)
-            if progress:
-                progress(i, len(entries))
-    assert writer.seen == len(entries), "every file seen must be ok or an error"
-    return writer.summary(root, excluded, time.perf_counter() - t0, runner.workers)
 
 
 def settings_for(ingest_cfg: IngestConfig, features_cfg: FeaturesConfig) -> _Settings:
@@ -299,10 +155,95 @@ def close_shared_pools() -> None:
             _SHARED.popitem()[1].close()
 
 
-def column_kinds(path_or_schema: str | Path | pa.Schema) -> dict[str, str]:
-    """Column -> profiling kind, as recorded in the manifest (plugins included)."""
-    schema = path_or_schema if isinstance(path_or_schema, pa.Schema) else pq.read_schema(path_or_schema)
-    raw = (schema.metadata or {}).get(b"pixelscope.columns")
-    if raw is None:
-        raise ValueError("not a pixelscope manifest (no pixelscope.columns metadata)")
-    return json.loads(raw)
+
+
+# --- the step: plan -> parts -> finish (a flow maps the parts over tasks; ingest_step loops) ---
+
+
+@dataclass
+class IngestPlan:
+    """What to ingest: the raw folder's files in shards of pipeline.shard_size."""
+
+    raw: Path
+    manifest: Path
+    shards: list[list[FileEntry]]
+    excluded: int
+
+    @property
+    def files(self) -> int:
+        return sum(map(len, self.shards))
+
+
+def plan_ingest(params: Params, project: str | Path) -> IngestPlan:
+    """List the raw folder (labels, sources, splits from the paths) and cut it into shards."""
+    paths = params.paths.under(project)
+    if not paths.raw.exists():
+        raise InputMissing(f"raw folder not found: {paths.raw}")
+    cfg = params.ingest
+    if cfg.labels_csv is not None:
+        cfg = cfg.model_copy(update={"labels_csv": Path(project) / cfg.labels_csv})
+    entries, excluded = discover(paths.raw, cfg)
+    if not entries:
+        paths.manifest.unlink(missing_ok=True)
+        raise StepError(f"no files to ingest in {paths.raw} ({excluded} excluded by ingest.exclude)")
+    size = params.pipeline.shard_size
+    return IngestPlan(paths.raw, paths.manifest, [entries[i:i + size] for i in range(0, len(entries), size)], excluded)
+
+
+def ingest_part(entries: list[FileEntry], params: Params, *, in_pool: bool) -> list[dict[str, Any]]:
+    """Manifest rows of one shard: on this machine's shared pool (in_pool), or in this process
+    (a Dask worker). A broken file is an error row, never an exception."""
+    if in_pool:
+        return process_shard_in_pool(entries, params.ingest, params.features)
+    return ingest_shard(entries, params.ingest, params.features)
+
+
+def finish_ingest(params: Params, project: str | Path, plan: IngestPlan, parts: Iterable[Iterable[dict[str, Any]]],
+                  t0: float, workers: int, progress: ProgressFn | None = None) -> StepResult:
+    """Write the parts' rows, in order, into the manifest (atomic); count; write the metrics."""
+    done = 0
+    with ManifestWriter(plan.manifest, params.ingest.chunk_rows, manifest_columns(params.features.plugins)) as writer:
+        for rows in parts:
+            for row in rows:
+                writer.add(row)
+                done += 1
+                if progress:
+                    progress(done, plan.files)
+    if writer.seen != plan.files:
+        raise AssertionError(f"every file seen must be ok or an error: {writer.seen} rows for {plan.files} files")
+    seconds = time.perf_counter() - t0
+    reasons = dict(sorted(writer.reasons.items()))
+    counts = {"files_seen": writer.seen, "ok": writer.ok, "errors": writer.errors, "excluded": plan.excluded,
+              "warnings": writer.warnings}
+    rate = writer.seen / seconds if seconds > 0 else 0.0
+    metrics = {**counts, "seconds": round(seconds, 3), "images_per_s": round(rate, 1), **by_reason("errors_", reasons)}
+    summary = (f"ingested {writer.seen} files from {plan.raw} in {seconds:.1f}s ({rate:,.0f} img/s, {workers} workers): "
+               f"{writer.ok} ok, {writer.errors} errors" + (f", {plan.excluded} excluded" if plan.excluded else ""))
+    result = StepResult(STAGE, summary, seconds, counts, {"manifest": str(plan.manifest)}, metrics,
+                        {"root": str(plan.raw), "workers": workers, "errors_by_reason": reasons,
+                         "images_per_s": round(rate, 1)}, reason_notes(reasons))
+    return write_metrics(params, project, result)
+
+
+def ingest_step(params: Params, project: str | Path = ".", *, progress: ProgressFn | None = None) -> StepResult:
+    """Raw folder -> manifest Parquet (metadata + features, or an error row per bad file)."""
+    t0 = time.perf_counter()
+    load_plugins(params.features.plugins)
+    workers = resolve_workers(params.ingest.workers)
+    # The pool starts before the files are listed, so workers do not inherit the list.
+    runner = _Runner(settings_for(params.ingest, params.features), workers)
+    try:
+        plan = plan_ingest(params, project)
+        return finish_ingest(params, project, plan, _ahead(runner, plan.shards), t0, workers, progress)
+    finally:
+        runner.close()
+
+
+def _ahead(runner: _Runner, shards: list[list[FileEntry]]) -> Iterator[Iterator[dict[str, Any]]]:
+    """The shards' row streams, the next one already submitted, so workers never wait at a shard's end."""
+    pending: deque[Iterator[dict[str, Any]]] = deque()
+    for shard in shards:
+        pending.append(runner.rows(shard))
+        if len(pending) > 1:
+            yield pending.popleft()
+    yield from pending

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,15 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from pixelscope import __version__
-from pixelscope.atomic import atomic_path, write_bytes_atomic
+from pixelscope.io.atomic import atomic_path, write_bytes_atomic
 from pixelscope.config import Params
+from pixelscope.errors import InputMissing
+from pixelscope.pipeline.steps import ProgressFn, StepResult
 from pixelscope.profile import Profile
-from pixelscope.store import current_store
+from pixelscope.io.store import current_store
 from pixelscope.versioning import raw_version
+
+STAGE = "publish"
 
 
 def manifest_summary(manifest: str | Path) -> dict[str, Any]:
@@ -54,29 +59,40 @@ def read_metrics(folder: Path) -> dict[str, Any]:
     return out
 
 
-def publish(params: Params, project: str | Path = ".") -> dict[str, Any]:
+def publish_step(params: Params, project: str | Path = ".", *, progress: ProgressFn | None = None) -> StepResult:
+    """Manifest + profile + versions + timings -> reports/publish/ (what the dashboard reads)."""
+    t0 = time.perf_counter()
     project = Path(project)
-    paths = params.paths
+    paths = params.paths.under(project)
+    for need in (paths.manifest, paths.profile):
+        if not need.exists():
+            raise InputMissing(f"{need} not found: run ingest and profile first")
+    profile = Profile.load(paths.profile)
     bundle = {
         "versions": {"raw": raw_version(params, project).to_dict(), "pixelscope": __version__,
                      "params": params_hash(params)},
-        "manifest": manifest_summary(project / paths.manifest),
-        "profile": Profile.load(project / paths.profile).summary(),
-        "timings": {step: m.get("seconds") for step, m in read_metrics(project / paths.metrics).items()},
+        "manifest": manifest_summary(paths.manifest),
+        "profile": profile.summary(),
+        "timings": {step: m.get("seconds") for step, m in read_metrics(paths.metrics).items()},
     }
-    profile = Profile.load(project / paths.profile)
     bundle["embedding"] = profile.embedding.summary() if profile.embedding is not None else None
     results = project / params.validate_.results / "results.json"
     if results.exists():
         v = json.loads(results.read_text())
         bundle["validation"] = {k: v[k] for k in ("success", "failed", "drifted", "reference")}
-    out = project / paths.publish
+    out = paths.publish
     out.mkdir(parents=True, exist_ok=True)
+    outputs = {"summary": str(out / "summary.json"), "profile": str(out / "profile.json")}
     write_bytes_atomic(out / "summary.json", json.dumps(bundle, indent=1, default=str).encode())
     with atomic_path(out / "profile.json") as tmp:
-        shutil.copyfile(project / paths.profile, tmp)
-    store = current_store(project / paths.embeddings)
+        shutil.copyfile(paths.profile, tmp)
+    store = current_store(paths.embeddings)
     if store is not None and (store.folder / "projection.parquet").exists():
         with atomic_path(out / "projection.parquet") as tmp:  # the embedding map: id, path, label, x, y
             shutil.copyfile(store.folder / "projection.parquet", tmp)
-    return bundle
+        outputs["projection"] = str(out / "projection.parquet")
+    m = bundle["manifest"]
+    summary = (f"published {params.paths.publish}: {m['files_seen']} files, {m['ok']} ok, {m['errors']} errors; "
+               f"raw version {bundle['versions']['raw']['md5']}")
+    counts = {k: m[k] for k in ("files_seen", "ok", "errors")}
+    return StepResult(STAGE, summary, time.perf_counter() - t0, counts, outputs, {}, bundle)

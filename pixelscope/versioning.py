@@ -20,12 +20,10 @@ from typing import Any
 import yaml
 
 from pixelscope.config import Params
+from pixelscope.errors import VersioningError
+from pixelscope.pipeline.steps import ProgressFn, StepResult
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
-
-
-class VersioningError(RuntimeError):
-    """The project is not set up for versioning (message says how to fix it)."""
 
 
 @dataclass
@@ -131,6 +129,18 @@ def version_raw_data(params: Params, project: str | Path = ".") -> RawVersion:
     v = raw_version(params, project)
     v.remote, v.pushed = remote, pushed
     return v
+
+
+def version_step(params: Params, project: str | Path = ".", *, progress: ProgressFn | None = None) -> StepResult:
+    """dvc add + push the raw folder; the result's details are the version."""
+    import time
+
+    t0 = time.perf_counter()
+    v = version_raw_data(params, project)
+    summary = (f"raw data {v.path}: version {v.md5} ({v.files} files, {v.bytes:,} bytes)"
+               + (f", pushed {v.pushed} files to remote '{v.remote}'" if v.remote else ""))
+    return StepResult("version", summary, time.perf_counter() - t0, {"files": v.files or 0, "pushed": v.pushed or 0},
+                      {"dvc_file": str(Path(project) / f"{v.path}.dvc")}, {}, v.to_dict())
 
 
 def file_hashes(params: Params, project: str | Path = ".") -> dict[str, str] | None:

@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from pixelscope.config import Params, parse_params
+from pixelscope.pipeline.steps import StepResult
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = Path(os.environ.get("PIXELSCOPE_CORPUS", REPO.parent / "shared" / "corpus"))
@@ -66,3 +67,28 @@ def prefect_server():
 
     with prefect_test_harness(server_startup_timeout=60):
         yield PREFECT_API_URL.value()
+
+
+def with_paths(params: Params, **paths: Path | str) -> Params:
+    """A copy of params with some paths set; metrics go beside the first one (never into the repo)."""
+    p = params.model_copy(deep=True)
+    for name, value in paths.items():
+        setattr(p.paths, name, Path(value))
+    if "metrics" not in paths:
+        p.paths.metrics = Path(next(iter(paths.values()))).parent / "metrics"  # as the CLI's --out does
+    return p
+
+
+def ingest_to(params: Params, raw: Path, manifest: Path, **kw) -> StepResult:
+    """The ingest step on any folder, writing the manifest where asked."""
+    from pixelscope.ingest import ingest_step
+
+    return ingest_step(with_paths(params, manifest=manifest, raw=raw), ".", **kw)
+
+
+def profile_to(params: Params, manifest: Path, profile: Path, embeddings: Path | None = None) -> StepResult:
+    """The profile step on any manifest (embedding stats only when an embedding store is given)."""
+    from pixelscope.profile.step import profile_step
+
+    return profile_step(with_paths(params, profile=profile, manifest=manifest,
+                                   embeddings=embeddings or Path(profile).parent / "no-embeddings"), ".")

@@ -30,11 +30,14 @@ def test_ingest_profile_show_json(demo_raw, tmp_path):
     r = cli("ingest", demo_raw / "raw", "--out", m, "--workers", 2, "--json")
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
-    assert s["seen"] == 50 and s["ok"] == 48 and s["errors"] == 2 and s["workers"] == 2
-    assert s["ok"] + s["errors"] == s["seen"]
+    c = s["counts"]
+    assert c["files_seen"] == 50 and c["ok"] == 48 and c["errors"] == 2 and s["details"]["workers"] == 2
+    assert c["ok"] + c["errors"] == c["files_seen"] and s["outputs"]["manifest"] == str(m)
+    # --out moved the output, so the stage's metrics go beside it, not over the project's
+    assert json.loads((tmp_path / "metrics" / "ingest.json").read_text())["files_seen"] == 50
     r = cli("profile", m, "--out", p, "--json")
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["files_seen"] == 50
+    assert json.loads(r.stdout)["counts"]["files_seen"] == 50
     r = cli("show", p, "--json")
     shown = json.loads(r.stdout)
     assert shown["errors_by_reason"] == {"empty_file": 1, "truncated": 1}

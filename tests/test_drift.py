@@ -10,11 +10,12 @@ from scipy import stats
 import pyarrow as pa
 
 from pixelscope.config import DriftConfig, ProfileConfig
-from pixelscope.drift import (adjust, binned, categorical_rows, compare, embedding_rows, hellinger, jensen_shannon,
+from pixelscope.errors import BadInput
+from pixelscope.quality.drift import (adjust, binned, categorical_rows, compare, embedding_rows, hellinger, jensen_shannon,
                               ks_statistic, mean_shift_p_value, mmd_test, numeric_rows, psi)
 from pixelscope.profile import Profile
-from pixelscope.embed.stats import EmbeddingStats
-from pixelscope.sketches import CategoricalSketch, NumericSketch
+from pixelscope.profile.embedding import EmbeddingStats
+from pixelscope.profile.sketches import CategoricalSketch, NumericSketch
 
 
 def num(values: np.ndarray, k: int = 200) -> NumericSketch:
@@ -119,7 +120,7 @@ def test_embedding_mmd_and_centroid_shift():
     assert mmd_test(x, y, 50)[1] == mmd_test(x, y, 50)[1]  # seeded: reproducible
     far = mmd_test(rng.normal(size=(100, 8)), rng.normal(2, 1, size=(100, 8)), 200)[1]
     assert far < 1e-6  # past what 200 permutations alone can resolve
-    with pytest.raises(ValueError, match="different models"):
+    with pytest.raises(BadInput, match="different models"):
         embedding_rows(ref, EmbeddingStats("m", "other", dim), cfg)
 
 

@@ -15,14 +15,18 @@ import torch
 from PIL import Image
 
 from pixelscope.config import ConfigError, EmbedConfig, PreprocessConfig, parse_params
-from pixelscope.decode import orient
+from pixelscope.io.decode import orient
 from pixelscope.embed.infer import Embedder
-from pixelscope.embed.models import WeightsError, load_model
-from pixelscope.embed.stats import ALL, EmbeddingStats
-from pixelscope.loader import Item, _gpu_batch, batches, cpu_batches, orient_chw
-from pixelscope.steps import embed_step, ingest_step, preprocess_step, profile_step
-from pixelscope.store import ShardStore, StoreError
-from pixelscope.transforms import build
+from pixelscope.embed.models import load_model
+from pixelscope.errors import BadInput, WeightsError
+from pixelscope.profile.embedding import ALL, EmbeddingStats
+from pixelscope.embed.loader import Item, _gpu_batch, batches, cpu_batches, orient_chw
+from pixelscope.embed.steps import embed_step, preprocess_step
+from pixelscope.ingest import ingest_step
+from pixelscope.profile.step import profile_step
+from pixelscope.errors import StoreError
+from pixelscope.io.store import ShardStore
+from pixelscope.embed.transforms import build
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -122,7 +126,7 @@ def test_embedding_stats_merge_equals_union():
     assert np.array_equal(merged.sample, whole.sample)
     assert np.allclose(whole.centroid(ALL), vecs.astype(np.float64).mean(axis=0))
     assert merged.summary()["labels"]["a"]["images"] == 200
-    with pytest.raises(ValueError, match="different models"):
+    with pytest.raises(BadInput, match="different models"):
         merged.merge(EmbeddingStats("m", "other", dim))
 
 
@@ -142,7 +146,7 @@ def test_missing_or_wrong_weights_name_the_fix(tmp_path, monkeypatch):
 
 
 def test_torchvision_model_from_a_local_weights_file(tmp_path):
-    from pixelscope.torchcompat import import_torchvision
+    from pixelscope.embed.torchcompat import import_torchvision
 
     tv = import_torchvision()
     path = tmp_path / "r18.pth"
@@ -155,7 +159,7 @@ def test_plugins_add_a_model_and_a_transform(tmp_path, monkeypatch):
     (tmp_path / "my_plugins.py").write_text(textwrap.dedent('''
         import torch
         from pixelscope.embed.models import Model, model
-        from pixelscope.transforms import transform
+        from pixelscope.embed.transforms import transform
 
         @transform("invert")
         def invert():
@@ -224,7 +228,7 @@ def test_gpu_decoder_falls_back_to_cpu_for_what_it_rejects(photos, tmp_path):
     prep = build(cfg)
     items = [Item(f"{i:064x}", str(p)) for i, p in enumerate(photos.values())]
     files = [(it, Path(it.path).read_bytes()) for it in items] + [(Item("e" * 64, str(tmp_path / "gone.jpg")), None)]
-    from pixelscope.torchcompat import import_torchvision
+    from pixelscope.embed.torchcompat import import_torchvision
 
     import_torchvision()
     from torchvision.io import decode_jpeg
@@ -268,59 +272,59 @@ def test_embed_step_incremental_errors_and_profile(demo_raw, tmp_path):
     aside.mkdir()
     for f in held_back:
         shutil.move(f, aside / f.name)
-    s = ingest_step(p, raw, manifest)
+    s = ingest_step(p, project)
     first = embed_step(p, project)
-    assert first.errors == 0 and first.ingest_errors == s.errors
-    assert first.computed == first.images == s.ok and first.reused == 0
-    assert first.info["source"] == "files"
+    assert first.counts["errors"] == 0 and first.counts["ingest_errors"] == s.counts["errors"]
+    assert first.counts["computed"] == first.counts["images"] == s.counts["ok"] and first.counts["reused"] == 0
+    assert first.details["source"] == "files"
 
     for f in aside.iterdir():  # new images arrive; one known image is corrupted after ingest
         shutil.move(f, raw / "field" / "cat" / f.name)
-    s2 = ingest_step(p, raw, manifest)
-    from pixelscope.embed.stats import stats_from_store
-    from pixelscope.store import current_store
+    s2 = ingest_step(p, project)
+    from pixelscope.profile.embedding import stats_from_store
+    from pixelscope.io.store import current_store
 
     assert stats_from_store(current_store(project / p.paths.embeddings), manifest) is None  # new images not embedded yet
     victim = sorted(raw.glob("studio/coffee/*.jpg"))[0]
     data = victim.read_bytes()
     victim.write_bytes(data[: len(data) // 3])  # truncated after the manifest was written
     second = embed_step(p, project)
-    assert s2.seen == s.seen + len(held_back)
-    assert second.computed == s2.ok - s.ok > 0 and second.reused == first.computed
-    assert second.images == second.reused + second.computed + second.errors  # counts add up
-    assert second.errors == 0  # the corrupted file's id was embedded before: not read again
+    assert s2.counts["files_seen"] == s.counts["files_seen"] + len(held_back)
+    assert second.counts["computed"] == s2.counts["ok"] - s.counts["ok"] > 0 and second.counts["reused"] == first.counts["computed"]
+    assert second.counts["images"] == second.counts["reused"] + second.counts["computed"] + second.counts["errors"]  # counts add up
+    assert second.counts["errors"] == 0  # the corrupted file's id was embedded before: not read again
 
     # a new preprocessing re-embeds everything; the corrupted file is then an error row
     p2 = parse_params({**p.model_dump(mode="json"), "preprocess": {"workers": 2, "transforms": [
         {"resize": {"size": 200}}, {"center_crop": {"size": 192}}, {"normalize": {"mean": [0.5] * 3, "std": [0.5] * 3}}]}})
     third = embed_step(p2, project)
-    assert third.info["key"] != first.info["key"] and third.reused == 0
-    assert third.errors == 1 and list(third.errors_by_reason) in (["truncated"], ["decode_error"])
-    assert third.images == third.computed + third.errors
-    errors = json.loads((Path(third.store) / "errors.json").read_text())
+    assert third.details["key"] != first.details["key"] and third.counts["reused"] == 0
+    assert third.counts["errors"] == 1 and list(third.details["errors_by_reason"]) in (["truncated"], ["decode_error"])
+    assert third.counts["images"] == third.counts["computed"] + third.counts["errors"]
+    errors = json.loads((Path(third.outputs["store"]) / "errors.json").read_text())
     assert errors[0]["path"].endswith(victim.name)
     victim.write_bytes(data)
 
     # preprocess stores tensors once; embed then reads them instead of decoding
     pre = preprocess_step(p, project)
-    assert pre.computed == s2.ok and pre.errors == 0
-    store = ShardStore.open(project / p.paths.tensors, pre.info["preprocess"])
+    assert pre.counts["computed"] == s2.counts["ok"] and pre.counts["errors"] == 0
+    store = ShardStore.open(project / p.paths.tensors, pre.details["preprocess"])
     assert store.meta["row_shape"] == [3, 224, 224] and store.meta["dtype"] == "uint8"
     again = preprocess_step(p, project)
-    assert again.computed == 0 and again.reused == s2.ok
+    assert again.counts["computed"] == 0 and again.counts["reused"] == s2.counts["ok"]
     shutil.rmtree(project / p.paths.embeddings)
     fourth = embed_step(p, project)
-    assert fourth.info["source"] == "tensors" and fourth.computed == s2.ok
+    assert fourth.details["source"] == "tensors" and fourth.counts["computed"] == s2.counts["ok"]
 
     # the profile gets the embedding statistics; the projection covers every embedded image
-    profile_step(p, manifest, project / p.paths.profile, embeddings=project / p.paths.embeddings)
+    profile_step(p, project)
     from pixelscope.profile import Profile
 
     prof = Profile.load(project / p.paths.profile)
-    assert prof.embedding is not None and prof.embedding.count[ALL] == s2.ok
+    assert prof.embedding is not None and prof.embedding.count[ALL] == s2.counts["ok"]
     assert set(prof.embedding.labels) == {"astronaut", "cat", "coffee", "galaxy", "motorcycle", "rocket"}
-    assert len(prof.embedding.sample_ids) == min(p.embed.sample_size, s2.ok)
+    assert len(prof.embedding.sample_ids) == min(p.embed.sample_size, s2.counts["ok"])
     import pyarrow.parquet as pq
 
-    proj = pq.read_table(Path(fourth.store) / "projection.parquet").to_pydict()
-    assert len(proj["id"]) == s2.ok and all(np.isfinite(proj["x"]))
+    proj = pq.read_table(Path(fourth.outputs["store"]) / "projection.parquet").to_pydict()
+    assert len(proj["id"]) == s2.counts["ok"] and all(np.isfinite(proj["x"]))

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from conftest import jpeg_bytes, png_bytes
-from pixelscope.discover import FileEntry
+from pixelscope.io.discover import FileEntry
 from pixelscope.features.hashes import hamming
 from pixelscope.ingest import _Settings, process_file
 
@@ -175,7 +175,7 @@ def test_synthetic_exif_orientation(tmp_path, orientation):
     from PIL import ImageOps
 
     expected = np.asarray(ImageOps.exif_transpose(img).convert("L"))
-    from pixelscope.decode import decode
+    from pixelscope.io.decode import decode
 
     got = decode(data, 256, 10**8).rgb[..., 0]
     assert got.shape == expected.shape

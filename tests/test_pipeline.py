@@ -21,15 +21,16 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, ingest_to, profile_to
 from pixelscope.config import load_params
+from pixelscope.pipeline.stages import DVC_STAGES
 from pixelscope.profile import Profile
 
 pytestmark = pytest.mark.slow
 BIN = str(Path(sys.executable).parent)
 
 
-STAGES = ["ingest", "preprocess", "embed", "profile", "validate", "publish"]
+STAGES = [s.name for s in DVC_STAGES]  # ingest, preprocess, embed, profile, validate, publish
 
 
 def sh(args: list[str], cwd: Path, check: bool = True, **kw) -> subprocess.CompletedProcess:
@@ -96,8 +97,8 @@ def piped(tmp_path_factory, prefect_server):
 def test_prefect_run_leaves_dvc_up_to_date(piped):
     project, result = piped
     assert result["ran"] == STAGES
-    assert result["version"]["md5"] and result["version"]["files"] == 50
-    assert result["ingest"]["seen"] == 50 and result["ingest"]["ok"] == 48
+    assert result["version"]["details"]["md5"] and result["version"]["details"]["files"] == 50
+    assert result["ingest"]["counts"]["files_seen"] == 50 and result["ingest"]["counts"]["ok"] == 48
     assert "up to date" in dvc("status", cwd=project).stdout
     out = dvc("repro", cwd=project).stdout
     assert "Running stage" not in out, out
@@ -116,7 +117,8 @@ def test_second_prefect_run_does_no_work(piped, prefect_server):
 
 def test_prefect_and_cli_give_the_same_manifest(piped, tmp_path):
     project, _ = piped
-    r = sh(["pixelscope", "ingest", "-q", "--out", str(tmp_path / "cli.parquet")], project)
+    r = sh(["pixelscope", "ingest", "-q", "--out", str(tmp_path / "cli.parquet"), "--set", f"paths.metrics={tmp_path}"],
+           project)
     assert r.returncode == 0
     flow_t, cli_t = pq.read_table(project / "data/interim/manifest.parquet"), pq.read_table(tmp_path / "cli.parquet")
     assert flow_t.equals(cli_t)
@@ -128,7 +130,7 @@ def test_publish_bundle_and_metrics(piped):
     import json
 
     bundle = json.loads((project / "reports/publish/summary.json").read_text())
-    assert bundle["versions"]["raw"]["md5"] == result["version"]["md5"]
+    assert bundle["versions"]["raw"]["md5"] == result["version"]["details"]["md5"]
     assert bundle["versions"]["raw"]["git_commit"]
     assert bundle["manifest"]["errors_by_reason"] == {"empty_file": 1, "truncated": 1}
     assert set(bundle["timings"]) == {"ingest", "preprocess", "embed", "profile"}
@@ -190,8 +192,7 @@ def test_dask_runner_matches_local(piped, prefect_server, tmp_path, monkeypatch)
     from prefect import flow
 
     from flows.common import task_runner
-    from flows.ingest import run_ingest
-    from flows.profiling import run_profile
+    from flows.steps import run_ingest, run_profile
 
     project, _ = piped
     monkeypatch.setenv("PYTHONPATH", f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
@@ -206,7 +207,7 @@ def test_dask_runner_matches_local(piped, prefect_server, tmp_path, monkeypatch)
         return run_ingest(params, project), run_profile(params, project)
 
     ingest_summary, _ = on_dask()
-    assert ingest_summary["seen"] == 50
+    assert ingest_summary["counts"]["files_seen"] == 50
     assert pq.read_table(tmp_path / "dask.parquet").equals(pq.read_table(project / "data/interim/manifest.parquet"))
     local = Profile.load(project / "data/processed/profile.json")
     dask = Profile.load(tmp_path / "dask.json")
@@ -227,24 +228,28 @@ def test_dask_runner_matches_local(piped, prefect_server, tmp_path, monkeypatch)
 def test_transient_task_failure_is_retried(piped, prefect_server, monkeypatch):
     from prefect import flow
 
-    import tasks.publish as tp
+    import pixelscope.publish
+    from pixelscope.pipeline.stages import stage
+    from tasks.steps import run_step
 
     project, _ = piped
-    real, calls = tp.publish_step, []
+    real, calls = pixelscope.publish.publish_step, []
 
-    def flaky(params, proj):
+    def flaky(params, proj, *, progress=None):
         calls.append(1)
         if len(calls) == 1:
             raise OSError("transient: disk busy")
-        return real(params, proj)
+        return real(params, proj, progress=progress)
 
-    monkeypatch.setattr(tp, "publish_step", flaky)
+    monkeypatch.setattr(pixelscope.publish, "publish_step", flaky)
+    params = load_params(project / "params.yaml")
+    params.pipeline.retry_delay_s = 0.5
 
     @flow
     def publish_once():
-        return tp.publish_task(load_params(project / "params.yaml"), project)
+        return run_step(stage("publish"), params, project)
 
-    assert publish_once()["files_seen"] == 50
+    assert publish_once()["counts"]["files_seen"] == 50
     assert len(calls) == 2
 
 
@@ -295,7 +300,8 @@ def test_killed_run_leaves_nothing_half_written_and_rerun_matches(tmp_path, pref
     assert tree_hashes(project / "data/raw") == raw_before  # raw data never modified
 
     # the same outputs as an uninterrupted run of the same step code
-    sh(["pixelscope", "ingest", "-q", "--out", str(tmp_path / "clean.parquet")], project,
+    sh(["pixelscope", "ingest", "-q", "--out", str(tmp_path / "clean.parquet"), "--set", f"paths.metrics={tmp_path}"],
+       project,
        env={"PYTHONPATH": f"{project}{os.pathsep}{REPO}", "PIXELSCOPE_TEST_PROGRESS": str(tmp_path / "p2")})
     assert sha(project / "data/interim/manifest.parquet") == sha(tmp_path / "clean.parquet")
     prof = Profile.load(project / "data/processed/profile.json")
@@ -319,8 +325,10 @@ def test_served_deployment_runs_with_parameters_and_ctrl_c_stops_it(tmp_path):
     log = open(tmp_path / "serve.log", "w")  # flow-run logs land here: shown when the run fails
     serve = subprocess.Popen([sys.executable, "-m", "flows.serve", "--port", str(port)], cwd=REPO, env=env,
                              start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
-    expected = [f"{flow}/pixelscope" for flow in ("pipeline", "ingest", "preprocess", "embed", "profile",
-                                                   "validate", "publish", "version-raw-data")]
+    from pixelscope.pipeline.stages import STAGES as ALL_STAGES
+
+    expected = [f"{flow}/pixelscope" for flow in ("pipeline", *(s.flow_name for s in ALL_STAGES))]
+    assert len(expected) == 8 and "version-raw-data/pixelscope" in expected
     try:
         # serve registers the deployments one after another: wait for all of them, not the first
         deadline = time.time() + 180
@@ -339,6 +347,13 @@ def test_served_deployment_runs_with_parameters_and_ctrl_c_stops_it(tmp_path):
         assert "Completed" in run.stdout + run.stderr
         assert (project / "reports/publish/summary.json").exists()
         assert "up to date" in dvc("status", cwd=project).stdout
+        # a single-stage deployment (made by the flow factory) loads from its entrypoint and runs
+        (project / "reports/publish/summary.json").unlink()
+        one = subprocess.run([sys.executable, "-m", "prefect", "deployment", "run", "publish/pixelscope",
+                              "--param", f"project={project}", "--watch"], env=env, capture_output=True, text=True,
+                             timeout=300)
+        assert one.returncode == 0, one.stdout + one.stderr + (tmp_path / "serve.log").read_text()[-6000:]
+        assert (project / "reports/publish/summary.json").exists()
     finally:
         os.kill(serve.pid, signal.SIGINT)  # what Ctrl-C on `make serve` sends
         try:
@@ -355,7 +370,7 @@ def test_served_deployment_runs_with_parameters_and_ctrl_c_stops_it(tmp_path):
 def test_reference_profile_is_read_at_a_git_rev_through_dvc(piped):
     """`validate.reference_rev`: the profile of a pinned version, read through DVC although the
     workspace has moved on."""
-    from pixelscope.validate import load_reference
+    from pixelscope.quality.validate import load_reference
 
     project, _ = piped
     current = (project / "data/processed/profile.json").read_bytes()
@@ -378,13 +393,12 @@ def test_failed_validation_stops_the_pipeline_before_publish(tmp_path, prefect_s
     from flows.pipeline import pipeline
     from pixelscope.config import parse_params
     from pixelscope.demo import build_demo
-    from pixelscope.steps import ingest_step, profile_step
 
     project = make_project(tmp_path / "project")
     build_demo(tmp_path / "other", tmp_path / "new", per_class=8, workers=1)  # a shifted batch as the reference
     p = parse_params({"ingest": {"workers": 1}})
-    ingest_step(p, tmp_path / "new", tmp_path / "new.parquet")
-    profile_step(p, tmp_path / "new.parquet", tmp_path / "new.json", embeddings=tmp_path / "none")
+    ingest_to(p, tmp_path / "new", tmp_path / "new.parquet")
+    profile_to(p, tmp_path / "new.parquet", tmp_path / "new.json")
     with pytest.raises(Exception, match="validation failed"):
         pipeline(str(project), overrides={"validate": {"reference": str(tmp_path / "new.json"), "on_failure": "fail"}})
     results = json.loads((project / "reports/validate/results.json").read_text())

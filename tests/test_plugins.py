@@ -7,9 +7,10 @@ import textwrap
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import ingest_to
+
 from pixelscope.config import ConfigError, parse_params
 from pixelscope.features import registry
-from pixelscope.ingest import ingest
 from pixelscope.profile import Profile
 
 PLUGIN = textwrap.dedent('''
@@ -35,13 +36,11 @@ PLUGIN = textwrap.dedent('''
 @pytest.fixture
 def plugin(tmp_path, monkeypatch):
     registry.registered()  # built-ins in place before the snapshot
-    saved = dict(registry._REGISTRY)
     (tmp_path / "plug").mkdir()
     (tmp_path / "plug" / "my_features.py").write_text(PLUGIN)
     monkeypatch.syspath_prepend(str(tmp_path / "plug"))
-    yield "my_features"
-    registry._REGISTRY.clear()
-    registry._REGISTRY.update(saved)
+    with registry.FEATURES.scoped():
+        yield "my_features"
     import sys
 
     sys.modules.pop("my_features", None)
@@ -50,7 +49,7 @@ def plugin(tmp_path, monkeypatch):
 @pytest.mark.parametrize("workers", [1, 2])
 def test_plugin_feature_in_manifest_and_profile(demo_raw, tmp_path, plugin, workers):
     p = parse_params({"ingest": {"workers": workers}, "features": {"plugins": [plugin]}})
-    summary = ingest(demo_raw / "raw", tmp_path / "m.parquet", p.ingest, p.features)
+    summary = ingest_to(p, demo_raw / "raw", tmp_path / "m.parquet")
     t = pq.read_table(tmp_path / "m.parquet")
     assert {"red_share", "size_class", "flaky"} <= set(t.column_names)
     ok = [r for r in t.to_pylist() if r["status"] == "ok"]
@@ -59,7 +58,7 @@ def test_plugin_feature_in_manifest_and_profile(demo_raw, tmp_path, plugin, work
     # a failing plugin costs its own value only, with a warning; the row stays ok
     odd = [r for r in ok if r["width"] % 2]
     assert odd and all(r["flaky"] is None and "plugin feature flaky failed" in r["warning"] for r in odd)
-    assert summary.ok == len(ok)
+    assert summary.counts["ok"] == len(ok)
     prof = Profile.from_manifest(tmp_path / "m.parquet", p.profile)
     assert prof.sketch("red_share").count == len(ok)
     assert prof.sketch("flaky").nulls == len(odd)
@@ -70,14 +69,14 @@ def test_plugin_feature_in_manifest_and_profile(demo_raw, tmp_path, plugin, work
 def test_missing_plugin_module_is_a_config_error(demo_raw, tmp_path):
     p = parse_params({"features": {"plugins": ["no_such_plugin_module"]}})
     with pytest.raises(ConfigError, match="features.plugins"):
-        ingest(demo_raw / "raw", tmp_path / "m.parquet", p.ingest, p.features)
+        ingest_to(p, demo_raw / "raw", tmp_path / "m.parquet")
 
 
 def test_builtin_names_are_protected():
     from pixelscope.features import feature, registered
 
     registered()
-    with pytest.raises(ValueError, match="built in"):
+    with pytest.raises(ConfigError, match="'sharpness' is already registered by the built-in"):
         feature("sharpness")(lambda v: 0.0)
-    with pytest.raises(ValueError, match="kind"):
+    with pytest.raises(ConfigError, match="kind"):
         feature("x", kind="vector")  # type: ignore[arg-type]

@@ -10,8 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import ingest_to
+
 from pixelscope.config import ProfileConfig
-from pixelscope.ingest import ingest
+from pixelscope.errors import BadInput, ConfigError
 from pixelscope.profile import OTHER_SEGMENT, Profile
 
 KINDS = {"label": "categorical", "source": "categorical", "status": "categorical", "reason": "categorical",
@@ -90,11 +92,11 @@ def test_serialize_roundtrip_is_exact():
 
 
 def test_deserialize_rejects_garbage():
-    with pytest.raises(ValueError, match="not JSON"):
+    with pytest.raises(BadInput, match="not JSON"):
         Profile.deserialize(b"\x80\x03pickle")
-    with pytest.raises(ValueError, match="format marker"):
+    with pytest.raises(BadInput, match="format marker"):
         Profile.deserialize(b'{"a": 1}')
-    with pytest.raises(ValueError, match="version 99"):
+    with pytest.raises(BadInput, match="version 99"):
         Profile.deserialize(b'{"format": "pixelscope-profile", "version": 99}')
 
 
@@ -129,15 +131,15 @@ def test_segments_are_capped():
 def test_merge_refuses_incompatible_profiles():
     a = build(table([1.0], [1.0], ["a"]))
     b = Profile.empty({**KINDS, "z": "numeric"}, CFG)
-    with pytest.raises(ValueError, match="different columns"):
+    with pytest.raises(BadInput, match="different columns"):
         a.merge(b)
     c = Profile.empty(KINDS, ProfileConfig(kll_k=100, segments=["label"]))
-    with pytest.raises(ValueError, match="kll_k"):
+    with pytest.raises(BadInput, match="kll_k"):
         a.merge(c)
 
 
 def test_unknown_segment_column():
-    with pytest.raises(ValueError, match="profile.segments"):
+    with pytest.raises(ConfigError, match="profile.segments"):
         Profile.empty(KINDS, ProfileConfig(segments=["camera"]))
 
 
@@ -154,7 +156,7 @@ def test_corpus_quantiles_within_rank_error(corpus, tmp_path):
     from pixelscope.config import parse_params
 
     params = parse_params({"ingest": {"workers": 2}})
-    ingest(corpus, tmp_path / "m.parquet", params.ingest, params.features)
+    ingest_to(params, corpus, tmp_path / "m.parquet")
     prof = Profile.from_manifest(tmp_path / "m.parquet", params.profile)
     import pyarrow.parquet as pq
 

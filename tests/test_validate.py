@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, ingest_to, profile_to
 from pixelscope.config import parse_params
 from pixelscope.profile import Profile
-from pixelscope.steps import StepError, ingest_step, profile_step
-from pixelscope.validate import ValidationFailed, suite_from_reference, validate
+from pixelscope.errors import StepError, ValidationFailed
+from pixelscope.quality.suites import suite_from_reference
+from pixelscope.quality.validate import validate_step
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +26,8 @@ def profiles(demo_raw, tmp_path_factory) -> Path:
     shutil.copytree(REPO / "expectations", root / "expectations")
     p = parse_params({"ingest": {"workers": 1}})
     for name, src in (("raw", demo_raw / "raw"), ("new", demo_raw / "new")):
-        ingest_step(p, src, root / f"{name}.parquet")
-        profile_step(p, root / f"{name}.parquet", root / f"{name}.json", embeddings=root / "none")
+        ingest_to(p, src, root / f"{name}.parquet")
+        profile_to(p, root / f"{name}.parquet", root / f"{name}.json")
     return root
 
 
@@ -36,9 +37,9 @@ def params_for(root: Path, current: str, **validate) -> object:
 
 
 def test_quality_suite_runs_through_gx_with_observed_values(profiles):
-    r = validate(params_for(profiles, "raw"), profiles)
-    assert r["success"] and set(r["suites"]) == {"quality"}  # no reference: no drift suite
-    results = r["suites"]["quality"]["results"]
+    r = validate_step(params_for(profiles, "raw"), profiles)
+    assert r.details["success"] and set(r.details["suites"]) == {"quality"}  # no reference: no drift suite
+    results = r.details["suites"]["quality"]["results"]
     assert len(results) == 7 and all(x["success"] for x in results)
     status = next(x for x in results if x["column"] == "status")
     assert 0 < status["unexpected_percent"] < 5  # the demo's truncated + empty files
@@ -51,20 +52,20 @@ def test_quality_suite_runs_through_gx_with_observed_values(profiles):
         {"type": "expect_column_values_to_be_between",
          "kwargs": {"column": "brightness_mean", "min_value": 0.6, "mostly": 0.9}}]}))
     with pytest.raises(ValidationFailed, match=r"quality: expect_column_values_to_be_between\(brightness_mean\)"):
-        validate(params_for(profiles, "raw", suites="strict"), profiles)
-    warned = validate(params_for(profiles, "raw", suites="strict", on_failure="warn"), profiles)
-    assert not warned["success"] and warned["suites"]["quality"]["results"][0]["unexpected_percent"] > 10
+        validate_step(params_for(profiles, "raw", suites="strict"), profiles)
+    warned = validate_step(params_for(profiles, "raw", suites="strict", on_failure="warn"), profiles)
+    assert not warned.details["success"] and warned.details["suites"]["quality"]["results"][0]["unexpected_percent"] > 10
 
 
 def test_drift_suite_fails_on_the_shifted_batch_and_passes_on_itself(profiles):
     with pytest.raises(ValidationFailed) as e:
-        validate(params_for(profiles, "new", reference="raw.json"), profiles)
+        validate_step(params_for(profiles, "new", reference="raw.json"), profiles)
     assert "drift: expect_column_values_to_be_in_set(verdict)" in str(e.value)
     saved = json.loads((profiles / "results-new" / "results.json").read_text())
     assert not saved["success"] and any(d.startswith("brightness_mean[all]") for d in saved["drifted"])
     assert (profiles / "results-new" / "drift.parquet").exists()
-    same = validate(params_for(profiles, "raw", reference="raw.json"), profiles)
-    assert same["success"] and same["suites"]["drift"]["success"] and same["drifted"] == []
+    same = validate_step(params_for(profiles, "raw", reference="raw.json"), profiles)
+    assert same.details["success"] and same.details["suites"]["drift"]["success"] and same.details["drifted"] == []
     assert issubclass(ValidationFailed, StepError)  # the CLI turns it into exit code 1
 
 
@@ -79,8 +80,8 @@ def test_suite_from_reference_round_trips(profiles, tmp_path):
     (tmp_path / "suites" / "quality.json").write_text(json.dumps(suite))
     shutil.copy(profiles / "raw.parquet", tmp_path / "raw.parquet")
     shutil.copy(profiles / "raw.json", tmp_path / "raw.json")
-    r = validate(params_for(tmp_path, "raw", suites="suites"), tmp_path)
-    assert r["success"], r["failed"]  # the reference passes the suite made from it
+    r = validate_step(params_for(tmp_path, "raw", suites="suites"), tmp_path)
+    assert r.details["success"], r.details["failed"]  # the reference passes the suite made from it
 
 
 def cli(*args, cwd: Path) -> subprocess.CompletedProcess:

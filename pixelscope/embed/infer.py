@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pixelscope.atomic import atomic_path
+from pixelscope.io.atomic import atomic_path
 from pixelscope.config import ConfigError, EmbedConfig
 from pixelscope.embed.models import Model, load_model
-from pixelscope.transforms import Preprocess
+from pixelscope.embed.transforms import Preprocess
 
 
 def cache_dir() -> Path:

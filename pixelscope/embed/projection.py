@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from pixelscope.errors import ConfigError
+
 
 def project(vectors: np.ndarray, method: str = "auto", seed: int = 0) -> tuple[np.ndarray, str]:
     """(n, 2) coordinates and the method used. PCA is exact and deterministic (SVD)."""
@@ -18,7 +20,7 @@ def project(vectors: np.ndarray, method: str = "auto", seed: int = 0) -> tuple[n
             return np.asarray(xy, dtype=np.float32), "umap"
         except ImportError:
             if method == "umap":
-                raise ValueError("embed.projection: umap needs `pip install umap-learn` (or use pca/auto)") from None
+                raise ConfigError("embed.projection: umap needs `pip install umap-learn` (or use pca/auto)") from None
     centered = x - x.mean(axis=0)
     if len(x) < 2:
         return np.zeros((len(x), 2), dtype=np.float32), "pca"

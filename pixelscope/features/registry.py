@@ -25,7 +25,9 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
-from pixelscope.columns import Column, Kind
+from pixelscope.errors import ConfigError
+from pixelscope.io.manifest import Column, Kind
+from pixelscope.registry import Registry
 
 _TYPES: dict[str, pa.DataType] = {"numeric": pa.float64(), "categorical": pa.string(), "distinct": pa.string()}
 
@@ -93,19 +95,19 @@ class Feature:
         return Column(self.name, _TYPES[self.kind], self.kind, self.doc)
 
 
-_REGISTRY: dict[str, Feature] = {}
+FEATURES: Registry[Feature] = Registry("feature", plugins_key="features.plugins")
 
 
-def feature(name: str, kind: Kind = "numeric", doc: str = "", *, _builtin: bool = False):
-    """Register a per-image feature (numeric -> float, categorical/distinct -> str)."""
+def feature(name: str, kind: Kind = "numeric", doc: str = "", *, replace: bool = False, _builtin: bool = False):
+    """Register a per-image feature (numeric -> float, categorical/distinct -> str).
+
+    A name is taken once: replacing a built-in or another plugin's feature needs replace=True."""
     if kind not in _TYPES:
-        raise ValueError(f"feature {name!r}: kind must be one of {sorted(_TYPES)}, got {kind!r}")
+        raise ConfigError(f"feature {name!r}: kind must be one of {sorted(_TYPES)}, got {kind!r}")
 
     def deco(fn: Callable[[ImageView], Any]) -> Callable[[ImageView], Any]:
-        existing = _REGISTRY.get(name)
-        if existing is not None and existing.fn is not fn and existing.builtin:
-            raise ValueError(f"feature {name!r} is built in; choose another name")
-        _REGISTRY[name] = Feature(name, kind, fn, doc or (fn.__doc__ or "").strip().split("\n")[0], _builtin)
+        doc_line = doc or (fn.__doc__ or "").strip().split("\n")[0]
+        FEATURES.register(name, Feature(name, kind, fn, doc_line, _builtin), builtin=_builtin, replace=replace)
         return fn
 
     return deco
@@ -114,7 +116,7 @@ def feature(name: str, kind: Kind = "numeric", doc: str = "", *, _builtin: bool 
 def registered() -> list[Feature]:
     import pixelscope.features.builtin  # noqa: F401  (registers the built-ins)
 
-    return list(_REGISTRY.values())
+    return list(FEATURES)
 
 
 def feature_columns() -> list[Column]:
@@ -123,9 +125,7 @@ def feature_columns() -> list[Column]:
 
 def load_plugins(modules: list[str]) -> None:
     """Import plugin modules so their @feature functions register."""
-    from pixelscope.plugins import import_plugins
-
-    import_plugins(modules, "features.plugins")
+    FEATURES.load_plugins(modules)
 
 
 def compute_features(view: ImageView) -> tuple[dict[str, Any], list[str]]:

@@ -9,7 +9,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from pixelscope.config import ConfigError, IngestConfig
+from pixelscope.config import IngestConfig
+from pixelscope.errors import BadInput, ConfigError, InputMissing
 
 SPLIT_NAMES = {"train", "training", "val", "valid", "validation", "dev", "test", "testing"}
 
@@ -86,9 +87,9 @@ def discover(root: str | Path, cfg: IngestConfig) -> tuple[list[FileEntry], int]
     """List files to ingest with their label/source/split; returns (entries, excluded count)."""
     root = Path(root)
     if not root.exists():
-        raise FileNotFoundError(f"raw folder not found: {root}")
+        raise InputMissing(f"raw folder not found: {root}")
     if not root.is_dir():
-        raise NotADirectoryError(f"not a folder: {root}")
+        raise BadInput(f"not a folder: {root}")
     rels, skipped = walk(root, cfg.exclude)
     csv_labels = read_labels_csv(cfg.labels_csv) if cfg.labels == "csv" and cfg.labels_csv else {}
     entries = []

@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Iterable
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
 
-from pixelscope.sketches import NumericSketch
-from pixelscope.store import ShardStore
+from pixelscope.errors import BadInput
+from pixelscope.profile.sketches import NumericSketch
+from pixelscope.io.store import ShardStore
 
 ALL = "(all)"
 OTHER = "(other)"
@@ -117,7 +117,7 @@ class EmbeddingStats:
 
     def merge(self, other: EmbeddingStats) -> EmbeddingStats:
         if (other.key, other.dim) != (self.key, self.dim):
-            raise ValueError(f"cannot merge embedding statistics of different models ({self.key} vs {other.key})")
+            raise BadInput(f"cannot merge embedding statistics of different models ({self.key} vs {other.key})")
         for label, n in other.count.items():
             slot = label if label in self.count or len(self.count) - (ALL in self.count) < self.max_labels or label == ALL else OTHER
             self.count[slot] = self.count.get(slot, 0) + n

@@ -26,10 +26,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pixelscope import __version__
-from pixelscope.embed.stats import EmbeddingStats
-from pixelscope.atomic import write_bytes_atomic
+from pixelscope.profile.embedding import EmbeddingStats
+from pixelscope.io.atomic import write_bytes_atomic
 from pixelscope.config import ProfileConfig
-from pixelscope.sketches import CategoricalSketch, DistinctSketch, NumericSketch, Sketch, sketch_from_dict
+from pixelscope.errors import BadInput, ConfigError, InputMissing
+from pixelscope.io.manifest import column_kinds
+from pixelscope.profile.sketches import CategoricalSketch, DistinctSketch, NumericSketch, Sketch, sketch_from_dict
 
 FORMAT = "pixelscope-profile"
 FORMAT_VERSION = 1
@@ -59,7 +61,7 @@ class Profile:
         cfg = cfg or ProfileConfig()
         unknown = [s for s in cfg.segments if s not in kinds]
         if unknown:
-            raise ValueError(f"profile.segments: no such manifest column(s): {unknown}")
+            raise ConfigError(f"profile.segments: no such manifest column(s): {unknown}")
         p = cls(kinds=dict(kinds), cfg=cfg)
         p.columns = p._new_sketches(segment=False)
         p.segments = {s: {} for s in cfg.segments}
@@ -94,8 +96,6 @@ class Profile:
     def from_manifest(cls, path: str | Path, cfg: ProfileConfig | None = None, batch_rows: int = 8192,
                       row_groups: Sequence[int] | None = None) -> Profile:
         """Stream a Parquet manifest (or some of its row groups) into a profile, batch by batch."""
-        from pixelscope.ingest import column_kinds
-
         pf = pq.ParquetFile(path)
         profile = cls.empty(column_kinds(pf.schema_arrow), cfg)
         for batch in pf.iter_batches(batch_size=batch_rows, row_groups=row_groups):
@@ -142,9 +142,9 @@ class Profile:
         """Merge other into self (in place) and return self."""
         if other.kinds != self.kinds:
             diff = sorted(set(other.kinds.items()) ^ set(self.kinds.items()))
-            raise ValueError(f"cannot merge profiles with different columns: {diff[:5]}")
+            raise BadInput(f"cannot merge profiles with different columns: {diff[:5]}")
         if (other.cfg.kll_k, other.cfg.segments) != (self.cfg.kll_k, self.cfg.segments):
-            raise ValueError("cannot merge profiles built with different profile.kll_k or profile.segments")
+            raise BadInput("cannot merge profiles built with different profile.kll_k or profile.segments")
         self.files_seen += other.files_seen
         self.ok += other.ok
         self.errors_by_reason.update(other.errors_by_reason)
@@ -157,7 +157,7 @@ class Profile:
                 for name, sk in sketches.items():
                     self.segments[seg][slot][name].merge(sk)  # type: ignore[arg-type]
         if (self.embedding is None) != (other.embedding is None):
-            raise ValueError("cannot merge a profile with embedding statistics and one without")
+            raise BadInput("cannot merge a profile with embedding statistics and one without")
         if self.embedding is not None and other.embedding is not None:
             self.embedding.merge(other.embedding)
         return self
@@ -224,11 +224,11 @@ class Profile:
         try:
             d = json.loads(data)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"not a pixelscope profile (not JSON): {e}") from None
+            raise BadInput(f"not a pixelscope profile (not JSON): {e}") from None
         if not isinstance(d, dict) or d.get("format") != FORMAT:
-            raise ValueError("not a pixelscope profile (missing format marker)")
+            raise BadInput("not a pixelscope profile (missing format marker)")
         if d.get("version") != FORMAT_VERSION:
-            raise ValueError(f"profile format version {d.get('version')} is not supported (expected {FORMAT_VERSION})")
+            raise BadInput(f"profile format version {d.get('version')} is not supported (expected {FORMAT_VERSION})")
         p = cls(kinds=d["kinds"], cfg=ProfileConfig.model_validate(d["config"]),
                 files_seen=d["files_seen"], ok=d["ok"], errors_by_reason=Counter(d["errors_by_reason"]))
         p.columns = {n: sketch_from_dict(s) for n, s in d["columns"].items()}
@@ -247,7 +247,16 @@ class Profile:
 
     @classmethod
     def load(cls, path: str | Path) -> Profile:
-        return cls.deserialize(Path(path).read_bytes())
+        """Read a profile file; a missing or foreign file is an error naming it."""
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise InputMissing(f"profile not found: {path}") from None
+        try:
+            return cls.deserialize(data)
+        except BadInput as e:
+            raise BadInput(f"{path}: {e}") from None
 
 
 def _num(x: float | None) -> float | None:

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError
 
-from pixelscope.exif import read_exif
+from pixelscope.io.exif import read_exif
 
 try:  # HEIF/HEIC/AVIF support when pillow-heif is installed
     import pillow_heif

@@ -13,7 +13,6 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,33 +21,35 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from pixelscope.atomic import atomic_path, write_bytes_atomic
+from pixelscope.io.atomic import atomic_path, write_bytes_atomic
 from pixelscope.config import Params
-from pixelscope.loader import Batch, Item, batches, resolve_device
-from pixelscope.store import CURRENT, ShardStore, StoreError
-from pixelscope.transforms import Preprocess, build
+from pixelscope.embed.loader import Batch, Item, batches, resolve_device
+from pixelscope.errors import InputMissing, StoreError
+from pixelscope.io.store import CURRENT, ShardStore
+from pixelscope.pipeline.steps import ProgressFn, StepResult, by_reason, reason_notes, write_metrics
+from pixelscope.embed.transforms import Preprocess, build
 
-ProgressFn = Callable[[int, int], None]
+def _result(stage: str, store: ShardStore, images: int, todo: int, errors: list[dict[str, Any]], ingest_errors: int,
+            seconds: float, info: dict[str, Any]) -> StepResult:
+    """Counts add up: images = reused + computed + errors (ingest error rows are counted apart)."""
+    reasons = dict(sorted(Counter(e["reason"] for e in errors).items()))
+    counts = {"images": images, "reused": images - todo, "computed": todo - len(errors), "errors": len(errors),
+              "ingest_errors": ingest_errors}
+    rate = counts["computed"] / seconds if seconds > 0 else 0.0
+    metrics = {**counts, "images_per_s": round(rate, 1), "seconds": round(seconds, 3), **by_reason("errors_", reasons)}
+    verb = {"preprocess": "preprocessed", "embed": "embedded"}[stage]
+    summary = (f"{verb} {counts['computed']} new images in {seconds:.1f}s ({rate:,.0f} img/s), {counts['reused']} "
+               f"already stored, {len(errors)} errors; {images} distinct readable images (+{ingest_errors} ingest "
+               f"error rows); " + ", ".join(f"{k} {v}" for k, v in info.items()))
+    return StepResult(stage, summary, seconds, counts, {"store": str(store.folder)}, metrics,
+                      {**info, "errors_by_reason": reasons, "images_per_s": round(rate, 1)}, reason_notes(reasons))
 
 
-@dataclass
-class StepCounts:
-    store: str
-    images: int  # distinct readable images in the manifest
-    reused: int
-    computed: int
-    errors: int
-    ingest_errors: int
-    seconds: float
-    errors_by_reason: dict[str, int] = field(default_factory=dict)
-    info: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def images_per_s(self) -> float:
-        return self.computed / self.seconds if self.seconds > 0 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "images_per_s": round(self.images_per_s, 1)}
+def _manifest_for(params: Params, project: str | Path) -> Path:
+    manifest = params.paths.under(project).manifest
+    if not manifest.exists():
+        raise InputMissing(f"manifest not found: {manifest} (run `pixelscope ingest` first)")
+    return manifest
 
 
 def manifest_items(manifest: Path, raw: Path) -> tuple[list[Item], dict[str, str | None], int]:
@@ -72,10 +73,6 @@ def _row_shape(prep: Preprocess) -> tuple[int, ...]:
 
 def _save_errors(folder: Path, errors: list[dict[str, Any]]) -> None:
     write_bytes_atomic(folder / "errors.json", json.dumps(errors, indent=1).encode())
-
-
-def _by_reason(errors: list[dict[str, Any]]) -> dict[str, int]:
-    return dict(sorted(Counter(e["reason"] for e in errors).items()))
 
 
 class _Buffered:
@@ -115,19 +112,22 @@ def _consume(stream: Iterator[Batch], out: _Buffered, compute: Callable[[torch.T
     return errors
 
 
-def preprocess_images(params: Params, manifest: Path, raw: Path, tensors: Path,
-                      progress: ProgressFn | None = None) -> StepCounts:
-    """Decode + transform every new image once; keep uint8 tensors (before normalize)."""
+def preprocess_step(params: Params, project: str | Path = ".", *, progress: ProgressFn | None = None) -> StepResult:
+    """Manifest images -> model-ready uint8 tensors (paths.tensors), new images only: decode and
+    transform every new image once, keep the tensors before normalize."""
     t0 = time.perf_counter()
+    paths = params.paths.under(project)
+    manifest = _manifest_for(params, project)
     prep = build(params.preprocess)
-    items, _, ingest_errors = manifest_items(manifest, raw)
-    store = ShardStore.create(tensors, prep.id, "uint8", _row_shape(prep), preprocess=prep.spec)
+    items, _, ingest_errors = manifest_items(manifest, paths.raw)
+    store = ShardStore.create(paths.tensors, prep.id, "uint8", _row_shape(prep), preprocess=prep.spec)
     have = store.ids()
     todo = [it for it in items if it.id not in have]
     errors = _consume(batches(todo, params.preprocess), _Buffered(store, params.embed.shard_rows),
                       lambda images: images.cpu().numpy(), len(todo), progress)
-    return StepCounts(str(store.folder), len(items), len(items) - len(todo), len(todo) - len(errors), len(errors),
-                      ingest_errors, time.perf_counter() - t0, _by_reason(errors), {"preprocess": prep.id})
+    result = _result("preprocess", store, len(items), len(todo), errors, ingest_errors, time.perf_counter() - t0,
+                     {"preprocess": prep.id})
+    return write_metrics(params, project, result)
 
 
 def _stored_batches(store: ShardStore, todo: list[Item], batch_size: int) -> Iterator[Batch]:
@@ -137,23 +137,25 @@ def _stored_batches(store: ShardStore, todo: list[Item], batch_size: int) -> Ite
         yield Batch(ids, torch.from_numpy(store.get(ids)))
 
 
-def embed_images(params: Params, manifest: Path, raw: Path, tensors: Path, embeddings: Path,
-                 progress: ProgressFn | None = None) -> StepCounts:
-    """Embed every image the store lacks; then the 2-D map of all the manifest's images."""
+def embed_step(params: Params, project: str | Path = ".", *, progress: ProgressFn | None = None) -> StepResult:
+    """Manifest images -> embedding store (paths.embeddings), new images only; then the 2-D map
+    of all the manifest's images."""
     from pixelscope.embed.infer import Embedder
 
     t0 = time.perf_counter()
+    paths = params.paths.under(project)
+    manifest = _manifest_for(params, project)
     prep = build(params.preprocess)
     device = resolve_device(params.preprocess.device)
     embedder = Embedder(params.embed, prep, device)
-    items, labels, ingest_errors = manifest_items(manifest, raw)
-    store = ShardStore.create(embeddings, embedder.key, "float16", (embedder.dim,), model=embedder.model.name,
+    items, labels, ingest_errors = manifest_items(manifest, paths.raw)
+    store = ShardStore.create(paths.embeddings, embedder.key, "float16", (embedder.dim,), model=embedder.model.name,
                               weights_sha256=embedder.model.weights_sha256, preprocess=prep.spec)
     have = store.ids()
     todo = [it for it in items if it.id not in have]
     source, tensor_store = "files", None
     try:
-        tensor_store = ShardStore.open(tensors, prep.id)
+        tensor_store = ShardStore.open(paths.tensors, prep.id)
         if todo and {it.id for it in todo} <= tensor_store.ids():
             source = "tensors"
     except StoreError:
@@ -163,12 +165,12 @@ def embed_images(params: Params, manifest: Path, raw: Path, tensors: Path, embed
     errors = _consume(stream, _Buffered(store, params.embed.shard_rows), embedder, len(todo), progress)
     seconds = time.perf_counter() - t0
     method = write_projection(store, items, labels, params.embed.projection)
-    write_bytes_atomic(embeddings / CURRENT, json.dumps({"key": embedder.key, "model": embedder.model.name,
-                                                        "dim": embedder.dim}, indent=1).encode())
+    write_bytes_atomic(paths.embeddings / CURRENT, json.dumps({"key": embedder.key, "model": embedder.model.name,
+                                                              "dim": embedder.dim}, indent=1).encode())
     info = {"model": embedder.model.name, "key": embedder.key, "backend": embedder.backend, "device": device,
             "source": source, "projection": method}
-    return StepCounts(str(store.folder), len(items), len(items) - len(todo), len(todo) - len(errors), len(errors),
-                      ingest_errors, seconds, _by_reason(errors), info)
+    result = _result("embed", store, len(items), len(todo), errors, ingest_errors, seconds, info)
+    return write_metrics(params, project, result)
 
 
 def write_projection(store: ShardStore, items: list[Item], labels: dict[str, str | None], method: str) -> str:

@@ -15,16 +15,16 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from typing import Any
 
 import numpy as np
 import torch
 
 from pixelscope.config import IngestConfig, PreprocessConfig
-from pixelscope.decode import READ_ERROR, ImageError, decode
-from pixelscope.ingest import pool_start_method, resolve_workers
-from pixelscope.transforms import Preprocess, build
+from pixelscope.io.decode import READ_ERROR, ImageError, decode
+from pixelscope.errors import ConfigError
+from pixelscope.io.parallel import pool_context, resolve_workers
+from pixelscope.embed.transforms import Preprocess, build
 
 MAX_PIXELS = IngestConfig().max_image_pixels  # manifest images already passed ingest's own limit
 _PREP: Preprocess | None = None
@@ -102,11 +102,7 @@ def cpu_batches(items: list[Item], cfg: PreprocessConfig, batch_size: int, worke
     chunks = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
     pool = None
     if workers > 1:
-        method = pool_start_method()
-        ctx = get_context(method)
-        if method == "forkserver":
-            ctx.set_forkserver_preload(["pixelscope.loader"])
-        pool = ctx.Pool(workers, initializer=_init, initargs=(cfg,))
+        pool = pool_context("pixelscope.embed.loader").Pool(workers, initializer=_init, initargs=(cfg,))
     return _cpu_stream(chunks, cfg, pool, workers, prefetch)
 
 
@@ -141,7 +137,7 @@ def _exif_orientation(data: bytes) -> int | None:
 
 
 def orient_chw(img: torch.Tensor, orientation: int | None) -> torch.Tensor:
-    """EXIF orientation on a CHW tensor on any device (mirrors pixelscope.decode.orient)."""
+    """EXIF orientation on a CHW tensor on any device (mirrors pixelscope.io.decode.orient)."""
     h, w = -2, -1
     if orientation == 2:
         return img.flip(w)
@@ -163,7 +159,7 @@ def orient_chw(img: torch.Tensor, orientation: int | None) -> torch.Tensor:
 def gpu_batches(items: list[Item], cfg: PreprocessConfig, batch_size: int, device: str,
                 workers: int) -> Iterator[Batch]:
     """nvJPEG batch decode + transforms on the device; a CPU fallback for what it rejects."""
-    from pixelscope.torchcompat import import_torchvision
+    from pixelscope.embed.torchcompat import import_torchvision
 
     import_torchvision()
     from torchvision.io import decode_jpeg
@@ -221,7 +217,7 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("preprocess.device: cuda, but torch sees no CUDA device (use auto or cpu)")
+        raise ConfigError("preprocess.device: cuda, but torch sees no CUDA device (use auto or cpu)")
     return device
 
 

@@ -30,9 +30,10 @@ import numpy as np
 from scipy import stats
 
 from pixelscope.config import DriftConfig
-from pixelscope.embed.stats import ALL, EmbeddingStats
+from pixelscope.errors import BadInput
+from pixelscope.profile.embedding import ALL, EmbeddingStats
 from pixelscope.profile import Profile
-from pixelscope.sketches import CategoricalSketch, NumericSketch
+from pixelscope.profile.sketches import CategoricalSketch, NumericSketch
 
 BINNED = ("psi", "hellinger", "js")  # one chi-square test on the binned counts; three effect sizes
 EPS = 1e-4  # PMF smoothing: an empty bin must not make PSI / KL infinite
@@ -229,7 +230,7 @@ def embedding_rows(ref: EmbeddingStats, cur: EmbeddingStats, cfg: DriftConfig) -
     """MMD on the samples and the cosine shift of the centroids (exact sums), overall and per
     label; the centroid shift's p-value tests the difference of the two means."""
     if ref.key != cur.key:
-        raise ValueError(f"embeddings of different models or preprocessing ({ref.key} vs {cur.key}): re-embed one of them")
+        raise BadInput(f"embeddings of different models or preprocessing ({ref.key} vs {cur.key}): re-embed one of them")
     rows = []
     ref_labels, cur_labels = np.array(ref.sample_labels), np.array(cur.sample_labels)
     for label in [ALL, *sorted(set(ref.labels) & set(cur.labels))]:

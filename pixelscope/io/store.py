@@ -20,14 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from pixelscope.atomic import atomic_path
+from pixelscope.errors import StoreError
+from pixelscope.io.atomic import atomic_path
 
+__all__ = ["CURRENT", "ShardStore", "StoreError", "current_store"]
 
 CURRENT = "current.json"  # beside the stores: which one the last embed step wrote
-
-
-class StoreError(ValueError):
-    pass
 
 
 def current_store(root: str | Path) -> ShardStore | None:

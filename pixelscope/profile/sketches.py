@@ -15,6 +15,8 @@ from typing import Any
 import datasketches as ds
 import numpy as np
 
+from pixelscope.errors import BadInput
+
 
 def _b64(b: bytes) -> str:
     return base64.b64encode(b).decode("ascii")
@@ -218,4 +220,4 @@ def sketch_from_dict(d: dict[str, Any]) -> Sketch:
     try:
         return _BY_KIND[d["kind"]].from_dict(d)
     except KeyError as e:
-        raise ValueError(f"unknown sketch kind in profile: {d.get('kind')!r}") from e
+        raise BadInput(f"unknown sketch kind in profile: {d.get('kind')!r}") from e

@@ -16,23 +16,22 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pixelscope.atomic import atomic_path, write_bytes_atomic
 from pixelscope.config import Params
-from pixelscope.drift import compare
+from pixelscope.errors import InputMissing, ValidationFailed
+from pixelscope.io.atomic import atomic_path, write_bytes_atomic
+from pixelscope.pipeline.steps import ProgressFn, StepResult
 from pixelscope.profile import Profile
-from pixelscope.steps import StepError
+from pixelscope.quality.drift import compare
+from pixelscope.quality.suites import load_suite
 
-SUITES = ("quality", "drift")
-
-
-class ValidationFailed(StepError):
-    """The suites failed and validate.on_failure is `fail`: the message lists what failed."""
+STAGE = "validate"
 
 
 def load_reference(params: Params, project: Path) -> Profile | None:
@@ -41,7 +40,7 @@ def load_reference(params: Params, project: Path) -> Profile | None:
     if v.reference is not None:
         path = project / v.reference
         if not path.exists():
-            raise FileNotFoundError(f"validate.reference: no profile at {path}")
+            raise InputMissing(f"validate.reference: no profile at {path}")
         return Profile.load(path)
     if v.reference_rev is not None:
         import dvc.api
@@ -50,19 +49,9 @@ def load_reference(params: Params, project: Path) -> Profile | None:
             with dvc.api.open(str(params.paths.profile), repo=str(project), rev=v.reference_rev, mode="rb") as fh:
                 return Profile.deserialize(fh.read())
         except Exception as e:  # noqa: BLE001 - unknown rev, not in the cache or remote: say which
-            raise FileNotFoundError(f"validate.reference_rev {v.reference_rev!r}: cannot read {params.paths.profile} "
+            raise InputMissing(f"validate.reference_rev {v.reference_rev!r}: cannot read {params.paths.profile} "
                                     f"at that revision through DVC ({type(e).__name__}: {e})") from None
     return None
-
-
-def load_suite(path: Path) -> dict[str, Any]:
-    try:
-        spec = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"expectation suite not found: {path} (see `pixelscope suite init`)") from None
-    if not isinstance(spec, dict) or "expectations" not in spec:
-        raise ValueError(f"{path}: not an expectation suite (needs 'name' and 'expectations')")
-    return spec
 
 
 def manifest_frame(manifest: Path):
@@ -146,21 +135,24 @@ def _plain(x: Any) -> Any:
     return json.loads(json.dumps(x, default=str)) if x is not None else None
 
 
-def validate(params: Params, project: Path) -> dict[str, Any]:
-    """Run the suites, write reports/validate/ (results.json, drift.parquet, data_docs/)."""
-    paths, v = params.paths, params.validate_
-    manifest, profile_path = project / paths.manifest, project / paths.profile
-    for need in (manifest, profile_path):
+def validate_step(params: Params, project: str | Path = ".", *, progress: ProgressFn | None = None) -> StepResult:
+    """Quality + drift suites (Great Expectations) -> reports/validate/ (results.json,
+    drift.parquet, data_docs/). Raises ValidationFailed when they fail and
+    validate.on_failure is `fail`."""
+    t0 = time.perf_counter()
+    project = Path(project)
+    paths, v = params.paths.under(project), params.validate_
+    for need in (paths.manifest, paths.profile):
         if not need.exists():
-            raise FileNotFoundError(f"{need} not found: run ingest and profile first")
-    frames = {"quality": manifest_frame(manifest)}
+            raise InputMissing(f"{need} not found: run ingest and profile first")
+    frames = {"quality": manifest_frame(paths.manifest)}
     suites = {"quality": load_suite(project / v.suites / "quality.json")}
     reference = load_reference(params, project)
     out = project / v.results
     out.mkdir(parents=True, exist_ok=True)
     drifted: list[str] = []
     if reference is not None:
-        rows = compare(reference, Profile.load(profile_path), params.drift)
+        rows = compare(reference, Profile.load(paths.profile), params.drift)
         with atomic_path(out / "drift.parquet") as tmp:
             pq.write_table(pa.Table.from_pylist([r.to_dict() for r in rows]), tmp)
         frames["drift"] = drift_frame(rows)
@@ -179,7 +171,14 @@ def validate(params: Params, project: Path) -> dict[str, Any]:
         raise ValidationFailed("validation failed (validate.on_failure: fail):\n  " + "\n  ".join(failed[:20])
                                + (f"\n  ... and {len(failed) - 20} more" if len(failed) > 20 else "")
                                + f"\ndetails: {out / 'results.json'}")
-    return summary
+    met = {suite: sum(x["success"] for x in r["results"]) for suite, r in results.items()}
+    lines = [f"{suite}: {met[suite]}/{len(r['results'])} expectations met" for suite, r in results.items()]
+    verdict = "validation passed" if not failed else "validation failed (on_failure: warn)"
+    return StepResult(STAGE, f"{verdict}; results: {out / 'results.json'}", time.perf_counter() - t0,
+                      {"expectations": sum(len(r["results"]) for r in results.values()), "failed": len(failed),
+                       "drifted": len(drifted)},
+                      {"results": str(out / "results.json")}, {}, summary,
+                      lines + [f"failed {f}" for f in failed])
 
 
 def _failure(suite: str, r: dict[str, Any]) -> str:
@@ -190,46 +189,3 @@ def _failure(suite: str, r: dict[str, Any]) -> str:
         examples = sorted(set(map(str, r["unexpected"] or [])))[:6]
         return f"{what} {r['unexpected_percent']:.1f}% unexpected" + (f", e.g. {', '.join(examples)}" if examples else "")
     return what
-
-
-def suite_from_reference(reference: Profile) -> dict[str, Any]:
-    """A quality suite with bounds taken from a reference profile, to edit by hand."""
-    def q(col: str, p: float) -> float | None:
-        try:
-            return reference.quantiles(col, [p])[0]
-        except KeyError:
-            return None
-
-    def between(col: str, lo: float | None, hi: float | None, mostly: float, why: str) -> dict[str, Any]:
-        kw: dict[str, Any] = {"column": col, "mostly": mostly}
-        if lo is not None:
-            kw["min_value"] = round(lo, 6)
-        if hi is not None:
-            kw["max_value"] = round(hi, 6)
-        return {"type": "expect_column_values_to_be_between", "kwargs": kw, "meta": {"why": why}}
-
-    readable = reference.ok / max(1, reference.files_seen)
-    exps = [
-        {"type": "expect_column_values_to_be_in_set",
-         "kwargs": {"column": "status", "value_set": ["ok"], "mostly": round(max(0.0, readable - 0.02), 4)},
-         "meta": {"why": f"share of readable files (reference {readable:.3f})"}},
-        between("width", q("width", 0.0) and q("width", 0.0) / 2, q("width", 1.0) and q("width", 1.0) * 2, 0.99,
-                "image width within half / twice the reference's range"),
-        between("height", q("height", 0.0) and q("height", 0.0) / 2, q("height", 1.0) and q("height", 1.0) * 2, 0.99,
-                "image height within half / twice the reference's range"),
-        between("aspect_ratio", q("aspect_ratio", 0.01), q("aspect_ratio", 0.99), 0.95,
-                "aspect ratio within the reference's 1-99 % range"),
-        between("brightness_mean", q("brightness_mean", 0.01), q("brightness_mean", 0.99), 0.95,
-                "few near-black / near-white images (reference 1-99 %)"),
-        between("sharpness", q("sharpness", 0.02), None, 0.95, "few blurry images (reference 2 %)"),
-        {"type": "expect_column_values_to_be_between", "kwargs": {"column": "splits_of_id", "max_value": 1},
-         "meta": {"why": "no image id in two splits (leakage)"}},
-    ]
-    if "label" in reference.columns:
-        labels = sorted(reference.columns["label"].frequencies())  # type: ignore[union-attr]
-        if labels:
-            exps.append({"type": "expect_column_values_to_be_in_set",
-                         "kwargs": {"column": "label", "value_set": labels, "mostly": 1.0},
-                         "meta": {"why": "only the reference's labels"}})
-    return {"name": "quality", "expectations": [e for e in exps if len(e["kwargs"]) > 2 or "value_set" in e["kwargs"]
-                                                or "max_value" in e["kwargs"]]}

@@ -1,0 +1,45 @@
+"""The `pixelscope` command line: thin over the step functions and the core.
+
+    pixelscope <stage>     one command per pipeline stage (pixelscope/pipeline/stages.py)
+    pixelscope show | merge | drift      profile files
+    pixelscope suite init | reference set  the validate step's inputs
+    pixelscope demo-data   the built-in demo images
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pixelscope.cli import profiles, stages, suites
+from pixelscope.cli.common import out
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="pixelscope: ingest, profile, validate and inspect image datasets.")
+stages.register(app)
+profiles.register(app)
+suites.register(app)
+
+
+@app.command("demo-data")
+def demo_data(
+    out_dir: Annotated[Path, typer.Argument(help="where the reference images go")] = Path("data/raw"),
+    new_batch: Annotated[Path, typer.Option(help="where the shifted new batch goes")] = Path("data/new_batch"),
+    per_class: Annotated[int, typer.Option(min=1, help="images per class")] = 50,
+    force: Annotated[bool, typer.Option(help="rebuild even when the folder has files")] = False,
+) -> None:
+    """Build the demo dataset from real photos that scikit-image ships (no downloads)."""
+    from pixelscope.demo import build_demo
+
+    if out_dir.exists() and any(out_dir.rglob("*.jpg")) and not force:
+        out.print(f"demo data already in {out_dir} (use --force to rebuild)")
+        return
+    info = build_demo(out_dir, new_batch, per_class=per_class)
+    out.print(f"demo data: {info['images']} files in {out_dir} and {new_batch}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

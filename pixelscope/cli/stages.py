@@ -1,0 +1,95 @@
+"""One command per pipeline stage, made from the stage table (pixelscope/pipeline/stages.py).
+
+Every stage command takes --params, --set, --json and --quiet; a few add shortcuts for
+the params users change most from the command line (`pixelscope ingest FOLDER -o out.parquet`
+is `--set paths.raw=FOLDER --set paths.manifest=out.parquet`). Paths are relative to the
+working directory, which is the project.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.markup import escape
+
+from pixelscope.cli.common import JsonOpt, ParamsOpt, QuietOpt, SetOpt, load, out, progress, user_errors
+from pixelscope.pipeline.stages import STAGES, Stage
+from pixelscope.pipeline.steps import StepResult
+
+
+@dataclass(frozen=True)
+class Shortcut:
+    name: str  # the command's parameter
+    key: str  # the dotted params key it sets
+    type: type
+    help: str
+    flags: tuple[str, ...] = ()  # no flags: a positional argument
+    output: bool = False  # redirects the stage's output: its metrics then go to metrics/ beside it
+
+
+SHORTCUTS: dict[str, tuple[Shortcut, ...]] = {
+    "ingest": (
+        Shortcut("raw", "paths.raw", Path, "raw image folder (default: paths.raw)"),
+        Shortcut("out", "paths.manifest", Path, "manifest path (default: paths.manifest; then metrics/ingest.json beside it)",
+                 ("--out", "-o"), output=True),
+        Shortcut("workers", "ingest.workers", int, "worker processes (0 = all cores)", ("--workers", "-w")),
+    ),
+    "profile": (
+        Shortcut("manifest", "paths.manifest", Path, "manifest Parquet (default: paths.manifest)"),
+        Shortcut("out", "paths.profile", Path, "profile path (default: paths.profile; then metrics/profile.json beside it)",
+                 ("--out", "-o"), output=True),
+    ),
+}
+COMMON = [("params", ParamsOpt, Path("params.yaml")), ("set_", SetOpt, None), ("as_json", JsonOpt, False),
+          ("quiet", QuietOpt, False)]
+
+
+def report(result: StepResult) -> None:
+    verb, _, rest = result.summary.partition(" ")
+    colour = "yellow" if "failed" in result.summary else "green"
+    out.print(f"[{colour}]{escape(verb)}[/] {escape(rest)}")
+    for note in result.notes:
+        out.print(f"  {escape(note)}")
+    for name, path in result.outputs.items():
+        out.print(f"{name}: {escape(path)}")
+
+
+def command_for(stage: Stage):
+    """A typer command running `stage` (its signature built from the shortcuts + COMMON)."""
+    shortcuts = SHORTCUTS.get(stage.name, ())
+
+    def command(**kw: Any) -> None:
+        with user_errors():
+            given = {s.key: kw[s.name] for s in shortcuts}
+            moved = [kw[s.name] for s in shortcuts if s.output and kw[s.name] is not None]
+            if moved:  # a redirected output must not overwrite the project's metrics of this stage
+                given["paths.metrics"] = Path(moved[0]).parent / "metrics"
+            params = load(kw["params"], kw["set_"], given)
+            with progress(stage.name, kw["quiet"] or kw["as_json"]) as bar:
+                result = stage.run(params, ".", progress=bar)
+        if kw["as_json"]:
+            print(json.dumps(result.to_dict()))
+        else:
+            report(result)
+
+    parameters = [inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                    annotation=Annotated[Optional[s.type],
+                                                         typer.Option(*s.flags, help=s.help) if s.flags
+                                                         else typer.Argument(help=s.help)])
+                  for s in shortcuts]
+    parameters += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+                   for name, annotation, default in COMMON]
+    command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    command.__doc__ = stage.doc
+    command.__name__ = stage.name
+    return command
+
+
+def register(app: typer.Typer) -> None:
+    for stage in STAGES:
+        app.command(stage.command_name)(command_for(stage))

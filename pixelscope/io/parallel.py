@@ -1,0 +1,37 @@
+"""Worker pools: how many workers, and how to start them safely beside other threads."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+
+
+def resolve_workers(workers: int) -> int:
+    """0 means one worker per CPU core this process may use."""
+    if workers > 0:
+        return workers
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def pool_start_method() -> str:
+    """fork when this process has one thread (fast; works from unguarded scripts and notebooks);
+    forkserver when other threads run (Prefect's engine, say), whose held locks a forked child
+    would inherit and could deadlock on."""
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
+def pool_context(preload: str) -> multiprocessing.context.BaseContext:
+    """A multiprocessing context by pool_start_method(); a fork server preloads `preload`
+    (the module with the workers' heavy imports), so each worker forks ready."""
+    method = pool_start_method()
+    ctx = multiprocessing.get_context(method)
+    if method == "forkserver":
+        ctx.set_forkserver_preload([preload])
+    return ctx

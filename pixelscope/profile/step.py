@@ -1,0 +1,66 @@
+"""The profile step: manifest (+ embedding store) -> profile file.
+
+plan -> parts -> finish: the manifest's row groups are cut into parts of about one ingest
+shard; each part is sketched on its own (a flow maps them over tasks, the plain step loops)
+and the parts' sketches are merged, so parts never need to meet.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from pixelscope.config import Params
+from pixelscope.errors import InputMissing
+from pixelscope.io.store import current_store
+from pixelscope.pipeline.steps import ProgressFn, StepResult, write_metrics
+from pixelscope.profile.embedding import stats_from_store
+from pixelscope.profile.profile import Profile, merge_all
+
+STAGE = "profile"
+
+
+def plan_profile(params: Params, project: str | Path) -> list[list[int]]:
+    """Row-group ranges of the manifest, about pipeline.shard_size rows each."""
+    manifest = params.paths.under(project).manifest
+    if not manifest.exists():
+        raise InputMissing(f"manifest not found: {manifest} (run `pixelscope ingest` first)")
+    groups = pq.ParquetFile(manifest).metadata.num_row_groups
+    per = max(1, params.pipeline.shard_size // params.ingest.chunk_rows)
+    return [list(range(i, min(groups, i + per))) for i in range(0, groups, per)] or [[]]
+
+
+def profile_part(row_groups: list[int], params: Params, project: str | Path) -> Profile:
+    """Sketches of some row groups of the manifest."""
+    return Profile.from_manifest(params.paths.under(project).manifest, params.profile, row_groups=row_groups)
+
+
+def finish_profile(params: Params, project: str | Path, parts: Iterable[Profile], t0: float) -> StepResult:
+    """Merge the parts, add the embedding statistics (when the embed step stored every image),
+    write the profile and the metrics."""
+    paths = params.paths.under(project)
+    profile = merge_all(parts)
+    store = current_store(paths.embeddings)
+    if store is not None:
+        profile.embedding = stats_from_store(store, paths.manifest, params.profile.segment_kll_k,
+                                             params.embed.sample_size, params.profile.max_segment_values)
+    size = profile.save(paths.profile)
+    seconds = time.perf_counter() - t0
+    counts = {"files_seen": profile.files_seen, "ok": profile.ok, "errors": profile.errors}
+    metrics = {**counts, "bytes": size, "seconds": round(seconds, 3)}
+    summary = (f"profiled {profile.files_seen} files ({profile.ok} ok, {profile.errors} errors) in {seconds:.2f}s; "
+               f"{paths.profile} ({size / 1024:,.0f} KiB)")
+    result = StepResult(STAGE, summary, seconds, counts, {"profile": str(paths.profile)}, metrics,
+                        {"manifest": str(paths.manifest), "bytes": size,
+                         "embedding": profile.embedding is not None})
+    return write_metrics(params, project, result)
+
+
+def profile_step(params: Params, project: str | Path = ".", *, progress: ProgressFn | None = None) -> StepResult:
+    """Manifest (+ embeddings, when the embed step ran) -> profile file (mergeable sketches)."""
+    t0 = time.perf_counter()
+    parts = plan_profile(params, project)
+    return finish_profile(params, project, (profile_part(rg, params, project) for rg in parts), t0)
