@@ -11,12 +11,14 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 60
 export DVC_NO_ANALYTICS ?= 1
 PREFECT_PORT ?= 4200
 
-.PHONY: install demo pipeline repro serve test test-fast bench bench-quick clean
+.PHONY: install demo pipeline repro serve test test-fast lint dvc-yaml bench bench-quick clean
 
+# pyproject.toml declares what the package needs (with extras); requirements.txt is the exact
+# lock, used as constraints, so a missing declaration fails here instead of working by accident.
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -r requirements.txt
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip install --quiet -c requirements.txt -e ".[all]"
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -46,8 +48,18 @@ serve: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+## test-fast: everything but the real-component tests marked slow (under a minute)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
+
+## lint: ruff (pyflakes, pycodestyle, import order) and the generated dvc.yaml being current
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pixelscope.pipeline.stages --check
+
+## dvc-yaml: regenerate dvc.yaml from the stage table (pixelscope/pipeline/stages.py)
+dvc-yaml: $(STAMP)
+	$(BIN)/python -m pixelscope.pipeline.stages --write
 
 ## bench: pixelscope vs whylogs vs cleanvision (peers in their own venvs), N=5,000 and 50,000
 bench: $(STAMP)

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -100,19 +100,20 @@ def ingest_and_embed(project: Path, raw: Path):
     import pyarrow.parquet as pq
 
     from pixelscope.config import Params, PathsConfig
-    from pixelscope.steps import embed_step, ingest_step
+    from pixelscope.embed.steps import embed_step
+    from pixelscope.ingest import ingest_step
     from pixelscope.io.store import current_store
 
     params = Params(paths=PathsConfig(raw=raw.resolve(), manifest=Path("manifest.parquet"),
-                                      tensors=Path("tensors"), embeddings=Path("embeddings")))
+                                      tensors=Path("tensors"), embeddings=Path("embeddings"), metrics=Path("metrics")))
     project.mkdir(parents=True, exist_ok=True)
     manifest = project / "manifest.parquet"
     if not manifest.exists() or manifest.stat().st_mtime < max(f.stat().st_mtime for f in [raw, *WORK.glob("*.complete")]):
         print(f"ingest {raw} ...", flush=True)
-        ingest_step(params, raw, manifest)
+        ingest_step(params, project)
     print(f"embed {raw} (incremental) ...", flush=True)
-    counts = embed_step(params, project)
-    print(f"  {counts.images:,} images: {counts.computed:,} embedded, {counts.reused:,} reused, {counts.errors} errors", flush=True)
+    c = embed_step(params, project).counts
+    print(f"  {c['images']:,} images: {c['computed']:,} embedded, {c['reused']:,} reused, {c['errors']} errors", flush=True)
     store = current_store(project / "embeddings")
     table = pq.read_table(manifest)
     return table, store
@@ -124,7 +125,7 @@ class Batches:
     def __init__(self, table, vectors: dict[str, np.ndarray], meta: dict, params):
         import pyarrow as pa
 
-        from pixelscope.ingest import column_kinds
+        from pixelscope.io.manifest import column_kinds
 
         self.params = params
         # the pool's folders would tell the batches apart: one neutral source for every row
@@ -138,8 +139,8 @@ class Batches:
     def profile(self, rows: np.ndarray):
         import pyarrow as pa
 
-        from pixelscope.profile.embedding import EmbeddingStats
         from pixelscope.profile import Profile
+        from pixelscope.profile.embedding import EmbeddingStats
 
         p = Profile.empty(self.kinds, self.params.profile)
         p.update(self.table.take(pa.array(rows, type=pa.int64())))
@@ -300,7 +301,7 @@ def main() -> None:
             x["whylogs_flagged"], x["whylogs_drifted"] = w["flagged"], w["drifted"]
 
     machine = f"{platform.node()} {platform.machine()}, {psutil.cpu_count()} cores"
-    date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    date = datetime.now(UTC).isoformat(timespec="seconds")
     summary = []
     for (name, ref_size), group in pd.DataFrame(trials).groupby(["condition", "ref_size"], sort=False):
         fired = Counter(f.split("[")[0] + "." + f.rsplit(".", 1)[1] for fs in group["fired"] for f in fs)
@@ -319,10 +320,13 @@ def main() -> None:
     with out.open("a") as f:
         for s in summary:
             f.write(json.dumps(s) + "\n")
-    print(f"\n| reference | condition | trials | pixelscope flagged | whylogs flagged |\n|---|---|---|---|---|")
+    print("\n| reference | condition | trials | pixelscope flagged | whylogs flagged |\n|---|---|---|---|---|")
+    def rate(s: dict, k: str) -> str:
+        return f"{s[k]}/{s['trials']} ({100 * s[k] / s['trials']:.0f} %)" if k in s else "-"
+
     for s in summary:
-        rate = lambda k: f"{s[k]}/{s['trials']} ({100 * s[k] / s['trials']:.0f} %)" if k in s else "-"
-        print(f"| {s['ref_size']} | {s['condition']} | {s['trials']} | {rate('pixelscope_flagged')} | {rate('whylogs_flagged')} |")
+        print(f"| {s['ref_size']} | {s['condition']} | {s['trials']} | {rate(s, 'pixelscope_flagged')} "
+              f"| {rate(s, 'whylogs_flagged')} |")
     print(f"\nappended to {out}; per-row results in {WORK / 'rows.parquet'}")
 
 

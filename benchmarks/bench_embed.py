@@ -17,7 +17,7 @@ import os
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -27,8 +27,8 @@ sys.path.insert(0, str(HERE))
 
 def run(n: int, model: str, device: str, backend: str, batch_size: int) -> dict:
     import torch
-
     from bench_profile import image_set
+
     from pixelscope.config import EmbedConfig, PreprocessConfig
     from pixelscope.embed.infer import Embedder
     from pixelscope.embed.loader import Item, batches, resolve_device
@@ -74,7 +74,7 @@ def run(n: int, model: str, device: str, backend: str, batch_size: int) -> dict:
     name = torch.cuda.get_device_name() if dev.startswith("cuda") else f"{platform.machine()} CPU, {os.cpu_count()} cores"
     return {"n": n, "model": model, "device": name, "backend": emb.backend, "precision": str(emb.dtype or "fp32"),
             "batch_size": batch_size, "end_to_end_img_s": round(e2e, 1), "model_only_img_s": round(model_only, 1),
-            "e2e_vs_model_pct": round(100 * e2e / model_only, 1), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "e2e_vs_model_pct": round(100 * e2e / model_only, 1), "date": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -76,24 +76,18 @@ def set_workers(project: Path, workers: int) -> None:
 def bare(project: Path, workers: int) -> dict:
     """Every stage's step function in turn, in-process: what the pipeline runs, minus orchestration."""
     from pixelscope.config import load_params
-    from pixelscope.steps import embed_step, ingest_step, preprocess_step, profile_step, publish_step, validate_step
+    from pixelscope.pipeline.stages import DVC_STAGES
 
     params = load_params(project / "params.yaml", {"ingest": {"workers": workers}})
-    paths, times = params.paths, {}
+    times, images = {}, 0
     t0 = time.perf_counter()
-    s = ingest_step(params, project / paths.raw, project / paths.manifest)
-    times["ingest_s"] = time.perf_counter() - t0
-    for name, run in (("preprocess", lambda: preprocess_step(params, project)),
-                      ("embed", lambda: embed_step(params, project)),
-                      ("profile", lambda: profile_step(params, project / paths.manifest, project / paths.profile,
-                                                       embeddings=project / paths.embeddings)),
-                      ("validate", lambda: validate_step(params, project)),
-                      ("publish", lambda: publish_step(params, project))):
+    for stage in DVC_STAGES:
         t = time.perf_counter()
-        run()
-        times[f"{name}_s"] = time.perf_counter() - t
+        result = stage.run(params, project)
+        times[f"{stage.name}_s"] = time.perf_counter() - t
+        images = images or result.counts.get("files_seen", 0)
     total = time.perf_counter() - t0
-    return {**{k: round(v, 2) for k, v in times.items()}, "total_s": round(total, 2), "images": s.seen}
+    return {**{k: round(v, 2) for k, v in times.items()}, "total_s": round(total, 2), "images": images}
 
 
 def main() -> None:
@@ -144,7 +138,7 @@ def main() -> None:
     results["speedup_pipeline_ingest_1_to_2"] = round(results["pipeline_w1"]["stage_s"]["ingest"]
                                                       / results["pipeline_w2"]["stage_s"]["ingest"], 2)
     results.update(n=args.n, machine=f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores",
-                   date=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                   date=datetime.now(UTC).isoformat(timespec="seconds"))
     print(json.dumps(results, indent=1))
     with open(HERE / "results" / "pipeline.jsonl", "a") as fh:
         fh.write(json.dumps(results) + "\n")

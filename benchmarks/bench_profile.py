@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
@@ -104,13 +104,15 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=0)
     args = ap.parse_args()
 
-    machine = f"{platform.node()} {platform.machine()}, {psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB"
+    machine = (f"{platform.node()} {platform.machine()}, {psutil.cpu_count()} cores, "
+               f"{psutil.virtual_memory().total / 2**30:.0f} GiB")
     results = []
     for n in args.sizes:
         root = image_set(n)
         work = WORK / f"out-{n}"
         work.mkdir(parents=True, exist_ok=True)
-        runs = [("pixelscope", [sys.executable, str(HERE / "peers" / "run_pixelscope.py"), str(root), str(work), str(args.workers)])]
+        runs = [("pixelscope", [sys.executable, str(HERE / "peers" / "run_pixelscope.py"), str(root), str(work),
+                                str(args.workers)])]
         if n in args.peer_sizes:
             for peer in args.peers:
                 py = peer_python(peer, getattr(args, f"{peer}_python"))
@@ -118,7 +120,7 @@ def main() -> None:
         for name, cmd in runs:
             print(f"N={n:,}: running {name} ...", flush=True)
             r = measure(cmd)
-            r.update(n=n, machine=machine, date=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            r.update(n=n, machine=machine, date=datetime.now(UTC).isoformat(timespec="seconds"))
             results.append(r)
             print(f"  {name:12s} {r['images_per_s']:8.1f} images/s   peak RSS {r['peak_rss_mb']:7.1f} MB   "
                   f"({r['seconds']:.1f}s)" + (f"   profile {r['profile_bytes'] / 1024:.0f} KiB" if "profile_bytes" in r else ""),

@@ -57,7 +57,7 @@ class IngestConfig(_Strict):
     chunk_rows: int = Field(default=2048, gt=0)
 
     @model_validator(mode="after")
-    def _csv_needs_path(self) -> "IngestConfig":
+    def _csv_needs_path(self) -> IngestConfig:
         if self.labels == "csv" and self.labels_csv is None:
             raise ValueError("labels: 'csv' needs ingest.labels_csv to point at a CSV (path,label)")
         return self
@@ -86,7 +86,7 @@ class PreprocessConfig(_Strict):
     workers: int = Field(default=0, ge=0, description="decode processes; 0 = one per CPU core")
 
     @model_validator(mode="after")
-    def _one_name_per_entry(self) -> "PreprocessConfig":
+    def _one_name_per_entry(self) -> PreprocessConfig:
         for i, t in enumerate(self.transforms):
             if len(t) != 1:
                 raise ValueError(f"transforms[{i}] must be one name -> options, e.g. {{resize: {{size: 256}}}}")
@@ -178,7 +178,8 @@ def _format_errors(err: ValidationError, source: str) -> str:
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
-        lines.append(f"  {key}: {msg}" + (f" (got {e['input']!r})" if e["type"] != "extra_forbidden" and not isinstance(e.get("input"), dict) else ""))
+        shown = e["type"] != "extra_forbidden" and not isinstance(e.get("input"), dict)
+        lines.append(f"  {key}: {msg}" + (f" (got {e['input']!r})" if shown else ""))
     return "\n".join(lines)
 
 

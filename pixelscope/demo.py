@@ -13,7 +13,7 @@ import io
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -31,7 +31,7 @@ BASE_PHOTOS = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def base_photo(label: str) -> Image.Image:
     try:
         import skimage.data as data

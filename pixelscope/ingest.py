@@ -132,7 +132,8 @@ _SHARED: dict[tuple[_Settings, int], _Runner] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def process_shard_in_pool(entries: list[FileEntry], ingest_cfg: IngestConfig, features_cfg: FeaturesConfig) -> list[dict[str, Any]]:
+def process_shard_in_pool(entries: list[FileEntry], ingest_cfg: IngestConfig,
+                          features_cfg: FeaturesConfig) -> list[dict[str, Any]]:
     """Manifest rows for one shard, on this machine's shared worker pool (ingest.workers processes).
 
     Several threads (e.g. an orchestrator's concurrent tasks) can feed the same pool, so

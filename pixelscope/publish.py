@@ -19,12 +19,12 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from pixelscope import __version__
-from pixelscope.io.atomic import atomic_path, write_bytes_atomic
 from pixelscope.config import Params
 from pixelscope.errors import InputMissing
+from pixelscope.io.atomic import atomic_path, write_bytes_atomic
+from pixelscope.io.store import current_store
 from pixelscope.pipeline.steps import ProgressFn, StepResult
 from pixelscope.profile import Profile
-from pixelscope.io.store import current_store
 from pixelscope.versioning import raw_version
 
 STAGE = "publish"

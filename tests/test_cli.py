@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-
 REPO = Path(__file__).resolve().parents[1]
 
 

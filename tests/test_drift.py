@@ -4,18 +4,29 @@ same-distribution data passes, shifted data fails, sketch error is never called 
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from scipy import stats
 
-import pyarrow as pa
-
 from pixelscope.config import DriftConfig, ProfileConfig
 from pixelscope.errors import BadInput
-from pixelscope.quality.drift import (adjust, binned, categorical_rows, compare, embedding_rows, hellinger, jensen_shannon,
-                              ks_statistic, mean_shift_p_value, mmd_test, numeric_rows, psi)
 from pixelscope.profile import Profile
 from pixelscope.profile.embedding import EmbeddingStats
 from pixelscope.profile.sketches import CategoricalSketch, NumericSketch
+from pixelscope.quality.drift import (
+    adjust,
+    binned,
+    categorical_rows,
+    compare,
+    embedding_rows,
+    hellinger,
+    jensen_shannon,
+    ks_statistic,
+    mean_shift_p_value,
+    mmd_test,
+    numeric_rows,
+    psi,
+)
 
 
 def num(values: np.ndarray, k: int = 200) -> NumericSketch:

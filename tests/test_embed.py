@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import textwrap
 from pathlib import Path
 
@@ -15,18 +14,17 @@ import torch
 from PIL import Image
 
 from pixelscope.config import ConfigError, EmbedConfig, PreprocessConfig, parse_params
-from pixelscope.io.decode import orient
 from pixelscope.embed.infer import Embedder
-from pixelscope.embed.models import load_model
-from pixelscope.errors import BadInput, WeightsError
-from pixelscope.profile.embedding import ALL, EmbeddingStats
 from pixelscope.embed.loader import Item, _gpu_batch, batches, cpu_batches, orient_chw
+from pixelscope.embed.models import load_model
 from pixelscope.embed.steps import embed_step, preprocess_step
-from pixelscope.ingest import ingest_step
-from pixelscope.profile.step import profile_step
-from pixelscope.errors import StoreError
-from pixelscope.io.store import ShardStore
 from pixelscope.embed.transforms import build
+from pixelscope.errors import BadInput, StoreError, WeightsError
+from pixelscope.ingest import ingest_step
+from pixelscope.io.decode import orient
+from pixelscope.io.store import ShardStore
+from pixelscope.profile.embedding import ALL, EmbeddingStats
+from pixelscope.profile.step import profile_step
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -281,8 +279,8 @@ def test_embed_step_incremental_errors_and_profile(demo_raw, tmp_path):
     for f in aside.iterdir():  # new images arrive; one known image is corrupted after ingest
         shutil.move(f, raw / "field" / "cat" / f.name)
     s2 = ingest_step(p, project)
-    from pixelscope.profile.embedding import stats_from_store
     from pixelscope.io.store import current_store
+    from pixelscope.profile.embedding import stats_from_store
 
     assert stats_from_store(current_store(project / p.paths.embeddings), manifest) is None  # new images not embedded yet
     victim = sorted(raw.glob("studio/coffee/*.jpg"))[0]
@@ -290,8 +288,9 @@ def test_embed_step_incremental_errors_and_profile(demo_raw, tmp_path):
     victim.write_bytes(data[: len(data) // 3])  # truncated after the manifest was written
     second = embed_step(p, project)
     assert s2.counts["files_seen"] == s.counts["files_seen"] + len(held_back)
-    assert second.counts["computed"] == s2.counts["ok"] - s.counts["ok"] > 0 and second.counts["reused"] == first.counts["computed"]
-    assert second.counts["images"] == second.counts["reused"] + second.counts["computed"] + second.counts["errors"]  # counts add up
+    c2 = second.counts
+    assert c2["computed"] == s2.counts["ok"] - s.counts["ok"] > 0 and c2["reused"] == first.counts["computed"]
+    assert c2["images"] == c2["reused"] + c2["computed"] + c2["errors"]  # counts add up
     assert second.counts["errors"] == 0  # the corrupted file's id was embedded before: not read again
 
     # a new preprocessing re-embeds everything; the corrupted file is then an error row

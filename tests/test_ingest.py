@@ -13,7 +13,12 @@ from PIL import Image
 from conftest import ingest_to, jpeg_bytes
 from pixelscope.config import parse_params
 from pixelscope.io.decode import (
-    DECODE_ERROR, DECOMPRESSION_BOMB, EMPTY_FILE, EXIF_UNREADABLE, NOT_AN_IMAGE, TRUNCATED,
+    DECODE_ERROR,
+    DECOMPRESSION_BOMB,
+    EMPTY_FILE,
+    EXIF_UNREADABLE,
+    NOT_AN_IMAGE,
+    TRUNCATED,
 )
 from pixelscope.io.manifest import column_kinds
 
@@ -152,7 +157,8 @@ def test_labels_from_csv(tmp_path):
     labels = tmp_path / "labels.csv"
     labels.write_text("path,label\na.jpg,cat\nb.jpg,dog\n")
     _, t = run(tmp_path / "raw", tmp_path / "m.parquet", ingest={"labels": "csv", "labels_csv": str(labels)})
-    assert dict(zip(t.column("path").to_pylist(), t.column("label").to_pylist())) == {"a.jpg": "cat", "b.jpg": "dog", "c.jpg": None}
+    labels = dict(zip(t.column("path").to_pylist(), t.column("label").to_pylist()))
+    assert labels == {"a.jpg": "cat", "b.jpg": "dog", "c.jpg": None}
     bad = tmp_path / "bad.csv"
     bad.write_text("file,class\na.jpg,cat\n")
     from pixelscope.config import ConfigError

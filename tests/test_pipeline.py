@@ -163,6 +163,20 @@ def test_param_change_reruns_only_dependent_stages(piped, prefect_server):
     assert "up to date" in dvc("status", cwd=project).stdout
 
 
+def test_editing_quality_code_reruns_only_validate_and_publish(piped):
+    """Code deps are per stage: an edit in pixelscope/quality/ leaves ingest .. profile alone."""
+    project, _ = piped
+    assert "up to date" in dvc("status", cwd=project).stdout
+    drift = project / "pixelscope" / "quality" / "drift.py"
+    drift.write_text(drift.read_text() + "\n# an edit\n")
+    status = dvc("status", cwd=project).stdout
+    assert "validate:" in status and not any(f"{s}:" in status for s in ("ingest", "preprocess", "embed", "profile"))
+    out = dvc("repro", cwd=project).stdout
+    ran = [s for s in STAGES if f"Running stage '{s}'" in out]
+    assert ran == ["validate", "publish"], out
+    assert "up to date" in dvc("status", cwd=project).stdout
+
+
 def test_push_wipe_pull_restores_bit_for_bit(piped):
     project, _ = piped
     dvc("push", cwd=project)
@@ -214,10 +228,11 @@ def test_dask_runner_matches_local(piped, prefect_server, tmp_path, monkeypatch)
     assert (dask.files_seen, dask.ok, dict(dask.errors_by_reason)) == (local.files_seen, local.ok, dict(local.errors_by_reason))
     assert dask.segment_rows == local.segment_rows
     for col in ("sharpness", "brightness_mean", "bytes", "colorfulness"):
-        d, l = dask.sketch(col), local.sketch(col)
-        assert (d.count, d.min, d.max) == (l.count, l.min, l.max)
-        assert d.mean == pytest.approx(l.mean, rel=1e-9)
-        exact = np.sort(pq.read_table(project / "data/interim/manifest.parquet").column(col).drop_null().to_numpy().astype(np.float32))
+        d, lo_ = dask.sketch(col), local.sketch(col)
+        assert (d.count, d.min, d.max) == (lo_.count, lo_.min, lo_.max)
+        assert d.mean == pytest.approx(lo_.mean, rel=1e-9)
+        column = pq.read_table(project / "data/interim/manifest.parquet").column(col)
+        exact = np.sort(column.drop_null().to_numpy().astype(np.float32))
         for q in (0.1, 0.5, 0.9):
             est = d.quantiles([q])[0]
             lo = np.searchsorted(exact, np.float32(est), "left") / len(exact)
@@ -370,6 +385,7 @@ def test_served_deployment_runs_with_parameters_and_ctrl_c_stops_it(tmp_path):
 def test_reference_profile_is_read_at_a_git_rev_through_dvc(piped):
     """`validate.reference_rev`: the profile of a pinned version, read through DVC although the
     workspace has moved on."""
+    from pixelscope.errors import InputMissing
     from pixelscope.quality.validate import load_reference
 
     project, _ = piped
@@ -383,7 +399,7 @@ def test_reference_profile_is_read_at_a_git_rev_through_dvc(piped):
         ref = load_reference(params, project)
         assert ref is not None and ref.serialize() == Profile.deserialize(current).serialize()
         bad = load_params(project / "params.yaml", {"validate": {"reference_rev": "no-such-rev"}})
-        with pytest.raises(FileNotFoundError, match="validate.reference_rev 'no-such-rev'"):
+        with pytest.raises(InputMissing, match="validate.reference_rev 'no-such-rev'"):
             load_reference(bad, project)
     finally:
         (project / "data/processed/profile.json").write_bytes(current)

@@ -8,7 +8,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import ingest_to
-
 from pixelscope.config import ConfigError, parse_params
 from pixelscope.features import registry
 from pixelscope.profile import Profile

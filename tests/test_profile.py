@@ -11,7 +11,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import ingest_to
-
 from pixelscope.config import ProfileConfig
 from pixelscope.errors import BadInput, ConfigError
 from pixelscope.profile import OTHER_SEGMENT, Profile
@@ -66,7 +65,8 @@ def test_merge_equals_profile_of_union(a, b):
             assert m.mean == pytest.approx(u.mean, rel=1e-9, abs=1e-6)
             assert m.variance == pytest.approx(u.variance, rel=1e-6, abs=1e-3)
             # quantiles: the merged estimate's rank in the union data is within the KLL rank error
-            values = np.sort(np.array([r[0] if col == "x" else r[1] for r in a + b if r[3] and (col == "x" or r[1] is not None)], dtype=np.float32))
+            picked = [r[0] if col == "x" else r[1] for r in a + b if r[3] and (col == "x" or r[1] is not None)]
+            values = np.sort(np.array(picked, dtype=np.float32))
             eps = m.rank_error
             for q in (0.1, 0.5, 0.9):
                 est = m.quantiles([q])[0]

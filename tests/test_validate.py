@@ -13,8 +13,8 @@ import pytest
 
 from conftest import REPO, ingest_to, profile_to
 from pixelscope.config import parse_params
-from pixelscope.profile import Profile
 from pixelscope.errors import StepError, ValidationFailed
+from pixelscope.profile import Profile
 from pixelscope.quality.suites import suite_from_reference
 from pixelscope.quality.validate import validate_step
 
@@ -73,7 +73,8 @@ def test_suite_from_reference_round_trips(profiles, tmp_path):
     suite = suite_from_reference(Profile.load(profiles / "raw.json"))
     assert json.loads(json.dumps(suite)) == suite
     kinds = {(e["type"], e["kwargs"]["column"]) for e in suite["expectations"]}
-    assert ("expect_column_values_to_be_in_set", "label") in kinds and ("expect_column_values_to_be_between", "sharpness") in kinds
+    assert ("expect_column_values_to_be_in_set", "label") in kinds
+    assert ("expect_column_values_to_be_between", "sharpness") in kinds
     labels = next(e for e in suite["expectations"] if e["kwargs"]["column"] == "label")["kwargs"]["value_set"]
     assert labels == ["astronaut", "cat", "coffee", "galaxy", "motorcycle", "rocket"]
     (tmp_path / "suites").mkdir()

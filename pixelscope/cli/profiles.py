@@ -101,14 +101,6 @@ def _parse_segment(prof: Any, segment: str | None) -> tuple[str, str] | None:
     return name, value
 
 
-def fmt(x: Any) -> str:
-    if x is None:
-        return ""
-    if isinstance(x, float):
-        return f"{x:.4g}"
-    return str(x)
-
-
 def merge(
     profiles: Annotated[list[Path], typer.Argument(help="profile files to merge")],
     out_path: Annotated[Path, typer.Option("--out", "-o", help="merged profile path")],
@@ -130,8 +122,8 @@ def drift(
     params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Drift between two profiles (KS, PSI, Hellinger, JS, chi-square, MMD), from the sketches alone."""
-    from pixelscope.quality.drift import compare
     from pixelscope.profile import Profile
+    from pixelscope.quality.drift import compare
 
     with user_errors():
         p = load(params, set_)

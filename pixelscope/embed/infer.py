@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pixelscope.io.atomic import atomic_path
 from pixelscope.config import ConfigError, EmbedConfig
 from pixelscope.embed.models import Model, load_model
 from pixelscope.embed.transforms import Preprocess
+from pixelscope.io.atomic import atomic_path
 
 
 def cache_dir() -> Path:

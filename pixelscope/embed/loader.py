@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from pixelscope.config import IngestConfig, PreprocessConfig
-from pixelscope.io.decode import READ_ERROR, ImageError, decode
-from pixelscope.errors import ConfigError
-from pixelscope.io.parallel import pool_context, resolve_workers
 from pixelscope.embed.transforms import Preprocess, build
+from pixelscope.errors import ConfigError
+from pixelscope.io.decode import READ_ERROR, ImageError, decode
+from pixelscope.io.parallel import pool_context, resolve_workers
 
 MAX_PIXELS = IngestConfig().max_image_pixels  # manifest images already passed ingest's own limit
 _PREP: Preprocess | None = None

@@ -21,13 +21,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from pixelscope.io.atomic import atomic_path, write_bytes_atomic
 from pixelscope.config import Params
 from pixelscope.embed.loader import Batch, Item, batches, resolve_device
+from pixelscope.embed.transforms import Preprocess, build
 from pixelscope.errors import InputMissing, StoreError
+from pixelscope.io.atomic import atomic_path, write_bytes_atomic
 from pixelscope.io.store import CURRENT, ShardStore
 from pixelscope.pipeline.steps import ProgressFn, StepResult, by_reason, reason_notes, write_metrics
-from pixelscope.embed.transforms import Preprocess, build
+
 
 def _result(stage: str, store: ShardStore, images: int, todo: int, errors: list[dict[str, Any]], ingest_errors: int,
             seconds: float, info: dict[str, Any]) -> StepResult:

@@ -51,7 +51,8 @@ class ShardStore:
         if (folder / "meta.json").exists():
             store = cls.open(root, key)
             if store.meta["dtype"] != dtype or store.meta["row_shape"] != list(row_shape):
-                raise StoreError(f"{folder}: holds {store.meta['dtype']} {store.meta['row_shape']}, not {dtype} {list(row_shape)}")
+                raise StoreError(f"{folder}: holds {store.meta['dtype']} {store.meta['row_shape']}, "
+                                 f"not {dtype} {list(row_shape)}")
             return store
         folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(folder / "meta.json") as tmp:

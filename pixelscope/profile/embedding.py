@@ -24,8 +24,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from pixelscope.errors import BadInput
-from pixelscope.profile.sketches import NumericSketch
 from pixelscope.io.store import ShardStore
+from pixelscope.profile.sketches import NumericSketch
 
 ALL = "(all)"
 OTHER = "(other)"
@@ -119,7 +119,8 @@ class EmbeddingStats:
         if (other.key, other.dim) != (self.key, self.dim):
             raise BadInput(f"cannot merge embedding statistics of different models ({self.key} vs {other.key})")
         for label, n in other.count.items():
-            slot = label if label in self.count or len(self.count) - (ALL in self.count) < self.max_labels or label == ALL else OTHER
+            room = len(self.count) - (ALL in self.count) < self.max_labels
+            slot = label if label in self.count or room or label == ALL else OTHER
             self.count[slot] = self.count.get(slot, 0) + n
             self.sums[slot] = self.sums.get(slot, np.zeros(self.dim)) + other.sums[label]
             for mine, theirs in ((self.norms, other.norms), (self.distances, other.distances)):

@@ -26,11 +26,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pixelscope import __version__
-from pixelscope.profile.embedding import EmbeddingStats
-from pixelscope.io.atomic import write_bytes_atomic
 from pixelscope.config import ProfileConfig
 from pixelscope.errors import BadInput, ConfigError, InputMissing
+from pixelscope.io.atomic import write_bytes_atomic
 from pixelscope.io.manifest import column_kinds
+from pixelscope.profile.embedding import EmbeddingStats
 from pixelscope.profile.sketches import CategoricalSketch, DistinctSketch, NumericSketch, Sketch, sketch_from_dict
 
 FORMAT = "pixelscope-profile"

@@ -31,8 +31,8 @@ from scipy import stats
 
 from pixelscope.config import DriftConfig
 from pixelscope.errors import BadInput
-from pixelscope.profile.embedding import ALL, EmbeddingStats
 from pixelscope.profile import Profile
+from pixelscope.profile.embedding import ALL, EmbeddingStats
 from pixelscope.profile.sketches import CategoricalSketch, NumericSketch
 
 BINNED = ("psi", "hellinger", "js")  # one chi-square test on the binned counts; three effect sizes
@@ -120,12 +120,13 @@ def numeric_rows(name: str, segment: str, ref: NumericSketch, cur: NumericSketch
     # a bin's mass can be off by the rank error at each of its two edges, in each sketch
     pmf_res = 2 * resolution
     p_binned = binned_p_value(p_ref, p_cur, n, m, pmf_res)
+    half, half_shifted = np.full(2, 0.5), np.array([0.5 + pmf_res, 0.5 - pmf_res])  # each distance's resolution
     rows = [DriftRow(name, segment, "ks", d, max(cfg.ks_min, resolution), resolution,
                      ks_p_value(max(0.0, d - resolution), n, m), n_ref=n, n_cur=m)]
     for test, value, threshold, res in (
-        ("psi", psi(p_ref, p_cur), cfg.psi_max, psi(np.full(2, 0.5), np.array([0.5 + pmf_res, 0.5 - pmf_res]))),
-        ("hellinger", hellinger(p_ref, p_cur), cfg.hellinger_max, hellinger(np.full(2, 0.5), np.array([0.5 + pmf_res, 0.5 - pmf_res]))),
-        ("js", jensen_shannon(p_ref, p_cur), cfg.js_max, jensen_shannon(np.full(2, 0.5), np.array([0.5 + pmf_res, 0.5 - pmf_res]))),
+        ("psi", psi(p_ref, p_cur), cfg.psi_max, psi(half, half_shifted)),
+        ("hellinger", hellinger(p_ref, p_cur), cfg.hellinger_max, hellinger(half, half_shifted)),
+        ("js", jensen_shannon(p_ref, p_cur), cfg.js_max, jensen_shannon(half, half_shifted)),
     ):
         rows.append(DriftRow(name, segment, test, value, max(threshold, res), res, p_binned, n_ref=n, n_cur=m))
     return rows
@@ -260,7 +261,7 @@ def adjust(p: list[float], method: str) -> list[float]:
     if method == "holm":
         adj = np.maximum.accumulate(np.minimum(1.0, (n - np.arange(n)) * ps))
     else:
-        adj = np.minimum.accumulate((n / np.arange(n, 0, -1) * ps[::-1]))[::-1]
+        adj = np.minimum.accumulate(n / np.arange(n, 0, -1) * ps[::-1])[::-1]
         adj = np.minimum(1.0, adj)
     out = np.empty(n)
     out[order] = adj

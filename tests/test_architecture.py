@@ -1,0 +1,177 @@
+"""The layout's promises, checked: layers, light readers, one stage table, narrow code deps."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+from pixelscope.pipeline import stages as st
+
+CORE = REPO / "pixelscope"
+
+
+def fresh(code: str) -> str:
+    """Run code in a new interpreter (nothing preloaded), return its stdout."""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def imported_roots(path: Path) -> set[str]:
+    roots = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            roots.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def test_core_never_imports_orchestration_or_ui():
+    offenders = {str(p.relative_to(REPO)): sorted(imported_roots(p) & {"prefect", "prefect_dask", "streamlit"})
+                 for p in CORE.rglob("*.py")}
+    assert not {k: v for k, v in offenders.items() if v}
+
+
+def test_errors_module_imports_nothing_from_the_package():
+    assert not {r for r in imported_roots(CORE / "errors.py")} - {"__future__"}
+
+
+@pytest.mark.parametrize("module", ["pixelscope.profile", "pixelscope.quality.drift", "pixelscope.quality.suites"])
+def test_profile_and_drift_readers_are_light(module):
+    """A dashboard reads and compares profiles without torch, OpenCV, Prefect or Streamlit."""
+    loaded = json.loads(fresh(f"import {module}, sys, json; print(json.dumps(sorted(sys.modules)))"))
+    assert not {"torch", "cv2", "prefect", "streamlit", "great_expectations"} & set(loaded)
+
+
+def test_dvc_yaml_is_generated_from_the_stage_table():
+    r = subprocess.run([sys.executable, "-m", "pixelscope.pipeline.stages", "--check"], capture_output=True, text=True,
+                       cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    committed = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert list(committed) == [s.name for s in st.DVC_STAGES]
+    for s in st.DVC_STAGES:
+        entry = committed[s.name]
+        assert entry["deps"] == [*s.deps, *s.code()]
+        assert entry.get("params", []) == list(s.params)
+        outs = [o if isinstance(o, str) else next(iter(o)) for o in entry["outs"]]
+        assert outs == [o.path for o in s.outs]
+        assert bool(entry.get("metrics")) == s.metrics
+
+
+def test_a_stale_dvc_yaml_is_caught(tmp_path):
+    (tmp_path / "dvc.yaml").write_text((REPO / "dvc.yaml").read_text().replace("pixelscope/quality", "pixelscope"))
+    r = subprocess.run([sys.executable, "-m", "pixelscope.pipeline.stages", "--check"], capture_output=True, text=True,
+                       cwd=tmp_path)
+    assert r.returncode == 1 and "--write" in r.stderr
+
+
+def covered(module_file: str, deps: list[str]) -> bool:
+    return any(module_file == d or module_file.startswith(d.rstrip("/") + "/") for d in deps)
+
+
+@pytest.mark.parametrize("stage", [s.name for s in st.STAGES])
+def test_each_stage_declares_every_module_its_step_loads(stage):
+    """Import the step in a fresh interpreter: every pixelscope module loaded must be a declared
+    code dep of the stage, so editing it reruns the stage (no stale outputs)."""
+    s = st.stage(stage)
+    code = (f"import importlib, sys, json; importlib.import_module({s.module!r}); "
+            "print(json.dumps([m.__file__ for n, m in list(sys.modules.items()) "
+            "if n.split('.')[0] == 'pixelscope' and getattr(m, '__file__', None)]))")
+    loaded = [Path(f).resolve().relative_to(REPO).as_posix() for f in json.loads(fresh(code))]
+    deps = s.code()
+    missing = [f for f in loaded if not covered(f, deps)]
+    assert not missing, f"{stage} loads {missing} but declares only {deps}"
+    # and the deps stay narrow: no stage but publish sees quality/, none but embed/preprocess sees embed/
+    if stage not in ("validate",):
+        assert not covered("pixelscope/quality/drift.py", deps)
+    if stage not in ("preprocess", "embed"):
+        assert not covered("pixelscope/embed/models.py", deps)
+    assert not covered("pixelscope/pipeline/stages.py", deps)  # adding a stage reruns nothing
+    assert not covered("pixelscope/cli/app.py", deps)
+
+
+def test_static_closure_sees_imports_inside_functions():
+    """embed/steps imports the inference module inside a function; the closure still has it."""
+    assert "pixelscope.embed.infer" in st.module_closure("pixelscope.embed.steps")
+    assert "pixelscope/embed" in st.stage("embed").code()
+
+
+def test_code_hash_follows_the_stage_code():
+    h = st.stage("ingest").code_hash()
+    assert h == st.stage("ingest").code_hash() and len(h) == 16
+    assert h != st.stage("validate").code_hash()
+
+
+def test_every_stage_has_a_command_a_flow_and_a_deployment():
+    from flows.steps import FLOWS, SHARDED
+    from pixelscope.cli.app import app
+    from pixelscope.cli.stages import SHORTCUTS
+
+    commands = {c.name for c in app.registered_commands}
+    assert {s.command_name for s in st.STAGES} <= commands
+    assert set(FLOWS) == {s.name for s in st.STAGES}
+    assert {f.name for f in FLOWS.values()} == {s.flow_name for s in st.STAGES}
+    assert set(SHARDED) == {s.name for s in st.STAGES if s.sharded}
+    assert set(SHORTCUTS) <= set(st.BY_NAME)
+    import flows.steps
+
+    for f in FLOWS.values():  # deployments load a flow by entrypoint: flows/steps.py:<function name>
+        assert getattr(flows.steps, f.fn.__qualname__) is f
+
+
+def test_every_step_follows_the_contract():
+    import inspect
+
+    for s in st.STAGES:
+        sig = inspect.signature(s.function())
+        assert list(sig.parameters)[:2] == ["params", "project"], s.name
+        assert sig.parameters["progress"].kind is inspect.Parameter.KEYWORD_ONLY, s.name
+        assert sig.return_annotation in ("StepResult", st.StepResult), s.name
+
+
+def test_one_override_rule_for_every_registry():
+    from pixelscope.embed.models import MODELS, model
+    from pixelscope.embed.transforms import TRANSFORMS, transform
+    from pixelscope.errors import ConfigError
+    from pixelscope.features import feature
+    from pixelscope.features import registry as features
+
+    features.registered()
+    cases = [(features.FEATURES, "sharpness", lambda: feature("sharpness")(lambda v: 0.0),
+              lambda: feature("sharpness", replace=True)(lambda v: 0.0)),
+             (TRANSFORMS, "resize", lambda: transform("resize")(lambda **o: None),
+              lambda: transform("resize", replace=True)(lambda **o: None)),
+             (MODELS, "efficientnet_lite0", lambda: model("efficientnet_lite0")(lambda cfg: None),
+              lambda: model("efficientnet_lite0", replace=True)(lambda cfg: None))]
+    for reg, name, plain, explicit in cases:
+        with reg.scoped():
+            before = reg[name]
+            with pytest.raises(ConfigError, match=f"{name}' is already registered by the built-in"):
+                plain()
+            assert reg[name] is before  # nothing replaced
+            explicit()
+            assert reg[name] is not before
+        assert reg[name] is before  # scoped() undid it
+
+
+def test_old_transforms_import_still_works_with_a_warning():
+    out = fresh("import warnings; warnings.simplefilter('error'); "
+                "\ntry:\n    import pixelscope.transforms\nexcept DeprecationWarning as w:\n    print('warned', w)")
+    assert "warned" in out and "pixelscope.embed.transforms" in out
+    from pixelscope.embed.transforms import transform
+
+    with pytest.warns(DeprecationWarning):
+        import importlib
+
+        import pixelscope.transforms as old
+
+        importlib.reload(old)
+    assert old.transform is transform
