@@ -6,8 +6,9 @@
 
 Deployments (all named `pixelscope`): pipeline, and one per stage of the stage table
 (pixelscope/pipeline/stages.py): version-raw-data, ingest, preprocess, embed, profile,
-validate, publish. Each takes `project` (the repository folder) and `overrides` (nested params, e.g. {"paths": {"raw": "data/new_batch"}}), which
-are validated and written to params.yaml so DVC records what ran. Trigger one from the UI
+validate, publish. Each takes `project` (the repository folder) and `overrides` (nested
+params, e.g. {"paths": {"raw": "data/new_batch"}}), which are validated and written to
+params.yaml so DVC records what ran. Trigger one from the UI
 (http://127.0.0.1:4200) or the CLI: prefect deployment run 'pipeline/pixelscope'.
 """
 

@@ -77,7 +77,8 @@ def covered(module_file: str, deps: list[str]) -> bool:
     return any(module_file == d or module_file.startswith(d.rstrip("/") + "/") for d in deps)
 
 
-@pytest.mark.parametrize("stage", [s.name for s in st.STAGES])
+@pytest.mark.parametrize("stage", [pytest.param(s.name, marks=[pytest.mark.slow] if s.name in ("preprocess", "embed") else [])
+                                   for s in st.STAGES])  # those two import torch: ~4 s each
 def test_each_stage_declares_every_module_its_step_loads(stage):
     """Import the step in a fresh interpreter: every pixelscope module loaded must be a declared
     code dep of the stage, so editing it reruns the stage (no stale outputs)."""
@@ -162,6 +163,7 @@ def test_one_override_rule_for_every_registry():
         assert reg[name] is before  # scoped() undid it
 
 
+@pytest.mark.slow
 def test_old_transforms_import_still_works_with_a_warning():
     out = fresh("import warnings; warnings.simplefilter('error'); "
                 "\ntry:\n    import pixelscope.transforms\nexcept DeprecationWarning as w:\n    print('warned', w)")

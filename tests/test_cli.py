@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,6 +25,7 @@ def assert_clean_error(r: subprocess.CompletedProcess, code: int, *needles: str)
         assert n in r.stderr, r.stderr
 
 
+@pytest.mark.slow
 def test_ingest_profile_show_json(demo_raw, tmp_path):
     m, p = tmp_path / "m.parquet", tmp_path / "p.json"
     r = cli("ingest", demo_raw / "raw", "--out", m, "--workers", 2, "--json")
@@ -48,6 +50,7 @@ def test_ingest_profile_show_json(demo_raw, tmp_path):
     assert r.returncode == 0 and "brightness_mean" in r.stdout and "empty_file: 1" in r.stdout
 
 
+@pytest.mark.slow
 def test_merge_command(demo_raw, tmp_path):
     for name in ("raw", "new"):  # in tmp_path: no project embedding store next to it
         assert cli("ingest", demo_raw / name, "-o", tmp_path / f"{name}.parquet", "-q", cwd=tmp_path).returncode == 0
@@ -100,6 +103,7 @@ def test_not_a_profile_or_manifest(tmp_path):
     assert_clean_error(cli("profile", junk_parquet, "-o", tmp_path / "p.json"), 1, "not a pixelscope manifest")
 
 
+@pytest.mark.slow
 def test_show_unknown_column_and_segment(demo_raw, tmp_path):
     cli("ingest", demo_raw / "raw", "-o", tmp_path / "m.parquet", "-q")
     cli("profile", tmp_path / "m.parquet", "-o", tmp_path / "p.json")

@@ -142,6 +142,7 @@ def test_multiple_testing_corrections():
     assert adjust([], "bh") == []
 
 
+@pytest.mark.slow
 def test_mean_shift_p_value_is_calibrated_under_the_null():
     """Same distribution (correlated, anisotropic vectors): about 5 % of p-values fall below 0.05;
     a mean moved by a fraction of the noise is found, with a p-value far below 1/permutations."""

@@ -260,6 +260,7 @@ def _project(demo_raw: Path, tmp_path: Path, n_labels: int | None = None) -> Pat
     return project
 
 
+@pytest.mark.slow
 def test_embed_step_incremental_errors_and_profile(demo_raw, tmp_path):
     project = _project(demo_raw, tmp_path)
     p = parse_params({"ingest": {"workers": 1}, "preprocess": {"workers": 2}, "embed": {"shard_rows": 40}})

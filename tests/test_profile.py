@@ -100,6 +100,7 @@ def test_deserialize_rejects_garbage():
         Profile.deserialize(b'{"format": "pixelscope-profile", "version": 99}')
 
 
+@pytest.mark.slow
 def test_size_does_not_grow_with_rows():
     rng = np.random.default_rng(2)
     sizes = []

@@ -36,6 +36,7 @@ def params_for(root: Path, current: str, **validate) -> object:
                          "validate": {"results": f"results-{current}", **validate}})
 
 
+@pytest.mark.slow
 def test_quality_suite_runs_through_gx_with_observed_values(profiles):
     r = validate_step(params_for(profiles, "raw"), profiles)
     assert r.details["success"] and set(r.details["suites"]) == {"quality"}  # no reference: no drift suite
@@ -90,6 +91,7 @@ def cli(*args, cwd: Path) -> subprocess.CompletedProcess:
                           cwd=cwd, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_validate_suite_init_and_reference_set(profiles, tmp_path):
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
     for f in ("raw.parquet", "raw.json", "new.parquet", "new.json"):
