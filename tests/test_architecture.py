@@ -177,3 +177,18 @@ def test_old_transforms_import_still_works_with_a_warning():
 
         importlib.reload(old)
     assert old.transform is transform
+
+
+def test_readme_layout_matches_the_tree():
+    """The README's layout block names every package and top-level module of pixelscope/, and nothing else."""
+    text = (REPO / "README.md").read_text()
+    block = text[text.index("## Layout"):].split("```")[1]
+    lines = block.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("pixelscope/"))
+    end = next(i for i in range(start + 1, len(lines)) if lines[i] and not lines[i].startswith(" "))
+    listed = {line.split()[0] for line in lines[start + 1:end] if line.startswith("  ") and not line.startswith("   ")}
+    actual = {f"{p.name}/" for p in CORE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    actual |= {p.name for p in CORE.glob("*.py") if p.name not in ("__init__.py", "__main__.py")}
+    assert listed == actual
+    for top in ("tasks/", "flows/", "tests/", "benchmarks/", "expectations/", "dvc.yaml", "params.yaml"):
+        assert any(line.startswith(top) for line in lines), top
