@@ -27,6 +27,9 @@ class PathsConfig(_Strict):
     profile: Path = Path("data/processed/profile.json")
     tensors: Path = Path("data/processed/tensors")
     embeddings: Path = Path("data/processed/embeddings")
+    issues: Path = Path("data/processed/issues.parquet")  # one row per file: what is wrong with it
+    issue_pairs: Path = Path("data/processed/issues_pairs.parquet")  # duplicate / leakage pairs
+    issues_summary: Path = Path("data/processed/issues.json")  # counts, thresholds, dataset-level findings
     metrics: Path = Path("reports/metrics")
     publish: Path = Path("reports/publish")
 
@@ -131,6 +134,36 @@ class ProfileConfig(_Strict):
     max_segment_values: int = Field(default=64, ge=1)
 
 
+DEFAULT_FINDERS = ["unreadable", "exact_duplicate", "near_duplicate", "leakage", "quality", "label_error", "outlier",
+                   "dataset"]
+
+
+class IssuesConfig(_Strict):
+    finders: list[str] = Field(default_factory=lambda: list(DEFAULT_FINDERS))
+    plugins: list[str] = Field(default_factory=list)
+    # near-duplicates: either signal makes a pair; every group member is within them of its representative
+    hash_max_distance: int = Field(default=4, ge=0, le=32)
+    embedding_min_cosine: float = Field(default=0.95, gt=0, le=1)
+    exact_index_max: int = Field(default=200_000, ge=1)  # above: an HNSW index instead of exact search
+    representative: list[str] = Field(default_factory=lambda: ["-pixels", "-sharpness", "clipping", "-exif", "path"])
+    # label errors: out-of-sample kNN class probabilities -> cleanlab's find_label_issues
+    knn: int = Field(default=10, ge=1)
+    min_per_class: int = Field(default=5, ge=2)
+    # quality: absolute thresholds
+    dark_max_brightness: float = Field(default=0.12, ge=0, le=1)
+    bright_min_brightness: float = Field(default=0.92, ge=0, le=1)
+    low_information_max_entropy: float = Field(default=2.5, ge=0, le=8)
+    tiny_min_side: int = Field(default=224, ge=1)
+    grayscale_max_share: float = Field(default=0.5, ge=0, le=1)  # grayscale is odd while rarer than this
+    # quality: relative thresholds, from the reference profile's quantiles (else this dataset's)
+    blurry_quantile: float = Field(default=0.02, gt=0, lt=1)
+    odd_quantile: float = Field(default=0.005, gt=0, lt=0.5)  # aspect ratio and megapixels outside [q, 1-q]
+    outlier_quantile: float = Field(default=0.99, gt=0, lt=1)
+    # dataset level
+    imbalance_min_ratio: float = Field(default=0.5, gt=0, le=1)  # rarest class share / uniform share
+    spurious_min_gain: float = Field(default=0.25, gt=0, le=1)  # balanced accuracy above chance, one feature
+
+
 class ValidateConfig(_Strict):
     suites: Path = Path("expectations")
     results: Path = Path("reports/validate")
@@ -165,6 +198,7 @@ class Params(_Strict):
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
     embed: EmbedConfig = Field(default_factory=EmbedConfig)
     profile: ProfileConfig = Field(default_factory=ProfileConfig)
+    issues: IssuesConfig = Field(default_factory=IssuesConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
     validate_: ValidateConfig = Field(default_factory=ValidateConfig, alias="validate")
     versioning: VersioningConfig = Field(default_factory=VersioningConfig)

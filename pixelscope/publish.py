@@ -76,6 +76,8 @@ def publish_step(params: Params, project: str | Path = ".", *, progress: Progres
         "timings": {step: m.get("seconds") for step, m in read_metrics(paths.metrics).items()},
     }
     bundle["embedding"] = profile.embedding.summary() if profile.embedding is not None else None
+    if paths.issues_summary.exists():  # counts per finder, thresholds, dataset-level findings
+        bundle["issues"] = json.loads(paths.issues_summary.read_text())
     results = project / params.validate_.results / "results.json"
     if results.exists():
         v = json.loads(results.read_text())

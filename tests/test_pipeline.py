@@ -125,6 +125,19 @@ def test_prefect_and_cli_give_the_same_manifest(piped, tmp_path):
     assert sha(project / "data/interim/manifest.parquet") == sha(tmp_path / "cli.parquet")
 
 
+def test_issues_stage_through_the_cli_gives_the_prefect_run_s_files(piped, tmp_path):
+    """What `dvc repro` runs (`pixelscope issues`) writes the same tables as the Prefect run did."""
+    project, result = piped
+    assert result["issues"]["counts"]["unreadable"] == 2
+    sets = [f"paths.issues={tmp_path}/i.parquet", f"paths.issue_pairs={tmp_path}/p.parquet",
+            f"paths.issues_summary={tmp_path}/i.json", f"paths.metrics={tmp_path}/metrics"]
+    r = sh(["pixelscope", "issues", "-q", *[x for s in sets for x in ("--set", s)]], project)
+    assert r.returncode == 0
+    for ours, theirs in (("i.parquet", "issues.parquet"), ("p.parquet", "issues_pairs.parquet")):
+        assert pq.read_table(tmp_path / ours).equals(pq.read_table(project / "data/processed" / theirs))
+    assert json.loads((tmp_path / "i.json").read_text()) == json.loads((project / "data/processed/issues.json").read_text())
+
+
 def test_publish_bundle_and_metrics(piped):
     project, result = piped
     import json
@@ -133,7 +146,8 @@ def test_publish_bundle_and_metrics(piped):
     assert bundle["versions"]["raw"]["md5"] == result["version"]["details"]["md5"]
     assert bundle["versions"]["raw"]["git_commit"]
     assert bundle["manifest"]["errors_by_reason"] == {"empty_file": 1, "truncated": 1}
-    assert set(bundle["timings"]) == {"ingest", "preprocess", "embed", "profile"}
+    assert set(bundle["timings"]) == {"ingest", "preprocess", "embed", "profile", "issues"}
+    assert bundle["issues"]["finders"]["unreadable"]["flagged"] == 2  # the demo's truncated + empty files
     assert bundle["embedding"]["model"] == "efficientnet_lite0" and bundle["embedding"]["all"]["images"] == 48
     assert pq.read_table(project / "reports/publish/projection.parquet").num_rows == 48
     prof = Profile.load(project / "data/processed/profile.json")
@@ -158,7 +172,7 @@ def test_param_change_reruns_only_dependent_stages(piped, prefect_server):
     assert Profile.load(project / "data/processed/profile.json").cfg.kll_k == 150
     # the same through Prefect, with the override given as a flow parameter
     r = pipeline(str(project), overrides={"profile": {"kll_k": 120}}, version_data=False)
-    assert r["ran"] == ["profile", "validate", "publish"] and r["skipped"] == ["ingest", "preprocess", "embed"]
+    assert r["ran"] == ["profile", "validate", "publish"] and r["skipped"] == ["ingest", "preprocess", "embed", "issues"]
     assert load_params(project / "params.yaml").profile.kll_k == 120  # recorded where DVC sees it
     assert "up to date" in dvc("status", cwd=project).stdout
 
@@ -386,7 +400,7 @@ def test_reference_profile_is_read_at_a_git_rev_through_dvc(piped):
     """`validate.reference_rev`: the profile of a pinned version, read through DVC although the
     workspace has moved on."""
     from pixelscope.errors import InputMissing
-    from pixelscope.quality.validate import load_reference
+    from pixelscope.profile.reference import load_reference
 
     project, _ = piped
     current = (project / "data/processed/profile.json").read_bytes()

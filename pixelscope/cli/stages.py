@@ -30,6 +30,7 @@ class Shortcut:
     help: str
     flags: tuple[str, ...] = ()  # no flags: a positional argument
     output: bool = False  # redirects the stage's output: its metrics then go to metrics/ beside it
+    view: bool = False  # not a param: an option of what the command prints (see VIEWS)
 
 
 SHORTCUTS: dict[str, tuple[Shortcut, ...]] = {
@@ -39,6 +40,11 @@ SHORTCUTS: dict[str, tuple[Shortcut, ...]] = {
                  ("--out", "-o"), output=True),
         Shortcut("workers", "ingest.workers", int, "worker processes (0 = all cores)", ("--workers", "-w")),
     ),
+    "issues": (
+        Shortcut("show", "", str, "after the run, list what one finder or flag found: duplicates, label, blurry, ...",
+                 ("--show",), view=True),
+        Shortcut("limit", "", int, "with --show: at most this many rows (default 50)", ("--limit",), view=True),
+    ),
     "profile": (
         Shortcut("manifest", "paths.manifest", Path, "manifest Parquet (default: paths.manifest)"),
         Shortcut("out", "paths.profile", Path, "profile path (default: paths.profile; then metrics/profile.json beside it)",
@@ -47,6 +53,18 @@ SHORTCUTS: dict[str, tuple[Shortcut, ...]] = {
 }
 COMMON = [("params", ParamsOpt, Path("params.yaml")), ("set_", SetOpt, None), ("as_json", JsonOpt, False),
           ("quiet", QuietOpt, False)]
+
+
+def _issue_rows(params: Any, views: dict[str, Any]) -> list[dict[str, Any]] | None:
+    if not views.get("show"):
+        return None
+    from pixelscope.cli.issues import flagged_rows
+
+    with user_errors():
+        return flagged_rows(params.paths.under(".").issues, views["show"], views.get("limit") or 50)[1]
+
+
+VIEWS = {"issues": _issue_rows}  # stage -> what its view options print after the run
 
 
 def report(result: StepResult) -> None:
@@ -65,17 +83,23 @@ def command_for(stage: Stage):
 
     def command(**kw: Any) -> None:
         with user_errors():
-            given = {s.key: kw[s.name] for s in shortcuts}
+            given = {s.key: kw[s.name] for s in shortcuts if not s.view}
             moved = [kw[s.name] for s in shortcuts if s.output and kw[s.name] is not None]
             if moved:  # a redirected output must not overwrite the project's metrics of this stage
                 given["paths.metrics"] = Path(moved[0]).parent / "metrics"
             params = load(kw["params"], kw["set_"], given)
             with progress(stage.name, kw["quiet"] or kw["as_json"]) as bar:
                 result = stage.run(params, ".", progress=bar)
+        shown = VIEWS[stage.name](params, {s.name: kw[s.name] for s in shortcuts if s.view}) \
+            if stage.name in VIEWS else None
         if kw["as_json"]:
-            print(json.dumps(result.to_dict()))
+            print(json.dumps({**result.to_dict(), **({"shown": shown} if shown is not None else {})}, default=str))
         else:
             report(result)
+            if shown is not None:
+                from pixelscope.cli.issues import print_rows
+
+                print_rows(kw["show"], shown)
 
     parameters = [inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, default=None,
                                     annotation=Annotated[Optional[s.type],

@@ -24,40 +24,31 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pixelscope.config import Params
-from pixelscope.errors import InputMissing, ValidationFailed
+from pixelscope.errors import BadInput, InputMissing, ValidationFailed
 from pixelscope.io.atomic import atomic_path, write_bytes_atomic
 from pixelscope.pipeline.steps import ProgressFn, StepResult
 from pixelscope.profile import Profile
+from pixelscope.profile.reference import load_reference
 from pixelscope.quality.drift import compare
 from pixelscope.quality.suites import load_suite
 
 STAGE = "validate"
 
 
-def load_reference(params: Params, project: Path) -> Profile | None:
-    """The reference profile: a file, or params.paths.profile at a git rev (through DVC)."""
-    v = params.validate_
-    if v.reference is not None:
-        path = project / v.reference
-        if not path.exists():
-            raise InputMissing(f"validate.reference: no profile at {path}")
-        return Profile.load(path)
-    if v.reference_rev is not None:
-        import dvc.api
-
-        try:
-            with dvc.api.open(str(params.paths.profile), repo=str(project), rev=v.reference_rev, mode="rb") as fh:
-                return Profile.deserialize(fh.read())
-        except Exception as e:  # noqa: BLE001 - unknown rev, not in the cache or remote: say which
-            raise InputMissing(f"validate.reference_rev {v.reference_rev!r}: cannot read {params.paths.profile} "
-                                    f"at that revision through DVC ({type(e).__name__}: {e})") from None
-    return None
+ISSUE_KEYS = ("id", "path", "label", "split", "status")
 
 
-def manifest_frame(manifest: Path):
+def manifest_frame(manifest: Path, issues: Path | None = None):
+    """The manifest, with the issue step's columns (near_duplicate, leakage, blurry, ...) when it ran,
+    so quality suites can bound them (e.g. no leakage, few near-duplicates)."""
     df = pq.read_table(manifest).to_pandas()
     # an image id in more than one split is leakage
     df["splits_of_id"] = df.groupby("id")["split"].transform(lambda s: s.fillna("(none)").nunique())
+    if issues is not None and issues.exists():
+        found = pq.read_table(issues).to_pandas()
+        if len(found) != len(df) or not (found["path"].to_numpy() == df["path"].to_numpy()).all():
+            raise BadInput(f"{issues} does not describe {manifest} (rerun `pixelscope issues`)")
+        df = df.join(found.drop(columns=[c for c in ISSUE_KEYS if c in found]))
     return df
 
 
@@ -145,7 +136,7 @@ def validate_step(params: Params, project: str | Path = ".", *, progress: Progre
     for need in (paths.manifest, paths.profile):
         if not need.exists():
             raise InputMissing(f"{need} not found: run ingest and profile first")
-    frames = {"quality": manifest_frame(paths.manifest)}
+    frames = {"quality": manifest_frame(paths.manifest, paths.issues)}
     suites = {"quality": load_suite(project / v.suites / "quality.json")}
     reference = load_reference(params, project)
     out = project / v.results

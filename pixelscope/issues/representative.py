@@ -1,0 +1,43 @@
+"""Which image of a duplicate group to keep: a configurable comparator, never file order alone.
+
+`issues.representative` is a list of keys, best first; `-key` means larger is better:
+
+    -pixels     larger resolution (width x height)
+    -sharpness  sharper (any numeric manifest column works, with or without the minus)
+    clipping    fewer clipped pixels (dark_fraction + bright_fraction)
+    -exif       original EXIF present (camera make or model recorded)
+    path        path order, the last tie-breaker (always appended)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pixelscope.errors import ConfigError
+
+
+def _key(frame: pd.DataFrame, name: str) -> pd.Series:
+    if name == "pixels":
+        return frame["width"].astype(float) * frame["height"].astype(float)
+    if name == "clipping":
+        return frame["dark_fraction"].astype(float) + frame["bright_fraction"].astype(float)
+    if name == "exif":
+        return (frame["exif_make"].notna() | frame["exif_model"].notna()).astype(float)
+    if name == "path":
+        return frame["path"].rank(method="first")
+    if name in frame and pd.api.types.is_numeric_dtype(frame[name]):
+        return frame[name].astype(float)
+    raise ConfigError(f"issues.representative: unknown key {name!r} (pixels, clipping, exif, path, or a numeric "
+                      "manifest column, with '-' for larger-is-better)")
+
+
+def preference(frame: pd.DataFrame, keys: list[str]) -> np.ndarray:
+    """Rank of every row, 0 = the best representative (missing values rank last)."""
+    keys = [*keys, "path"] if "path" not in [k.lstrip("-") for k in keys] else keys
+    sort = pd.DataFrame({f"k{i}": (-_key(frame, k[1:]) if k.startswith("-") else _key(frame, k)).fillna(np.inf)
+                         for i, k in enumerate(keys)}, index=frame.index)
+    order = np.lexsort([sort[c].to_numpy() for c in reversed(sort.columns)])
+    rank = np.empty(len(frame), dtype=np.int64)
+    rank[order] = np.arange(len(frame))
+    return rank

@@ -1,0 +1,138 @@
+"""The issues step: manifest (+ embeddings, + reference profile) -> issues.parquet (one row per
+file: `<issue>`, `<issue>_score`, duplicate group, representative, suggested label, reasons),
+issues_pairs.parquet (a, b, kind, signal, distance, similarity, cross_split) and issues.json
+(counts per finder, thresholds and where they came from, dataset-level findings)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pixelscope.config import Params
+from pixelscope.errors import ConfigError, InputMissing
+from pixelscope.io.atomic import atomic_path, write_bytes_atomic
+from pixelscope.io.store import current_store
+from pixelscope.issues import FINDERS, Dataset, Embeddings, Finding, registered
+from pixelscope.pipeline.steps import ProgressFn, StepResult, write_metrics
+from pixelscope.profile.reference import load_reference
+
+STAGE = "issues"
+KEYS = ["id", "path", "label", "split", "status"]
+
+
+def load_embeddings(params: Params, project: str | Path, frame: pd.DataFrame) -> tuple[Embeddings | None, str]:
+    """Unit vectors of every readable image, or None (and why) when the store lacks some."""
+    store = current_store(params.paths.under(project).embeddings)
+    if store is None:
+        return None, "no embedding store (run the embed step)"
+    ids = sorted(set(frame.loc[frame["status"] == "ok", "id"]))
+    missing = set(ids) - store.ids()
+    if not ids or missing:
+        return None, f"the embedding store lacks {len(missing)} of {len(ids)} images (run the embed step)"
+    x = store.get(ids).astype(np.float32)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return Embeddings(ids, x, store.meta.get("model", "")), f"{store.meta.get('model')} ({x.shape[1]}-d)"
+
+
+def load_dataset(params: Params, project: str | Path) -> tuple[Dataset, str]:
+    paths = params.paths.under(project)
+    if not paths.manifest.exists():
+        raise InputMissing(f"manifest not found: {paths.manifest} (run `pixelscope ingest` first)")
+    frame = pq.read_table(paths.manifest).to_pandas()
+    embeddings, about = load_embeddings(params, project, frame)
+    reference = load_reference(params, Path(project))
+    v = params.validate_
+    name = str(v.reference or v.reference_rev or "")
+    return Dataset(frame, params.issues, embeddings, reference, name, paths.raw), about
+
+
+def run_finders(data: Dataset, names: list[str]) -> dict[str, Finding]:
+    registered()
+    unknown = [n for n in names if n not in FINDERS]
+    if unknown:
+        raise ConfigError(f"issues.finders: unknown finder(s) {unknown} (registered: {', '.join(FINDERS.names())}; "
+                          "a plugin's @finder module goes under issues.plugins)")
+    found: dict[str, Finding] = {}
+    for name in names:
+        found[name] = FINDERS[name](data, found)
+    return found
+
+
+def issues_table(data: Dataset, found: dict[str, Finding]) -> pa.Table:
+    frame = data.frame
+    out = frame[KEYS].copy()
+    reasons: dict[int, list[str]] = {}
+    for f in found.values():
+        for col, values in f.columns.items():
+            out[col] = values.reindex(frame.index)
+        for r, why in f.reasons.items():
+            reasons.setdefault(r, []).extend(why)
+    out["reasons"] = pd.Series({r: "; ".join(w) for r, w in reasons.items()}, dtype="string").reindex(frame.index)
+    return pa.Table.from_pandas(out, preserve_index=False)
+
+
+def pairs_table(data: Dataset, found: dict[str, Finding]) -> pa.Table:
+    frame = data.frame
+    rows = [p for f in found.values() for p in f.pairs]
+    a = [p["a"] for p in rows]
+    b = [p["b"] for p in rows]
+    split_a, split_b = frame["split"].to_numpy()[a], frame["split"].to_numpy()[b]
+    cross = [sa is not None and sb is not None and sa == sa and sb == sb and sa != sb for sa, sb in zip(split_a, split_b)]
+    return pa.table({
+        "a": pa.array(frame["path"].to_numpy()[a].tolist(), pa.string()),
+        "b": pa.array(frame["path"].to_numpy()[b].tolist(), pa.string()),
+        "a_id": pa.array(frame["id"].to_numpy()[a].tolist(), pa.string()),
+        "b_id": pa.array(frame["id"].to_numpy()[b].tolist(), pa.string()),
+        "kind": pa.array([p["kind"] for p in rows], pa.string()),
+        "signal": pa.array([p["signal"] for p in rows], pa.string()),
+        "distance": pa.array([p["distance"] for p in rows], pa.float64()),
+        "similarity": pa.array([p["similarity"] for p in rows], pa.float64()),
+        "cross_split": pa.array(cross, pa.bool_()),
+    })
+
+
+def _plain(x: Any) -> Any:
+    return json.loads(json.dumps(x, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+def issues_step(params: Params, project: str | Path = ".", *, progress: ProgressFn | None = None) -> StepResult:
+    """Run the finders of issues.finders over the manifest; write the issues table, pairs and summary."""
+    t0 = time.perf_counter()
+    FINDERS.load_plugins(params.issues.plugins)
+    data, about_embeddings = load_dataset(params, project)
+    found = run_finders(data, params.issues.finders)
+    paths = params.paths.under(project)
+    with atomic_path(paths.issues) as tmp:
+        pq.write_table(issues_table(data, found), tmp)
+    with atomic_path(paths.issue_pairs) as tmp:
+        pq.write_table(pairs_table(data, found), tmp)
+    summary = {"files": len(data.frame), "embeddings": about_embeddings,
+               "reference": data.reference_name or None,
+               "finders": {name: {**f.summary, **({"skipped": f.skipped} if f.skipped else {})}
+                           for name, f in found.items()}}
+    write_bytes_atomic(paths.issues_summary, json.dumps(_plain(summary), indent=1).encode())
+    seconds = time.perf_counter() - t0
+    flagged = {name: f.flagged for name, f in found.items() if not f.skipped and f.columns}
+    counts = {"files_seen": len(data.frame), **flagged}
+    metrics = {**counts, "seconds": round(seconds, 3)}
+    notes = [f"{name}: {f.flagged} flagged" if not f.skipped else f"{name}: skipped ({f.skipped})"
+             for name, f in found.items() if f.columns or f.skipped]
+    ds = found.get("dataset")
+    if ds is not None and not ds.skipped:
+        imb = ds.summary["imbalance"]
+        notes.append(f"dataset: rarest class {imb['rarest']!r} {imb['rarest_share']:.1%} of images"
+                     + (" (imbalanced)" if imb["imbalanced"] else "")
+                     + (f"; features that alone predict the label: {', '.join(ds.summary['spurious_features'])}"
+                        if ds.summary["spurious_features"] else ""))
+    total = int(sum(flagged.values()))
+    result = StepResult(STAGE, f"issues in {len(data.frame)} files in {seconds:.1f}s: {total} flags", seconds, counts,
+                        {"issues": str(paths.issues), "pairs": str(paths.issue_pairs),
+                         "summary": str(paths.issues_summary)}, metrics, _plain(summary), notes)
+    return write_metrics(params, project, result)

@@ -1,0 +1,268 @@
+"""Issue finders on real photos with planted problems, and their edge cases."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image, ImageEnhance, ImageFilter
+
+from conftest import ingest_to, profile_to, with_paths
+from pixelscope.config import IssuesConfig, parse_params
+from pixelscope.issues import Dataset, Embeddings
+from pixelscope.issues.duplicates import near_duplicate
+from pixelscope.issues.labels import label_error
+from pixelscope.issues.step import issues_step
+
+
+def photos(corpus: Path, n: int) -> list[Path]:
+    return sorted((corpus / "labeled" / "hymenoptera").rglob("*.jpg"))[:n]
+
+
+def save(img: Image.Image, path: Path, **kw) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, **kw)
+    return path
+
+
+def run_issues(raw: Path, work: Path, **issues) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Ingest `raw`, run the issues step (no embedding store: hash signals only)."""
+    p = parse_params({"ingest": {"workers": 1}, "issues": issues})
+    ingest_to(p, raw, work / "m.parquet")
+    p = with_paths(p, manifest=work / "m.parquet", raw=raw, embeddings=work / "none", issues=work / "issues.parquet",
+                   issue_pairs=work / "pairs.parquet", issues_summary=work / "issues.json", metrics=work / "metrics")
+    issues_step(p, ".")
+    return (pq.read_table(work / "issues.parquet").to_pandas(), pq.read_table(work / "pairs.parquet").to_pandas(),
+            json.loads((work / "issues.json").read_text()))
+
+
+@pytest.fixture(scope="module")
+def planted(corpus, tmp_path_factory):
+    """12 distinct ant/bee photos, plus planted copies of the first three and a dark and a blurred one."""
+    root = tmp_path_factory.mktemp("planted")
+    raw = root / "raw"
+    src = photos(corpus, 14)
+    (raw / "orig").mkdir(parents=True)
+    (raw / "copies").mkdir()
+    for f in src[:12]:
+        shutil.copy(f, raw / "orig" / f.name)
+    a, b, c = (Image.open(f).convert("RGB") for f in src[:3])
+    shutil.copy(src[0], raw / "copies" / "a_bytes.jpg")  # the same bytes
+    save(a, raw / "copies" / "a_pixels.png")  # the same decoded pixels, other bytes
+    save(b, raw / "copies" / "b_q40.jpg", quality=40)
+    save(b.resize((b.width // 2, b.height // 2), Image.LANCZOS), raw / "copies" / "b_half.jpg", quality=92)
+    save(c.resize((c.width // 2, c.height // 2), Image.LANCZOS), raw / "copies" / "c_half.jpg", quality=92)
+    d, e = (Image.open(f).convert("RGB") for f in src[12:14])
+    save(ImageEnhance.Brightness(d).enhance(0.08), raw / "bad" / "dark.jpg", quality=92)
+    save(e.filter(ImageFilter.GaussianBlur(8)), raw / "bad" / "blurred.jpg", quality=92)
+    issues, pairs, summary = run_issues(raw, root)
+    return issues.set_index("path"), pairs, summary, src
+
+
+def test_exact_duplicates_by_bytes_and_by_pixels(planted):
+    issues, pairs, summary, src = planted
+    a = f"orig/{src[0].name}"
+    assert issues.loc["copies/a_bytes.jpg", "exact_duplicate"] and issues.loc["copies/a_pixels.png", "exact_duplicate"]
+    group = issues.loc[a, "duplicate_group"]
+    assert issues.loc["copies/a_bytes.jpg", "duplicate_group"] == issues.loc["copies/a_pixels.png", "duplicate_group"] == group
+    members = {a, "copies/a_bytes.jpg", "copies/a_pixels.png"}
+    exact = pairs[pairs["kind"].str.startswith("exact")]
+    assert set(exact["a"]) | set(exact["b"]) == members
+    byte_pair = exact[exact["kind"] == "exact_bytes"]
+    assert len(byte_pair) == 1 and {byte_pair["a"].iloc[0], byte_pair["b"].iloc[0]} == {a, "copies/a_bytes.jpg"}
+    assert (exact["kind"] == "exact_pixels").sum() == 1  # the PNG against the JPEG bytes, whichever is kept
+    assert issues.loc[list(members), "representative"].sum() == 1
+
+
+def test_near_duplicates_grouped_with_the_best_as_representative(planted):
+    issues, pairs, summary, src = planted
+    b, c = f"orig/{src[1].name}", f"orig/{src[2].name}"
+    assert issues.loc[["copies/b_q40.jpg", "copies/b_half.jpg"], "near_duplicate"].all()
+    assert issues.loc["copies/b_q40.jpg", "duplicate_group"] == issues.loc["copies/b_half.jpg", "duplicate_group"] \
+        == issues.loc[b, "duplicate_group"]
+    assert issues.loc["copies/c_half.jpg", "duplicate_group"] == issues.loc[c, "duplicate_group"]
+    # the comparator keeps the largest resolution, not the first file: the half-size copies are never kept
+    assert issues.loc[c, "representative"] and not issues.loc["copies/c_half.jpg", "representative"]
+    assert not issues.loc["copies/b_half.jpg", "representative"]
+    near = pairs[pairs["kind"] == "near"]
+    assert set(near["signal"]) <= {"hash", "embedding", "both"} and (near["distance"] <= 4).all()
+    assert summary["finders"]["near_duplicate"]["thresholds"]["hash_max_distance"] == 4
+
+
+def test_distinct_photos_are_not_grouped(planted):
+    issues, _, _, src = planted
+    distinct = [f"orig/{f.name}" for f in src[3:12]]
+    assert issues.loc[distinct, "duplicate_group"].isna().all()
+    assert issues.loc[distinct, "representative"].all()
+
+
+def test_planted_dark_and_blurry_are_flagged(planted):
+    issues, _, summary, _ = planted
+    assert issues.loc["bad/dark.jpg", "dark"] and "dark: mean brightness" in issues.loc["bad/dark.jpg", "reasons"]
+    assert issues.loc["bad/blurred.jpg", "blurry"]
+    assert summary["finders"]["quality"]["thresholds"]["blurry"]["source"].startswith("this dataset")
+    assert not issues.loc[issues.index.str.startswith("orig/"), "dark"].any()
+
+
+def test_finders_that_need_embeddings_or_splits_say_so(planted):
+    _, _, summary, _ = planted
+    f = summary["finders"]
+    assert "no embeddings" in f["label_error"]["skipped"] and "no embeddings" in f["outlier"]["skipped"]
+    assert "no splits" in f["leakage"]["skipped"]
+    assert summary["embeddings"].startswith("no embedding store")
+
+
+def hashes_frame(phashes: list[str], widths: list[int]) -> pd.DataFrame:
+    n = len(phashes)
+    return pd.DataFrame({"id": [f"id{i}" for i in range(n)], "path": [f"p{i}.jpg" for i in range(n)],
+                         "status": "ok", "label": None, "split": None, "phash": phashes, "width": widths,
+                         "height": widths, "sharpness": 100.0, "dark_fraction": 0.0, "bright_fraction": 0.0,
+                         "exif_make": None, "exif_model": None})
+
+
+def test_groups_do_not_chain():
+    """A~B and B~C within 4 bits, A and C 6 bits apart: C must not join A's group through B."""
+    a = 0
+    b = 0b111  # 3 bits from A
+    c = 0b111111  # 6 bits from A, 3 from B
+    frame = hashes_frame([f"{h:016x}" for h in (a, b, c)], [300, 200, 100])  # A is the best representative
+    f = near_duplicate(Dataset(frame, IssuesConfig()), {})
+    group = f.columns["duplicate_group"]
+    assert group[0] == group[1] and pd.isna(group[2])
+    assert f.columns["representative"].tolist() == [True, False, True]
+
+
+def test_leakage_across_split_folders_is_listed_pair_by_pair(corpus, tmp_path):
+    src = photos(corpus, 3)
+    raw = tmp_path / "raw"
+    for split, f in (("train", src[0]), ("val", src[0]), ("test", src[0]), ("train", src[1]), ("val", src[2])):
+        (raw / split / "ant").mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, raw / split / "ant" / f.name)
+    issues, pairs, summary = run_issues(raw, tmp_path)
+    leak = pairs[pairs["kind"] == "leakage"]
+    assert len(leak) == 3 and leak["cross_split"].all()  # train-val, train-test, val-test
+    assert issues["leakage"].sum() == 3 and summary["finders"]["leakage"]["pairs"] == 3
+    assert not issues.set_index("path").loc[f"train/ant/{src[1].name}", "leakage"]
+
+
+def test_flags_of_old_images_do_not_move_when_a_batch_is_added(corpus, tmp_path):
+    """With a pinned reference profile, blurry / odd-size thresholds come from it: adding very blurry
+    and very large images does not change the flags of the images already there."""
+    old = tmp_path / "v1"
+    for f in photos(corpus, 20):
+        (old / "x").mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, old / "x" / f.name)
+    p = parse_params({"ingest": {"workers": 1}})
+    ingest_to(p, old, tmp_path / "ref.parquet")
+    profile_to(p, tmp_path / "ref.parquet", tmp_path / "ref.json")
+    new = tmp_path / "v2"
+    shutil.copytree(old, new)
+    for i, f in enumerate(photos(corpus, 30)[20:]):
+        im = Image.open(f).convert("RGB")
+        save(im.filter(ImageFilter.GaussianBlur(6)).resize((im.width * 3, im.height * 3)), new / "y" / f"big_{i}.jpg")
+
+    def flags(raw: Path, work: Path, reference: str | None) -> pd.DataFrame:
+        p = parse_params({"ingest": {"workers": 1}, "validate": {"reference": reference}})
+        ingest_to(p, raw, work / "m.parquet")
+        issues_step(with_paths(p, manifest=work / "m.parquet", raw=raw, embeddings=work / "none",
+                               issues=work / "i.parquet", issue_pairs=work / "p.parquet",
+                               issues_summary=work / "i.json", metrics=work / "metrics"), ".")
+        t = pq.read_table(work / "i.parquet").to_pandas().set_index("path")
+        return t[["blurry", "odd_size", "odd_aspect"]]
+
+    ref = str(tmp_path / "ref.json")
+    before = flags(old, tmp_path / "a", ref)
+    after = flags(new, tmp_path / "b", ref)
+    assert after.loc[before.index].equals(before)
+    assert after.loc[after.index.str.startswith("y/"), "blurry"].all()
+    assert json.loads((tmp_path / "b" / "i.json").read_text())["finders"]["quality"]["thresholds"]["blurry"][
+        "source"].startswith("reference")
+    # without the reference the thresholds follow the data, and the old images' flags do move
+    alone, grown = flags(old, tmp_path / "c", None), flags(new, tmp_path / "d", None)
+    assert alone["blurry"].any() and not grown.loc[alone.index].equals(alone)
+
+
+def clustered(n_per: int, classes: int, dim: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(classes, dim))
+    labels = np.repeat(np.arange(classes), n_per)
+    x = centres[labels] + 0.35 * rng.normal(size=(len(labels), dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), labels
+
+
+def test_label_errors_found_by_knn_and_cleanlab():
+    x, labels = clustered(40, 4)
+    names = np.array(["ant", "bee", "cat", "dog"])
+    given = labels.copy()
+    rng = np.random.default_rng(1)
+    flipped = rng.choice(len(given), 12, replace=False)
+    given[flipped] = (given[flipped] + 1) % 4
+    ids = [f"id{i}" for i in range(len(x))]
+    frame = pd.DataFrame({"id": ids, "path": [f"{i}.jpg" for i in ids], "status": "ok", "label": names[given],
+                          "split": None})
+    f = label_error(Dataset(frame, IssuesConfig(), Embeddings(ids, x, "synthetic")), {})
+    found = set(np.flatnonzero(f.columns["label_error"].to_numpy()))
+    assert len(found & set(flipped)) >= 10 and len(found - set(flipped)) <= 3
+    suggested = f.columns["suggested_label"]
+    assert all(suggested[i] == names[labels[i]] for i in found & set(flipped))
+    assert "cleanlab" in f.summary["method"]
+
+
+def test_label_errors_need_two_classes():
+    x, _ = clustered(10, 1)
+    ids = [f"id{i}" for i in range(10)]
+    frame = pd.DataFrame({"id": ids, "path": ids, "status": "ok", "label": "ant", "split": None})
+    f = label_error(Dataset(frame, IssuesConfig(), Embeddings(ids, x, "synthetic")), {})
+    assert f.skipped and "two classes" in f.skipped
+
+
+def test_one_image_and_only_broken_files_give_a_table_not_a_crash(corpus, tmp_path):
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(photos(corpus, 1)[0], one / "a.jpg")
+    issues, pairs, summary = run_issues(one, tmp_path / "w1")
+    assert len(issues) == 1 and len(pairs) == 0 and not issues["near_duplicate"].any()
+    assert "needs labels" in summary["finders"]["dataset"]["skipped"] or summary["finders"]["dataset"].get("skipped")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "empty.jpg").write_bytes(b"")
+    (broken / "junk.png").write_bytes(b"not an image")
+    issues, pairs, summary = run_issues(broken, tmp_path / "w2")
+    assert issues["unreadable"].all() and summary["finders"]["unreadable"]["flagged"] == 2
+    assert not issues["quality"].any() and len(pairs) == 0
+
+
+def test_unknown_finder_is_a_config_error(corpus, tmp_path):
+    from pixelscope.errors import ConfigError
+
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(photos(corpus, 1)[0], one / "a.jpg")
+    with pytest.raises(ConfigError, match="issues.finders: unknown finder"):
+        run_issues(one, tmp_path, finders=["quality", "nope"])
+
+
+def test_a_plugin_finder_runs_and_writes_its_columns(corpus, tmp_path, monkeypatch):
+    (tmp_path / "plug").mkdir()
+    (tmp_path / "plug" / "my_finders.py").write_text(
+        "from pixelscope.issues import Finding, finder\n\n"
+        "@finder('wide')\n"
+        "def wide(data, found):\n"
+        "    r = data.frame['aspect_ratio'] > 1.2\n"
+        "    return Finding.flags('wide', r, data.frame['aspect_ratio'].fillna(0), 'wider than 1.2')\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "plug"))
+    from pixelscope.issues import FINDERS
+
+    with FINDERS.scoped():
+        raw = tmp_path / "raw"
+        raw.mkdir()
+        for f in photos(corpus, 4):
+            shutil.copy(f, raw / f.name)
+        issues, _, summary = run_issues(raw, tmp_path, plugins=["my_finders"], finders=["quality", "wide"])
+    assert "wide" in issues and "wide_score" in issues and summary["finders"]["wide"]["flagged"] == issues["wide"].sum()
+
