@@ -92,8 +92,9 @@ def pairs_table(data: Dataset, found: dict[str, Finding]) -> pa.Table:
         "b_id": pa.array(frame["id"].to_numpy()[b].tolist(), pa.string()),
         "kind": pa.array([p["kind"] for p in rows], pa.string()),
         "signal": pa.array([p["signal"] for p in rows], pa.string()),
-        "distance": pa.array([p["distance"] for p in rows], pa.float64()),
-        "similarity": pa.array([p["similarity"] for p in rows], pa.float64()),
+        # null where a signal gave no evidence (a hash-only pair has no cosine, and so on)
+        "distance": pa.array([p["distance"] for p in rows], pa.float64(), from_pandas=True),
+        "similarity": pa.array([p["similarity"] for p in rows], pa.float64(), from_pandas=True),
         "cross_split": pa.array(cross, pa.bool_()),
     })
 

@@ -1,0 +1,221 @@
+"""Near-duplicate precision / recall on real photos with known copies, and threshold calibration.
+
+    python benchmarks/bench_duplicates.py            # build the set, calibrate, evaluate, append results
+
+The set: photos from ../shared/corpus (hymenoptera ants/bees: many near-similar photos of one
+kind, the hard negatives; exif-samples cameras: EXIF to strip) and, of each, eleven copies —
+byte copy, JPEG re-encode q40, resize 50 %, centre crop 90 %, brightness x1.15, rotation 3°,
+horizontal flip, a text watermark, letterbox padding to square, PNG re-save, EXIF stripped.
+Two images are a true pair when they come from the same photo. The originals are split in
+two halves: thresholds (issues.hash_max_distance, issues.embedding_min_cosine) are chosen on
+the calibration half (best pair F1 with precision >= 0.95, from the edges the finders would
+draw), then the real issues step (its non-chaining groups) is scored on the held-out half.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageEnhance, ImageFont
+
+HERE = Path(__file__).resolve().parent
+WORK = HERE / ".work" / "duplicates"
+CORPUS = HERE.parent.parent / "shared" / "corpus"
+TRANSFORMS = ("bytes", "jpeg_q40", "resize_50", "crop_90", "brightness_115", "rotate_3", "hflip", "watermark",
+              "letterbox", "png", "exif_stripped")
+
+
+def strip_exif(data: bytes) -> bytes:
+    """The same JPEG stream without its APP1 (EXIF / XMP) segments: the pixels do not change."""
+    if data[:2] != b"\xff\xd8":
+        return data
+    out, i = bytearray(data[:2]), 2
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker, length = data[i + 1], int.from_bytes(data[i + 2:i + 4], "big")
+        if marker == 0xDA:  # start of scan: the rest is image data
+            break
+        if marker != 0xE1:
+            out += data[i:i + 2 + length]
+        i += 2 + length
+    return bytes(out + data[i:])
+
+
+def make_copy(src: Path, kind: str, dst: Path) -> Path:
+    data = src.read_bytes()
+    if kind == "bytes":
+        dst.write_bytes(data)
+        return dst
+    if kind == "exif_stripped":
+        dst.write_bytes(strip_exif(data))
+        return dst
+    im = Image.open(src).convert("RGB")
+    w, h = im.size
+    if kind == "jpeg_q40":
+        im.save(dst, "JPEG", quality=40)
+    elif kind == "resize_50":
+        im.resize((max(1, w // 2), max(1, h // 2)), Image.LANCZOS).save(dst, "JPEG", quality=92)
+    elif kind == "crop_90":
+        dw, dh = int(w * 0.05), int(h * 0.05)
+        im.crop((dw, dh, w - dw, h - dh)).save(dst, "JPEG", quality=92)
+    elif kind == "brightness_115":
+        ImageEnhance.Brightness(im).enhance(1.15).save(dst, "JPEG", quality=92)
+    elif kind == "rotate_3":
+        im.rotate(3, resample=Image.BICUBIC).save(dst, "JPEG", quality=92)
+    elif kind == "hflip":
+        im.transpose(Image.FLIP_LEFT_RIGHT).save(dst, "JPEG", quality=92)
+    elif kind == "watermark":
+        draw = ImageDraw.Draw(im)
+        font = ImageFont.load_default(size=max(12, h // 12))
+        draw.text((w // 20, h - h // 6), "(c) pixelscope 2026", fill=(255, 255, 255), font=font)
+        im.save(dst, "JPEG", quality=92)
+    elif kind == "letterbox":
+        side = max(w, h)
+        canvas = Image.new("RGB", (side, side))
+        canvas.paste(im, ((side - w) // 2, (side - h) // 2))
+        canvas.save(dst, "JPEG", quality=92)
+    elif kind == "png":
+        im.save(dst, "PNG")
+    return dst
+
+
+def originals() -> list[Path]:
+    hym = sorted((CORPUS / "labeled" / "hymenoptera").rglob("*.jpg"))
+    cams = sorted((CORPUS / "exif-samples" / "cameras").glob("*.jpg"))
+    return hym + cams
+
+
+def build(root: Path) -> dict[str, tuple[int, str]]:
+    """root/<original index>/<kind>.<ext>; returns rel path -> (family, kind)."""
+    truth = {}
+    if root.exists():
+        shutil.rmtree(root)
+    for k, src in enumerate(originals()):
+        folder = root / f"{k:04d}"
+        folder.mkdir(parents=True)
+        orig = folder / f"original{src.suffix.lower()}"
+        shutil.copy(src, orig)
+        truth[orig.relative_to(root).as_posix()] = (k, "original")
+        for kind in TRANSFORMS:
+            dst = make_copy(src, kind, folder / f"{kind}{'.png' if kind == 'png' else '.jpg'}")
+            truth[dst.relative_to(root).as_posix()] = (k, kind)
+    return truth
+
+
+def pair_scores(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    tp = int((pred & true).sum())
+    fp = int((pred & ~true).sum())
+    fn = int((~pred & true).sum())
+    p = tp / (tp + fp) if tp + fp else 1.0
+    r = tp / (tp + fn) if tp + fn else 1.0
+    return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(2 * p * r / (p + r) if p + r else 0.0, 4),
+            "tp": tp, "fp": fp, "fn": fn}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--min-precision", type=float, default=0.95)
+    args = ap.parse_args()
+    import pyarrow.parquet as pq
+
+    from pixelscope.config import parse_params
+    from pixelscope.embed.steps import embed_step
+    from pixelscope.ingest import ingest_step
+    from pixelscope.issues.search import hash_bits
+    from pixelscope.issues.step import issues_step, load_dataset
+
+    t0 = time.perf_counter()
+    raw = WORK / "raw"
+    truth = build(raw)
+    params = parse_params({"paths": {"raw": str(raw), "manifest": str(WORK / "manifest.parquet"),
+                                     "tensors": str(WORK / "tensors"), "embeddings": str(WORK / "embeddings"),
+                                     "issues": str(WORK / "issues.parquet"),
+                                     "issue_pairs": str(WORK / "pairs.parquet"),
+                                     "issues_summary": str(WORK / "issues.json"), "metrics": str(WORK / "metrics")}})
+    ingest_step(params, ".")
+    embed_step(params, ".")
+    data, _ = load_dataset(params, ".")
+    frame = data.frame[data.frame["status"] == "ok"].reset_index(drop=True)
+    fam = np.array([truth[p][0] for p in frame["path"]])
+    kind = np.array([truth[p][1] for p in frame["path"]])
+    codes, _ = hash_bits(frame["phash"].tolist())
+    bits = np.unpackbits(codes, axis=1).astype(np.int16)
+    hamming = bits.shape[1] - (bits @ bits.T + (1 - bits) @ (1 - bits).T)
+    where = data.embeddings.index_of()
+    vec = data.embeddings.vectors[[where[i] for i in frame["id"]]]
+    cosine = vec @ vec.T
+    iu = np.triu_indices(len(frame), 1)
+    same = (fam[:, None] == fam[None, :])[iu]
+    calib = ((fam % 2 == 0)[:, None] & (fam % 2 == 0)[None, :])[iu]
+    ham, cos = hamming[iu], cosine[iu]
+
+    # calibration half: the thresholds with the best F1 among those with precision >= min_precision
+    grid = []
+    for h in range(0, 17):
+        for c in np.round(np.arange(0.80, 1.0, 0.01), 2):
+            pred = (ham <= h) | (cos >= c)
+            grid.append({"hash_max_distance": h, "embedding_min_cosine": float(c),
+                         **pair_scores(pred[calib], same[calib])})
+    ok = [g for g in grid if g["precision"] >= args.min_precision] or grid
+    best = max(ok, key=lambda g: (g["f1"], g["recall"]))
+    print(f"calibration half: hash <= {best['hash_max_distance']}, cosine >= {best['embedding_min_cosine']}: "
+          f"P {best['precision']}, R {best['recall']}, F1 {best['f1']}")
+    signals = {}
+    is_orig = kind == "original"
+    for signal, pred in (("hash", ham <= best["hash_max_distance"]), ("embedding", cos >= best["embedding_min_cosine"])):
+        print(f"  {signal} alone: {pair_scores(pred[calib], same[calib])}")
+        signals[signal] = {}
+        for k in TRANSFORMS:  # which signal catches which copy, on the calibration half
+            pick = ((is_orig[:, None] & (kind == k)[None, :]) | ((kind == k)[:, None] & is_orig[None, :]))[iu]
+            pick &= same & calib
+            signals[signal][k] = round(float(pred[pick].mean()), 3)
+        print("    recall by transform: " + ", ".join(f"{k} {v}" for k, v in signals[signal].items()))
+
+    # held-out half: the real issues step with those thresholds (non-chaining groups)
+    held = WORK / "held-out"
+    if held.exists():
+        shutil.rmtree(held)
+    for f in sorted(raw.iterdir()):
+        if int(f.name) % 2 == 1:
+            shutil.copytree(f, held / f.name)
+    hp = parse_params({**params.model_dump(mode="json"),
+                       "issues": {"hash_max_distance": best["hash_max_distance"],
+                                  "embedding_min_cosine": best["embedding_min_cosine"]}})
+    hp.paths.raw, hp.paths.manifest = held, WORK / "held-manifest.parquet"
+    ingest_step(hp, ".")
+    embed_step(hp, ".")
+    issues_step(hp, ".")
+    t = pq.read_table(hp.paths.issues).to_pandas()
+    t = t[t["status"] == "ok"].reset_index(drop=True)
+    hfam = np.array([truth[p][0] for p in t["path"]])
+    hkind = np.array([truth[p][1] for p in t["path"]])
+    group = t["duplicate_group"].to_numpy(dtype=float)
+    hi = np.triu_indices(len(t), 1)
+    pred = ((group[:, None] == group[None, :]) & ~np.isnan(group)[:, None])[hi]
+    true = (hfam[:, None] == hfam[None, :])[hi]
+    overall = pair_scores(pred, true)
+    per = {}
+    is_orig = hkind == "original"
+    for k in TRANSFORMS:
+        pick = ((is_orig[:, None] & (hkind == k)[None, :]) | ((hkind == k)[:, None] & is_orig[None, :]))[hi] & true
+        per[k] = round(float(pred[pick].mean()), 4) if pick.any() else None
+    print(f"held-out half, issues step groups: {overall}")
+    print("recall of (original, copy) pairs by transform: " + ", ".join(f"{k} {v}" for k, v in per.items()))
+    row = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": f"{platform.node()} {platform.machine()}",
+           "originals": int(fam.max() + 1), "images": int(len(frame)), "min_precision": args.min_precision,
+           "calibrated": best, "calibration_recall_by_signal": signals, "held_out": overall, "held_out_recall_by_transform": per,
+           "seconds": round(time.perf_counter() - t0, 1)}
+    out = HERE / "results" / "duplicates.jsonl"
+    with out.open("a") as fh:
+        fh.write(json.dumps(row) + "\n")
+    print(f"appended to {out}")
+
+
+if __name__ == "__main__":
+    main()
