@@ -155,17 +155,31 @@ def main() -> None:
     calib = ((fam % 2 == 0)[:, None] & (fam % 2 == 0)[None, :])[iu]
     ham, cos = hamming[iu], cosine[iu]
 
-    # calibration half: the thresholds with the best F1 among those with precision >= min_precision
+    # calibration half: run the real grouping (non-chaining, representative first) for every pair of
+    # thresholds; keep the best pair F1 among those with precision >= min_precision
+    from pixelscope.config import IssuesConfig
+    from pixelscope.issues import Dataset, Embeddings
+    from pixelscope.issues.duplicates import near_duplicate
+
+    cal = frame[fam % 2 == 0].reset_index(drop=True)
+    cal_fam = fam[fam % 2 == 0]
+    cal_ids = sorted(set(cal["id"]))
+    cal_emb = Embeddings(cal_ids, data.embeddings.vectors[[where[i] for i in cal_ids]], "calibration")
+    ci = np.triu_indices(len(cal), 1)
+    cal_true = (cal_fam[:, None] == cal_fam[None, :])[ci]
     grid = []
-    for h in range(0, 17):
-        for c in np.round(np.arange(0.80, 1.0, 0.01), 2):
-            pred = (ham <= h) | (cos >= c)
-            grid.append({"hash_max_distance": h, "embedding_min_cosine": float(c),
-                         **pair_scores(pred[calib], same[calib])})
+    for h in (0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 24):
+        for c in (0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.88, 0.9, 0.92, 0.94, 0.96, 0.98):
+            cfg = IssuesConfig(hash_max_distance=h, embedding_min_cosine=c)
+            g = near_duplicate(Dataset(cal, cfg, cal_emb), {}).columns["duplicate_group"].to_numpy(dtype=float)
+            pred = ((g[:, None] == g[None, :]) & ~np.isnan(g)[:, None])[ci]
+            grid.append({"hash_max_distance": h, "embedding_min_cosine": c, **pair_scores(pred, cal_true)})
     ok = [g for g in grid if g["precision"] >= args.min_precision] or grid
     best = max(ok, key=lambda g: (g["f1"], g["recall"]))
-    print(f"calibration half: hash <= {best['hash_max_distance']}, cosine >= {best['embedding_min_cosine']}: "
+    print(f"calibration half (groups): hash <= {best['hash_max_distance']}, cosine >= {best['embedding_min_cosine']}: "
           f"P {best['precision']}, R {best['recall']}, F1 {best['f1']}")
+    for g in sorted(grid, key=lambda g: -g["f1"])[:5]:
+        print(f"  {g}")
     signals = {}
     is_orig = kind == "original"
     for signal, pred in (("hash", ham <= best["hash_max_distance"]), ("embedding", cos >= best["embedding_min_cosine"])):

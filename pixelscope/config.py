@@ -141,9 +141,10 @@ DEFAULT_FINDERS = ["unreadable", "exact_duplicate", "near_duplicate", "leakage",
 class IssuesConfig(_Strict):
     finders: list[str] = Field(default_factory=lambda: list(DEFAULT_FINDERS))
     plugins: list[str] = Field(default_factory=list)
-    # near-duplicates: either signal makes a pair; every group member is within them of its representative
-    hash_max_distance: int = Field(default=4, ge=0, le=32)
-    embedding_min_cosine: float = Field(default=0.95, gt=0, le=1)
+    # near-duplicates: either signal makes a pair; every group member is within them of its representative.
+    # Calibrated by benchmarks/bench_duplicates.py (BENCHMARKS.md): best pair F1 at precision >= 0.95
+    hash_max_distance: int = Field(default=12, ge=0, le=32)
+    embedding_min_cosine: float = Field(default=0.70, gt=0, le=1)
     exact_index_max: int = Field(default=200_000, ge=1)  # above: an HNSW index instead of exact search
     representative: list[str] = Field(default_factory=lambda: ["-pixels", "-sharpness", "clipping", "-exif", "path"])
     # label errors: out-of-sample kNN class probabilities -> cleanlab's find_label_issues

@@ -90,8 +90,9 @@ def test_near_duplicates_grouped_with_the_best_as_representative(planted):
     assert issues.loc[c, "representative"] and not issues.loc["copies/c_half.jpg", "representative"]
     assert not issues.loc["copies/b_half.jpg", "representative"]
     near = pairs[pairs["kind"] == "near"]
-    assert set(near["signal"]) <= {"hash", "embedding", "both"} and (near["distance"] <= 4).all()
-    assert summary["finders"]["near_duplicate"]["thresholds"]["hash_max_distance"] == 4
+    limit = IssuesConfig().hash_max_distance
+    assert set(near["signal"]) <= {"hash", "embedding", "both"} and (near["distance"] <= limit).all()
+    assert summary["finders"]["near_duplicate"]["thresholds"]["hash_max_distance"] == limit
 
 
 def test_distinct_photos_are_not_grouped(planted):
@@ -131,7 +132,7 @@ def test_groups_do_not_chain():
     b = 0b111  # 3 bits from A
     c = 0b111111  # 6 bits from A, 3 from B
     frame = hashes_frame([f"{h:016x}" for h in (a, b, c)], [300, 200, 100])  # A is the best representative
-    f = near_duplicate(Dataset(frame, IssuesConfig()), {})
+    f = near_duplicate(Dataset(frame, IssuesConfig(hash_max_distance=4)), {})
     group = f.columns["duplicate_group"]
     assert group[0] == group[1] and pd.isna(group[2])
     assert f.columns["representative"].tolist() == [True, False, True]
