@@ -111,6 +111,7 @@ def test_code_hash_follows_the_stage_code():
     assert h != st.stage("validate").code_hash()
 
 
+@pytest.mark.slow
 def test_every_stage_has_a_command_a_flow_and_a_deployment():
     from flows.steps import FLOWS, SHARDED
     from pixelscope.cli.app import app

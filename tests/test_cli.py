@@ -111,6 +111,7 @@ def test_show_unknown_column_and_segment(demo_raw, tmp_path):
     assert_clean_error(cli("show", tmp_path / "p.json", "--segment", "label=unicorn"), 1, "no label='unicorn'")
 
 
+@pytest.mark.slow
 def test_versioning_and_publish_errors_are_clear(tmp_path):
     (tmp_path / "data" / "raw").mkdir(parents=True)
     assert_clean_error(cli("version-data", cwd=tmp_path), 1, "not a DVC repository", "dvc init")

@@ -58,6 +58,7 @@ def test_quality_suite_runs_through_gx_with_observed_values(profiles):
     assert not warned.details["success"] and warned.details["suites"]["quality"]["results"][0]["unexpected_percent"] > 10
 
 
+@pytest.mark.slow
 def test_drift_suite_fails_on_the_shifted_batch_and_passes_on_itself(profiles):
     with pytest.raises(ValidationFailed) as e:
         validate_step(params_for(profiles, "new", reference="raw.json"), profiles)
