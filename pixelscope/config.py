@@ -143,10 +143,11 @@ class IssuesConfig(_Strict):
     plugins: list[str] = Field(default_factory=list)
     # near-duplicates: either signal makes a pair; every group member is within them of its representative.
     # Calibrated by benchmarks/bench_duplicates.py (BENCHMARKS.md): best pair F1 at precision >= 0.95
-    hash_max_distance: int = Field(default=12, ge=0, le=32)
-    embedding_min_cosine: float = Field(default=0.70, gt=0, le=1)
+    hash_max_distance: int = Field(default=8, ge=0, le=32)
+    embedding_min_cosine: float = Field(default=0.75, gt=0, le=1)
     exact_index_max: int = Field(default=200_000, ge=1)  # above: an HNSW index instead of exact search
-    representative: list[str] = Field(default_factory=lambda: ["-pixels", "-sharpness", "clipping", "-exif", "path"])
+    representative: list[str] = Field(default_factory=lambda: ["-pixels", "border", "-sharpness", "clipping", "-exif",
+                                                               "path"])
     # label errors: out-of-sample kNN class probabilities -> cleanlab's find_label_issues
     knn: int = Field(default=10, ge=1)
     min_per_class: int = Field(default=5, ge=2)

@@ -136,6 +136,15 @@ def test_geometry_and_file_features(tmp_path):
     assert r["bytes"] == len(data) and r["bytes_per_pixel"] == pytest.approx(len(data) / 10000)
 
 
+def test_border_fraction_sees_letterbox_padding(tmp_path, corpus):
+    photo = np.asarray(Image.open(corpus / "skimage" / "astronaut.png").convert("RGB"))[:256, :, :]  # 256 x 512
+    padded = np.zeros((512, 512, 3), np.uint8)
+    padded[128:384] = photo  # letterboxed to a square: half the area is black bars
+    assert analyze(tmp_path, png_bytes(photo))["border_fraction"] == 0.0
+    assert analyze(tmp_path, jpeg_bytes(padded, 92), "boxed.jpg")["border_fraction"] == pytest.approx(0.5, abs=0.02)
+    assert analyze(tmp_path, png_bytes(const(90)), "flat.png")["border_fraction"] == 1.0
+
+
 def test_jpeg_quality_shows_in_bytes_per_pixel(tmp_path, corpus):
     photo = np.asarray(Image.open(corpus / "skimage" / "astronaut.png").convert("RGB"))
     hi = analyze(tmp_path, jpeg_bytes(photo, 95), "hi.jpg")

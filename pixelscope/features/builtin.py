@@ -31,6 +31,24 @@ def aspect_ratio(v: ImageView) -> float:
     return v.meta["width"] / v.meta["height"]
 
 
+def _leading(mask: np.ndarray) -> int:
+    """How many entries at the start of mask are True."""
+    off = np.flatnonzero(~mask)
+    return int(off[0]) if off.size else int(mask.size)
+
+
+@_builtin("border_fraction", doc="share of the image in uniform borders (letterbox / pillarbox padding), 0-1")
+def border_fraction(v: ImageView) -> float:
+    luma = v.luma
+    h, w = luma.shape
+    rows = (luma.max(axis=1).astype(np.int16) - luma.min(axis=1)) <= 6  # a flat line, padding-like
+    cols = (luma.max(axis=0).astype(np.int16) - luma.min(axis=0)) <= 6
+    top, bottom, left, right = _leading(rows), _leading(rows[::-1]), _leading(cols), _leading(cols[::-1])
+    if top + bottom >= h or left + right >= w:
+        return 1.0  # one flat colour
+    return 1 - (h - top - bottom) * (w - left - right) / (h * w)
+
+
 @_builtin("bytes_per_pixel", doc="file bytes per full-size pixel (compression level)")
 def bytes_per_pixel(v: ImageView) -> float:
     return v.meta["bytes"] / (v.meta["width"] * v.meta["height"] * max(1, v.meta.get("frames") or 1))

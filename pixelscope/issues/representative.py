@@ -2,7 +2,10 @@
 
 `issues.representative` is a list of keys, best first; `-key` means larger is better:
 
-    -pixels     larger resolution (width x height)
+    -pixels     larger resolution: width x height without uniform borders (border_fraction), in
+                steps of 1/8 octave (~9 %), so a letterboxed copy does not win by its padding
+                and near-equal sizes fall through to the next key
+    border      less uniform border (letterbox / pillarbox padding)
     -sharpness  sharper (any numeric manifest column works, with or without the minus)
     clipping    fewer clipped pixels (dark_fraction + bright_fraction)
     -exif       original EXIF present (camera make or model recorded)
@@ -19,7 +22,11 @@ from pixelscope.errors import ConfigError
 
 def _key(frame: pd.DataFrame, name: str) -> pd.Series:
     if name == "pixels":
-        return frame["width"].astype(float) * frame["height"].astype(float)
+        content = 1 - frame["border_fraction"].astype(float).fillna(0) if "border_fraction" in frame else 1.0
+        pixels = frame["width"].astype(float) * frame["height"].astype(float) * content
+        return np.floor(np.log2(pixels.clip(lower=1)) * 8)
+    if name == "border":
+        return frame["border_fraction"].astype(float) if "border_fraction" in frame else pd.Series(0.0, frame.index)
     if name == "clipping":
         return frame["dark_fraction"].astype(float) + frame["bright_fraction"].astype(float)
     if name == "exif":
@@ -28,7 +35,7 @@ def _key(frame: pd.DataFrame, name: str) -> pd.Series:
         return frame["path"].rank(method="first")
     if name in frame and pd.api.types.is_numeric_dtype(frame[name]):
         return frame[name].astype(float)
-    raise ConfigError(f"issues.representative: unknown key {name!r} (pixels, clipping, exif, path, or a numeric "
+    raise ConfigError(f"issues.representative: unknown key {name!r} (pixels, border, clipping, exif, path, or a numeric "
                       "manifest column, with '-' for larger-is-better)")
 
 
