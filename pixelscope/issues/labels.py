@@ -49,7 +49,9 @@ def label_error(data: Dataset, found: dict[str, Finding]) -> Finding:
     ids = frame.loc[rows, "id"].tolist()
     vectors = data.embeddings.vectors[[where[i] for i in ids]]
     probs, used = knn_probabilities(vectors, ids, labels, len(classes), cfg.knn, cfg.exact_index_max)
-    ranked = find_label_issues(labels, probs, return_indices_ranked_by="self_confidence")
+    # n_jobs=1: cleanlab would fork a process pool, which can deadlock beside an orchestrator's
+    # threads (a served Prefect run hung on it); its results do not depend on n_jobs
+    ranked = find_label_issues(labels, probs, return_indices_ranked_by="self_confidence", n_jobs=1)
     flagged = pd.Series(False, index=frame.index)
     score = pd.Series(0.0, index=frame.index)
     suggested = pd.Series(pd.NA, index=frame.index, dtype="string")
