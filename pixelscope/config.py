@@ -145,7 +145,9 @@ class IssuesConfig(_Strict):
     # Calibrated by benchmarks/bench_duplicates.py (BENCHMARKS.md): best pair F1 at precision >= 0.95
     hash_max_distance: int = Field(default=8, ge=0, le=32)
     embedding_min_cosine: float = Field(default=0.75, gt=0, le=1)
-    exact_index_max: int = Field(default=200_000, ge=1)  # above: an HNSW index instead of exact search
+    # exact faiss search up to this many images (measured: 10k x 1280-d ~6 s, 20k ~27 s per search on 2
+    # cores, BENCHMARKS.md), an HNSW graph above
+    exact_index_max: int = Field(default=20_000, ge=1)
     representative: list[str] = Field(default_factory=lambda: ["-pixels", "border", "-sharpness", "clipping", "-exif",
                                                                "path"])
     # label errors: out-of-sample kNN class probabilities -> cleanlab's find_label_issues

@@ -267,3 +267,18 @@ def test_a_plugin_finder_runs_and_writes_its_columns(corpus, tmp_path, monkeypat
         issues, _, summary = run_issues(raw, tmp_path, plugins=["my_finders"], finders=["quality", "wide"])
     assert "wide" in issues and "wide_score" in issues and summary["finders"]["wide"]["flagged"] == issues["wide"].sum()
 
+
+
+def test_the_approximate_index_above_exact_index_max_agrees_with_exact_search():
+    """Above issues.exact_index_max the searches switch to HNSW: same neighbours, no invented pairs."""
+    from pixelscope.issues.search import cosine_pairs, knn
+
+    x, _ = clustered(30, 20, dim=64, seed=3)
+    exact_i, exact_j, _, used = cosine_pairs(x, 0.9, exact_max=10**6)
+    hnsw_i, hnsw_j, _, approx = cosine_pairs(x, 0.9, exact_max=100)
+    assert used.startswith("exact") and approx.startswith("HNSW")
+    exact, found = set(zip(exact_i, exact_j)), set(zip(hnsw_i, hnsw_j))
+    assert found <= exact and len(found) >= 0.8 * len(exact)
+    _, e, _ = knn(x, 11, exact_max=10**6)
+    _, a, _ = knn(x, 11, exact_max=100)
+    assert np.mean([len(set(p) & set(q)) / 11 for p, q in zip(e, a)]) >= 0.95
