@@ -110,3 +110,34 @@ def test_cli_validate_suite_init_and_reference_set(profiles, tmp_path):
     assert r.returncode == 1 and "validation failed" in r.stderr and "Traceback" not in r.stderr
     r = cli("validate", "--set", "paths.manifest=raw.parquet", "--set", "paths.profile=raw.json", cwd=tmp_path)
     assert r.returncode == 0 and "validation passed" in r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.slow
+def test_quality_suites_can_bound_the_issue_columns(profiles, demo_raw, tmp_path):
+    """With the issues stage's table beside the manifest, a quality suite sees its columns."""
+    from pixelscope.errors import BadInput
+    from pixelscope.issues.step import issues_step
+
+    for f in ("raw.parquet", "raw.json"):
+        shutil.copy(profiles / f, tmp_path / f)
+    p = parse_params({"paths": {"manifest": "raw.parquet", "profile": "raw.json", "raw": str(demo_raw / "raw"),
+                                "embeddings": "none", "issues": "issues.parquet", "issue_pairs": "pairs.parquet",
+                                "issues_summary": "issues.json", "metrics": "metrics"},
+                      "validate": {"results": "results", "suites": "suites"}})
+    issues_step(p, tmp_path)
+    (tmp_path / "suites").mkdir()
+
+    def suite(mostly: float) -> None:
+        (tmp_path / "suites" / "quality.json").write_text(json.dumps({"name": "quality", "expectations": [
+            {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "unreadable", "value_set": [False],
+                                                                     "mostly": mostly}}]}))
+
+    suite(0.9)
+    r = validate_step(p, tmp_path)
+    assert r.details["success"] and r.details["suites"]["quality"]["results"][0]["unexpected_percent"] == 4.0
+    suite(0.99)  # the demo's 2 broken files of 50 are 4 %
+    with pytest.raises(ValidationFailed, match=r"expect_column_values_to_be_in_set\(unreadable\)"):
+        validate_step(p, tmp_path)
+    shutil.copy(profiles / "new.parquet", tmp_path / "raw.parquet")  # the issues table now describes another manifest
+    with pytest.raises(BadInput, match="does not describe"):
+        validate_step(p, tmp_path)
