@@ -30,6 +30,7 @@ demo: $(STAMP)
 	$(BIN)/pixelscope show data/processed/profile.json
 	@echo
 	@echo "manifest: data/interim/manifest.parquet   profile: data/processed/profile.json   bundle: reports/publish/"
+	@echo "issues: data/processed/issues.parquet (pixelscope issues --show duplicates | label | blurry ...)"
 	@echo "next: dvc status / dvc repro / dvc metrics show, or 'make serve' for the Prefect UI"
 
 ## pipeline: the Prefect pipeline on data/raw (skips stages DVC reports up to date)

@@ -36,6 +36,8 @@ def test_ingest_profile_show_json(demo_raw, tmp_path):
     assert c["ok"] + c["errors"] == c["files_seen"] and s["outputs"]["manifest"] == str(m)
     # --out moved the output, so the stage's metrics go beside it, not over the project's
     assert json.loads((tmp_path / "metrics" / "ingest.json").read_text())["files_seen"] == 50
+    r = cli("ingest", demo_raw / "raw", "--out", m, "-q", "--set", f"paths.metrics={tmp_path / 'mine'}")
+    assert r.returncode == 0 and (tmp_path / "mine" / "ingest.json").exists()  # an explicit --set wins
     r = cli("profile", m, "--out", p, "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["counts"]["files_seen"] == 50

@@ -85,7 +85,8 @@ def command_for(stage: Stage):
         with user_errors():
             given = {s.key: kw[s.name] for s in shortcuts if not s.view}
             moved = [kw[s.name] for s in shortcuts if s.output and kw[s.name] is not None]
-            if moved:  # a redirected output must not overwrite the project's metrics of this stage
+            explicit = any(x.strip().startswith("paths.metrics=") for x in kw["set_"] or [])
+            if moved and not explicit:  # a redirected output must not overwrite the project's metrics
                 given["paths.metrics"] = Path(moved[0]).parent / "metrics"
             params = load(kw["params"], kw["set_"], given)
             with progress(stage.name, kw["quiet"] or kw["as_json"]) as bar:
