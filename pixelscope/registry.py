@@ -72,9 +72,6 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return list(self._entries)
 
-    def entry(self, name: str) -> Entry[T]:
-        return self._entries[name]
-
     @contextlib.contextmanager
     def scoped(self) -> Iterator[Registry[T]]:
         """Registrations made inside are undone on exit (tests, notebooks trying a plugin)."""

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -133,8 +134,6 @@ def version_raw_data(params: Params, project: str | Path = ".") -> RawVersion:
 
 def version_step(params: Params, project: str | Path = ".", *, progress: ProgressFn | None = None) -> StepResult:
     """dvc add + push the raw folder; the result's details are the version."""
-    import time
-
     t0 = time.perf_counter()
     v = version_raw_data(params, project)
     summary = (f"raw data {v.path}: version {v.md5} ({v.files} files, {v.bytes:,} bytes)"

@@ -53,7 +53,8 @@ def load(path: Path, sets: list[str] | None, extra: dict[str, Any] | None = None
     overrides = dotted_overrides(sets or [])
     for dotted, value in (extra or {}).items():
         if value is not None:
-            _merge(overrides, dotted_overrides([f"{dotted}={json.dumps(value if not isinstance(value, Path) else str(value))}"]))
+            value = str(value) if isinstance(value, Path) else value
+            _merge(overrides, dotted_overrides([f"{dotted}={json.dumps(value)}"]))
     return load_params(path, overrides)
 
 

@@ -62,32 +62,31 @@ def exact_duplicate(data: Dataset, found: dict[str, Finding]) -> Finding:
     """Rows with the same bytes (id) or the same decoded pixels."""
     frame = data.frame
     ok = frame[data.ok]
+    ids, paths = frame["id"].to_numpy(dtype=object), frame["path"].to_numpy(dtype=object)
     digests = _same_pixels(data, ok) if data.raw is not None else {}
-    key = pd.Series({r: digests.get(int(r), ok.at[r, "id"]) for r in ok.index}, dtype=object)
-    sizes = key.map(key.value_counts())
-    members = key[sizes > 1]
-    rank = pd.Series(preference(frame, data.cfg.representative), index=frame.index)
+    key = pd.Series([digests.get(int(r), ids[r]) for r in ok.index], index=ok.index, dtype=object)
+    members = key[key.map(key.value_counts()) > 1]
+    rank = preference(frame, data.cfg.representative)  # by row position (the manifest's RangeIndex)
     units: dict[str, list[int]] = defaultdict(list)  # exact group key -> rows, best first
-    for r in sorted(key.index, key=lambda r: rank[r]):
+    for r in ok.index[np.argsort(rank[ok.index], kind="stable")]:
         units[key[r]].append(int(r))
     flagged = pd.Series(False, index=frame.index)
     flagged[members.index] = True
     pairs, reasons = [], {}
-    for rows in units.values():
+    for rows in (u for u in units.values() if len(u) > 1):
         by_id: dict[str, list[int]] = defaultdict(list)
         for r in rows:
-            by_id[frame.at[r, "id"]].append(r)
+            by_id[ids[r]].append(r)
         for same in by_id.values():  # the same bytes: each copy against the first (best) one
             for r in same[1:]:
                 pairs.append(_pair(same[0], r, "exact_bytes"))
-                reasons[r] = [f"same bytes as {frame.at[same[0], 'path']}"]
+                reasons[r] = [f"same bytes as {paths[same[0]]}"]
         for same in by_id.values():  # the same pixels, other bytes: each file against the representative
             if same[0] != rows[0]:
                 pairs.append(_pair(rows[0], same[0], "exact_pixels"))
                 for r in same:
-                    reasons[r] = [f"same pixels as {frame.at[rows[0], 'path']}"]
-        if len(rows) > 1:
-            reasons[rows[0]] = [f"kept of {len(rows)} identical files (issues.representative)"]
+                    reasons[r] = [f"same pixels as {paths[rows[0]]}"]
+        reasons[rows[0]] = [f"kept of {len(rows)} identical files (issues.representative)"]
     f = Finding("exact_duplicate", {"exact_duplicate": flagged, "exact_duplicate_score": flagged.astype(float)},
                 reasons, pairs, {"flagged": int(flagged.sum()), "groups": int(sum(len(v) > 1 for v in units.values())),
                                  "pixel_checked": len(digests)})
@@ -105,8 +104,10 @@ def near_duplicate(data: Dataset, found: dict[str, Finding]) -> Finding:
     frame, cfg = data.frame, data.cfg
     exact = found.get("exact_duplicate") or exact_duplicate(data, found)
     units: list[list[int]] = exact.shared["units"]
+    rank = exact.shared["rank"]
+    ids, paths = frame["id"].to_numpy(dtype=object), frame["path"].to_numpy(dtype=object)
     reps = [u[0] for u in units]
-    codes, have = hash_bits(frame.loc[reps, "phash"].tolist())
+    codes, have = hash_bits(frame["phash"].to_numpy(dtype=object)[reps].tolist())
     neighbours: dict[int, dict[int, dict[str, Any]]] = defaultdict(dict)  # unit -> unit -> evidence
 
     idx = np.flatnonzero(have)
@@ -117,37 +118,37 @@ def near_duplicate(data: Dataset, found: dict[str, Finding]) -> Finding:
     index_used = "none (no embeddings)"
     if data.embeddings is not None:
         where = data.embeddings.index_of()
-        units_with = [u for u, r in enumerate(reps) if frame.at[r, "id"] in where]
-        vecs = data.embeddings.vectors[[where[frame.at[reps[u], "id"]] for u in units_with]]
+        units_with = np.array([u for u, r in enumerate(reps) if ids[r] in where], dtype=np.int64)
+        vecs = data.embeddings.vectors[[where[ids[reps[u]]] for u in units_with]]
         i, j, sim, index_used = cosine_pairs(vecs, cfg.embedding_min_cosine, cfg.exact_index_max)
-        for a, b, s in zip(np.asarray(units_with)[i] if len(i) else [], np.asarray(units_with)[j] if len(j) else [], sim):
+        for a, b, s in zip(units_with[i], units_with[j], sim):
             for x, y in ((a, b), (b, a)):
                 neighbours[int(x)].setdefault(int(y), {})["cosine"] = float(s)
 
-    order = sorted(range(len(units)), key=lambda u: exact.shared["rank"][reps[u]])
+    unit_rank = rank[reps] if reps else np.empty(0, np.int64)
     group_of: dict[int, int] = {}
     groups: list[list[int]] = []
-    for u in order:
+    for u in np.argsort(unit_rank, kind="stable").tolist():
         if u in group_of:
             continue
-        members = [u] + sorted((v for v in neighbours[u] if v not in group_of), key=lambda v: exact.shared["rank"][reps[v]])
+        members = [u] + sorted((v for v in neighbours[u] if v not in group_of), key=lambda v: unit_rank[v])
         for v in members:
             group_of[v] = len(groups)
         groups.append(members)
 
-    flagged = pd.Series(False, index=frame.index)
-    score = pd.Series(0.0, index=frame.index)
-    group = pd.Series(pd.NA, index=frame.index, dtype="Int64")
-    representative = pd.Series(False, index=frame.index)
+    n = len(frame)
+    flagged, score = np.zeros(n, bool), np.zeros(n)
+    group = np.full(n, -1, np.int64)
+    representative = np.zeros(n, bool)
     pairs, reasons = [], {}
     gid = 0
     for members in groups:
+        rep = units[members[0]][0]
+        representative[rep] = True
         rows = [r for v in members for r in units[v]]
         if len(rows) > 1:
             group[rows] = gid
             gid += 1
-        representative[units[members[0]][0]] = True
-        rep = units[members[0]][0]
         for v in members[1:]:
             ev = neighbours[members[0]][v]
             signal = "both" if len(ev) == 2 else ("hash" if "hamming" in ev else "embedding")
@@ -155,7 +156,7 @@ def near_duplicate(data: Dataset, found: dict[str, Finding]) -> Finding:
             for r in units[v]:
                 flagged[r] = True
                 score[r] = max(score[r], sim)
-                reasons[r] = [f"near-duplicate of {frame.at[rep, 'path']} ({_evidence(ev)})"]
+                reasons[r] = [f"near-duplicate of {paths[rep]} ({_evidence(ev)})"]
             pairs.append({"a": rep, "b": units[v][0], "kind": "near", "signal": signal,
                           "distance": float(ev["hamming"]) if "hamming" in ev else np.nan,
                           "similarity": ev.get("cosine", np.nan)})
@@ -163,8 +164,11 @@ def near_duplicate(data: Dataset, found: dict[str, Finding]) -> Finding:
             flagged[rep] = True
             score[rep] = max(score[r] for v in members[1:] for r in units[v])
             reasons[rep] = [f"kept of a near-duplicate group of {len(rows)} (issues.representative)"]
-    f = Finding("near_duplicate", {"near_duplicate": flagged, "near_duplicate_score": score,
-                                   "duplicate_group": group, "representative": representative},
+    index = frame.index
+    f = Finding("near_duplicate", {"near_duplicate": pd.Series(flagged, index=index),
+                                   "near_duplicate_score": pd.Series(score, index=index),
+                                   "duplicate_group": pd.Series(group, index=index, dtype="Int64").where(group >= 0),
+                                   "representative": pd.Series(representative, index=index)},
                 reasons, pairs, {"flagged": int(flagged.sum()), "groups": int(sum(len(g) > 1 for g in groups)),
                                  "pairs": {s: sum(p["signal"] == s for p in pairs) for s in ("hash", "embedding", "both")},
                                  "thresholds": {"hash_max_distance": cfg.hash_max_distance,

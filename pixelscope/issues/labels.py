@@ -21,11 +21,12 @@ def knn_probabilities(vectors: np.ndarray, ids: list[str], labels: np.ndarray, n
     extra = int(pd.Series(ids).value_counts().max())  # an id's copies come back first: skip them
     sims, nbrs, used = knn(vectors, k + extra, exact_max)
     ids_arr = np.asarray(ids)
+    nb = np.maximum(nbrs, 0)
+    other = (nbrs >= 0) & (ids_arr[nb] != ids_arr[:, None])
+    keep = other & (np.cumsum(other, axis=1) <= k)  # the first k other images of each row
     probs = np.full((len(ids), n_classes), 1e-3)
-    for i in range(len(ids)):
-        keep = (nbrs[i] >= 0) & (ids_arr[np.maximum(nbrs[i], 0)] != ids_arr[i])
-        nb, w = nbrs[i][keep][:k], np.maximum(sims[i][keep][:k], 0.0)
-        np.add.at(probs[i], labels[nb], w)
+    rows = np.broadcast_to(np.arange(len(ids))[:, None], nb.shape)
+    np.add.at(probs, (rows[keep], labels[nb[keep]]), np.maximum(sims[keep], 0.0))
     return probs / probs.sum(axis=1, keepdims=True), used
 
 

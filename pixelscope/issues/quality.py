@@ -63,7 +63,7 @@ def quality(data: Dataset, found: dict[str, Finding]) -> Finding:
                        lambda r: f"grayscale in a colour dataset ({share:.0%} grayscale)"))
     for name, column in (("odd_aspect", "aspect_ratio"), ("odd_size", "megapixels")):
         lo, src_lo = data.threshold(column, cfg.odd_quantile)
-        hi, src_hi = data.threshold(column, 1 - cfg.odd_quantile)
+        hi, _ = data.threshold(column, 1 - cfg.odd_quantile)
         thresholds[name] = {"low": lo, "high": hi, "source": src_lo}
         if lo is None or hi is None:
             continue

@@ -83,8 +83,8 @@ def pairs_table(data: Dataset, found: dict[str, Finding]) -> pa.Table:
     rows = [p for f in found.values() for p in f.pairs]
     a = [p["a"] for p in rows]
     b = [p["b"] for p in rows]
-    split_a, split_b = frame["split"].to_numpy()[a], frame["split"].to_numpy()[b]
-    cross = [sa is not None and sb is not None and sa == sa and sb == sb and sa != sb for sa, sb in zip(split_a, split_b)]
+    split_a, split_b = frame["split"].iloc[a].reset_index(drop=True), frame["split"].iloc[b].reset_index(drop=True)
+    cross = (split_a.notna() & split_b.notna() & (split_a != split_b)).tolist()
     return pa.table({
         "a": pa.array(frame["path"].to_numpy()[a].tolist(), pa.string()),
         "b": pa.array(frame["path"].to_numpy()[b].tolist(), pa.string()),
