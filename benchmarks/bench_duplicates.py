@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +32,11 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFont
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work" / "duplicates"
 CORPUS = HERE.parent.parent / "shared" / "corpus"
+PEERS = {  # each in its own venv (benchmarks/.work/venv-<name>), made on first use
+    "cleanvision": ["cleanvision==0.3.7"],
+    "imagededup": ["imagededup==0.3.3.post2"],
+    "fastdup": ["fastdup==2.54"],
+}
 TRANSFORMS = ("bytes", "jpeg_q40", "resize_50", "crop_90", "brightness_115", "rotate_3", "hflip", "watermark",
               "letterbox", "png", "exif_stripped")
 
@@ -119,17 +127,55 @@ def pair_scores(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
             "tp": tp, "fp": fp, "fn": fn}
 
 
+def peer_python(name: str) -> Path:
+    venv = HERE / ".work" / f"venv-{name}"
+    py = venv / "bin" / "python"
+    if not (venv / ".installed").exists():
+        print(f"creating {venv} ({' '.join(PEERS[name])}) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "--quiet", *PEERS[name]], check=True)
+        (venv / ".installed").touch()
+    return py
+
+
+def run_peer(name: str, folder: Path) -> dict:
+    """The peer's duplicate pairs over folder (its own process and venv, its defaults)."""
+    env = {**os.environ, "SENTRY_OPT_OUT": "1"}  # fastdup: no telemetry
+    r = subprocess.run([str(peer_python(name)), str(HERE / "peers" / f"dups_{name}.py"), str(folder)],
+                       capture_output=True, text=True, env=env, timeout=1800)
+    if r.returncode != 0:
+        raise RuntimeError(f"{name} failed ({r.returncode}):\n{r.stderr[-3000:]}")
+    return json.loads(next(line for line in reversed(r.stdout.splitlines()) if line.startswith('{"tool"')))
+
+
+def score_pairs(pairs: list, paths: list[str], true: np.ndarray, hi: tuple, is_orig: np.ndarray, hkind: np.ndarray
+                ) -> tuple[dict, dict]:
+    """Pair precision / recall of a pair list over the images at paths, overall and per transform."""
+    at = {p: k for k, p in enumerate(paths)}
+    m = np.zeros((len(paths), len(paths)), bool)
+    for a, b in pairs:
+        if a in at and b in at:
+            m[at[a], at[b]] = m[at[b], at[a]] = True
+    pred = m[hi]
+    per = {}
+    for k in TRANSFORMS:
+        pick = ((is_orig[:, None] & (hkind == k)[None, :]) | ((hkind == k)[:, None] & is_orig[None, :]))[hi] & true
+        per[k] = round(float(pred[pick].mean()), 4) if pick.any() else None
+    return pair_scores(pred, true), per
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--min-precision", type=float, default=0.95)
+    ap.add_argument("--no-peers", action="store_true", help="skip cleanvision / imagededup / fastdup")
     args = ap.parse_args()
     import pyarrow.parquet as pq
 
     from pixelscope.config import parse_params
     from pixelscope.embed.steps import embed_step
     from pixelscope.ingest import ingest_step
-    from pixelscope.issues.search import hash_bits
     from pixelscope.issues.step import issues_step, load_dataset
+    from pixelscope.neighbours import hash_bits
 
     t0 = time.perf_counter()
     raw = WORK / "raw"
@@ -205,9 +251,11 @@ def main() -> None:
                        "issues": {"hash_max_distance": best["hash_max_distance"],
                                   "embedding_min_cosine": best["embedding_min_cosine"]}})
     hp.paths.raw, hp.paths.manifest = held, WORK / "held-manifest.parquet"
+    t_step = time.perf_counter()
     ingest_step(hp, ".")
     embed_step(hp, ".")
     issues_step(hp, ".")
+    t_step = time.perf_counter() - t_step
     t = pq.read_table(hp.paths.issues).to_pandas()
     t = t[t["status"] == "ok"].reset_index(drop=True)
     hfam = np.array([truth[p][0] for p in t["path"]])
@@ -224,14 +272,50 @@ def main() -> None:
         per[k] = round(float(pred[pick].mean()), 4) if pick.any() else None
     print(f"held-out half, issues step groups: {overall}")
     print("recall of (original, copy) pairs by transform: " + ", ".join(f"{k} {v}" for k, v in per.items()))
+    peers = {"pixelscope": {"setting": "issues step, calibrated defaults (groups)", "seconds": round(t_step, 1),
+                            **overall, "recall_by_transform": per}}
+    for name in ([] if args.no_peers else PEERS):  # the same held-out folder, each peer's defaults
+        out = run_peer(name, held)
+        for form in ("pairs", "components"):
+            if form in out:
+                scores, by = score_pairs(out[form], list(t["path"]), true, hi, is_orig, hkind)
+                label = name if form == "pairs" else f"{name} (connected components)"
+                peers[label] = {"setting": out["setting"] if form == "pairs" else "its connected components",
+                                "seconds": round(out["seconds"], 1), **scores, "recall_by_transform": by}
+                print(f"{label}: {scores}")
     row = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": f"{platform.node()} {platform.machine()}",
            "originals": int(fam.max() + 1), "images": int(len(frame)), "min_precision": args.min_precision,
            "calibrated": best, "calibration_recall_by_signal": signals, "held_out": overall, "held_out_recall_by_transform": per,
+           "held_out_side_by_side": peers,
            "seconds": round(time.perf_counter() - t0, 1)}
     out = HERE / "results" / "duplicates.jsonl"
     with out.open("a") as fh:
         fh.write(json.dumps(row) + "\n")
     print(f"appended to {out}")
+    write_table(row)
+
+
+def write_table(row: dict) -> None:
+    """The side-by-side table, appended to BENCHMARKS.md."""
+    tools = row["held_out_side_by_side"]
+    head = "| tool (setting) | P | R | F1 | s | " + " | ".join(TRANSFORMS) + " |"
+    lines = [f"\n### Near-duplicates side by side — {row['date'][:10]}, {row['machine']}\n",
+             f"`python benchmarks/bench_duplicates.py`: held-out half ({row['held_out']['tp'] + row['held_out']['fn']:,} "
+             f"true pairs), pair precision / recall, and recall of (original, copy) pairs per transform; "
+             f"each peer in its own venv with its defaults. Seconds: pixelscope = ingest + embed + issues on 2 cores.\n",
+             head, "|" + "---|" * (5 + len(TRANSFORMS))]
+    for name, r in tools.items():
+        by = r["recall_by_transform"]
+        lines.append(f"| {name} ({r['setting']}) | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | "
+                     f"{r['seconds']} | " + " | ".join(f"{by[k]:.2f}" for k in TRANSFORMS) + " |")
+    ours = tools["pixelscope"]["recall_by_transform"]
+    beaten = {k: [n for n, r in tools.items() if n != "pixelscope" and r["recall_by_transform"][k] > ours[k]]
+              for k in TRANSFORMS}
+    behind = {k: v for k, v in beaten.items() if v}
+    lines.append("\nTransforms where a peer's recall is above pixelscope's: "
+                 + (", ".join(f"{k} ({', '.join(v)})" for k, v in behind.items()) if behind else "none") + ".\n")
+    with open(HERE.parent / "BENCHMARKS.md", "a") as fh:
+        fh.write("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -145,9 +145,10 @@ class IssuesConfig(_Strict):
     # Calibrated by benchmarks/bench_duplicates.py (BENCHMARKS.md): best pair F1 at precision >= 0.95
     hash_max_distance: int = Field(default=8, ge=0, le=32)
     embedding_min_cosine: float = Field(default=0.75, gt=0, le=1)
-    # exact faiss search up to this many images (measured: 10k x 1280-d ~6 s, 20k ~27 s per search on 2
-    # cores, BENCHMARKS.md), an HNSW graph above
+    # one kNN graph for all finders: exact faiss search up to this many images (measured: 10k x 1280-d
+    # ~6 s, 20k ~27 s on 2 cores, BENCHMARKS.md); above, IVF over a reduce_dim PCA, re-scored exactly
     exact_index_max: int = Field(default=20_000, ge=1)
+    reduce_dim: int = Field(default=128, ge=2)
     representative: list[str] = Field(default_factory=lambda: ["-pixels", "border", "-sharpness", "clipping", "-exif",
                                                                "path"])
     # label errors: out-of-sample kNN class probabilities -> cleanlab's find_label_issues
@@ -166,6 +167,11 @@ class IssuesConfig(_Strict):
     # dataset level
     imbalance_min_ratio: float = Field(default=0.5, gt=0, le=1)  # rarest class share / uniform share
     spurious_min_gain: float = Field(default=0.25, gt=0, le=1)  # balanced accuracy above chance, one feature
+
+    @property
+    def graph_k(self) -> int:
+        """Neighbours kept per image: twice issues.knn, so label votes can pass over unlabeled ones."""
+        return max(2 * self.knn, 20)
 
 
 class ValidateConfig(_Strict):

@@ -269,16 +269,91 @@ def test_a_plugin_finder_runs_and_writes_its_columns(corpus, tmp_path, monkeypat
 
 
 
-def test_the_approximate_index_above_exact_index_max_agrees_with_exact_search():
-    """Above issues.exact_index_max the searches switch to HNSW: same neighbours, no invented pairs."""
-    from pixelscope.issues.search import cosine_pairs, knn
+def test_the_approximate_graph_above_exact_index_max_agrees_with_exact_search():
+    """Above issues.exact_index_max the graph comes from IVF over a PCA, re-scored on the full
+    vectors: nearly the same neighbours, exact cosines, no invented pairs."""
+    from pixelscope.neighbours import knn_graph
 
     x, _ = clustered(30, 20, dim=64, seed=3)
-    exact_i, exact_j, _, used = cosine_pairs(x, 0.9, exact_max=10**6)
-    hnsw_i, hnsw_j, _, approx = cosine_pairs(x, 0.9, exact_max=100)
-    assert used.startswith("exact") and approx.startswith("HNSW")
-    exact, found = set(zip(exact_i, exact_j)), set(zip(hnsw_i, hnsw_j))
-    assert found <= exact and len(found) >= 0.8 * len(exact)
-    _, e, _ = knn(x, 11, exact_max=10**6)
-    _, a, _ = knn(x, 11, exact_max=100)
-    assert np.mean([len(set(p) & set(q)) / 11 for p, q in zip(e, a)]) >= 0.95
+    exact = knn_graph(x, 20, exact_max=10**6)
+    approx = knn_graph(x, 20, exact_max=100, reduce_dim=16)
+    assert exact.index.startswith("exact") and approx.index.startswith("IVF-Flat") and "16-d PCA" in approx.index
+    assert not (exact.nbrs == np.arange(len(x))[:, None]).any()  # an image is never its own neighbour
+    found = approx.nbrs >= 0
+    cos = np.einsum("nd,nkd->nk", x, x[np.maximum(approx.nbrs, 0)])
+    assert np.allclose(approx.sims[found], cos[found], atol=1e-5)  # re-scored: exact cosines of full vectors
+    recall = np.mean([len(set(p[:10]) & set(q[:10])) / 10 for p, q in zip(exact.nbrs, approx.nbrs)])
+    assert recall >= 0.95
+    e_pairs, a_pairs = (set(zip(*g.pairs(0.9)[:2])) for g in (exact, approx))
+    assert a_pairs <= e_pairs and len(a_pairs) >= 0.95 * len(e_pairs)
+
+
+def test_near_duplicate_pairs_of_a_big_group_of_copies_are_complete():
+    """More copies than the graph keeps per image: the search widens for those rows, so every
+    pair is found (exact and approximate index)."""
+    from pixelscope.neighbours import knn_graph
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(1, 32))
+    x = np.vstack([base + 0.01 * rng.normal(size=(60, 32)), rng.normal(size=(200, 32))]).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    for exact_max in (10**6, 100):
+        i, j, _ = knn_graph(x, 20, exact_max=exact_max, reduce_dim=8).pairs(0.95)
+        group = {(a, b) for a, b in zip(i, j) if b < 60}
+        assert len(group) == 60 * 59 // 2
+
+
+def test_the_outlier_bar_comes_from_the_reference_profiles_knn_distances(corpus, tmp_path):
+    """The profile sketches every image's kNN distance; pinned as the reference, it fixes the outlier
+    threshold, so a batch of scattered new images does not unflag an old outlier."""
+    from pixelscope.io.store import CURRENT, ShardStore
+
+    src = photos(corpus, 40)
+    v1, v2 = tmp_path / "v1", tmp_path / "v2"
+    for f in src[:30]:
+        (v1 / "x").mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, v1 / "x" / f.name)
+    shutil.copytree(v1, v2)
+    for f in src[30:]:
+        (v2 / "y").mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, v2 / "y" / f.name)
+    p = parse_params({"ingest": {"workers": 1}, "issues": {"outlier_quantile": 0.9}})
+    ingest_to(p, v2, tmp_path / "all.parquet")
+    frame = pq.read_table(tmp_path / "all.parquet").to_pandas()
+    rng = np.random.default_rng(0)
+    centre = rng.normal(size=64)
+    centre /= np.linalg.norm(centre)
+    old = frame["path"].str.startswith("x/").to_numpy()
+    x = np.where(old[:, None], centre + 0.05 * rng.normal(size=(len(frame), 64)), rng.normal(size=(len(frame), 64)))
+    planted = int(np.flatnonzero(old)[0])
+    away = rng.normal(size=64)
+    away -= away @ centre * centre
+    x[planted] = 0.3 * centre + 0.95 * away / np.linalg.norm(away)  # cosine ~0.3 to the cluster
+    store = ShardStore.create(tmp_path / "emb", "synthetic", "float16", (64,), model="synthetic")
+    store.add(frame["id"].tolist(), x.astype(np.float16))
+    (tmp_path / "emb" / CURRENT).write_text(json.dumps({"key": "synthetic", "model": "synthetic", "dim": 64}))
+    ingest_to(p, v1, tmp_path / "v1.parquet")
+    profile_to(p, tmp_path / "v1.parquet", tmp_path / "ref.json", embeddings=tmp_path / "emb")
+    knn = json.loads((tmp_path / "ref.json").read_text())["embedding"]["knn"]
+    assert knn["k"] == 10 and knn["index"].startswith("exact")
+
+    def outliers(raw: Path, work: Path, reference: str | None) -> tuple[pd.Series, dict]:
+        q = parse_params({"ingest": {"workers": 1}, "issues": {"outlier_quantile": 0.9},
+                          "validate": {"reference": reference}})
+        ingest_to(q, raw, work / "m.parquet")
+        issues_step(with_paths(q, manifest=work / "m.parquet", raw=raw, embeddings=tmp_path / "emb",
+                               issues=work / "i.parquet", issue_pairs=work / "p.parquet",
+                               issues_summary=work / "i.json", metrics=work / "metrics"), ".")
+        t = pq.read_table(work / "i.parquet").to_pandas().set_index("path")
+        return t["outlier"], json.loads((work / "i.json").read_text())["finders"]["outlier"]["threshold"]
+
+    ref = str(tmp_path / "ref.json")
+    before, bar1 = outliers(v1, tmp_path / "a", ref)
+    after, bar2 = outliers(v2, tmp_path / "b", ref)
+    planted_path = frame.at[planted, "path"]
+    assert before[planted_path] and bar1["source"].startswith("reference") and bar1 == bar2
+    assert after.loc[before.index].equals(before)
+    # without the reference the bar follows the data: the scattered batch lifts it over the old outlier
+    grown, bar3 = outliers(v2, tmp_path / "c", None)
+    assert bar3["source"].startswith("this dataset") and bar3["value"] > bar1["value"]
+    assert not grown[planted_path]

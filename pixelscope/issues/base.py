@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from pixelscope.config import IssuesConfig
+from pixelscope.neighbours import Graph, knn_graph
 from pixelscope.profile import Profile
 from pixelscope.registry import Registry
 
@@ -54,6 +55,15 @@ class Dataset:
     reference: Profile | None = None
     reference_name: str = ""
     raw: Any = None  # the raw folder (Path), for finders that re-read files
+    _graph: Graph | None = field(default=None, repr=False)
+
+    def graph(self) -> Graph:
+        """The kNN graph of the embeddings (rows = Embeddings.ids), searched once for all finders."""
+        if self._graph is None:
+            assert self.embeddings is not None
+            self._graph = knn_graph(self.embeddings.vectors, self.cfg.graph_k, self.cfg.exact_index_max,
+                                    self.cfg.reduce_dim)
+        return self._graph
 
     @property
     def ok(self) -> pd.Series:
@@ -68,6 +78,17 @@ class Dataset:
         if values.empty:
             return None, "no values"
         return float(values.quantile(q)), f"this dataset q{q:g} (no reference set)"
+
+
+    def knn_threshold(self, distances: np.ndarray, q: float) -> tuple[float, str]:
+        """The q-quantile of kNN distances: the reference profile's sketch when it has one made with
+        this model and issues.knn, else this dataset's."""
+        ref = self.reference.embedding if self.reference is not None else None
+        model = self.embeddings.model if self.embeddings is not None else None
+        if ref is not None and ref.knn_distance is not None and ref.knn["k"] == self.cfg.knn and ref.model == model:
+            return float(ref.knn_distance.quantiles([q])[0]), f"reference {self.reference_name} q{q:g}"
+        why = "no reference set" if self.reference is None else "the reference has no kNN distances of this model and k"
+        return float(np.quantile(distances, q)), f"this dataset q{q:g} ({why})"
 
 
 @dataclass

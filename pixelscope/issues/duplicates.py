@@ -26,7 +26,7 @@ from pixelscope.config import IngestConfig
 from pixelscope.io.decode import ImageError, decode
 from pixelscope.issues.base import Dataset, Finding, finder
 from pixelscope.issues.representative import preference
-from pixelscope.issues.search import cosine_pairs, hamming_pairs, hash_bits
+from pixelscope.neighbours import hamming_pairs, hash_bits
 
 PIXEL_CANDIDATE_BITS = 2  # pHash bits by which two decodes of the same pixels may differ at working size
 
@@ -117,13 +117,17 @@ def near_duplicate(data: Dataset, found: dict[str, Finding]) -> Finding:
             neighbours[int(x)][int(y)] = {"hamming": int(d)}
     index_used = "none (no embeddings)"
     if data.embeddings is not None:
-        where = data.embeddings.index_of()
-        units_with = np.array([u for u, r in enumerate(reps) if ids[r] in where], dtype=np.int64)
-        vecs = data.embeddings.vectors[[where[ids[reps[u]]] for u in units_with]]
-        i, j, sim, index_used = cosine_pairs(vecs, cfg.embedding_min_cosine, cfg.exact_index_max)
-        for a, b, s in zip(units_with[i], units_with[j], sim):
+        unit_of_id = {ids[r]: u for u, members in enumerate(units) for r in members}
+        unit_of = np.array([unit_of_id.get(i, -1) for i in data.embeddings.ids], dtype=np.int64)
+        graph = data.graph()
+        i, j, sim = graph.pairs(cfg.embedding_min_cosine)
+        ua, ub = unit_of[i], unit_of[j]
+        keep = (ua >= 0) & (ub >= 0) & (ua != ub)
+        for a, b, s in zip(ua[keep], ub[keep], sim[keep]):
             for x, y in ((a, b), (b, a)):
-                neighbours[int(x)].setdefault(int(y), {})["cosine"] = float(s)
+                ev = neighbours[int(x)].setdefault(int(y), {})
+                ev["cosine"] = max(float(s), ev.get("cosine", -1.0))
+        index_used = graph.index
 
     unit_rank = rank[reps] if reps else np.empty(0, np.int64)
     group_of: dict[int, int] = {}

@@ -1,7 +1,9 @@
 """Label-error candidates: out-of-sample class probabilities from a kNN vote on the embeddings,
 then confident learning (cleanlab's find_label_issues) — the library, not a re-implementation.
 
-Out of sample: an image's own vote (and those of its byte-identical copies) never counts.
+Out of sample: an image's own vote (and those of its byte-identical copies) never counts. The
+votes come from the shared kNN graph (pixelscope.neighbours): the first issues.knn labeled
+images among each image's neighbours.
 Only with labels and at least two classes of issues.min_per_class images; rows of rarer
 classes are left out (nothing to learn them from) and say so.
 """
@@ -12,22 +14,22 @@ import numpy as np
 import pandas as pd
 
 from pixelscope.issues.base import Dataset, Finding, finder
-from pixelscope.issues.search import knn
+from pixelscope.neighbours import Graph
 
 
-def knn_probabilities(vectors: np.ndarray, ids: list[str], labels: np.ndarray, n_classes: int, k: int,
-                      exact_max: int) -> tuple[np.ndarray, str]:
-    """Similarity-weighted class votes of each row's k nearest other images (same id excluded)."""
-    extra = int(pd.Series(ids).value_counts().max())  # an id's copies come back first: skip them
-    sims, nbrs, used = knn(vectors, k + extra, exact_max)
-    ids_arr = np.asarray(ids)
-    nb = np.maximum(nbrs, 0)
-    other = (nbrs >= 0) & (ids_arr[nb] != ids_arr[:, None])
-    keep = other & (np.cumsum(other, axis=1) <= k)  # the first k other images of each row
-    probs = np.full((len(ids), n_classes), 1e-3)
-    rows = np.broadcast_to(np.arange(len(ids))[:, None], nb.shape)
-    np.add.at(probs, (rows[keep], labels[nb[keep]]), np.maximum(sims[keep], 0.0))
-    return probs / probs.sum(axis=1, keepdims=True), used
+def knn_probabilities(graph: Graph, label_counts: np.ndarray, k: int) -> np.ndarray:
+    """Class probabilities of every embedded image from the similarity-weighted votes of its k
+    nearest other labeled images (each of their files votes with its label; the image's own
+    files never vote). label_counts: (images, classes) labeled files per embedded image."""
+    labeled = label_counts.sum(axis=1) > 0
+    nb = np.maximum(graph.nbrs, 0)
+    valid = (graph.nbrs >= 0) & labeled[nb]
+    keep = valid & (np.cumsum(valid, axis=1) <= k)
+    weight = np.where(keep, np.maximum(graph.sims, 0.0), 0.0)
+    probs = np.full(label_counts.shape, 1e-3)
+    for t in range(graph.k):  # one neighbour rank at a time: (images, classes) memory, not (images, k, classes)
+        probs += weight[:, t, None] * label_counts[nb[:, t]]
+    return probs / probs.sum(axis=1, keepdims=True)
 
 
 @finder("label_error", _builtin=True)
@@ -47,9 +49,12 @@ def label_error(data: Dataset, found: dict[str, Finding]) -> Finding:
     rows = frame.index[usable & frame["label"].isin(classes)]
     code = {c: i for i, c in enumerate(classes)}
     labels = frame.loc[rows, "label"].map(code).to_numpy()
-    ids = frame.loc[rows, "id"].tolist()
-    vectors = data.embeddings.vectors[[where[i] for i in ids]]
-    probs, used = knn_probabilities(vectors, ids, labels, len(classes), cfg.knn, cfg.exact_index_max)
+    at = np.array([where[i] for i in frame.loc[rows, "id"]], dtype=np.int64)  # each row's embedded image
+    counts_per_image = np.zeros((len(where), len(classes)))
+    np.add.at(counts_per_image, (at, labels), 1.0)
+    graph = data.graph()
+    probs = knn_probabilities(graph, counts_per_image, cfg.knn)[at]
+    used = graph.index
     # n_jobs=1: cleanlab would fork a process pool, which can deadlock beside an orchestrator's
     # threads (a served Prefect run hung on it); its results do not depend on n_jobs
     ranked = find_label_issues(labels, probs, return_indices_ranked_by="self_confidence", n_jobs=1)

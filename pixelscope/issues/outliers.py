@@ -1,16 +1,15 @@
 """Embedding outliers: mean cosine distance to the k nearest other images, flagged above a quantile.
 
-The threshold is issues.outlier_quantile of this dataset's kNN distances (issues.json records
-it): a reference profile holds no kNN distances yet, so this flag is relative to the
-dataset it runs on.
+The threshold is the issues.outlier_quantile of the reference profile's kNN distances when a
+reference is set (the profile step sketches them with the same k and search), so a new batch
+does not move the bar for images already there; without one, of this dataset's (issues.json
+says which). An image's own distance can still fall when close neighbours arrive: that is
+the point, it is no longer alone.
 """
 
 from __future__ import annotations
 
-import numpy as np
-
 from pixelscope.issues.base import Dataset, Finding, finder
-from pixelscope.issues.search import knn
 
 
 @finder("outlier", _builtin=True)
@@ -21,16 +20,13 @@ def outlier(data: Dataset, found: dict[str, Finding]) -> Finding:
     emb = data.embeddings
     if len(emb.ids) <= cfg.knn:
         return Finding.skip("outlier", f"needs more than issues.knn={cfg.knn} embedded images (found {len(emb.ids)})")
-    sims, _, used = knn(emb.vectors, cfg.knn + 1, cfg.exact_index_max)
-    distance = 1 - sims[:, 1:].mean(axis=1)  # column 0 is the image itself
-    threshold = float(np.quantile(distance, cfg.outlier_quantile))
+    graph = data.graph()
+    distance = graph.distance(cfg.knn)
+    threshold, source = data.knn_threshold(distance, cfg.outlier_quantile)
     by_id = dict(zip(emb.ids, distance))
     d = frame["id"].map(by_id).where(data.ok)
     flagged = d > threshold
     return Finding.flags("outlier", flagged, d.fillna(0.0),
                          lambda r: f"embedding outlier: kNN distance {d[r]:.3f} > {threshold:.3f}",
-                         threshold={"value": threshold, "source": f"this dataset q{cfg.outlier_quantile:g}"},
-                         knn=cfg.knn, index=used)
-
-
-
+                         threshold={"value": threshold, "source": source},
+                         knn=cfg.knn, index=graph.index)

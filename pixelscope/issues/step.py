@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -20,6 +19,7 @@ from pixelscope.errors import ConfigError, InputMissing
 from pixelscope.io.atomic import atomic_path, write_bytes_atomic
 from pixelscope.io.store import current_store
 from pixelscope.issues import FINDERS, Dataset, Embeddings, Finding, registered
+from pixelscope.neighbours import unit_vectors
 from pixelscope.pipeline.steps import ProgressFn, StepResult, write_metrics
 from pixelscope.profile.reference import load_reference
 
@@ -36,8 +36,7 @@ def load_embeddings(params: Params, project: str | Path, frame: pd.DataFrame) ->
     missing = set(ids) - store.ids()
     if not ids or missing:
         return None, f"the embedding store lacks {len(missing)} of {len(ids)} images (run the embed step)"
-    x = store.get(ids).astype(np.float32)
-    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    x = unit_vectors(store, ids)
     return Embeddings(ids, x, store.meta.get("model", "")), f"{store.meta.get('model')} ({x.shape[1]}-d)"
 
 
@@ -53,7 +52,8 @@ def load_dataset(params: Params, project: str | Path) -> tuple[Dataset, str]:
     return Dataset(frame, params.issues, embeddings, reference, name, paths.raw), about
 
 
-def run_finders(data: Dataset, names: list[str]) -> dict[str, Finding]:
+def run_finders(data: Dataset, names: list[str], seconds: dict[str, float] | None = None) -> dict[str, Finding]:
+    """Run the named finders in order (each sees the findings before it); times go to `seconds`."""
     registered()
     unknown = [n for n in names if n not in FINDERS]
     if unknown:
@@ -61,7 +61,10 @@ def run_finders(data: Dataset, names: list[str]) -> dict[str, Finding]:
                           "a plugin's @finder module goes under issues.plugins)")
     found: dict[str, Finding] = {}
     for name in names:
+        t0 = time.perf_counter()
         found[name] = FINDERS[name](data, found)
+        if seconds is not None:  # the first finder that needs the kNN graph pays for it
+            seconds[name] = round(time.perf_counter() - t0, 3)
     return found
 
 
@@ -108,7 +111,8 @@ def issues_step(params: Params, project: str | Path = ".", *, progress: Progress
     t0 = time.perf_counter()
     FINDERS.load_plugins(params.issues.plugins)
     data, about_embeddings = load_dataset(params, project)
-    found = run_finders(data, params.issues.finders)
+    timings: dict[str, float] = {}
+    found = run_finders(data, params.issues.finders, timings)
     paths = params.paths.under(project)
     with atomic_path(paths.issues) as tmp:
         pq.write_table(issues_table(data, found), tmp)
@@ -122,7 +126,7 @@ def issues_step(params: Params, project: str | Path = ".", *, progress: Progress
     seconds = time.perf_counter() - t0
     flagged = {name: f.flagged for name, f in found.items() if not f.skipped and f.columns}
     counts = {"files_seen": len(data.frame), **flagged}
-    metrics = {**counts, "seconds": round(seconds, 3)}
+    metrics = {**counts, "seconds": round(seconds, 3), "finder_seconds": timings}  # times: metrics, not the outputs
     notes = [f"{name}: {f.flagged} flagged" if not f.skipped else f"{name}: skipped ({f.skipped})"
              for name, f in found.items() if f.columns or f.skipped]
     ds = found.get("dataset")

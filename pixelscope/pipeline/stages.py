@@ -107,7 +107,7 @@ STAGES: tuple[Stage, ...] = (
           metrics=True),
     Stage("profile", "pixelscope.profile.step:profile_step",
           "Build the mergeable sketch profile of the manifest (overall, per segment, embeddings).",
-          params=("profile", "embed.sample_size"),
+          params=("profile", "embed.sample_size", "issues.knn", "issues.exact_index_max", "issues.reduce_dim"),
           deps=("${paths.manifest}", "${paths.embeddings}"), outs=(Out("${paths.profile}"),), metrics=True,
           sharded=True),
     Stage("issues", "pixelscope.issues.step:issues_step",

@@ -3,6 +3,9 @@
 - mean vector and per-label centroids, from exact sums (merge = add);
 - per label (and "(all)"): KLL sketches of the vector norm and of the cosine distance to
   the label's centroid;
+- a KLL sketch of each image's kNN distance (mean cosine distance to its k nearest other
+  images, the issue finders' outlier score), so a pinned reference fixes the outlier bar;
+  after a merge, each part's distances are those within that part;
 - a bottom-k sample of vectors: each image gets a fixed pseudo-random key from its id
   (its content hash), and the sample keeps the k smallest keys. Merging keeps the k
   smallest of the union, so merge(sample(A), sample(B)) == sample(A u B) exactly, and
@@ -58,6 +61,8 @@ class EmbeddingStats:
         self.sample_labels: list[str] = []
         self.sample_keys = np.empty(0)
         self.sample = np.empty((0, dim), dtype=np.float16)
+        self.knn: dict[str, Any] | None = None  # how the kNN distances were searched (k, index)
+        self.knn_distance: NumericSketch | None = None
 
     # --- building ---------------------------------------------------------------------------
 
@@ -113,6 +118,11 @@ class EmbeddingStats:
         self.sample_labels = [all_labels[i] for i in order]
         self.sample = all_vec[order]
 
+    def add_knn_distances(self, distances: np.ndarray, k: int, index: str) -> None:
+        self.knn = {"k": int(k), "index": index}
+        self.knn_distance = NumericSketch(self.kll_k)
+        self.knn_distance.update(np.asarray(distances, dtype=np.float64))
+
     # --- the verbs --------------------------------------------------------------------------
 
     def merge(self, other: EmbeddingStats) -> EmbeddingStats:
@@ -127,6 +137,11 @@ class EmbeddingStats:
                 if label in theirs:
                     mine.setdefault(slot, NumericSketch(self.kll_k)).merge(theirs[label])
         self._add_sample(other.sample_ids, other.sample, other.sample_labels, other.sample_keys)
+        if self.knn_distance is not None and other.knn_distance is not None and self.knn["k"] == other.knn["k"]:
+            self.knn_distance.merge(other.knn_distance)
+            self.knn = {**self.knn, "merged": True}
+        else:  # one side lacks them (or used another k): no sketch describes the union
+            self.knn, self.knn_distance = None, None
         return self
 
     def centroid(self, label: str = ALL) -> np.ndarray:
@@ -143,7 +158,10 @@ class EmbeddingStats:
                     "distance_p50": d and _r(d.quantiles([0.5])[0]), "distance_p90": d and _r(d.quantiles([0.9])[0]),
                     "norm_p50": n and _r(n.quantiles([0.5])[0])}
         return {"model": self.model, "key": self.key, "dim": self.dim, "sample": len(self.sample_ids),
-                "all": one(ALL) if ALL in self.count else None, "labels": {label: one(label) for label in self.labels}}
+                "all": one(ALL) if ALL in self.count else None, "labels": {label: one(label) for label in self.labels},
+                "knn_distance": None if self.knn_distance is None else {
+                    **self.knn, "p50": _r(self.knn_distance.quantiles([0.5])[0]),
+                    "p99": _r(self.knn_distance.quantiles([0.99])[0])}}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -155,6 +173,7 @@ class EmbeddingStats:
                        for label in sorted(self.count)},
             "sample": {"ids": self.sample_ids, "labels": self.sample_labels, "keys": self.sample_keys.tolist(),
                        "vectors": _enc(self.sample.astype(np.float16))},
+            **({"knn": {**self.knn, "distance": self.knn_distance.to_dict()}} if self.knn_distance is not None else {}),
         }
 
     @classmethod
@@ -171,6 +190,9 @@ class EmbeddingStats:
         s.sample_ids, s.sample_labels = list(smp["ids"]), list(smp["labels"])
         s.sample_keys = np.array(smp["keys"], dtype=np.float64)
         s.sample = _dec(smp["vectors"], "float16", (len(s.sample_ids), s.dim))
+        if "knn" in d:  # profiles written before kNN distances were sketched have none
+            s.knn = {k: v for k, v in d["knn"].items() if k != "distance"}
+            s.knn_distance = NumericSketch.from_dict(d["knn"]["distance"])
         return s
 
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pixelscope.config import Params
+from pixelscope.config import IssuesConfig, Params
 from pixelscope.errors import InputMissing
-from pixelscope.io.store import current_store
+from pixelscope.io.store import ShardStore, current_store
 from pixelscope.pipeline.steps import ProgressFn, StepResult, write_metrics
-from pixelscope.profile.embedding import stats_from_store
+from pixelscope.profile.embedding import EmbeddingStats, stats_from_store
 from pixelscope.profile.profile import Profile, merge_all
 
 STAGE = "profile"
@@ -40,13 +40,15 @@ def profile_part(row_groups: list[int], params: Params, project: str | Path) -> 
 
 def finish_profile(params: Params, project: str | Path, parts: Iterable[Profile], t0: float) -> StepResult:
     """Merge the parts, add the embedding statistics (when the embed step stored every image),
-    write the profile and the metrics."""
+    sketch the kNN distances, write the profile and the metrics."""
     paths = params.paths.under(project)
     profile = merge_all(parts)
     store = current_store(paths.embeddings)
     if store is not None:
         profile.embedding = stats_from_store(store, paths.manifest, params.profile.segment_kll_k,
                                              params.embed.sample_size, params.profile.max_segment_values)
+        if profile.embedding is not None:
+            add_knn_distances(profile.embedding, store, paths.manifest, params.issues)
     size = profile.save(paths.profile)
     seconds = time.perf_counter() - t0
     counts = {"files_seen": profile.files_seen, "ok": profile.ok, "errors": profile.errors}
@@ -57,6 +59,19 @@ def finish_profile(params: Params, project: str | Path, parts: Iterable[Profile]
                         {"manifest": str(paths.manifest), "bytes": size,
                          "embedding": profile.embedding is not None})
     return write_metrics(params, project, result)
+
+
+def add_knn_distances(stats: EmbeddingStats, store: ShardStore, manifest: Path, cfg: IssuesConfig) -> None:
+    """Sketch every image's kNN distance with the issue finders' k and search (pixelscope.neighbours),
+    so that a pinned reference fixes the outlier threshold."""
+    from pixelscope.neighbours import knn_graph, unit_vectors  # faiss: only when there are embeddings
+
+    t = pq.read_table(manifest, columns=["id", "status"]).to_pydict()
+    ids = sorted({i for i, s in zip(t["id"], t["status"]) if s == "ok"})
+    if len(ids) <= cfg.knn:
+        return
+    graph = knn_graph(unit_vectors(store, ids), cfg.graph_k, cfg.exact_index_max, cfg.reduce_dim)
+    stats.add_knn_distances(graph.distance(cfg.knn), cfg.knn, graph.index)
 
 
 def profile_step(params: Params, project: str | Path = ".", *, progress: ProgressFn | None = None) -> StepResult:
