@@ -302,7 +302,8 @@ def write_table(row: dict) -> None:
     lines = [f"\n### Near-duplicates side by side — {row['date'][:10]}, {row['machine']}\n",
              f"`python benchmarks/bench_duplicates.py`: held-out half ({row['held_out']['tp'] + row['held_out']['fn']:,} "
              f"true pairs), pair precision / recall, and recall of (original, copy) pairs per transform; "
-             f"each peer in its own venv with its defaults. Seconds: pixelscope = ingest + embed + issues on 2 cores.\n",
+             f"each peer in its own venv with its defaults. Seconds: pixelscope = ingest + embed + issues on 2 cores "
+             f"(embed reuses the calibration pass's stored embeddings); peers = their whole run.\n",
              head, "|" + "---|" * (5 + len(TRANSFORMS))]
     for name, r in tools.items():
         by = r["recall_by_transform"]

@@ -5,10 +5,11 @@
   (near-duplicates, label votes, outliers) and by the profile (kNN distances).
 
 Up to `exact_max` vectors the graph is exact (IndexFlatIP). Above, candidates come from an
-IVF index over a PCA projection to `reduce_dim` dimensions and are re-scored with the full
-vectors: similarities are always exact cosines of the full embeddings, so thresholds
-calibrated on full vectors stay valid; only a true neighbour the coarse search missed can be
-lost (the index used is reported). Nothing compares all pairs in Python.
+IVF index over a PCA projection to `reduce_dim` dimensions and are re-ranked with the full
+vectors (faiss IndexRefine): similarities are always cosines of the full embeddings (at
+float16, the store's precision), so thresholds calibrated on full vectors stay valid; only a
+true neighbour the coarse search missed can be lost (the index used is reported; recall is
+measured in benchmarks/bench_issues_scale.py). Nothing compares all pairs in Python.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import numpy as np
 
 from pixelscope.io.store import ShardStore
 
-CANDIDATES_EXTRA = 16  # approximate search: this many more candidates than k, re-scored exactly
+NPROBE = 32  # approximate search: IVF lists visited per query ... (bench_issues_scale.py: recall@10 ~0.95 at 100k)
+REFINE_FACTOR = 3.0  # ... and candidates per wanted neighbour, re-ranked with the full vectors
+BLOCK = 16_384  # rows per float32 block handed to faiss
 WIDEN_MAX = 4096  # near-duplicate search stops widening a row's neighbour list here (approximate index)
 
 
@@ -54,7 +57,7 @@ class Graph:
     sims: np.ndarray  # (n, k) float32 exact cosine; -inf where a row has fewer neighbours
     nbrs: np.ndarray  # (n, k) int64; -1 where a row has fewer neighbours
     index: str  # the search used, in words
-    _x: np.ndarray = field(repr=False, default_factory=lambda: np.empty((0, 0), np.float32))
+    _x: np.ndarray = field(repr=False, default_factory=lambda: np.empty((0, 0), np.float16))
     _search: object = field(repr=False, default=None)  # (queries, k) -> (sims, nbrs), self included
 
     @property
@@ -99,75 +102,72 @@ class Graph:
 
 
 def unit_vectors(store: ShardStore, ids: list[str]) -> np.ndarray:
-    """The store's vectors of ids, L2-normalised in place (float32), ready for cosine search."""
-    x = np.ascontiguousarray(store.get(ids), dtype=np.float32)
-    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    return x
+    """The store's vectors of ids, L2-normalised, as float16 (the store's precision: half the
+    memory of float32; searches convert one block at a time)."""
+    x = store.get(ids)
+    out = np.empty(x.shape, dtype=np.float16)
+    for s in range(0, len(x), BLOCK):
+        b = x[s:s + BLOCK].astype(np.float32)
+        out[s:s + BLOCK] = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    return out
+
+
+def blocks(x: np.ndarray):
+    """Contiguous float32 blocks of x (faiss' input type), BLOCK rows at a time."""
+    for s in range(0, len(x), BLOCK):
+        yield np.ascontiguousarray(x[s:s + BLOCK], dtype=np.float32)
 
 
 def knn_graph(vectors: np.ndarray, k: int, exact_max: int, reduce_dim: int = 128) -> Graph:
-    """The kNN graph of unit vectors: exact up to exact_max, else IVF over a PCA, re-scored."""
-    x = np.ascontiguousarray(vectors, dtype=np.float32)
-    n, d = x.shape
+    """The kNN graph of unit vectors: exact up to exact_max, else IVF over a PCA, re-ranked."""
+    n, d = vectors.shape
     if n <= exact_max:
-        index = faiss.IndexFlatIP(d)
-        index.add(x)
+        flat = faiss.IndexFlatIP(d)
+        for b in blocks(vectors):
+            flat.add(b)
 
         def search(q: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
-            sims, nbrs = index.search(q, min(kk, n))
-            return sims, nbrs
+            return flat.search(np.ascontiguousarray(q, dtype=np.float32), min(kk, n))
 
         used = "exact inner product (faiss IndexFlatIP)"
     else:
-        search, used = _approximate(x, reduce_dim)
-    sims, nbrs = search(x, k + 1)
-    sims, nbrs = _drop_self(sims, nbrs, k)
-    return Graph(sims, nbrs, used, x, search)
+        search, used = _approximate(vectors, reduce_dim)
+    found = [_drop_self(*search(b, k + 1), k, start) for start, b in zip(range(0, n, BLOCK), blocks(vectors))]
+    sims = np.concatenate([f[0] for f in found]) if found else np.empty((0, k), np.float32)
+    nbrs = np.concatenate([f[1] for f in found]) if found else np.empty((0, k), np.int64)
+    return Graph(sims, nbrs, used, vectors, search)
 
 
 def _approximate(x: np.ndarray, reduce_dim: int):
-    """Coarse candidates (IVF-Flat on a PCA to reduce_dim) re-scored with the full vectors."""
+    """Coarse candidates (IVF-Flat on a PCA to reduce_dim) re-ranked by exact inner products of the
+    full vectors (faiss IndexRefine over a float16 copy: the embedding store's own precision)."""
     n, d = x.shape
-    rng = np.random.default_rng(0)
     r = min(reduce_dim, d)
-    if r < d:
-        pca = faiss.PCAMatrix(d, r)
-        pca.train(x[rng.choice(n, min(n, 20_000), replace=False)])
-        y = pca.apply(x)
-        faiss.normalize_L2(y)
-    else:
-        y = x
     nlist = max(1, int(math.sqrt(n)))
-    nprobe = min(nlist, 16)
-    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(r), r, nlist, faiss.METRIC_INNER_PRODUCT)
-    index.cp.min_points_per_centroid = 5  # silence faiss' warning on small training sets
-    index.train(y[rng.choice(n, min(n, 40 * nlist), replace=False)])
-    index.add(y)
-    index.nprobe = nprobe
+    ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(r), r, nlist, faiss.METRIC_INNER_PRODUCT)
+    ivf.cp.min_points_per_centroid = 5  # no warning on small training sets
+    ivf.nprobe = min(nlist, NPROBE)
+    base = faiss.IndexPreTransform(faiss.PCAMatrix(d, r), ivf) if r < d else ivf
+    index = faiss.IndexRefine(base, faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_fp16,
+                                                                 faiss.METRIC_INNER_PRODUCT))
+    index.k_factor = REFINE_FACTOR
+    sample = np.random.default_rng(0).choice(n, min(n, max(40 * nlist, 20_000)), replace=False)
+    index.train(np.ascontiguousarray(x[np.sort(sample)], dtype=np.float32))
+    for b in blocks(x):  # bounded temporaries: one float32 block (and its PCA) at a time
+        index.add(b)
 
-    def search(q_full: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        q = pca.apply(q_full) if r < d else np.ascontiguousarray(q_full)
-        if r < d:
-            faiss.normalize_L2(q)
-        _, cand = index.search(q, min(n, k + CANDIDATES_EXTRA))
-        sims = np.full(cand.shape, -np.inf, dtype=np.float32)
-        for s in range(0, len(q_full), 256):  # exact cosines of the full vectors, in small blocks
-            c = cand[s:s + 256]
-            safe = np.maximum(c, 0)
-            block = np.einsum("qd,qkd->qk", q_full[s:s + 256], x[safe])
-            sims[s:s + 256] = np.where(c >= 0, block, -np.inf)
-        order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(sims, order, 1), np.take_along_axis(cand, order, 1)
+    def search(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return index.search(np.ascontiguousarray(q, dtype=np.float32), min(k, n))
 
-    about = (f"IVF-Flat (faiss, nlist {nlist}, nprobe {nprobe}) on a {r}-d PCA, candidates re-scored "
-             f"on the full {d}-d vectors")
+    about = (f"IVF-Flat (faiss, nlist {nlist}, nprobe {ivf.nprobe}) on a {r}-d PCA, {REFINE_FACTOR:g}x candidates "
+             f"re-ranked by exact inner products of the full {d}-d vectors (float16)")
     return search, about
 
 
-def _drop_self(sims: np.ndarray, nbrs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Leave each row's own index out of its list, keeping k entries (padded with -1)."""
+def _drop_self(sims: np.ndarray, nbrs: np.ndarray, k: int, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Leave each row's own index (start + row) out of its list, keeping k entries (padded with -1)."""
     n = len(sims)
-    other = nbrs != np.arange(n)[:, None]
+    other = nbrs != (start + np.arange(n))[:, None]
     pos = np.cumsum(other, axis=1) - 1
     keep = other & (pos < k)
     out_s = np.full((n, k), -np.inf, dtype=np.float32)

@@ -281,7 +281,8 @@ def test_the_approximate_graph_above_exact_index_max_agrees_with_exact_search():
     assert not (exact.nbrs == np.arange(len(x))[:, None]).any()  # an image is never its own neighbour
     found = approx.nbrs >= 0
     cos = np.einsum("nd,nkd->nk", x, x[np.maximum(approx.nbrs, 0)])
-    assert np.allclose(approx.sims[found], cos[found], atol=1e-5)  # re-scored: exact cosines of full vectors
+    # re-ranked with the full vectors at float16 (the embedding store's precision), not the 16-d PCA
+    assert np.abs(approx.sims[found] - cos[found]).max() < 2e-3
     recall = np.mean([len(set(p[:10]) & set(q[:10])) / 10 for p, q in zip(exact.nbrs, approx.nbrs)])
     assert recall >= 0.95
     e_pairs, a_pairs = (set(zip(*g.pairs(0.9)[:2])) for g in (exact, approx))

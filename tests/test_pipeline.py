@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 BIN = str(Path(sys.executable).parent)
 
 
-STAGES = [s.name for s in DVC_STAGES]  # ingest, preprocess, embed, profile, validate, publish
+STAGES = [s.name for s in DVC_STAGES]  # ingest, preprocess, embed, profile, issues, validate, publish
 
 
 def sh(args: list[str], cwd: Path, check: bool = True, **kw) -> subprocess.CompletedProcess:

@@ -41,7 +41,13 @@ def test_quality_suite_runs_through_gx_with_observed_values(profiles):
     r = validate_step(params_for(profiles, "raw"), profiles)
     assert r.details["success"] and set(r.details["suites"]) == {"quality"}  # no reference: no drift suite
     results = r.details["suites"]["quality"]["results"]
-    assert len(results) == 7 and all(x["success"] for x in results)
+    ran = [x for x in results if not x.get("skipped")]
+    assert len(ran) == 7 and all(x["success"] for x in ran)
+    # the issue-column expectations are optional: no issues table here, so they are skipped and say why
+    assert sorted((x["column"], x["skipped"]) for x in results if x.get("skipped")) == [
+        ("exact_duplicate", "exact_duplicate absent: the issues step did not run"),
+        ("leakage", "leakage absent: the issues step did not run")]
+    assert "quality: 7/7 expectations met" in r.notes
     status = next(x for x in results if x["column"] == "status")
     assert 0 < status["unexpected_percent"] < 5  # the demo's truncated + empty files
     saved = json.loads((profiles / "results-raw" / "results.json").read_text())
@@ -141,3 +147,42 @@ def test_quality_suites_can_bound_the_issue_columns(profiles, demo_raw, tmp_path
     shutil.copy(profiles / "new.parquet", tmp_path / "raw.parquet")  # the issues table now describes another manifest
     with pytest.raises(BadInput, match="does not describe"):
         validate_step(p, tmp_path)
+
+
+@pytest.mark.slow
+def test_the_default_suite_checks_leakage_and_copies_when_the_issues_step_ran(corpus, tmp_path):
+    """The shipped quality suite bounds the issue columns: a photo copied into train and val fails
+    it (leakage); without splits the leakage check is skipped with the finder's reason; a
+    non-optional expectation on a missing column still fails."""
+    from pixelscope.issues.step import issues_step
+
+    shutil.copytree(REPO / "expectations", tmp_path / "expectations")
+    src = sorted((corpus / "labeled" / "hymenoptera").rglob("*.jpg"))[:12]
+
+    def project(name: str, layout) -> tuple[object, Path]:
+        root = tmp_path / name
+        p = parse_params({"ingest": {"workers": 1}, "paths": {"embeddings": "none"}})
+        raw = root / p.paths.raw
+        for k, f in enumerate(src):
+            for folder in layout(k):
+                (raw / folder).mkdir(parents=True, exist_ok=True)
+                shutil.copy(f, raw / folder / f.name)
+        shutil.copytree(tmp_path / "expectations", root / "expectations")
+        ingest_to(p, raw, root / p.paths.manifest)
+        profile_to(p, root / p.paths.manifest, root / p.paths.profile)
+        issues_step(p, root)
+        return p, root
+
+    p, root = project("leaky", lambda k: ["train/ant"] + (["val/ant"] if k == 0 else []))
+    with pytest.raises(ValidationFailed, match=r"expect_column_values_to_be_in_set\(leakage\)"):
+        validate_step(p, root)
+    p, root = project("flat", lambda k: ["ant"])
+    r = validate_step(p, root)
+    results = r.details["suites"]["quality"]["results"]
+    assert [x["skipped"] for x in results if x.get("skipped")] == [
+        "leakage absent: no splits (no train/val/test folders in the paths)"]
+    assert next(x for x in results if x["column"] == "exact_duplicate")["success"]
+    (root / "expectations" / "quality.json").write_text(json.dumps({"name": "quality", "expectations": [
+        {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "leakage", "value_set": [False]}}]}))
+    with pytest.raises(ValidationFailed, match=r"leakage"):
+        validate_step(p, root)

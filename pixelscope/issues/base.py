@@ -38,7 +38,7 @@ class Embeddings:
     """L2-normalised vectors, one per distinct readable image id."""
 
     ids: list[str]
-    vectors: np.ndarray  # float32 (n, dim), unit norm
+    vectors: np.ndarray  # (n, dim) unit norm, float16 as stored (`.astype(np.float32)` before heavy math)
     model: str
 
     def index_of(self) -> dict[str, int]:

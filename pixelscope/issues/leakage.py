@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from itertools import combinations
 
+import numpy as np
 import pandas as pd
 
 from pixelscope.issues.base import Dataset, Finding, finder
@@ -17,20 +18,26 @@ def leakage(data: Dataset, found: dict[str, Finding]) -> Finding:
     if frame["split"].notna().sum() == 0:
         return Finding.skip("leakage", "no splits (no train/val/test folders in the paths)")
     dup = found.get("near_duplicate") or near_duplicate(data, found)
-    group = dup.columns["duplicate_group"]
-    flagged = pd.Series(False, index=frame.index)
+    group = dup.columns["duplicate_group"].to_numpy(dtype=float)
+    split = frame["split"].to_numpy(dtype=object)
+    in_group = np.flatnonzero(~np.isnan(group))
+    rows = in_group[np.argsort(group[in_group], kind="stable")]  # grouped rows, group by group
+    cuts = np.flatnonzero(np.diff(group[rows])) + 1
+    flagged = np.zeros(len(frame), bool)
     pairs, reasons = [], {}
-    for gid, rows in group.dropna().groupby(group.dropna()).groups.items():
-        splits = frame.loc[rows, "split"]
-        if splits.dropna().nunique() < 2:
+    for members in np.split(rows, cuts) if len(rows) else []:
+        splits = {s for s in split[members] if s is not None and s == s}
+        if len(splits) < 2:
             continue
-        for a, b in combinations(sorted(rows), 2):
-            if pd.notna(splits[a]) and pd.notna(splits[b]) and splits[a] != splits[b]:
-                pairs.append({"a": int(a), "b": int(b), "kind": "leakage", "signal": "duplicate_group",
+        for a, b in combinations(sorted(members.tolist()), 2):
+            sa, sb = split[a], split[b]
+            if sa in splits and sb in splits and sa != sb:
+                pairs.append({"a": a, "b": b, "kind": "leakage", "signal": "duplicate_group",
                               "distance": float("nan"), "similarity": float("nan")})
-        for r in rows:
+        gid = int(group[members[0]])
+        for r in members.tolist():
             flagged[r] = True
-            others = sorted(set(splits.dropna()) - {splits[r]})
-            reasons[int(r)] = [f"duplicate group {int(gid)} also in {', '.join(others)}"]
-    return Finding("leakage", {"leakage": flagged, "leakage_score": flagged.astype(float)}, reasons, pairs,
+            reasons[r] = [f"duplicate group {gid} also in {', '.join(sorted(splits - {split[r]}))}"]
+    flagged_s = pd.Series(flagged, index=frame.index)
+    return Finding("leakage", {"leakage": flagged_s, "leakage_score": flagged_s.astype(float)}, reasons, pairs,
                    {"flagged": int(flagged.sum()), "pairs": len(pairs)})

@@ -4,7 +4,9 @@
 
     -pixels     larger resolution: width x height without uniform borders (border_fraction), in
                 steps of 1/8 octave (~9 %), so a letterboxed copy does not win by its padding
-                and near-equal sizes fall through to the next key
+                and near-equal sizes fall through to the next key; a padded image's content is
+                counted 3 % smaller (JPEG ringing at the padding's edge hides a line or two from
+                the border measure), so it cannot edge into the bucket above its original
     border      less uniform border (letterbox / pillarbox padding)
     -sharpness  sharper (any numeric manifest column works, with or without the minus)
     clipping    fewer clipped pixels (dark_fraction + bright_fraction)
@@ -19,10 +21,14 @@ import pandas as pd
 
 from pixelscope.errors import ConfigError
 
+BORDER_MIN = 0.01  # less than this is no padding
+BORDER_MARGIN = 0.03  # what the border measure misses of real padding, at most
+
 
 def _key(frame: pd.DataFrame, name: str) -> pd.Series:
     if name == "pixels":
-        content = 1 - frame["border_fraction"].astype(float).fillna(0) if "border_fraction" in frame else 1.0
+        border = frame["border_fraction"].astype(float).fillna(0) if "border_fraction" in frame else 0.0
+        content = 1 - border - np.where(border > BORDER_MIN, BORDER_MARGIN, 0.0)
         pixels = frame["width"].astype(float) * frame["height"].astype(float) * content
         return np.floor(np.log2(pixels.clip(lower=1)) * 8)
     if name == "border":

@@ -109,6 +109,33 @@ def run_suites(frames: dict[str, Any], suites: dict[str, dict[str, Any]], gx_roo
     return out
 
 
+def present_columns(frames: dict[str, Any], suites: dict[str, dict[str, Any]], issues_summary: Path
+                    ) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """Drop expectations marked `"meta": {"optional": true}` whose column the data lacks (a finder
+    that was skipped writes no column: no labels, no splits, no embeddings); they are reported
+    as skipped, with the finder's reason when issues.json has one. Others still fail loudly."""
+    why = {}
+    if issues_summary.exists():
+        why = {name: f.get("skipped") for name, f in json.loads(issues_summary.read_text())["finders"].items()}
+    kept: dict[str, dict[str, Any]] = {}
+    skipped: dict[str, list[dict[str, Any]]] = {}
+    for name, spec in suites.items():
+        columns = set(frames[name].columns)
+        keep = []
+        for e in spec["expectations"]:
+            col = e.get("kwargs", {}).get("column")
+            if (e.get("meta") or {}).get("optional") and col is not None and col not in columns:
+                reason = why.get(col) or ("the issues step did not run" if not why else "no such column")
+                skipped.setdefault(name, []).append({
+                    "expectation": e["type"], "column": col, "success": True, "skipped": f"{col} absent: {reason}",
+                    "why": (e.get("meta") or {}).get("why"), "observed": None, "unexpected_percent": None,
+                    "unexpected": None, "kwargs": e.get("kwargs", {})})
+            else:
+                keep.append(e)
+        kept[name] = {**spec, "expectations": keep}
+    return kept, skipped
+
+
 class _quiet:
     """GX prints metric progress bars on stderr; a pipeline log does not need them."""
 
@@ -149,7 +176,10 @@ def validate_step(params: Params, project: str | Path = ".", *, progress: Progre
         frames["drift"] = drift_frame(rows)
         suites["drift"] = load_suite(project / v.suites / "drift.json")
         drifted = sorted({f"{r.feature}[{r.segment}] {r.test}" for r in rows if r.drift})
+    suites, skipped = present_columns(frames, suites, paths.issues_summary)
     results = run_suites(frames, suites, project)
+    for suite, rows in skipped.items():
+        results[suite]["results"].extend(rows)
     docs = project / "gx" / "uncommitted" / "data_docs" / "local_site"
     if docs.exists():
         shutil.rmtree(out / "data_docs", ignore_errors=True)
@@ -162,8 +192,10 @@ def validate_step(params: Params, project: str | Path = ".", *, progress: Progre
         raise ValidationFailed("validation failed (validate.on_failure: fail):\n  " + "\n  ".join(failed[:20])
                                + (f"\n  ... and {len(failed) - 20} more" if len(failed) > 20 else "")
                                + f"\ndetails: {out / 'results.json'}")
-    met = {suite: sum(x["success"] for x in r["results"]) for suite, r in results.items()}
-    lines = [f"{suite}: {met[suite]}/{len(r['results'])} expectations met" for suite, r in results.items()]
+    ran = {suite: [x for x in r["results"] if not x.get("skipped")] for suite, r in results.items()}
+    lines = [f"{suite}: {sum(x['success'] for x in rows)}/{len(rows)} expectations met" for suite, rows in ran.items()]
+    lines += [f"skipped {suite}: {x['expectation']}({x['column']}): {x['skipped']}"
+              for suite, r in results.items() for x in r["results"] if x.get("skipped")]
     verdict = "validation passed" if not failed else "validation failed (on_failure: warn)"
     return StepResult(STAGE, f"{verdict}; results: {out / 'results.json'}", time.perf_counter() - t0,
                       {"expectations": sum(len(r["results"]) for r in results.values()), "failed": len(failed),
