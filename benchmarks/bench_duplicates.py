@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 WORK = HERE / ".work" / "duplicates"
 CORPUS = HERE.parent.parent / "shared" / "corpus"
 PEERS = {  # each in its own venv (benchmarks/.work/venv-<name>), made on first use
@@ -127,21 +128,12 @@ def pair_scores(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
             "tp": tp, "fp": fp, "fn": fn}
 
 
-def peer_python(name: str) -> Path:
-    venv = HERE / ".work" / f"venv-{name}"
-    py = venv / "bin" / "python"
-    if not (venv / ".installed").exists():
-        print(f"creating {venv} ({' '.join(PEERS[name])}) ...", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(py), "-m", "pip", "install", "--quiet", *PEERS[name]], check=True)
-        (venv / ".installed").touch()
-    return py
-
-
 def run_peer(name: str, folder: Path) -> dict:
     """The peer's duplicate pairs over folder (its own process and venv, its defaults)."""
     env = {**os.environ, "SENTRY_OPT_OUT": "1"}  # fastdup: no telemetry
-    r = subprocess.run([str(peer_python(name)), str(HERE / "peers" / f"dups_{name}.py"), str(folder)],
+    from bench_profile import peer_python  # one way to make a peer's venv
+
+    r = subprocess.run([str(peer_python(name, packages=PEERS[name])), str(HERE / "peers" / f"dups_{name}.py"), str(folder)],
                        capture_output=True, text=True, env=env, timeout=1800)
     if r.returncode != 0:
         raise RuntimeError(f"{name} failed ({r.returncode}):\n{r.stderr[-3000:]}")

@@ -32,15 +32,17 @@ PEERS = {
 }
 
 
-def peer_python(name: str, override: str | None) -> Path:
+def peer_python(name: str, override: str | None = None, packages: list[str] | None = None) -> Path:
+    """The python of the peer's own venv (benchmarks/.work/venv-<name>), made on first use."""
     if override:
         return Path(override)
+    packages = packages or PEERS[name]
     venv = WORK / f"venv-{name}"
     py = venv / "bin" / "python"
     if not (venv / ".installed").exists():
-        print(f"creating {venv} ({' '.join(PEERS[name])}) ...", flush=True)
+        print(f"creating {venv} ({' '.join(packages)}) ...", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(py), "-m", "pip", "install", "--quiet", *PEERS[name]], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "--quiet", *packages], check=True)
         (venv / ".installed").touch()
     return py
 

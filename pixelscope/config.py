@@ -32,6 +32,7 @@ class PathsConfig(_Strict):
     issues_summary: Path = Path("data/processed/issues.json")  # counts, thresholds, dataset-level findings
     metrics: Path = Path("reports/metrics")
     publish: Path = Path("reports/publish")
+    curated: Path = Path("data/curated")  # the curated training set: ledger, exports, dataset card
 
     def under(self, project: str | Path) -> PathsConfig:
         """The same paths resolved against a project folder (absolute paths stay as they are).
@@ -189,6 +190,50 @@ class VersioningConfig(_Strict):
     git_commit: bool = False
 
 
+EXPORT_FORMATS = ("imagefolder", "torchvision", "webdataset", "parquet")
+
+
+class SplitsConfig(_Strict):
+    keep_folder_splits: bool = True  # a raw folder's train/val/test is kept: a frozen test set is never reshuffled
+    ratios: dict[str, float] = Field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
+    seed: str = "pixelscope"  # part of the split hash: change it to draw other (still stable) splits
+
+    @model_validator(mode="after")
+    def _ratios(self) -> SplitsConfig:
+        if not self.ratios or any(v < 0 for v in self.ratios.values()) or abs(sum(self.ratios.values()) - 1) > 1e-6:
+            raise ValueError(f"ratios must be >= 0 and sum to 1 (got {self.ratios})")
+        bad = [k for k in self.ratios if not k.isidentifier()]
+        if bad:
+            raise ValueError(f"split names must be plain words (got {bad})")
+        return self
+
+
+class BalanceConfig(_Strict):
+    max_per_class: int | None = Field(default=None, ge=1)
+    target_share: dict[str, float] | None = None  # class -> share of the curated set (others: what is left)
+    keep: Literal["diverse", "quality", "random"] = "diverse"  # which images survive a cap
+    seed: int = 0  # for keep: random
+
+
+class CurateConfig(_Strict):
+    # images flagged by these finders (issues.parquet columns) are left out; duplicates keep their representative
+    exclude: list[str] = Field(default_factory=lambda: ["unreadable", "exact_duplicate", "near_duplicate", "blurry",
+                                                        "dark"])
+    where: str | None = None  # SQL WHERE over the manifest joined with the issues table (DuckDB), e.g. "width >= 224"
+    slices: dict[str, str] = Field(default_factory=dict)  # name -> WHERE expression, recorded per image
+    label_fixes: Path | None = None  # CSV: id or path, new_label (applied on export, raw untouched)
+    accept_suggested_above: float | None = Field(default=None, ge=0, le=1)  # take label_error suggestions >= score
+    balance: BalanceConfig = Field(default_factory=BalanceConfig)
+    splits: SplitsConfig = Field(default_factory=SplitsConfig)
+    formats: list[Literal["imagefolder", "torchvision", "webdataset", "parquet"]] = Field(
+        default_factory=lambda: list(EXPORT_FORMATS))
+    link: Literal["hardlink", "copy", "symlink"] = "hardlink"  # torchvision tree: how files get there
+    shard_size: int = Field(default=1000, ge=1)  # images per webdataset / parquet shard
+    metadata_features: list[str] = Field(default_factory=lambda: ["width", "height", "brightness_mean", "sharpness"])
+    pretty_name: str | None = None
+    license: str = "other"
+
+
 class PipelineConfig(_Strict):
     runner: Literal["local", "dask"] = "local"
     dask_address: str | None = None
@@ -211,6 +256,7 @@ class Params(_Strict):
     issues: IssuesConfig = Field(default_factory=IssuesConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
     validate_: ValidateConfig = Field(default_factory=ValidateConfig, alias="validate")
+    curate: CurateConfig = Field(default_factory=CurateConfig)
     versioning: VersioningConfig = Field(default_factory=VersioningConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
 

@@ -78,6 +78,9 @@ def publish_step(params: Params, project: str | Path = ".", *, progress: Progres
     bundle["embedding"] = profile.embedding.summary() if profile.embedding is not None else None
     if paths.issues_summary.exists():  # counts per finder, thresholds, dataset-level findings
         bundle["issues"] = json.loads(paths.issues_summary.read_text())
+    curated = paths.curated / "curate.json"
+    if curated.exists():  # the curated set: counts that add up, per split and label, exports
+        bundle["curated"] = json.loads(curated.read_text())
     results = project / params.validate_.results / "results.json"
     if results.exists():
         v = json.loads(results.read_text())

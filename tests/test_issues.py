@@ -358,3 +358,20 @@ def test_the_outlier_bar_comes_from_the_reference_profiles_knn_distances(corpus,
     grown, bar3 = outliers(v2, tmp_path / "c", None)
     assert bar3["source"].startswith("this dataset") and bar3["value"] > bar1["value"]
     assert not grown[planted_path]
+
+
+def test_an_empty_manifest_gives_empty_tables_and_says_why_finders_skipped(tmp_path):
+    """Ingest refuses an empty folder; a manifest with no rows (e.g. everything filtered out
+    upstream) still gives the three outputs, each finder either at 0 or skipped with a reason."""
+    from pixelscope.ingest import manifest_columns
+    from pixelscope.io.manifest import manifest_schema
+
+    pq.write_table(manifest_schema(manifest_columns()).empty_table(), tmp_path / "m.parquet")
+    p = with_paths(parse_params({}), manifest=tmp_path / "m.parquet", raw=tmp_path, embeddings=tmp_path / "none",
+                   issues=tmp_path / "i.parquet", issue_pairs=tmp_path / "p.parquet",
+                   issues_summary=tmp_path / "i.json", metrics=tmp_path / "metrics")
+    r = issues_step(p, ".")
+    assert pq.read_table(tmp_path / "i.parquet").num_rows == 0 and pq.read_table(tmp_path / "p.parquet").num_rows == 0
+    finders = json.loads((tmp_path / "i.json").read_text())["finders"]
+    assert all(f.get("flagged", 0) == 0 or f.get("skipped") for f in finders.values())
+    assert "no embeddings" in finders["label_error"]["skipped"] and r.counts["files_seen"] == 0

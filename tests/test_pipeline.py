@@ -139,6 +139,23 @@ def test_issues_stage_through_the_cli_gives_the_prefect_run_s_files(piped, tmp_p
     assert json.loads((tmp_path / "i.json").read_text()) == json.loads((project / "data/processed/issues.json").read_text())
 
 
+def test_curate_stage_through_the_cli_gives_the_prefect_run_s_set(piped, tmp_path):
+    """`pixelscope curate` (what `dvc repro` runs) writes the same ledger and the same export bytes
+    as the Prefect run did; --dry-run writes nothing."""
+    project, _ = piped
+    sets = [f"paths.curated={tmp_path}/curated", f"paths.metrics={tmp_path}/metrics"]
+    r = sh(["pixelscope", "curate", "-q", *[x for s in sets for x in ("--set", s)]], project)
+    assert r.returncode == 0, r.stderr
+    ours, theirs = tmp_path / "curated", project / "data/curated"
+    assert pq.read_table(ours / "curation.parquet").equals(pq.read_table(theirs / "curation.parquet"))
+    for fmt in ("torchvision", "imagefolder", "webdataset", "parquet"):
+        assert (ours / fmt / "SHA256SUMS").read_text() == (theirs / fmt / "SHA256SUMS").read_text(), fmt
+    r = sh(["pixelscope", "curate", "--dry-run", "--json", "--set", f"paths.curated={tmp_path}/dry"], project)
+    assert r.returncode == 0 and not (tmp_path / "dry").exists()
+    dry, written = json.loads(r.stdout)["details"]["counts"], json.loads((theirs / "curate.json").read_text())
+    assert dry == {k: written[k] for k in dry}
+
+
 def test_publish_bundle_and_metrics(piped):
     project, result = piped
     import json
@@ -147,7 +164,10 @@ def test_publish_bundle_and_metrics(piped):
     assert bundle["versions"]["raw"]["md5"] == result["version"]["details"]["md5"]
     assert bundle["versions"]["raw"]["git_commit"]
     assert bundle["manifest"]["errors_by_reason"] == {"empty_file": 1, "truncated": 1}
-    assert set(bundle["timings"]) == {"ingest", "preprocess", "embed", "profile", "issues"}
+    assert set(bundle["timings"]) == {"ingest", "preprocess", "embed", "profile", "issues", "curate"}
+    cur = bundle["curated"]  # the demo's 48 readable images, less what the default recipe leaves out
+    assert cur["files"] == 50 and cur["unreadable"] == 2 and cur["included"] + cur["excluded"] == 48
+    assert cur["included"] == sum(cur["splits"].values()) > 0
     assert bundle["issues"]["finders"]["unreadable"]["flagged"] == 2  # the demo's truncated + empty files
     assert bundle["embedding"]["model"] == "efficientnet_lite0" and bundle["embedding"]["all"]["images"] == 48
     assert pq.read_table(project / "reports/publish/projection.parquet").num_rows == 48
@@ -169,11 +189,12 @@ def test_param_change_reruns_only_dependent_stages(piped, prefect_server):
     assert "profile.kll_k" in diff and "150" in diff
     out = dvc("repro", cwd=project).stdout
     assert all(f"Running stage '{s}'" in out for s in ("profile", "validate", "publish"))
-    assert all(f"Running stage '{s}'" not in out for s in ("ingest", "preprocess", "embed"))
+    assert all(f"Running stage '{s}'" not in out for s in ("ingest", "preprocess", "embed", "curate"))
     assert Profile.load(project / "data/processed/profile.json").cfg.kll_k == 150
     # the same through Prefect, with the override given as a flow parameter
     r = pipeline(str(project), overrides={"profile": {"kll_k": 120}}, version_data=False)
-    assert r["ran"] == ["profile", "validate", "publish"] and r["skipped"] == ["ingest", "preprocess", "embed", "issues"]
+    assert r["ran"] == ["profile", "validate", "publish"]
+    assert r["skipped"] == ["ingest", "preprocess", "embed", "issues", "curate"]  # the same validation results
     assert load_params(project / "params.yaml").profile.kll_k == 120  # recorded where DVC sees it
     assert "up to date" in dvc("status", cwd=project).stdout
 

@@ -31,6 +31,7 @@ class Shortcut:
     flags: tuple[str, ...] = ()  # no flags: a positional argument
     output: bool = False  # redirects the stage's output: its metrics then go to metrics/ beside it
     view: bool = False  # not a param: an option of what the command prints (see VIEWS)
+    step: bool = False  # not a param: a keyword argument of the step itself (e.g. curate's dry_run)
 
 
 SHORTCUTS: dict[str, tuple[Shortcut, ...]] = {
@@ -44,6 +45,10 @@ SHORTCUTS: dict[str, tuple[Shortcut, ...]] = {
         Shortcut("show", "", str, "after the run, list what one finder or flag found: duplicates, label, blurry, ...",
                  ("--show",), view=True),
         Shortcut("limit", "", int, "with --show: at most this many rows (default 50)", ("--limit",), view=True),
+    ),
+    "curate": (
+        Shortcut("dry_run", "", bool, "print what would be included / excluded per reason; write nothing",
+                 ("--dry-run",), step=True),
     ),
     "profile": (
         Shortcut("manifest", "paths.manifest", Path, "manifest Parquet (default: paths.manifest)"),
@@ -77,20 +82,25 @@ def report(result: StepResult) -> None:
         out.print(f"{name}: {escape(path)}")
 
 
-def command_for(stage: Stage):
-    """A typer command running `stage` (its signature built from the shortcuts + COMMON)."""
+def command_for(stage: Stage, group: bool = False):
+    """A typer command running `stage` (its signature built from the shortcuts + COMMON). As a
+    group's callback (group=True) it runs only when no subcommand was named."""
     shortcuts = SHORTCUTS.get(stage.name, ())
 
     def command(**kw: Any) -> None:
+        ctx = kw.pop("ctx", None)
+        if ctx is not None and ctx.invoked_subcommand:
+            return
         with user_errors():
-            given = {s.key: kw[s.name] for s in shortcuts if not s.view}
+            given = {s.key: kw[s.name] for s in shortcuts if not (s.view or s.step)}
+            options = {s.name: kw[s.name] for s in shortcuts if s.step and kw[s.name] is not None}
             moved = [kw[s.name] for s in shortcuts if s.output and kw[s.name] is not None]
             explicit = any(x.strip().startswith("paths.metrics=") for x in kw["set_"] or [])
             if moved and not explicit:  # a redirected output must not overwrite the project's metrics
                 given["paths.metrics"] = Path(moved[0]).parent / "metrics"
             params = load(kw["params"], kw["set_"], given)
             with progress(stage.name, kw["quiet"] or kw["as_json"]) as bar:
-                result = stage.run(params, ".", progress=bar)
+                result = stage.run(params, ".", progress=bar, **options)
         shown = VIEWS[stage.name](params, {s.name: kw[s.name] for s in shortcuts if s.view}) \
             if stage.name in VIEWS else None
         if kw["as_json"]:
@@ -109,12 +119,29 @@ def command_for(stage: Stage):
                   for s in shortcuts]
     parameters += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
                    for name, annotation, default in COMMON]
+    if group:
+        parameters.insert(0, inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context))
     command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     command.__doc__ = stage.doc
     command.__name__ = stage.name
     return command
 
 
+def _curate_subcommands(group: typer.Typer) -> None:
+    from pixelscope.cli.curate import register as curate_commands
+
+    curate_commands(group)
+
+
+SUBCOMMANDS = {"curate": _curate_subcommands}  # stage -> its subcommands (`pixelscope curate diff`)
+
+
 def register(app: typer.Typer) -> None:
     for stage in STAGES:
-        app.command(stage.command_name)(command_for(stage))
+        if stage.name in SUBCOMMANDS:
+            group = typer.Typer(help=stage.doc, no_args_is_help=False)
+            group.callback(invoke_without_command=True)(command_for(stage, group=True))
+            SUBCOMMANDS[stage.name](group)
+            app.add_typer(group, name=stage.command_name)
+        else:
+            app.command(stage.command_name)(command_for(stage))

@@ -68,8 +68,10 @@ class Stage:
         module, name = self.step.split(":")
         return getattr(importlib.import_module(module), name)
 
-    def run(self, params: Params, project: str | Path = ".", *, progress: ProgressFn | None = None) -> StepResult:
-        return self.function()(params, project, progress=progress)
+    def run(self, params: Params, project: str | Path = ".", *, progress: ProgressFn | None = None,
+            **options: Any) -> StepResult:
+        """Run the step; options are the step's own keyword arguments (e.g. curate's dry_run)."""
+        return self.function()(params, project, progress=progress, **options)
 
     def code(self) -> list[str]:
         """The source this stage's step runs: dvc.yaml deps and part of the shard cache keys."""
@@ -120,12 +122,17 @@ STAGES: tuple[Stage, ...] = (
           params=("validate", "drift"),
           deps=("${paths.manifest}", "${paths.issues}", "${paths.profile}", "${validate.suites}"),
           outs=(Out("${validate.results}", cache=False),), retry=False),  # a failed validation is an answer
+    Stage("curate", "pixelscope.curate.step:curate_step",
+          "Apply the curation recipe (curate:): the ledger of every image, stable group-aware splits, and the exports.",
+          params=("curate", "issues.representative"),
+          deps=("${paths.manifest}", "${paths.issues}", "${paths.raw}", "${validate.results}/results.json"),
+          outs=(Out("${paths.curated}"),), metrics=True),
     Stage("publish", "pixelscope.publish:publish_step",
           "Write the results bundle (reports/publish/): summaries, versions, timings, the profile.",
           params=(),
           deps=("${paths.manifest}", "${paths.profile}", "${paths.metrics}/ingest.json",
                 "${paths.metrics}/profile.json", "${paths.metrics}/embed.json", "${paths.embeddings}",
-                "${paths.issues_summary}", "${validate.results}"),
+                "${paths.issues_summary}", "${validate.results}", "${paths.curated}/curate.json"),
           outs=(Out("${paths.publish}"),)),
 )
 

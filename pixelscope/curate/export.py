@@ -1,0 +1,195 @@
+"""Exports of the curated set, each loadable by the consumer it is for, all with the same
+membership and labels, each written to a temp folder and renamed into place (a killed export
+leaves the previous one, never half of a new one), each with a SHA256SUMS of its files.
+
+- imagefolder: `<split>/<label>/<file>` + `<split>/metadata.jsonl` (Hugging Face imagefolder)
+- torchvision: `<split>/<label>/<file>` as hard links (curate.link: copy, symlink) (ImageFolder)
+- webdataset: `<split>-%05d.tar` shards keyed by content id: `<id>.<ext>`, `.cls`, `.json`
+- parquet: `data/<split>-0000i-of-0000N.parquet`, image as the datasets `Image` struct
+  (bytes + path), label as a class index (`ClassLabel`), features in the schema metadata
+
+File and folder names come from `safe_name` / `label_dirs`: no separators, no `..`, no
+absolute paths; a label that is not a safe folder name is mapped (`class-<hash>`) and the
+mapping recorded (labels.json).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.+-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Item:
+    src: Path  # the raw file (inside the raw folder, checked)
+    id: str
+    split: str
+    label: str
+    label_dir: str
+    class_index: int
+    file_name: str  # unique, safe
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def label_dirs(labels: list[str]) -> dict[str, str]:
+    """Label -> folder name: the label itself when safe, else class-<sha8> (recorded)."""
+    out = {}
+    for label in labels:
+        ok = SAFE.match(label) and not label.endswith(".") and label.lower() not in ("con", "nul", "prn", "aux")
+        out[label] = label if ok else f"class-{hashlib.sha256(label.encode()).hexdigest()[:8]}"
+    return out
+
+
+def safe_name(path: str, image_id: str) -> str:
+    """A file name that cannot escape its folder and is unique: <id12>-<sanitised stem><ext>."""
+    base = Path(path).name
+    stem, ext = os.path.splitext(base)
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("._")[:80] or "image"
+    ext = re.sub(r"[^A-Za-z0-9.]", "", ext.lower())[:10]
+    return f"{image_id[:12]}-{stem}{ext}"
+
+
+class Staged:
+    """Write into <root>/.tmp-<name>, then replace <root>/<name> in one rename."""
+
+    def __init__(self, root: Path, name: str):
+        self.final = root / name
+        self.tmp = root / f".tmp-{name}-{os.getpid()}"
+
+    def __enter__(self) -> Path:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp.mkdir(parents=True)
+        return self.tmp
+
+    def __exit__(self, kind, *exc) -> None:
+        if kind is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        old = self.final.with_name(f".old-{self.final.name}-{os.getpid()}")
+        if self.final.exists():
+            self.final.rename(old)
+        self.tmp.rename(self.final)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _sums(folder: Path, entries: list[tuple[str, str]]) -> None:
+    (folder / "SHA256SUMS").write_text("".join(f"{h}  {p}\n" for p, h in sorted(entries)))
+
+
+def _sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _place(src: Path, dst: Path, how: str) -> str:
+    """Put src at dst by hard link / copy / symlink; returns how it was done (cross-device -> copy)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if how == "hardlink":
+        try:
+            os.link(src, dst)
+            return "hardlink"
+        except OSError:
+            how = "copy"
+    if how == "symlink":
+        dst.symlink_to(src.resolve())
+        return "symlink"
+    shutil.copyfile(src, dst)
+    return "copy"
+
+
+def export_tree(items: list[Item], root: Path, name: str, how: str, metadata: bool) -> dict[str, Any]:
+    """`<split>/<label_dir>/<file>`: torchvision ImageFolder, or (metadata=True) HF imagefolder."""
+    used: dict[str, int] = {}
+    with Staged(root, name) as tmp:
+        sums = []
+        meta_rows: dict[str, list[dict[str, Any]]] = {}
+        for it in items:
+            rel = f"{it.split}/{it.label_dir}/{it.file_name}"
+            done = _place(it.src, tmp / rel, "copy" if metadata and how == "symlink" else how)
+            used[done] = used.get(done, 0) + 1
+            sums.append((rel, it.id))  # the id is the sha256 of the bytes
+            if metadata:
+                meta_rows.setdefault(it.split, []).append(
+                    {"file_name": f"{it.label_dir}/{it.file_name}", "label": it.label, "id": it.id, **it.meta})
+        for split, rows in meta_rows.items():
+            with (tmp / split / "metadata.jsonl").open("w", encoding="utf-8") as fh:
+                for row in rows:
+                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        _sums(tmp, sums)
+    return {"files": len(items), "placed": used}
+
+
+def export_webdataset(items: list[Item], root: Path, shard_size: int) -> dict[str, Any]:
+    """Tar shards per split, samples in id order, keys = content ids, fixed mtime (same bytes every run)."""
+    import webdataset as wds
+
+    shards: list[str] = []
+    with Staged(root, "webdataset") as tmp:
+        for split in sorted({it.split for it in items}):
+            part = sorted((it for it in items if it.split == split), key=lambda it: it.id)
+            pattern = str(tmp / f"{split}-%05d.tar")
+            with wds.ShardWriter(pattern, maxcount=shard_size, verbose=0, mtime=0.0) as sink:
+                for it in part:
+                    ext = Path(it.file_name).suffix.lstrip(".") or "img"
+                    sink.write({"__key__": it.id, ext: it.src.read_bytes(), "cls": it.class_index,
+                                "json": {"label": it.label, "id": it.id, "file_name": it.file_name, **it.meta}})
+            shards += sorted(p.name for p in tmp.glob(f"{split}-*.tar"))
+        _sums(tmp, [(s, _sha(tmp / s)) for s in shards])
+    return {"files": len(items), "shards": shards}
+
+
+def export_parquet(items: list[Item], root: Path, shard_size: int, classes: list[str],
+                   features: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Hugging Face Parquet shards: image struct {bytes, path}, label as ClassLabel index, features."""
+    hf = {"info": {"features": {"image": {"_type": "Image"},
+                                "label": {"names": classes, "_type": "ClassLabel"},
+                                "id": {"dtype": "string", "_type": "Value"}, **features()}}}
+    files: dict[str, list[str]] = {}
+    with Staged(root, "parquet") as tmp:
+        (tmp / "data").mkdir()
+        sums = []
+        for split in sorted({it.split for it in items}):
+            part = sorted((it for it in items if it.split == split), key=lambda it: it.id)
+            chunks = [part[i:i + shard_size] for i in range(0, len(part), shard_size)]
+            for k, chunk in enumerate(chunks):
+                rel = f"data/{split}-{k:05d}-of-{len(chunks):05d}.parquet"
+                cols: dict[str, Any] = {
+                    "image": [{"bytes": it.src.read_bytes(), "path": it.file_name} for it in chunk],
+                    "label": [it.class_index for it in chunk], "id": [it.id for it in chunk]}
+                for key in hf["info"]["features"]:
+                    if key not in cols:
+                        cols[key] = [it.meta.get(key) for it in chunk]
+                table = pa.table(cols).replace_schema_metadata({"huggingface": json.dumps(hf)})
+                pq.write_table(table, tmp / rel)
+                sums.append((rel, _sha(tmp / rel)))
+                files.setdefault(split, []).append(rel)
+        _sums(tmp, sums)
+    return {"files": len(items), "data_files": files}
+
+
+def read_sums(folder: Path) -> dict[str, str]:
+    out = {}
+    for line in (folder / "SHA256SUMS").read_text().splitlines():
+        h, p = line.split("  ", 1)
+        out[p] = h
+    return out
+
+
+def verify(folder: Path) -> list[str]:
+    """Files whose bytes do not match SHA256SUMS (empty: all good)."""
+    return [p for p, h in read_sums(folder).items() if _sha(folder / p) != h]

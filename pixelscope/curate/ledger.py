@@ -1,0 +1,194 @@
+"""The recipe, applied: every manifest row gets `included` or the reasons it was left out, a
+final label (and the original when fixed), a split, its duplicate group and the slices it
+falls in. Counts add up by construction: files = included + excluded + unreadable.
+
+Order (each step sees only what the previous ones kept): unreadable -> outside the raw
+folder -> curate.exclude (issue flags; duplicates keep their representative) -> curate.where
+-> label fixes -> balance -> splits.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pixelscope.config import CurateConfig, IssuesConfig
+from pixelscope.curate.balance import caps, choose
+from pixelscope.curate.select import Images
+from pixelscope.curate.splits import assign
+from pixelscope.errors import BadInput, ConfigError, InputMissing
+from pixelscope.issues.representative import preference
+
+DUPLICATES = ("exact_duplicate", "near_duplicate")
+
+
+def read_label_fixes(path: Path) -> dict[str, str]:
+    """CSV with a header: `id` or `path`, and `label` (or `new_label`) -> {id or path: new label}."""
+    if not path.exists():
+        raise InputMissing(f"curate.label_fixes: no file {path}")
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        return {}
+    cols = set(rows[0])
+    key = "id" if "id" in cols else "path" if "path" in cols else None
+    new = "new_label" if "new_label" in cols else "label" if "label" in cols else None
+    if key is None or new is None:
+        raise BadInput(f"{path}: needs a header with `id` or `path`, and `new_label` (or `label`); got {sorted(cols)}")
+    return {r[key]: r[new] for r in rows if r.get(key)}
+
+
+def inside(raw: Path, rel: str) -> bool:
+    """The file at raw/rel, symlinks resolved, lies inside raw (no ../, no absolute, no link out)."""
+    if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
+        return False
+    try:
+        return (raw / rel).resolve().is_relative_to(raw.resolve())
+    except OSError:
+        return False
+
+
+def build_ledger(images: Images, frame: pd.DataFrame, cfg: CurateConfig, issues_cfg: IssuesConfig, raw: Path,
+                 vectors: dict[str, np.ndarray] | None, skipped: dict[str, str], project: Path) -> pd.DataFrame:
+    """The ledger: one row per manifest row (same order)."""
+    n = len(frame)
+    reasons: list[list[str]] = [[] for _ in range(n)]
+    alive = (frame["status"] == "ok").to_numpy().copy()
+    for r in np.flatnonzero(~alive):
+        reasons[r].append(f"unreadable: {frame.at[r, 'reason']}")
+    for r in np.flatnonzero(alive):
+        if not inside(raw, frame.at[r, "path"]):
+            reasons[r].append("outside the raw folder (path or symlink escapes it)")
+            alive[r] = False
+
+    rep_path = _representative_paths(frame)
+    for name in cfg.exclude:
+        if name not in frame:
+            if name in skipped:
+                continue  # its finder was skipped (no labels, no splits, ...): nothing to exclude; the step notes it
+            raise ConfigError(f"curate.exclude: {name!r} is not an issue column (issues.parquet has: "
+                              f"{', '.join(c for c in frame.columns if frame[c].dtype == bool)})")
+        flagged = frame[name].fillna(False).to_numpy(dtype=bool)
+        if name in DUPLICATES:
+            if "representative" not in frame:
+                raise ConfigError(f"curate.exclude: {name} keeps each group's representative, which the "
+                                  "near_duplicate finder marks: add it to issues.finders")
+            flagged = flagged & ~frame["representative"].fillna(False).to_numpy(dtype=bool)
+        for r in np.flatnonzero(flagged & alive):
+            why = f"{name}: duplicate of {rep_path.get(r, '?')}" if name in DUPLICATES else name
+            reasons[r].append(why)
+        alive = alive & ~flagged
+
+    if cfg.where:
+        keep = images.where(cfg.where, "curate.where")
+        for r in np.flatnonzero(alive & ~keep):
+            reasons[r].append(f"filter: {cfg.where}")
+        alive = alive & keep
+    slice_hits = {name: images.where(expr, f"curate.slices.{name}") for name, expr in cfg.slices.items()}
+
+    original = frame["label"].astype(object).where(frame["label"].notna(), None).to_numpy(dtype=object)
+    label = np.array(original, dtype=object)
+    fixed_by = np.array([None] * n, dtype=object)
+    if cfg.accept_suggested_above is not None and "suggested_label" in frame:
+        score = frame["label_error_score"].fillna(0).to_numpy()
+        take = frame["label_error"].fillna(False).to_numpy(dtype=bool) & (score >= cfg.accept_suggested_above) \
+            & frame["suggested_label"].notna().to_numpy()
+        label[take] = frame["suggested_label"].to_numpy(dtype=object)[take]
+        fixed_by[take] = f"suggested label (score >= {cfg.accept_suggested_above:g})"
+    if cfg.label_fixes is not None:
+        fixes = read_label_fixes(project / cfg.label_fixes)
+        ids, paths = frame["id"].to_numpy(dtype=object), frame["path"].to_numpy(dtype=object)
+        unknown = sorted(set(fixes) - set(ids) - set(paths))
+        if unknown:
+            raise BadInput(f"curate.label_fixes: {len(unknown)} entries match no image id or path, e.g. {unknown[:3]}")
+        for r in range(n):
+            new = fixes.get(paths[r], fixes.get(ids[r]))
+            if new is not None and new != label[r]:
+                label[r], fixed_by[r] = new, f"label fix ({cfg.label_fixes})"
+
+    b = cfg.balance
+    if b.max_per_class is not None or b.target_share:
+        rank = preference(frame, issues_cfg.representative)
+        labels_alive = pd.Series(label[alive], index=np.flatnonzero(alive))
+        counts = labels_alive.value_counts(dropna=True).to_dict()
+        cap = caps(counts, b.max_per_class, b.target_share)
+        for cls, k in cap.items():
+            rows = labels_alive.index[labels_alive == cls].to_numpy()
+            if k >= len(rows):
+                continue
+            vecs = None
+            if b.keep == "diverse" and vectors is not None and all(frame.at[r, "id"] in vectors for r in rows):
+                vecs = np.stack([vectors[frame.at[r, "id"]] for r in rows])
+            kept = set(choose(rows, k, b.keep, rank, vecs, b.seed).tolist())
+            for r in rows:
+                if r not in kept:
+                    reasons[r].append(f"balance: {cls!r} capped at {k} ({b.keep})")
+                    alive[r] = False
+
+    group = frame["duplicate_group"] if "duplicate_group" in frame else pd.Series(pd.NA, index=frame.index)
+    rep_id = _representative_ids(frame)
+    keys = [rep_id.get(r, frame.at[r, "id"]) for r in range(n)]
+    folder = [s if isinstance(s, str) else None for s in frame["split"]]
+    split, how = assign(keys, folder, cfg.splits.ratios, cfg.splits.seed, cfg.splits.keep_folder_splits)
+    return pd.DataFrame({
+        "id": frame["id"], "path": frame["path"], "included": alive,
+        "reasons": ["; ".join(r) if r else None for r in reasons],
+        "split": [s if a else None for s, a in zip(split, alive)],
+        "split_from": [h if a else None for h, a in zip(how, alive)],
+        "duplicate_group": group.astype("Int64"), "group_key": keys,
+        "label": label, "original_label": original, "label_fixed_by": fixed_by,
+        "slices": [[name for name, hit in slice_hits.items() if hit[r]] for r in range(n)],
+    })
+
+
+def _representative_rows(frame: pd.DataFrame) -> dict[int, int]:
+    """Row -> the row of its duplicate group's representative (grouped rows only)."""
+    if "duplicate_group" not in frame or "representative" not in frame:
+        return {}
+    g = frame["duplicate_group"]
+    reps = frame.index[g.notna() & frame["representative"].fillna(False).astype(bool)]
+    rep_of = {int(g[r]): int(r) for r in reps}
+    return {int(r): rep_of[int(g[r])] for r in frame.index[g.notna()] if int(g[r]) in rep_of}
+
+
+def _representative_paths(frame: pd.DataFrame) -> dict[int, str]:
+    paths = frame["path"].to_numpy(dtype=object)
+    out = {r: paths[rep] for r, rep in _representative_rows(frame).items()}
+    if "exact_duplicate" in frame:  # exact copies outside near groups: the same id
+        first = frame.groupby("id").head(1)
+        by_id = dict(zip(first["id"], first["path"]))
+        for r in np.flatnonzero(frame["exact_duplicate"].fillna(False).to_numpy(dtype=bool)):
+            out.setdefault(int(r), by_id[frame.at[r, "id"]])
+    return out
+
+
+def _representative_ids(frame: pd.DataFrame) -> dict[int, str]:
+    ids = frame["id"].to_numpy(dtype=object)
+    return {r: ids[rep] for r, rep in _representative_rows(frame).items()}
+
+
+def summary(ledger: pd.DataFrame) -> dict:
+    """Counts that add up: files = included + excluded + unreadable; reasons; per split and label."""
+    unreadable = ledger["reasons"].fillna("").str.startswith("unreadable")
+    excluded = ~ledger["included"] & ~unreadable
+    by_reason: dict[str, int] = {}
+    for why in ledger.loc[excluded, "reasons"].dropna():
+        first = why.split(";")[0].split(":")[0].strip()
+        by_reason[first] = by_reason.get(first, 0) + 1
+    inc = ledger[ledger["included"]]
+    per_split = {s: {str(k): int(v) for k, v in g["label"].value_counts(dropna=False).sort_index().items()}
+                 for s, g in inc.groupby("split")}
+    return {"files": len(ledger), "included": int(ledger["included"].sum()), "excluded": int(excluded.sum()),
+            "unreadable": int(unreadable.sum()), "excluded_by_first_reason": dict(sorted(by_reason.items())),
+            "labels_fixed": int(ledger["label_fixed_by"].notna().sum()),
+            "splits": {s: int(v) for s, v in inc["split"].value_counts().sort_index().items()},
+            "split_from": {s: int(v) for s, v in inc["split_from"].value_counts().items()},
+            "per_split_label": per_split}
+
+
+def plain(x: object) -> object:
+    return json.loads(json.dumps(x, default=lambda o: o.item() if hasattr(o, "item") else str(o)))

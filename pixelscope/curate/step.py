@@ -1,0 +1,177 @@
+"""The curate step: manifest + issues table + recipe (params `curate:`) -> data/curated/:
+curation.parquet (the ledger), labels.json, curate.json (counts that add up) and the exports
+of curate.formats. Raw data is never modified; `dry_run` writes nothing."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pixelscope.config import Params
+from pixelscope.curate import card, export
+from pixelscope.curate.ledger import build_ledger, plain, summary
+from pixelscope.curate.select import Images
+from pixelscope.errors import InputMissing
+from pixelscope.io.atomic import atomic_path, write_bytes_atomic
+from pixelscope.pipeline.steps import ProgressFn, StepResult, write_metrics
+
+STAGE = "curate"
+UNLABELED = "unlabeled"
+
+
+def load_frame(manifest: Path, issues: Path | None) -> pd.DataFrame:
+    frame = pq.read_table(manifest).to_pandas()
+    if issues is not None and issues.exists():
+        found = pq.read_table(issues).to_pandas()
+        frame = frame.join(found.drop(columns=[c for c in ("id", "path", "label", "split", "status") if c in found]))
+    return frame
+
+
+def _vectors(params: Params, project: Path, ids: list[str]) -> dict[str, np.ndarray] | None:
+    from pixelscope.io.store import current_store
+
+    store = current_store(params.paths.under(project).embeddings)
+    if store is None or not set(ids) <= store.ids():
+        return None
+    from pixelscope.neighbours import unit_vectors
+
+    x = unit_vectors(store, ids)
+    return dict(zip(ids, x))
+
+
+def _value_type(series: pd.Series) -> str:
+    if pd.api.types.is_bool_dtype(series):
+        return "bool"
+    if pd.api.types.is_integer_dtype(series):
+        return "int64"
+    if pd.api.types.is_float_dtype(series):
+        return "float64"
+    return "string"
+
+
+def curate_step(params: Params, project: str | Path = ".", *, progress: ProgressFn | None = None,
+                dry_run: bool = False) -> StepResult:
+    """Apply the recipe; write the ledger and the exports (nothing with dry_run)."""
+    t0 = time.perf_counter()
+    project = Path(project)
+    paths, cfg = params.paths.under(project), params.curate
+    if not paths.manifest.exists():
+        raise InputMissing(f"manifest not found: {paths.manifest} (run `pixelscope ingest` first)")
+    issues = paths.issues if paths.issues.exists() else None
+    needs_issues = [n for n in cfg.exclude if n != "unreadable"]
+    if issues is None and (needs_issues or cfg.accept_suggested_above is not None):
+        raise InputMissing(f"curate.exclude uses issue flags ({', '.join(needs_issues)}) but {paths.issues} does not "
+                           "exist: run `pixelscope issues` first (or set curate.exclude: [unreadable])")
+    frame = load_frame(paths.manifest, issues)
+    if "unreadable" not in frame:
+        frame["unreadable"] = frame["status"] != "ok"
+    skipped = {}
+    if issues is not None and paths.issues_summary.exists():
+        skipped = {k: v["skipped"] for k, v in json.loads(paths.issues_summary.read_text())["finders"].items()
+                   if v.get("skipped")}
+    images = Images(paths.manifest, issues)
+    b = cfg.balance
+    vectors = None
+    if b.keep == "diverse" and (b.max_per_class is not None or b.target_share):
+        vectors = _vectors(params, project, sorted(set(frame.loc[frame["status"] == "ok", "id"])))
+    ledger = build_ledger(images, frame, cfg, params.issues, paths.raw, vectors, skipped, project)
+    counts = summary(ledger)
+    notes = [f"{name}: not excluded — its finder was skipped ({skipped[name]})"
+             for name in cfg.exclude if name in skipped and name not in frame]
+    if b.keep == "diverse" and vectors is None and (b.max_per_class is not None or b.target_share):
+        notes.append("balance.keep diverse: no embeddings for every image, kept by quality instead")
+    details: dict[str, Any] = {"counts": counts, "recipe": plain(cfg.model_dump(mode="json"))}
+    outputs: dict[str, str] = {}
+    if not dry_run:
+        details["exports"] = write_outputs(ledger, frame, params, project, counts)
+        outputs = {"curated": str(paths.curated), "ledger": str(paths.curated / "curation.parquet")}
+    seconds = time.perf_counter() - t0
+    metric_counts = {k: counts[k] for k in ("files", "included", "excluded", "unreadable", "labels_fixed")}
+    result = StepResult(STAGE, f"{'would curate' if dry_run else 'curated'} {counts['included']} of {counts['files']} "
+                               f"files ({counts['excluded']} excluded, {counts['unreadable']} unreadable) in "
+                               f"{seconds:.1f}s", seconds, metric_counts, outputs,
+                        {**metric_counts, "seconds": round(seconds, 3)} if not dry_run else {}, details,
+                        notes + [f"excluded — {why}: {n}" for why, n in counts["excluded_by_first_reason"].items()]
+                        + [f"split {s}: {n}" for s, n in counts["splits"].items()])
+    return write_metrics(params, project, result) if not dry_run else result
+
+
+def write_outputs(ledger: pd.DataFrame, frame: pd.DataFrame, params: Params, project: Path, counts: dict[str, Any]
+                  ) -> dict[str, Any]:
+    cfg = params.curate
+    paths = params.paths.under(project)
+    raw, out = paths.raw, paths.curated
+    out.mkdir(parents=True, exist_ok=True)
+    inc = ledger[ledger["included"]]
+    labels = [lab if isinstance(lab, str) else UNLABELED for lab in inc["label"]]
+    classes = sorted(set(labels))
+    dirs = export.label_dirs(classes)
+    index = {c: i for i, c in enumerate(classes)}
+    feats = [f for f in cfg.metadata_features if f in frame]
+    items = [export.Item(raw / p, i, s, lab, dirs[lab], index[lab], export.safe_name(p, i),
+                         {f: plain(frame.at[r, f]) if pd.notna(frame.at[r, f]) else None for f in feats})
+             for r, p, i, s, lab in zip(inc.index, inc["path"], inc["id"], inc["split"], labels)]
+    with atomic_path(out / "curation.parquet") as tmp:
+        pq.write_table(pa.Table.from_pandas(ledger, preserve_index=False), tmp)
+    write_bytes_atomic(out / "labels.json", json.dumps({"classes": classes, "folders": dirs}, indent=1).encode())
+    done: dict[str, Any] = {}
+    for fmt in cfg.formats:
+        if fmt == "torchvision":
+            done[fmt] = export.export_tree(items, out, "torchvision", cfg.link, metadata=False)
+        elif fmt == "imagefolder":
+            done[fmt] = export.export_tree(items, out, "imagefolder", "copy" if cfg.link == "symlink" else cfg.link,
+                                           metadata=True)
+        elif fmt == "webdataset":
+            done[fmt] = export.export_webdataset(items, out, cfg.shard_size)
+        elif fmt == "parquet":
+            done[fmt] = export.export_parquet(
+                items, out, cfg.shard_size, classes,
+                lambda: {f: {"dtype": _value_type(frame[f]), "_type": "Value"} for f in feats})
+    write_curated_profile(ledger, paths.manifest, out, params)
+    write_card(ledger, frame, params, project, counts, classes)
+    write_bytes_atomic(out / "curate.json", json.dumps(plain({**counts, "recipe": cfg.model_dump(mode="json"),
+                                                              "classes": classes, "label_folders": dirs,
+                                                              "leaks": card.leaks(ledger), "exports": done}),
+                                                        indent=1).encode())
+    return done
+
+
+def write_curated_profile(ledger: pd.DataFrame, manifest: Path, out: Path, params: Params) -> None:
+    """The curated rows as a manifest (curated label and split; same schema) and their own profile."""
+    from pixelscope.profile import Profile
+
+    table = pq.read_table(manifest)
+    keep = pa.array(ledger["included"].to_numpy())
+    sub = table.filter(keep)
+    inc = ledger[ledger["included"]]
+    for col, values in (("label", inc["label"]), ("split", inc["split"])):
+        at = sub.schema.get_field_index(col)
+        sub = sub.set_column(at, col, pa.array([v if isinstance(v, str) else None for v in values], pa.string()))
+    with atomic_path(out / "manifest.parquet") as tmp:
+        pq.write_table(sub, tmp)
+    Profile.from_manifest(out / "manifest.parquet", params.profile).save(out / "profile.json")
+
+
+def write_card(ledger: pd.DataFrame, frame: pd.DataFrame, params: Params, project: Path, counts: dict[str, Any],
+               classes: list[str]) -> None:
+    from pixelscope.versioning import raw_version
+
+    paths, cfg = params.paths.under(project), params.curate
+    inc = ledger["included"].to_numpy()
+    split_bytes = frame.loc[inc].groupby(ledger.loc[inc, "split"])["bytes"].sum().to_dict()
+    results = project / params.validate_.results / "results.json"
+    text = card.render(
+        ledger=ledger, counts=counts, classes=classes, split_bytes={k: int(v) for k, v in split_bytes.items()},
+        recipe=plain(cfg.model_dump(mode="json")), version=raw_version(params, project).to_dict(),
+        issues=json.loads(paths.issues_summary.read_text()) if paths.issues_summary.exists() else None,
+        validation=json.loads(results.read_text()) if results.exists() else None,
+        profile=card.profile_summary(frame.loc[inc]), formats=list(cfg.formats),
+        pretty_name=cfg.pretty_name or f"{Path(params.paths.raw).name} (curated)", license_=cfg.license)
+    write_bytes_atomic(paths.curated / "README.md", text.encode())

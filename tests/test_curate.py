@@ -1,0 +1,212 @@
+"""Curate on real photos: the ledger adds up, the recipe does what it says, splits are stable
+and group-aware, and the real consumers load every export (torchvision, webdataset, datasets)."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from conftest import ingest_to
+from pixelscope.config import parse_params
+from pixelscope.curate import export
+from pixelscope.curate.step import curate_step
+from pixelscope.errors import BadInput, ConfigError
+from pixelscope.issues.step import issues_step
+
+
+def photos(corpus: Path, label: str, n: int) -> list[Path]:
+    return sorted((corpus / "labeled" / "hymenoptera").rglob(f"{label}*/*.jpg"))[:n]
+
+
+def project(tmp: Path, layout: dict[str, list[Path]], **curate) -> tuple[object, Path]:
+    """A project whose raw folder has `layout` (folder -> files); ingest + issues (hash signals) run."""
+    for folder, files in layout.items():
+        (tmp / "data" / "raw" / folder).mkdir(parents=True, exist_ok=True)
+        for f in files:
+            shutil.copy(f, tmp / "data" / "raw" / folder / f.name)
+    p = parse_params({"ingest": {"workers": 1}, "paths": {"embeddings": "none"}, "curate": curate})
+    ingest_to(p, tmp / p.paths.raw, tmp / p.paths.manifest)
+    issues_step(p, tmp)
+    return p, tmp
+
+
+def ledger(root: Path) -> pd.DataFrame:
+    return pq.read_table(root / "data" / "curated" / "curation.parquet").to_pandas()
+
+
+@pytest.fixture
+def planted(corpus, tmp_path):
+    """Ants and bees (no split folders), a byte copy and a half-size copy of one ant, one broken file."""
+    ants, bees = photos(corpus, "ants", 8), photos(corpus, "bees", 8)
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    shutil.copy(ants[0], extra / "copy_of_ant.jpg")
+    im = Image.open(ants[0])
+    im.resize((im.width // 2, im.height // 2)).save(extra / "small_ant.jpg", quality=92)
+    (extra / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return project(tmp_path, {"ants": ants + sorted(extra.glob("*ant.jpg")) + [extra / "broken.jpg"], "bees": bees})
+
+
+@pytest.mark.slow
+def test_the_ledger_adds_up_and_every_consumer_loads_the_same_set(planted):
+    from pixelscope.embed.torchcompat import import_torchvision
+
+    p, root = planted
+    r = curate_step(p, root)
+    led = ledger(root)
+    c = r.details["counts"]
+    assert c["files"] == len(led) == 19 and c["files"] == c["included"] + c["excluded"] + c["unreadable"]
+    issues = pq.read_table(root / p.paths.issues).to_pandas()
+    flagged = issues[(issues["status"] == "ok") & ~issues["path"].str.contains("ant.jpg")]
+    quality = {k: int(flagged[k].sum()) for k in ("blurry", "dark") if flagged[k].any()}
+    assert c["unreadable"] == 1 and c["excluded_by_first_reason"] == {"exact_duplicate": 1, "near_duplicate": 1,
+                                                                       **quality}
+    assert c["included"] == 16 - sum(quality.values())
+    dropped = led[~led["included"] & led["path"].str.contains("ant.jpg")]
+    assert len(dropped) == 2 and dropped["reasons"].str.contains("duplicate of ants/").all()
+    inc = led[led["included"]]
+    assert set(inc["split"]) <= {"train", "val", "test"} and (inc["split_from"] == "hash").all()
+    out = root / "data" / "curated"
+    expected = {(s, lab): len(g) for (s, lab), g in inc.groupby(["split", "label"])}
+
+    tv = import_torchvision()
+    for split in set(inc["split"]):
+        ds = tv.datasets.ImageFolder(str(out / "torchvision" / split))
+        got = {(split, ds.classes[t]): sum(1 for _, y in ds.samples if y == t) for t in range(len(ds.classes))}
+        assert got == {k: v for k, v in expected.items() if k[0] == split}
+        assert all(os.stat(path).st_nlink >= 2 for path, _ in ds.samples)  # hard links, no copies
+    for fmt in ("torchvision", "imagefolder", "webdataset", "parquet"):
+        assert export.verify(out / fmt) == [], fmt
+
+    import webdataset as wds
+
+    samples = list(wds.WebDataset(sorted(glob.glob(str(out / "webdataset" / "*.tar"))), shardshuffle=False))
+    assert sorted(s["__key__"] for s in samples) == sorted(inc["id"])
+    by_id = dict(zip(inc["id"], inc["label"]))
+    classes = json.loads((out / "labels.json").read_text())["classes"]
+    assert all(classes[int(s["cls"])] == by_id[s["__key__"]] for s in samples)
+
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import datasets
+
+    hf = datasets.load_dataset("parquet", data_files={
+        s: sorted(glob.glob(str(out / "parquet" / "data" / f"{s}-*.parquet"))) for s in set(inc["split"])})
+    for split, d in hf.items():
+        assert d.features["label"].names == classes
+        assert sorted(d["id"]) == sorted(inc.loc[inc["split"] == split, "id"])
+        row = d[0]
+        assert row["image"].size[0] > 0 and classes[row["label"]] == by_id[row["id"]]
+    folder = datasets.load_dataset("imagefolder", data_dir=str(out / "imagefolder"))
+    assert sum(len(d) for d in folder.values()) == len(inc)
+    assert sorted(x for d in folder.values() for x in d["id"]) == sorted(inc["id"])
+
+
+@pytest.mark.slow
+def test_splits_are_stable_when_images_are_added_and_groups_never_straddle(corpus, tmp_path):
+    ants, bees = photos(corpus, "ants", 20), photos(corpus, "bees", 20)
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    for f in ants[:5]:  # each of these has a byte copy: same group, so the same split
+        shutil.copy(f, copies / f"again_{f.name}")
+    p1, v1 = project(tmp_path / "v1", {"ants": ants[:12] + sorted(copies.glob("*")), "bees": bees[:12]},
+                     exclude=["unreadable"])
+    curate_step(p1, v1)
+    p2, v2 = project(tmp_path / "v2", {"ants": ants + sorted(copies.glob("*")), "bees": bees}, exclude=["unreadable"])
+    curate_step(p2, v2)
+    a, b = ledger(v1).set_index("path"), ledger(v2).set_index("path")
+    assert len(b) > len(a) and (b.loc[a.index, "split"] == a["split"]).all()  # nothing moved
+    grouped = b[b["duplicate_group"].notna()]
+    assert len(grouped) >= 10 and (grouped.groupby("duplicate_group")["split"].nunique() == 1).all()
+
+
+@pytest.mark.slow
+def test_folder_splits_are_kept_and_a_filter_error_names_the_expression(corpus, tmp_path):
+    ants = photos(corpus, "ants", 10)
+    p, root = project(tmp_path, {"train/ants": ants[:7], "test/ants": ants[7:]}, where="width >= 100")
+    r = curate_step(p, root)
+    inc = ledger(root).query("included")
+    assert (inc["split"] == inc["path"].str.split("/").str[0]).all() and (inc["split_from"] == "folder").all()
+    assert r.details["counts"]["splits"] == inc["path"].str.split("/").str[0].value_counts().sort_index().to_dict()
+    assert set(r.details["counts"]["splits"]) == {"train", "test"}
+    bad = parse_params({**p.model_dump(mode="json", by_alias=True), "curate": {"where": "widht >= 100"}})
+    with pytest.raises(ConfigError, match=r"curate.where: 'widht >= 100'.*widht"):
+        curate_step(bad, root)
+    bad = parse_params({**p.model_dump(mode="json", by_alias=True), "curate": {"slices": {"x": "width >>> 3"}}})
+    with pytest.raises(ConfigError, match=r"curate.slices.x"):
+        curate_step(bad, root)
+
+
+@pytest.mark.slow
+def test_label_fixes_balance_and_odd_labels(corpus, tmp_path):
+    ants, bees = photos(corpus, "ants", 12), photos(corpus, "bees", 6)
+    p, root = project(tmp_path, {"ants": ants, "bees": bees}, exclude=["unreadable"])  # only the balance drops
+    fixes = root / "fixes.csv"
+    fixes.write_text(f"path,new_label\nants/{ants[0].name},bees\nants/{ants[1].name},../../etc\n")
+    base = p.model_dump(mode="json", by_alias=True)
+    q = parse_params({**base, "curate": {**base["curate"], "label_fixes": "fixes.csv",
+                                         "balance": {"max_per_class": 5, "keep": "quality"}}})
+    r = curate_step(q, root)
+    led = ledger(root)
+    fixed = led.set_index("path").loc[[f"ants/{ants[0].name}", f"ants/{ants[1].name}"]]
+    assert fixed["label"].tolist() == ["bees", "../../etc"] and fixed["original_label"].tolist() == ["ants", "ants"]
+    inc = led[led["included"]]
+    assert inc["label"].value_counts().to_dict() == {"ants": 5, "bees": 5, "../../etc": 1}
+    capped = led["reasons"].fillna("").str.extract(r"balance: '(\w+)' capped at 5")[0].value_counts().to_dict()
+    assert capped == {"ants": 5, "bees": 2}  # 10 ants and 7 bees after the fixes
+    dirs = json.loads((root / "data" / "curated" / "labels.json").read_text())["folders"]
+    assert dirs["../../etc"].startswith("class-") and dirs["ants"] == "ants"
+    tree = root / "data" / "curated" / "torchvision"
+    assert all(p.resolve().is_relative_to(tree.resolve()) for p in tree.rglob("*"))
+    assert r.details["counts"]["labels_fixed"] == 2
+    (root / "fixes.csv").write_text("path,new_label\nnot/there.jpg,ants\n")
+    with pytest.raises(BadInput, match="match no image"):
+        curate_step(q, root)
+
+
+@pytest.mark.slow
+def test_a_symlink_out_of_raw_is_refused_and_dry_run_writes_nothing(corpus, tmp_path):
+    ants = photos(corpus, "ants", 4)
+    outside = tmp_path / "secret"
+    outside.mkdir()
+    shutil.copy(ants[3], outside / "secret.jpg")
+    raw = tmp_path / "data" / "raw" / "ants"
+    raw.mkdir(parents=True)
+    (raw / "link.jpg").symlink_to(outside / "secret.jpg")
+    p, root = project(tmp_path, {"ants": ants[:3]}, exclude=["unreadable"])
+    r = curate_step(p, root, dry_run=True)
+    assert not (root / "data" / "curated").exists()
+    assert r.details["counts"]["included"] == 3 and r.details["counts"]["excluded"] == 1
+    curate_step(p, root)
+    led = ledger(root).set_index("path")
+    assert not led.at["ants/link.jpg", "included"] and "outside the raw folder" in led.at["ants/link.jpg", "reasons"]
+
+
+@pytest.mark.slow
+def test_the_card_parses_and_its_numbers_are_the_ledgers(planted):
+    from huggingface_hub import DatasetCard
+
+    from pixelscope.profile import Profile
+
+    p, root = planted
+    curate_step(p, root)
+    out = root / "data" / "curated"
+    card = DatasetCard.load(out / "README.md")
+    data = card.data.to_dict()
+    inc = ledger(root).query("included")
+    assert {s["name"]: s["num_examples"] for s in data["dataset_info"]["splits"]} == inc["split"].value_counts().to_dict()
+    names = data["dataset_info"]["features"][2]["dtype"]["class_label"]["names"]
+    assert sorted(names.values()) == sorted(inc["label"].unique()) and data["task_categories"] == ["image-classification"]
+    assert {c["split"] for c in data["configs"][0]["data_files"]} == set(inc["split"])
+    assert "(zero leaks)" in card.text and f"{len(inc):,} images of 19 files" in card.text
+    assert json.loads((out / "curate.json").read_text())["leaks"] == {"ids_in_two_splits": 0, "groups_in_two_splits": 0}
+    prof = Profile.load(out / "profile.json")  # the curated set's own profile
+    assert prof.files_seen == len(inc) and prof.errors == 0
