@@ -7,6 +7,8 @@ import glob
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -126,6 +128,19 @@ def test_splits_are_stable_when_images_are_added_and_groups_never_straddle(corpu
     assert len(b) > len(a) and (b.loc[a.index, "split"] == a["split"]).all()  # nothing moved
     grouped = b[b["duplicate_group"].notna()]
     assert len(grouped) >= 10 and (grouped.groupby("duplicate_group")["split"].nunique() == 1).all()
+    # `pixelscope curate diff` says the same, and fails when an image moved under the same recipe
+    cli = [sys.executable, "-m", "pixelscope.cli.app", "curate", "diff", "--json", "--against"]
+    r = subprocess.run([*cli, str(v1 / "data" / "curated")], cwd=v2, capture_output=True, text=True, timeout=120)
+    d = json.loads(r.stdout)
+    assert r.returncode == 0 and d["moved"] == [] and len(d["added"]) == 16 and d["kept"] == len(a)
+    tampered = tmp_path / "tampered"
+    shutil.copytree(v1 / "data" / "curated", tampered, ignore=shutil.ignore_patterns("torchvision", "imagefolder"))
+    t = ledger(v1)
+    first = t.index[t["included"]][0]
+    t.loc[first, "split"] = "test" if t.loc[first, "split"] != "test" else "train"
+    t.to_parquet(tampered / "curation.parquet")
+    r = subprocess.run([*cli, str(tampered)], cwd=v2, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and json.loads(r.stdout.splitlines()[0])["moved"] == [t.at[first, "path"]]
 
 
 @pytest.mark.slow
