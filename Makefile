@@ -31,6 +31,7 @@ demo: $(STAMP)
 	@echo
 	@echo "manifest: data/interim/manifest.parquet   profile: data/processed/profile.json   bundle: reports/publish/"
 	@echo "issues: data/processed/issues.parquet (pixelscope issues --show duplicates | label | blurry ...)"
+	@echo "curated: data/curated/ (ledger curation.parquet, README.md card, torchvision / imagefolder / webdataset / parquet)"
 	@echo "next: dvc status / dvc repro / dvc metrics show, or 'make serve' for the Prefect UI"
 
 ## pipeline: the Prefect pipeline on data/raw (skips stages DVC reports up to date)

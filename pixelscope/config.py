@@ -212,6 +212,7 @@ class BalanceConfig(_Strict):
     max_per_class: int | None = Field(default=None, ge=1)
     target_share: dict[str, float] | None = None  # class -> share of the curated set (others: what is left)
     keep: Literal["diverse", "quality", "random"] = "diverse"  # which images survive a cap
+    order: list[str] | None = None  # best first, for keep: quality (and where diverse starts); null = issues.representative
     seed: int = 0  # for keep: random
 
 
@@ -221,6 +222,8 @@ class CurateConfig(_Strict):
                                                         "dark"])
     where: str | None = None  # SQL WHERE over the manifest joined with the issues table (DuckDB), e.g. "width >= 224"
     slices: dict[str, str] = Field(default_factory=dict)  # name -> WHERE expression, recorded per image
+    plugins: list[str] = Field(default_factory=list)  # modules with @curate_filter / @sort_key functions
+    filters: list[str] = Field(default_factory=list)  # plugin filters to apply, in order (True = keep)
     label_fixes: Path | None = None  # CSV: id or path, new_label (applied on export, raw untouched)
     accept_suggested_above: float | None = Field(default=None, ge=0, le=1)  # take label_error suggestions >= score
     balance: BalanceConfig = Field(default_factory=BalanceConfig)
@@ -229,6 +232,7 @@ class CurateConfig(_Strict):
         default_factory=lambda: list(EXPORT_FORMATS))
     link: Literal["hardlink", "copy", "symlink"] = "hardlink"  # torchvision tree: how files get there
     shard_size: int = Field(default=1000, ge=1)  # images per webdataset / parquet shard
+    workers: int = Field(default=0, ge=0)  # processes writing webdataset / parquet shards (0 = one per core)
     metadata_features: list[str] = Field(default_factory=lambda: ["width", "height", "brightness_mean", "sharpness"])
     pretty_name: str | None = None
     license: str = "other"

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from conftest import ingest_to
+from conftest import REPO, ingest_to
 from pixelscope.config import parse_params
 from pixelscope.curate import export
 from pixelscope.curate.step import curate_step
@@ -28,13 +28,15 @@ def photos(corpus: Path, label: str, n: int) -> list[Path]:
     return sorted((corpus / "labeled" / "hymenoptera").rglob(f"{label}*/*.jpg"))[:n]
 
 
-def project(tmp: Path, layout: dict[str, list[Path]], **curate) -> tuple[object, Path]:
+def project(tmp: Path, layout: dict[str, list[Path]], validate: dict | None = None, **curate) -> tuple[object, Path]:
     """A project whose raw folder has `layout` (folder -> files); ingest + issues (hash signals) run."""
     for folder, files in layout.items():
         (tmp / "data" / "raw" / folder).mkdir(parents=True, exist_ok=True)
         for f in files:
             shutil.copy(f, tmp / "data" / "raw" / folder / f.name)
-    p = parse_params({"ingest": {"workers": 1}, "paths": {"embeddings": "none"}, "curate": curate})
+    shutil.copytree(REPO / "expectations", tmp / "expectations")  # the curated set is checked by the quality suite
+    p = parse_params({"ingest": {"workers": 1}, "paths": {"embeddings": "none"}, "curate": curate,
+                      "validate": validate or {}})
     ingest_to(p, tmp / p.paths.raw, tmp / p.paths.manifest)
     issues_step(p, tmp)
     return p, tmp
@@ -119,10 +121,12 @@ def test_splits_are_stable_when_images_are_added_and_groups_never_straddle(corpu
     copies.mkdir()
     for f in ants[:5]:  # each of these has a byte copy: same group, so the same split
         shutil.copy(f, copies / f"again_{f.name}")
-    p1, v1 = project(tmp_path / "v1", {"ants": ants[:12] + sorted(copies.glob("*")), "bees": bees[:12]},
-                     exclude=["unreadable"])
-    curate_step(p1, v1)
-    p2, v2 = project(tmp_path / "v2", {"ants": ants + sorted(copies.glob("*")), "bees": bees}, exclude=["unreadable"])
+    keep_copies = {"exclude": ["unreadable"], "validate": {"on_failure": "warn"}}  # copies fail the quality suite
+    p1, v1 = project(tmp_path / "v1", {"ants": ants[:12] + sorted(copies.glob("*")), "bees": bees[:12]}, **keep_copies)
+    r = curate_step(p1, v1)
+    assert r.details["exports"] and "expect_column_mean_to_be_between(exact_duplicate)" in json.loads(
+        (v1 / "data" / "curated" / "curate.json").read_text())["validation"]["failed"]
+    p2, v2 = project(tmp_path / "v2", {"ants": ants + sorted(copies.glob("*")), "bees": bees}, **keep_copies)
     curate_step(p2, v2)
     a, b = ledger(v1).set_index("path"), ledger(v2).set_index("path")
     assert len(b) > len(a) and (b.loc[a.index, "split"] == a["split"]).all()  # nothing moved
@@ -225,3 +229,71 @@ def test_the_card_parses_and_its_numbers_are_the_ledgers(planted):
     assert json.loads((out / "curate.json").read_text())["leaks"] == {"ids_in_two_splits": 0, "groups_in_two_splits": 0}
     prof = Profile.load(out / "profile.json")  # the curated set's own profile
     assert prof.files_seen == len(inc) and prof.errors == 0
+    checked = json.loads((out / "curate.json").read_text())["validation"]
+    assert checked["success"] and checked["expectations"] >= 9 and "Curated set: passed the quality suite" in card.text
+    results = json.loads((out / "validation.json").read_text())["results"]
+    assert next(r for r in results if r["column"] == "leakage")["success"]  # computed on the curated splits
+
+
+@pytest.mark.slow
+def test_plugin_filters_and_sort_keys(corpus, tmp_path, monkeypatch):
+    """A user's module adds a filter and a sort key: the filter's rows leave with its name, the
+    cap keeps the best by the sort key; an unknown filter names the key."""
+    from pixelscope.curate.plugins import FILTERS, SORT_KEYS
+
+    (tmp_path / "plug").mkdir()
+    (tmp_path / "plug" / "my_curation.py").write_text(
+        "from pixelscope.curate.plugins import curate_filter, sort_key\n\n"
+        "@curate_filter('landscape')\n"
+        "def landscape(frame):\n"
+        "    return frame['width'] > frame['height']\n\n"
+        "@sort_key('darkest')\n"
+        "def darkest(frame):\n"
+        "    return frame['brightness_mean']\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "plug"))
+    ants = photos(corpus, "ants", 16)
+    with FILTERS.scoped(), SORT_KEYS.scoped():
+        p, root = project(tmp_path / "p", {"ants": ants}, exclude=["unreadable"], plugins=["my_curation"],
+                          filters=["landscape"], balance={"max_per_class": 3, "keep": "quality", "order": ["darkest"]})
+        curate_step(p, root)
+        led = ledger(root)
+        frame = pq.read_table(root / p.paths.manifest).to_pandas()
+        portrait = frame["width"] <= frame["height"]
+        assert portrait.any() and (led.loc[portrait, "reasons"] == "filter: landscape").all()
+        landscape = frame[~portrait]
+        assert set(led.loc[led["included"], "path"]) == set(landscape.nsmallest(3, "brightness_mean")["path"])
+        bad = parse_params({**p.model_dump(mode="json", by_alias=True),
+                            "curate": {**p.model_dump(mode="json")["curate"], "filters": ["nope"]}})
+        with pytest.raises(ConfigError, match="curate.filters: unknown filter 'nope'"):
+            curate_step(bad, root)
+
+
+@pytest.mark.slow
+def test_a_crash_mid_export_leaves_the_previous_set_and_a_rerun_cleans_up(planted, monkeypatch):
+    p, root = planted
+    curate_step(p, root)
+    out = root / "data" / "curated"
+    before = {fmt: (out / fmt / "SHA256SUMS").read_text() for fmt in ("torchvision", "webdataset")}
+    old_ledger = (out / "curation.parquet").read_bytes()
+    (out.parent / ".tmp-curated-999999").mkdir()  # what a killed run leaves behind
+    calls = {"n": 0}
+    real = export._place
+
+    def dying(src, dst, how):
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise KeyboardInterrupt("killed")
+        return real(src, dst, how)
+
+    monkeypatch.setattr(export, "_place", dying)
+    q = parse_params({**p.model_dump(mode="json", by_alias=True),
+                      "curate": {**p.model_dump(mode="json")["curate"], "where": "width > 0", "link": "copy"}})
+    with pytest.raises(KeyboardInterrupt):
+        curate_step(q, root)
+    assert (out / "torchvision" / "SHA256SUMS").read_text() == before["torchvision"]  # the old set, whole
+    assert (out / "curation.parquet").read_bytes() == old_ledger and export.verify(out / "torchvision") == []
+    assert not list(out.parent.glob(".tmp-curated-*"))  # this run's temp folder and the stale one are gone
+    monkeypatch.setattr(export, "_place", real)
+    curate_step(p, root)
+    assert not list(out.parent.glob(".tmp-*")) and not list(out.glob(".tmp-*"))
+    assert (out / "webdataset" / "SHA256SUMS").read_text() == before["webdataset"]

@@ -30,7 +30,7 @@ def leaks(ledger: pd.DataFrame) -> dict[str, int]:
 
 def render(*, ledger: pd.DataFrame, counts: dict[str, Any], classes: list[str], split_bytes: dict[str, int],
            recipe: dict[str, Any], version: dict[str, Any], issues: dict[str, Any] | None,
-           validation: dict[str, Any] | None, profile: dict[str, Any], formats: list[str],
+           validation: dict[str, Any] | None, curated_check: dict[str, Any], profile: dict[str, Any], formats: list[str],
            pretty_name: str, license_: str) -> str:
     splits = sorted(counts["splits"])
     header = {
@@ -82,10 +82,13 @@ def render(*, ledger: pd.DataFrame, counts: dict[str, Any], classes: list[str], 
     lines += [f"- {k}: {v}" for k, v in profile.items()]
     lines += ["", "## Validation", ""]
     if validation is None:
-        lines.append("The validate step has not run on this data.")
+        lines.append("Source data: the validate step has not run on it.")
     else:
-        lines.append("Passed." if validation.get("success") else
-                     "Failed: " + "; ".join(validation.get("failed", [])[:10]))
+        lines.append("Source data: " + ("passed the validate step." if validation.get("success") else
+                                        "failed the validate step: " + "; ".join(validation.get("failed", [])[:10])))
+    lines.append(f"Curated set: {'passed' if curated_check['success'] else 'FAILED'} the quality suite "
+                 f"({curated_check['expectations']} expectations"
+                 + (f"; failed: {', '.join(curated_check['failed'])}" if curated_check["failed"] else "") + ").")
     lines += ["", "## Files", "", "- `curation.parquet`: every file of the source, included or why not.",
               *[f"- `{f}/`" for f in formats], ""]
     return "---\n" + yaml.safe_dump(header, sort_keys=False, allow_unicode=True) + "---\n\n" + "\n".join(lines)

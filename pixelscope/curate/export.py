@@ -69,7 +69,8 @@ class Staged:
         self.tmp = root / f".tmp-{name}-{os.getpid()}"
 
     def __enter__(self) -> Path:
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        for stale in self.final.parent.glob(f".tmp-{self.final.name}-*"):  # left by a killed run
+            shutil.rmtree(stale, ignore_errors=True)
         self.tmp.mkdir(parents=True)
         return self.tmp
 
@@ -134,51 +135,78 @@ def export_tree(items: list[Item], root: Path, name: str, how: str, metadata: bo
     return {"files": len(items), "placed": used}
 
 
-def export_webdataset(items: list[Item], root: Path, shard_size: int) -> dict[str, Any]:
-    """Tar shards per split, samples in id order, keys = content ids, fixed mtime (same bytes every run)."""
+def _shards(items: list[Item], shard_size: int) -> list[tuple[str, int, int, list[Item]]]:
+    """(split, shard number, shard count, items) in a fixed order: per split, items by id."""
+    out = []
+    for split in sorted({it.split for it in items}):
+        part = sorted((it for it in items if it.split == split), key=lambda it: it.id)
+        chunks = [part[i:i + shard_size] for i in range(0, len(part), shard_size)]
+        out += [(split, k, len(chunks), chunk) for k, chunk in enumerate(chunks)]
+    return out
+
+
+def _in_parallel(fn: Callable[..., str], jobs: list[tuple], workers: int) -> list[str]:
+    """Run fn(*job) for every job, in worker processes when there is more than one shard."""
+    if workers <= 1 or len(jobs) <= 1:
+        return [fn(*job) for job in jobs]
+    from concurrent.futures import ProcessPoolExecutor
+
+    from pixelscope.io.parallel import pool_context
+
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=pool_context(__name__)) as pool:
+        return list(pool.map(fn, *zip(*jobs)))
+
+
+def _tar_shard(path: str, chunk: list[Item]) -> str:
     import webdataset as wds
 
-    shards: list[str] = []
+    with open(path, "wb") as fh, wds.TarWriter(fh, mtime=0.0) as sink:
+        for it in chunk:
+            ext = Path(it.file_name).suffix.lstrip(".") or "img"
+            sink.write({"__key__": it.id, ext: it.src.read_bytes(), "cls": it.class_index,
+                        "json": {"label": it.label, "id": it.id, "file_name": it.file_name, **it.meta}})
+    return _sha(Path(path))
+
+
+def export_webdataset(items: list[Item], root: Path, shard_size: int, workers: int = 1) -> dict[str, Any]:
+    """Tar shards per split (`<split>-00000.tar`), samples in id order, keys = content ids, fixed
+    mtime (the same bytes every run); shards are written by `workers` processes."""
     with Staged(root, "webdataset") as tmp:
-        for split in sorted({it.split for it in items}):
-            part = sorted((it for it in items if it.split == split), key=lambda it: it.id)
-            pattern = str(tmp / f"{split}-%05d.tar")
-            with wds.ShardWriter(pattern, maxcount=shard_size, verbose=0, mtime=0.0) as sink:
-                for it in part:
-                    ext = Path(it.file_name).suffix.lstrip(".") or "img"
-                    sink.write({"__key__": it.id, ext: it.src.read_bytes(), "cls": it.class_index,
-                                "json": {"label": it.label, "id": it.id, "file_name": it.file_name, **it.meta}})
-            shards += sorted(p.name for p in tmp.glob(f"{split}-*.tar"))
-        _sums(tmp, [(s, _sha(tmp / s)) for s in shards])
-    return {"files": len(items), "shards": shards}
+        plan = _shards(items, shard_size)
+        names = [f"{split}-{k:05d}.tar" for split, k, _, _ in plan]
+        sums = _in_parallel(_tar_shard, [(str(tmp / n), chunk) for n, (_, _, _, chunk) in zip(names, plan)], workers)
+        _sums(tmp, list(zip(names, sums)))
+    return {"files": len(items), "shards": names}
+
+
+def _parquet_shard(path: str, chunk: list[Item], features: dict[str, Any]) -> str:
+    cols: dict[str, Any] = {"image": [{"bytes": it.src.read_bytes(), "path": it.file_name} for it in chunk],
+                            "label": [it.class_index for it in chunk], "id": [it.id for it in chunk]}
+    for key in features["info"]["features"]:
+        if key not in cols:
+            cols[key] = [it.meta.get(key) for it in chunk]
+    table = pa.table(cols).replace_schema_metadata({"huggingface": json.dumps(features)})
+    pq.write_table(table, path, compression="none")  # encoded images do not compress
+    return _sha(Path(path))
 
 
 def export_parquet(items: list[Item], root: Path, shard_size: int, classes: list[str],
-                   features: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Hugging Face Parquet shards: image struct {bytes, path}, label as ClassLabel index, features."""
+                   features: Callable[[], dict[str, Any]], workers: int = 1) -> dict[str, Any]:
+    """Hugging Face Parquet shards (`data/<split>-0000k-of-0000n.parquet`): image struct {bytes, path},
+    label as ClassLabel index, the features; shards are written by `workers` processes."""
     hf = {"info": {"features": {"image": {"_type": "Image"},
                                 "label": {"names": classes, "_type": "ClassLabel"},
                                 "id": {"dtype": "string", "_type": "Value"}, **features()}}}
     files: dict[str, list[str]] = {}
     with Staged(root, "parquet") as tmp:
         (tmp / "data").mkdir()
-        sums = []
-        for split in sorted({it.split for it in items}):
-            part = sorted((it for it in items if it.split == split), key=lambda it: it.id)
-            chunks = [part[i:i + shard_size] for i in range(0, len(part), shard_size)]
-            for k, chunk in enumerate(chunks):
-                rel = f"data/{split}-{k:05d}-of-{len(chunks):05d}.parquet"
-                cols: dict[str, Any] = {
-                    "image": [{"bytes": it.src.read_bytes(), "path": it.file_name} for it in chunk],
-                    "label": [it.class_index for it in chunk], "id": [it.id for it in chunk]}
-                for key in hf["info"]["features"]:
-                    if key not in cols:
-                        cols[key] = [it.meta.get(key) for it in chunk]
-                table = pa.table(cols).replace_schema_metadata({"huggingface": json.dumps(hf)})
-                pq.write_table(table, tmp / rel)
-                sums.append((rel, _sha(tmp / rel)))
-                files.setdefault(split, []).append(rel)
-        _sums(tmp, sums)
+        plan = _shards(items, shard_size)
+        names = [f"data/{split}-{k:05d}-of-{n:05d}.parquet" for split, k, n, _ in plan]
+        sums = _in_parallel(_parquet_shard, [(str(tmp / name), chunk, hf) for name, (_, _, _, chunk) in zip(names, plan)],
+                            workers)
+        for name, (split, _, _, _) in zip(names, plan):
+            files.setdefault(split, []).append(name)
+        _sums(tmp, list(zip(names, sums)))
     return {"files": len(items), "data_files": files}
 
 

@@ -4,7 +4,7 @@ falls in. Counts add up by construction: files = included + excluded + unreadabl
 
 Order (each step sees only what the previous ones kept): unreadable -> outside the raw
 folder -> curate.exclude (issue flags; duplicates keep their representative) -> curate.where
--> label fixes -> balance -> splits.
+-> plugin filters (curate.filters) -> label fixes -> balance -> splits.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pandas as pd
 
 from pixelscope.config import CurateConfig, IssuesConfig
 from pixelscope.curate.balance import caps, choose
+from pixelscope.curate.plugins import FILTERS, SORT_KEYS
 from pixelscope.curate.select import Images
 from pixelscope.curate.splits import assign
 from pixelscope.errors import BadInput, ConfigError, InputMissing
@@ -88,6 +89,16 @@ def build_ledger(images: Images, frame: pd.DataFrame, cfg: CurateConfig, issues_
         for r in np.flatnonzero(alive & ~keep):
             reasons[r].append(f"filter: {cfg.where}")
         alive = alive & keep
+    if cfg.filters:
+        FILTERS.load_plugins(cfg.plugins)
+        for name in cfg.filters:
+            if name not in FILTERS:
+                raise ConfigError(f"curate.filters: unknown filter {name!r} (registered: {', '.join(FILTERS.names()) or 'none'}; "
+                                  "a module with @curate_filter goes under curate.plugins)")
+            keep = np.asarray(pd.Series(FILTERS[name](frame), index=frame.index).fillna(False), dtype=bool)
+            for r in np.flatnonzero(alive & ~keep):
+                reasons[r].append(f"filter: {name}")
+            alive = alive & keep
     slice_hits = {name: images.where(expr, f"curate.slices.{name}") for name, expr in cfg.slices.items()}
 
     original = frame["label"].astype(object).where(frame["label"].notna(), None).to_numpy(dtype=object)
@@ -112,7 +123,8 @@ def build_ledger(images: Images, frame: pd.DataFrame, cfg: CurateConfig, issues_
 
     b = cfg.balance
     if b.max_per_class is not None or b.target_share:
-        rank = preference(frame, issues_cfg.representative)
+        SORT_KEYS.load_plugins(cfg.plugins)
+        rank = preference(frame, b.order or issues_cfg.representative, {n: SORT_KEYS[n] for n in SORT_KEYS.names()})
         labels_alive = pd.Series(label[alive], index=np.flatnonzero(alive))
         counts = labels_alive.value_counts(dropna=True).to_dict()
         cap = caps(counts, b.max_per_class, b.target_share)

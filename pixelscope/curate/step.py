@@ -20,6 +20,7 @@ from pixelscope.curate.ledger import build_ledger, plain, summary
 from pixelscope.curate.select import Images
 from pixelscope.errors import InputMissing
 from pixelscope.io.atomic import atomic_path, write_bytes_atomic
+from pixelscope.io.parallel import resolve_workers
 from pixelscope.pipeline.steps import ProgressFn, StepResult, write_metrics
 
 STAGE = "curate"
@@ -89,26 +90,38 @@ def curate_step(params: Params, project: str | Path = ".", *, progress: Progress
         notes.append("balance.keep diverse: no embeddings for every image, kept by quality instead")
     details: dict[str, Any] = {"counts": counts, "recipe": plain(cfg.model_dump(mode="json"))}
     outputs: dict[str, str] = {}
+    export_seconds: dict[str, float] = {}
     if not dry_run:
-        details["exports"] = write_outputs(ledger, frame, params, project, counts)
+        details["exports"] = write_outputs(ledger, frame, params, project, counts, export_seconds)
         outputs = {"curated": str(paths.curated), "ledger": str(paths.curated / "curation.parquet")}
     seconds = time.perf_counter() - t0
     metric_counts = {k: counts[k] for k in ("files", "included", "excluded", "unreadable", "labels_fixed")}
     result = StepResult(STAGE, f"{'would curate' if dry_run else 'curated'} {counts['included']} of {counts['files']} "
                                f"files ({counts['excluded']} excluded, {counts['unreadable']} unreadable) in "
                                f"{seconds:.1f}s", seconds, metric_counts, outputs,
-                        {**metric_counts, "seconds": round(seconds, 3)} if not dry_run else {}, details,
+                        {**metric_counts, "seconds": round(seconds, 3), "export_seconds": export_seconds}
+                        if not dry_run else {}, details,
                         notes + [f"excluded — {why}: {n}" for why, n in counts["excluded_by_first_reason"].items()]
                         + [f"split {s}: {n}" for s, n in counts["splits"].items()])
     return write_metrics(params, project, result) if not dry_run else result
 
 
-def write_outputs(ledger: pd.DataFrame, frame: pd.DataFrame, params: Params, project: Path, counts: dict[str, Any]
-                  ) -> dict[str, Any]:
+def write_outputs(ledger: pd.DataFrame, frame: pd.DataFrame, params: Params, project: Path, counts: dict[str, Any],
+                  seconds: dict[str, float]) -> dict[str, Any]:
+    """Ledger, labels.json, the exports, the curated profile, the card, curate.json — all written into a
+    temp folder beside paths.curated and renamed into place at the end, so a killed run leaves the
+    previous set whole (ledger and exports together). Export times -> seconds."""
+    paths = params.paths.under(project)
+    paths.curated.parent.mkdir(parents=True, exist_ok=True)
+    with export.Staged(paths.curated.parent, paths.curated.name) as out:
+        return _write_all(ledger, frame, params, project, counts, seconds, out)
+
+
+def _write_all(ledger: pd.DataFrame, frame: pd.DataFrame, params: Params, project: Path, counts: dict[str, Any],
+               seconds: dict[str, float], out: Path) -> dict[str, Any]:
     cfg = params.curate
     paths = params.paths.under(project)
-    raw, out = paths.raw, paths.curated
-    out.mkdir(parents=True, exist_ok=True)
+    raw = paths.raw
     inc = ledger[ledger["included"]]
     labels = [lab if isinstance(lab, str) else UNLABELED for lab in inc["label"]]
     classes = sorted(set(labels))
@@ -121,24 +134,29 @@ def write_outputs(ledger: pd.DataFrame, frame: pd.DataFrame, params: Params, pro
     with atomic_path(out / "curation.parquet") as tmp:
         pq.write_table(pa.Table.from_pandas(ledger, preserve_index=False), tmp)
     write_bytes_atomic(out / "labels.json", json.dumps({"classes": classes, "folders": dirs}, indent=1).encode())
+    write_curated_profile(ledger, paths.manifest, out, params)
+    checked = validate_curated(ledger, out, params, project)
     done: dict[str, Any] = {}
+    workers = resolve_workers(cfg.workers)
     for fmt in cfg.formats:
+        t0 = time.perf_counter()
         if fmt == "torchvision":
             done[fmt] = export.export_tree(items, out, "torchvision", cfg.link, metadata=False)
         elif fmt == "imagefolder":
             done[fmt] = export.export_tree(items, out, "imagefolder", "copy" if cfg.link == "symlink" else cfg.link,
                                            metadata=True)
         elif fmt == "webdataset":
-            done[fmt] = export.export_webdataset(items, out, cfg.shard_size)
+            done[fmt] = export.export_webdataset(items, out, cfg.shard_size, workers)
         elif fmt == "parquet":
             done[fmt] = export.export_parquet(
                 items, out, cfg.shard_size, classes,
-                lambda: {f: {"dtype": _value_type(frame[f]), "_type": "Value"} for f in feats})
-    write_curated_profile(ledger, paths.manifest, out, params)
-    write_card(ledger, frame, params, project, counts, classes)
+                lambda: {f: {"dtype": _value_type(frame[f]), "_type": "Value"} for f in feats}, workers)
+        seconds[fmt] = round(time.perf_counter() - t0, 3)  # to the metrics, not the outputs (reproducible)
+    write_card(ledger, frame, params, project, counts, classes, checked, out)
     write_bytes_atomic(out / "curate.json", json.dumps(plain({**counts, "recipe": cfg.model_dump(mode="json"),
                                                               "classes": classes, "label_folders": dirs,
-                                                              "leaks": card.leaks(ledger), "exports": done}),
+                                                              "leaks": card.leaks(ledger), "validation": checked,
+                                                              "exports": done}),
                                                         indent=1).encode())
     return done
 
@@ -159,8 +177,32 @@ def write_curated_profile(ledger: pd.DataFrame, manifest: Path, out: Path, param
     Profile.from_manifest(out / "manifest.parquet", params.profile).save(out / "profile.json")
 
 
+def validate_curated(ledger: pd.DataFrame, out: Path, params: Params, project: Path) -> dict[str, Any]:
+    """The shipped quality suite over the curated manifest, with the curated set's own leakage and
+    copy columns (an id or duplicate group in two splits; an id twice). Fails like validate does
+    (validate.on_failure), before any export is written."""
+    from pixelscope.errors import ValidationFailed
+    from pixelscope.quality.expectations import manifest_frame, present_columns, run_suites
+    from pixelscope.quality.suites import load_suite
+
+    df = manifest_frame(out / "manifest.parquet")
+    inc = ledger[ledger["included"]].reset_index(drop=True)
+    df["leakage"] = (inc.groupby("group_key")["split"].transform("nunique") > 1).to_numpy()
+    df["exact_duplicate"] = inc["id"].duplicated(keep=False).to_numpy()
+    suite = load_suite(project / params.validate_.suites / "quality.json")
+    suites, _ = present_columns({"curated": df}, {"curated": suite}, out / "none.json")
+    res = run_suites({"curated": df}, suites, project)["curated"]
+    failed = [f"{r['expectation']}({r['column'] or ''})" for r in res["results"] if not r["success"]]
+    checked = {"success": not failed, "failed": failed, "expectations": len(res["results"])}
+    write_bytes_atomic(out / "validation.json", json.dumps(plain(res), indent=1).encode())
+    if failed and params.validate_.on_failure == "fail":
+        raise ValidationFailed("the curated set fails the quality suite (validate.on_failure: fail): "
+                               + ", ".join(failed) + f"; details: {out / 'validation.json'}")
+    return checked
+
+
 def write_card(ledger: pd.DataFrame, frame: pd.DataFrame, params: Params, project: Path, counts: dict[str, Any],
-               classes: list[str]) -> None:
+               classes: list[str], checked: dict[str, Any], out: Path) -> None:
     from pixelscope.versioning import raw_version
 
     paths, cfg = params.paths.under(project), params.curate
@@ -171,7 +213,7 @@ def write_card(ledger: pd.DataFrame, frame: pd.DataFrame, params: Params, projec
         ledger=ledger, counts=counts, classes=classes, split_bytes={k: int(v) for k, v in split_bytes.items()},
         recipe=plain(cfg.model_dump(mode="json")), version=raw_version(params, project).to_dict(),
         issues=json.loads(paths.issues_summary.read_text()) if paths.issues_summary.exists() else None,
-        validation=json.loads(results.read_text()) if results.exists() else None,
+        validation=json.loads(results.read_text()) if results.exists() else None, curated_check=checked,
         profile=card.profile_summary(frame.loc[inc]), formats=list(cfg.formats),
         pretty_name=cfg.pretty_name or f"{Path(params.paths.raw).name} (curated)", license_=cfg.license)
-    write_bytes_atomic(paths.curated / "README.md", text.encode())
+    write_bytes_atomic(out / "README.md", text.encode())

@@ -16,6 +16,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -25,7 +28,9 @@ BORDER_MIN = 0.01  # less than this is no padding
 BORDER_MARGIN = 0.03  # what the border measure misses of real padding, at most
 
 
-def _key(frame: pd.DataFrame, name: str) -> pd.Series:
+def _key(frame: pd.DataFrame, name: str, extra: Mapping[str, Callable[[pd.DataFrame], Any]] | None = None) -> pd.Series:
+    if extra and name in extra:  # a plugin sort key (pixelscope.curate.plugins)
+        return pd.Series(extra[name](frame), index=frame.index).astype(float)
     if name == "pixels":
         border = frame["border_fraction"].astype(float).fillna(0) if "border_fraction" in frame else 0.0
         content = 1 - border - np.where(border > BORDER_MIN, BORDER_MARGIN, 0.0)
@@ -41,14 +46,16 @@ def _key(frame: pd.DataFrame, name: str) -> pd.Series:
         return frame["path"].rank(method="first")
     if name in frame and pd.api.types.is_numeric_dtype(frame[name]):
         return frame[name].astype(float)
-    raise ConfigError(f"issues.representative: unknown key {name!r} (pixels, border, clipping, exif, path, or a numeric "
-                      "manifest column, with '-' for larger-is-better)")
+    raise ConfigError(f"issues.representative / curate.balance.order: unknown key {name!r} (pixels, border, clipping, "
+                      "exif, path, a numeric manifest column, or a plugin sort key; '-' for larger-is-better)")
 
 
-def preference(frame: pd.DataFrame, keys: list[str]) -> np.ndarray:
-    """Rank of every row, 0 = the best representative (missing values rank last)."""
+def preference(frame: pd.DataFrame, keys: list[str],
+               extra: Mapping[str, Callable[[pd.DataFrame], Any]] | None = None) -> np.ndarray:
+    """Rank of every row, 0 = the best representative (missing values rank last); extra: more
+    named keys (frame -> number per row, smaller = better)."""
     keys = [*keys, "path"] if "path" not in [k.lstrip("-") for k in keys] else keys
-    sort = pd.DataFrame({f"k{i}": (-_key(frame, k[1:]) if k.startswith("-") else _key(frame, k)).fillna(np.inf)
+    sort = pd.DataFrame({f"k{i}": (-_key(frame, k[1:], extra) if k.startswith("-") else _key(frame, k, extra)).fillna(np.inf)
                          for i, k in enumerate(keys)}, index=frame.index)
     order = np.lexsort([sort[c].to_numpy() for c in reversed(sort.columns)])
     rank = np.empty(len(frame), dtype=np.int64)

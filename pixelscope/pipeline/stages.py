@@ -27,7 +27,7 @@ from pixelscope.pipeline.steps import ProgressFn, StepResult
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # .../pixelscope
 SOURCE_ROOT = PACKAGE_ROOT.parent  # what `pixelscope/...` paths are relative to
 # Packages whose modules serve different stages are listed module by module; the others whole.
-BY_MODULE = ("pixelscope/io", "pixelscope/pipeline")
+BY_MODULE = ("pixelscope/io", "pixelscope/pipeline", "pixelscope/quality")
 
 
 @dataclass(frozen=True)
@@ -124,8 +124,9 @@ STAGES: tuple[Stage, ...] = (
           outs=(Out("${validate.results}", cache=False),), retry=False),  # a failed validation is an answer
     Stage("curate", "pixelscope.curate.step:curate_step",
           "Apply the curation recipe (curate:): the ledger of every image, stable group-aware splits, and the exports.",
-          params=("curate", "issues.representative"),
-          deps=("${paths.manifest}", "${paths.issues}", "${paths.raw}", "${validate.results}/results.json"),
+          params=("curate", "issues.representative", "validate.on_failure"),
+          deps=("${paths.manifest}", "${paths.issues}", "${paths.raw}", "${validate.results}/results.json",
+                "${validate.suites}"),
           outs=(Out("${paths.curated}"),), metrics=True),
     Stage("publish", "pixelscope.publish:publish_step",
           "Write the results bundle (reports/publish/): summaries, versions, timings, the profile.",

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import time
@@ -24,32 +23,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pixelscope.config import Params
-from pixelscope.errors import BadInput, InputMissing, ValidationFailed
+from pixelscope.errors import InputMissing, ValidationFailed
 from pixelscope.io.atomic import atomic_path, write_bytes_atomic
 from pixelscope.pipeline.steps import ProgressFn, StepResult
 from pixelscope.profile import Profile
 from pixelscope.profile.reference import load_reference
 from pixelscope.quality.drift import compare
+from pixelscope.quality.expectations import manifest_frame, present_columns, run_suites
 from pixelscope.quality.suites import load_suite
 
 STAGE = "validate"
-
-
-ISSUE_KEYS = ("id", "path", "label", "split", "status")
-
-
-def manifest_frame(manifest: Path, issues: Path | None = None):
-    """The manifest, with the issue step's columns (near_duplicate, leakage, blurry, ...) when it ran,
-    so quality suites can bound them (e.g. no leakage, few near-duplicates)."""
-    df = pq.read_table(manifest).to_pandas()
-    # an image id in more than one split is leakage
-    df["splits_of_id"] = df.groupby("id")["split"].transform(lambda s: s.fillna("(none)").nunique())
-    if issues is not None and issues.exists():
-        found = pq.read_table(issues).to_pandas()
-        if len(found) != len(df) or not (found["path"].to_numpy() == df["path"].to_numpy()).all():
-            raise BadInput(f"{issues} does not describe {manifest} (rerun `pixelscope issues`)")
-        df = df.join(found.drop(columns=[c for c in ISSUE_KEYS if c in found]))
-    return df
 
 
 def drift_frame(rows: list) -> Any:
@@ -60,97 +43,6 @@ def drift_frame(rows: list) -> Any:
                                                              "drift"])
     df["verdict"] = ["ok" if not d else f"{f}[{s}] {t}" for f, s, t, d in zip(df.feature, df.segment, df.test, df.drift)]
     return df
-
-
-def run_suites(frames: dict[str, Any], suites: dict[str, dict[str, Any]], gx_root: Path) -> dict[str, Any]:
-    """One GX Checkpoint per suite over its dataframe (file context: Data Docs are built)."""
-    import logging
-
-    import great_expectations as gx
-    from great_expectations.checkpoint import UpdateDataDocsAction
-    from great_expectations.core.expectation_suite import ExpectationSuite
-    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
-
-    logging.getLogger("great_expectations").setLevel(logging.ERROR)
-    context = gx.get_context(mode="file", project_root_dir=str(gx_root))
-    source = context.data_sources.add_or_update_pandas("pixelscope")
-    out: dict[str, Any] = {}
-    for name, spec in suites.items():
-        try:
-            asset = source.get_asset(name)
-        except LookupError:
-            asset = source.add_dataframe_asset(name=name)
-        try:
-            batch = asset.get_batch_definition("all")
-        except KeyError:
-            batch = asset.add_batch_definition_whole_dataframe("all")
-        suite = ExpectationSuite(name=spec.get("name", name),
-                                 expectations=[ExpectationConfiguration(**e).to_domain_obj() for e in spec["expectations"]])
-        suite = context.suites.add_or_update(suite)
-        vd = context.validation_definitions.add_or_update(gx.ValidationDefinition(data=batch, suite=suite, name=name))
-        cp = context.checkpoints.add_or_update(gx.Checkpoint(
-            name=f"pixelscope-{name}", validation_definitions=[vd], actions=[UpdateDataDocsAction(name="docs")],
-            result_format={"result_format": "SUMMARY"}))
-        with _quiet():
-            res = cp.run(batch_parameters={"dataframe": frames[name]})
-        results = []
-        for vr in res.run_results.values():
-            for r in vr.results:
-                cfg = r.expectation_config
-                observed = r.result.get("observed_value")
-                results.append({
-                    "expectation": cfg.type, "column": cfg.kwargs.get("column"), "success": bool(r.success),
-                    "why": (cfg.meta or {}).get("why"), "observed": _plain(observed),
-                    "unexpected_percent": _plain(r.result.get("unexpected_percent")),
-                    "unexpected": _plain(r.result.get("partial_unexpected_list")),
-                    "kwargs": _plain({k: v for k, v in cfg.kwargs.items() if k not in ("batch_id",)}),
-                })
-        out[name] = {"success": bool(res.success), "results": results}
-    return out
-
-
-def present_columns(frames: dict[str, Any], suites: dict[str, dict[str, Any]], issues_summary: Path
-                    ) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
-    """Drop expectations marked `"meta": {"optional": true}` whose column the data lacks (a finder
-    that was skipped writes no column: no labels, no splits, no embeddings); they are reported
-    as skipped, with the finder's reason when issues.json has one. Others still fail loudly."""
-    why = {}
-    if issues_summary.exists():
-        why = {name: f.get("skipped") for name, f in json.loads(issues_summary.read_text())["finders"].items()}
-    kept: dict[str, dict[str, Any]] = {}
-    skipped: dict[str, list[dict[str, Any]]] = {}
-    for name, spec in suites.items():
-        columns = set(frames[name].columns)
-        keep = []
-        for e in spec["expectations"]:
-            col = e.get("kwargs", {}).get("column")
-            if (e.get("meta") or {}).get("optional") and col is not None and col not in columns:
-                reason = why.get(col) or ("the issues step did not run" if not why else "no such column")
-                skipped.setdefault(name, []).append({
-                    "expectation": e["type"], "column": col, "success": True, "skipped": f"{col} absent: {reason}",
-                    "why": (e.get("meta") or {}).get("why"), "observed": None, "unexpected_percent": None,
-                    "unexpected": None, "kwargs": e.get("kwargs", {})})
-            else:
-                keep.append(e)
-        kept[name] = {**spec, "expectations": keep}
-    return kept, skipped
-
-
-class _quiet:
-    """GX prints metric progress bars on stderr; a pipeline log does not need them."""
-
-    def __enter__(self):
-        import contextlib
-
-        self._cm = contextlib.redirect_stderr(io.StringIO())
-        self._cm.__enter__()
-
-    def __exit__(self, *exc):
-        return self._cm.__exit__(*exc)
-
-
-def _plain(x: Any) -> Any:
-    return json.loads(json.dumps(x, default=str)) if x is not None else None
 
 
 def validate_step(params: Params, project: str | Path = ".", *, progress: ProgressFn | None = None) -> StepResult:
