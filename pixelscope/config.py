@@ -216,6 +216,13 @@ class BalanceConfig(_Strict):
     seed: int = 0  # for keep: random
 
 
+class MlflowConfig(_Strict):
+    enabled: bool = False  # `pixelscope curate --mlflow` turns it on for one run
+    tracking_uri: str = "sqlite:///mlflow.db"  # MLflow's own default backend (its file store is deprecated)
+    experiment: str = "pixelscope-curate"
+    artifact_location: Path | None = None  # for a new experiment; null = MLflow's default (./mlruns)
+
+
 class CurateConfig(_Strict):
     # images flagged by these finders (issues.parquet columns) are left out; duplicates keep their representative
     exclude: list[str] = Field(default_factory=lambda: ["unreadable", "exact_duplicate", "near_duplicate", "blurry",
@@ -236,6 +243,7 @@ class CurateConfig(_Strict):
     metadata_features: list[str] = Field(default_factory=lambda: ["width", "height", "brightness_mean", "sharpness"])
     pretty_name: str | None = None
     license: str = "other"
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
 
 
 class PipelineConfig(_Strict):

@@ -297,3 +297,32 @@ def test_a_crash_mid_export_leaves_the_previous_set_and_a_rerun_cleans_up(plante
     curate_step(p, root)
     assert not list(out.parent.glob(".tmp-*")) and not list(out.glob(".tmp-*"))
     assert (out / "webdataset" / "SHA256SUMS").read_text() == before["webdataset"]
+
+
+@pytest.mark.slow
+def test_the_curated_set_is_logged_to_mlflow_and_read_back(planted, tmp_path):
+    import hashlib
+
+    from mlflow.tracking import MlflowClient
+
+    p, root = planted
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    q = parse_params({**p.model_dump(mode="json", by_alias=True),
+                      "curate": {**p.model_dump(mode="json")["curate"], "pretty_name": "ants-and-bees",
+                                 "mlflow": {"enabled": True, "tracking_uri": uri, "experiment": "test",
+                                            "artifact_location": str(tmp_path / "artifacts")}}})
+    r = curate_step(q, root)
+    out = root / "data" / "curated"
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(r.details["mlflow_run"])
+    inputs = {next(t.value for t in d.tags if t.key == "mlflow.data.context"): d.dataset for d in run.inputs.dataset_inputs}
+    splits = json.loads((out / "curate.json").read_text())["splits"]
+    assert set(inputs) == {{"train": "training", "val": "validation", "test": "test"}[s] for s in splits}
+    digest = hashlib.sha256((out / "curation.parquet").read_bytes()).hexdigest()
+    for d in inputs.values():
+        assert d.digest == digest[:16] and d.source_type == "dvc" and d.name.startswith("ants-and-bees/")
+        assert json.loads(d.source)["path"] == "data/raw"
+    assert run.data.metrics["included"] == len(ledger(root).query("included"))
+    assert run.data.tags["pixelscope.ledger_sha256"] == digest
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"README.md", "profile.json", "validation.json", "curate.json"} <= artifacts

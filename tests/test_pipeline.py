@@ -199,6 +199,23 @@ def test_param_change_reruns_only_dependent_stages(piped, prefect_server):
     assert "up to date" in dvc("status", cwd=project).stdout
 
 
+def test_a_recipe_change_reruns_only_curate_and_publish(piped):
+    """Editing curate: in params.yaml reruns curate (and publish, which carries its counts); nothing before."""
+    project, _ = piped
+    assert "up to date" in dvc("status", cwd=project).stdout
+    set_param(project, "curate.balance.max_per_class", 3)
+    out = dvc("repro", cwd=project).stdout
+    ran = [s for s in STAGES if f"Running stage '{s}'" in out]
+    assert ran == ["curate", "publish"], out
+    counts = json.loads((project / "data/curated/curate.json").read_text())["per_split_label"]
+    per_label: dict[str, int] = {}
+    for per in counts.values():
+        for label, n in per.items():
+            per_label[label] = per_label.get(label, 0) + n
+    assert per_label and max(per_label.values()) == 3  # the demo has more than 3 images of every kept class
+    assert "up to date" in dvc("status", cwd=project).stdout
+
+
 def test_editing_quality_code_reruns_only_validate_and_publish(piped):
     """Code deps are per stage: an edit in pixelscope/quality/ leaves ingest .. profile alone."""
     project, _ = piped

@@ -49,6 +49,7 @@ SHORTCUTS: dict[str, tuple[Shortcut, ...]] = {
     "curate": (
         Shortcut("dry_run", "", bool, "print what would be included / excluded per reason; write nothing",
                  ("--dry-run",), step=True),
+        Shortcut("mlflow", "curate.mlflow.enabled", bool, "log the curated set to MLflow (curate.mlflow)", ("--mlflow",)),
     ),
     "profile": (
         Shortcut("manifest", "paths.manifest", Path, "manifest Parquet (default: paths.manifest)"),

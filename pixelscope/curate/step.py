@@ -94,6 +94,14 @@ def curate_step(params: Params, project: str | Path = ".", *, progress: Progress
     if not dry_run:
         details["exports"] = write_outputs(ledger, frame, params, project, counts, export_seconds)
         outputs = {"curated": str(paths.curated), "ledger": str(paths.curated / "curation.parquet")}
+        if cfg.mlflow.enabled:
+            from pixelscope.curate.tracking import log_curated
+            from pixelscope.versioning import raw_version
+
+            run_id = log_curated(paths.curated, counts, cfg.mlflow, raw_version(params, project).to_dict(), project,
+                                 cfg.pretty_name or Path(params.paths.raw).name)
+            details["mlflow_run"] = run_id
+            outputs["mlflow_run"] = f"{cfg.mlflow.tracking_uri} run {run_id}"
     seconds = time.perf_counter() - t0
     metric_counts = {k: counts[k] for k in ("files", "included", "excluded", "unreadable", "labels_fixed")}
     result = StepResult(STAGE, f"{'would curate' if dry_run else 'curated'} {counts['included']} of {counts['files']} "
