@@ -216,6 +216,36 @@ def test_a_recipe_change_reruns_only_curate_and_publish(piped):
     assert "up to date" in dvc("status", cwd=project).stdout
 
 
+def test_a_label_fixes_csv_becomes_a_dvc_dep_once_set(piped):
+    """Setting curate.label_fixes adds the CSV to the curate stage's deps (after regenerating
+    dvc.yaml, which `--check` demands): editing the CSV then reruns curate."""
+    project, _ = piped
+    led = pq.read_table(project / "data/curated/curation.parquet").to_pandas()
+    first = led[led["included"]].iloc[0]["path"]
+    fixes = project / "fixes.csv"
+    fixes.write_text(f"path,new_label\n{first},relabeled\n")
+    set_param(project, "curate.label_fixes", "fixes.csv")
+    stale = sh([sys.executable, "-m", "pixelscope.pipeline.stages", "--check"], project, check=False)
+    assert stale.returncode == 1 and "--write" in stale.stderr
+    sh([sys.executable, "-m", "pixelscope.pipeline.stages", "--write"], project)
+    assert "${curate.label_fixes}" in yaml.safe_load((project / "dvc.yaml").read_text())["stages"]["curate"]["deps"]
+    dvc("repro", cwd=project)
+
+    def label() -> str:
+        t = pq.read_table(project / "data/curated/curation.parquet").to_pandas().set_index("path")
+        return t.at[first, "label"]
+
+    assert label() == "relabeled"
+    fixes.write_text(f"path,new_label\n{first},other\n")
+    assert "curate:" in dvc("status", cwd=project).stdout
+    out = dvc("repro", cwd=project).stdout
+    assert "Running stage 'curate'" in out and "Running stage 'embed'" not in out and label() == "other"
+    set_param(project, "curate.label_fixes", None)  # leave the shared project as it was
+    sh([sys.executable, "-m", "pixelscope.pipeline.stages", "--write"], project)
+    dvc("repro", cwd=project)
+    assert "up to date" in dvc("status", cwd=project).stdout
+
+
 def test_editing_quality_code_reruns_only_validate_and_publish(piped):
     """Code deps are per stage: an edit in pixelscope/quality/ leaves ingest .. profile alone."""
     project, _ = piped

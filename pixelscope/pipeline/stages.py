@@ -51,6 +51,7 @@ class Stage:
     flow: str = ""  # flow and deployment name (default: the stage name)
     command: str = ""  # CLI command (default: the stage name)
     retry: bool = True  # orchestrators retry a failure (pipeline.retries): it may be transient I/O
+    optional_deps: tuple[str, ...] = ()  # dotted params keys naming a file dep when set (e.g. a label-fixes CSV)
 
     @property
     def flow_name(self) -> str:
@@ -124,7 +125,7 @@ STAGES: tuple[Stage, ...] = (
           outs=(Out("${validate.results}", cache=False),), retry=False),  # a failed validation is an answer
     Stage("curate", "pixelscope.curate.step:curate_step",
           "Apply the curation recipe (curate:): the ledger of every image, stable group-aware splits, and the exports.",
-          params=("curate", "issues.representative", "validate.on_failure"),
+          params=("curate", "issues.representative", "validate.on_failure"), optional_deps=("curate.label_fixes",),
           deps=("${paths.manifest}", "${paths.issues}", "${paths.raw}", "${validate.results}/results.json",
                 "${validate.suites}"),
           outs=(Out("${paths.curated}"),), metrics=True),
@@ -218,12 +219,36 @@ HEADER = """\
 """
 
 
-def dvc_yaml() -> str:
+def _set_keys(params_file: Path) -> set[str]:
+    """Dotted keys of params.yaml whose value is set (not null): which optional deps apply."""
     import yaml
 
+    if not params_file.exists():
+        return set()
+    out: set[str] = set()
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.")
+        elif node is not None:
+            out.add(prefix[:-1])
+
+    walk(yaml.safe_load(params_file.read_text()) or {}, "")
+    return out
+
+
+def dvc_yaml(params_file: Path = Path("params.yaml")) -> str:
+    """dvc.yaml from the table; a stage's optional deps (e.g. curate.label_fixes) are listed when
+    params.yaml sets them, so editing that file reruns the stage (regenerate after setting one)."""
+    import yaml
+
+    given = _set_keys(params_file)
     stages: dict[str, Any] = {}
     for s in DVC_STAGES:
-        entry: dict[str, Any] = {"cmd": f"pixelscope {s.command_name} --quiet", "deps": [*s.deps, *s.code()]}
+        optional = [f"${{{k}}}" for k in s.optional_deps if k in given]
+        entry: dict[str, Any] = {"cmd": f"pixelscope {s.command_name} --quiet",
+                                 "deps": [*s.deps, *optional, *s.code()]}
         if s.params:
             entry["params"] = list(s.params)
         entry["outs"] = [o.path if o.cache and not o.persist else
@@ -244,8 +269,8 @@ def main(argv: list[str]) -> int:
         return 0
     if argv == ["--check"]:
         if not target.exists() or target.read_text() != text:
-            print(f"{target} is not what pixelscope/pipeline/stages.py generates: "
-                  "run `python -m pixelscope.pipeline.stages --write`", file=sys.stderr)
+            print(f"{target} is not what pixelscope/pipeline/stages.py (and the optional deps params.yaml sets) "
+                  "generates: run `python -m pixelscope.pipeline.stages --write`", file=sys.stderr)
             return 1
         return 0
     sys.stdout.write(text)
