@@ -326,3 +326,46 @@ def test_the_curated_set_is_logged_to_mlflow_and_read_back(planted, tmp_path):
     assert run.data.tags["pixelscope.ledger_sha256"] == digest
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"README.md", "profile.json", "validation.json", "curate.json"} <= artifacts
+
+
+def test_balance_caps_target_shares_and_keep_modes():
+    """Unit level: a target share caps the classes it names; diverse covers the class (k-center on
+    the embeddings), quality follows the comparator rank, random is seeded."""
+    import numpy as np
+
+    from pixelscope.curate.balance import caps, choose
+
+    assert caps({"a": 100, "b": 40, "c": 10}, None, {"a": 0.5, "b": 0.5}) == {"a": 40, "b": 40, "c": 10}
+    assert caps({"a": 100, "b": 40}, 30, None) == {"a": 30, "b": 30}
+    rng = np.random.default_rng(0)
+    centres = np.eye(8)[:4]  # four tight clusters; 40 of the 43 rows sit in the first one
+    x = np.vstack([centres[0] + 0.01 * rng.normal(size=(40, 8)), centres[1:] + 0.01 * rng.normal(size=(3, 8))])
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    rows = np.arange(43)
+    rank = np.arange(43)  # row 0 is the best
+    diverse = choose(rows, 4, "diverse", rank, x, seed=0)
+    assert set(diverse) == {0, 40, 41, 42}  # one per cluster, starting from the best
+    assert list(choose(rows, 4, "quality", rank, x, seed=0)) == [0, 1, 2, 3]
+    r1, r2 = choose(rows, 4, "random", rank, x, seed=7), choose(rows, 4, "random", rank, x, seed=7)
+    assert list(r1) == list(r2) and list(choose(rows, 4, "random", rank, x, seed=8)) != list(r1)
+
+
+@pytest.mark.slow
+def test_suggested_labels_above_a_score_are_taken(planted):
+    """curate.accept_suggested_above relabels the label-error finder's candidates at or above the score."""
+    p, root = planted
+    curate_step(p, root)
+    ok = ledger(root).index[ledger(root)["included"]]  # rows the default recipe keeps
+    issues = pq.read_table(root / p.paths.issues).to_pandas()
+    issues["label_error"] = False
+    issues["label_error_score"] = 0.0
+    issues["suggested_label"] = pd.Series(pd.NA, index=issues.index, dtype="string")
+    issues.loc[ok[:2], ["label_error", "label_error_score", "suggested_label"]] = [[True, 0.9, "bees"], [True, 0.5, "bees"]]
+    issues.to_parquet(root / p.paths.issues)
+    q = parse_params({**p.model_dump(mode="json", by_alias=True),
+                      "curate": {**p.model_dump(mode="json")["curate"], "accept_suggested_above": 0.8}})
+    r = curate_step(q, root)
+    led = ledger(root)
+    assert led.loc[ok[0], "label"] == "bees" and led.loc[ok[0], "label_fixed_by"].startswith("suggested label")
+    assert led.loc[ok[1], "label"] == led.loc[ok[1], "original_label"]  # 0.5 < 0.8: kept
+    assert r.details["counts"]["labels_fixed"] == 1

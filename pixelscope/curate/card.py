@@ -62,7 +62,12 @@ def render(*, ledger: pd.DataFrame, counts: dict[str, Any], classes: list[str], 
         per = counts["per_split_label"].get(s, {})
         lines.append(f"| {s} | " + " | ".join(str(per.get(c, 0)) for c in classes) + f" | {counts['splits'][s]} |")
     lines += ["", "## What was removed and why", "", "| reason (first) | images |", "|---|---:|"]
+    quality = (issues or {}).get("finders", {}).get("quality", {}).get("thresholds", {})
     lines += [f"| {why} | {n} |" for why, n in counts["excluded_by_first_reason"].items()] or ["| (none) | 0 |"]
+    used = [why for why in counts["excluded_by_first_reason"] if why in quality]
+    if used:
+        lines += ["", "Thresholds of the quality flags that removed images: " + "; ".join(
+            f"{why} {_threshold(quality[why])} ({quality[why].get('source')})" for why in used) + "."]
     if counts["labels_fixed"]:
         lines += ["", f"{counts['labels_fixed']} labels were changed (the ledger keeps the original)."]
     lines += ["", "## How", "", "Recipe (`params.yaml` `curate:`):", "", "```yaml",
@@ -92,6 +97,12 @@ def render(*, ledger: pd.DataFrame, counts: dict[str, Any], classes: list[str], 
     lines += ["", "## Files", "", "- `curation.parquet`: every file of the source, included or why not.",
               *[f"- `{f}/`" for f in formats], ""]
     return "---\n" + yaml.safe_dump(header, sort_keys=False, allow_unicode=True) + "---\n\n" + "\n".join(lines)
+
+
+def _threshold(t: dict[str, Any]) -> str:
+    if "value" in t:
+        return f"{t['value']:.4g}"
+    return f"outside [{t.get('low', float('nan')):.4g}, {t.get('high', float('nan')):.4g}]"
 
 
 def profile_summary(frame: pd.DataFrame) -> dict[str, Any]:

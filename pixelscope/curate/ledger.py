@@ -168,11 +168,12 @@ def _representative_rows(frame: pd.DataFrame) -> dict[int, int]:
 
 
 def _representative_paths(frame: pd.DataFrame) -> dict[int, str]:
-    paths = frame["path"].to_numpy(dtype=object)
-    out = {r: paths[rep] for r, rep in _representative_rows(frame).items()}
+    """Row -> "<path> (<id12>)" of the image it duplicates (the kept one)."""
+    paths, ids = frame["path"].to_numpy(dtype=object), frame["id"].to_numpy(dtype=object)
+    out = {r: f"{paths[rep]} ({ids[rep][:12]})" for r, rep in _representative_rows(frame).items()}
     if "exact_duplicate" in frame:  # exact copies outside near groups: the same id
         first = frame.groupby("id").head(1)
-        by_id = dict(zip(first["id"], first["path"]))
+        by_id = {i: f"{p} ({i[:12]})" for i, p in zip(first["id"], first["path"])}
         for r in np.flatnonzero(frame["exact_duplicate"].fillna(False).to_numpy(dtype=bool)):
             out.setdefault(int(r), by_id[frame.at[r, "id"]])
     return out
