@@ -369,3 +369,17 @@ def test_suggested_labels_above_a_score_are_taken(planted):
     assert led.loc[ok[0], "label"] == "bees" and led.loc[ok[0], "label_fixed_by"].startswith("suggested label")
     assert led.loc[ok[1], "label"] == led.loc[ok[1], "original_label"]  # 0.5 < 0.8: kept
     assert r.details["counts"]["labels_fixed"] == 1
+
+
+def test_issue_exclusions_without_an_issues_table_name_the_keys(corpus, tmp_path):
+    p = parse_params({"ingest": {"workers": 1}, "curate": {"accept_suggested_above": 0.9}})
+    raw = tmp_path / "data" / "raw" / "ants"
+    raw.mkdir(parents=True)
+    for f in photos(corpus, "ants", 2):
+        shutil.copy(f, raw / f.name)
+    ingest_to(p, tmp_path / p.paths.raw, tmp_path / p.paths.manifest)
+    from pixelscope.errors import InputMissing
+
+    with pytest.raises(InputMissing, match=r"curate.exclude: exact_duplicate.*curate.accept_suggested_above.*pixelscope issues"):
+        curate_step(p, tmp_path)
+    assert not (tmp_path / "data" / "curated").exists()  # nothing written

@@ -1,6 +1,7 @@
 """Exports of the curated set, each loadable by the consumer it is for, all with the same
-membership and labels, each written to a temp folder and renamed into place (a killed export
-leaves the previous one, never half of a new one), each with a SHA256SUMS of its files.
+membership and labels, each with a SHA256SUMS of its files. They are written into the curate
+step's staging folder (`Staged`: the whole curated folder is renamed into place at the end,
+so a killed run leaves the previous set, never half of a new one).
 
 - imagefolder: `<split>/<label>/<file>` + `<split>/metadata.jsonl` (Hugging Face imagefolder)
 - torchvision: `<split>/<label>/<file>` as hard links (curate.link: copy, symlink) (ImageFolder)
@@ -85,6 +86,13 @@ class Staged:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _fresh(folder: Path) -> Path:
+    """An empty folder for one export (inside the step's staging folder)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
 def _sums(folder: Path, entries: list[tuple[str, str]]) -> None:
     (folder / "SHA256SUMS").write_text("".join(f"{h}  {p}\n" for p, h in sorted(entries)))
 
@@ -116,22 +124,22 @@ def _place(src: Path, dst: Path, how: str) -> str:
 def export_tree(items: list[Item], root: Path, name: str, how: str, metadata: bool) -> dict[str, Any]:
     """`<split>/<label_dir>/<file>`: torchvision ImageFolder, or (metadata=True) HF imagefolder."""
     used: dict[str, int] = {}
-    with Staged(root, name) as tmp:
-        sums = []
-        meta_rows: dict[str, list[dict[str, Any]]] = {}
-        for it in items:
-            rel = f"{it.split}/{it.label_dir}/{it.file_name}"
-            done = _place(it.src, tmp / rel, "copy" if metadata and how == "symlink" else how)
-            used[done] = used.get(done, 0) + 1
-            sums.append((rel, it.id))  # the id is the sha256 of the bytes
-            if metadata:
-                meta_rows.setdefault(it.split, []).append(
-                    {"file_name": f"{it.label_dir}/{it.file_name}", "label": it.label, "id": it.id, **it.meta})
-        for split, rows in meta_rows.items():
-            with (tmp / split / "metadata.jsonl").open("w", encoding="utf-8") as fh:
-                for row in rows:
-                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        _sums(tmp, sums)
+    folder = _fresh(root / name)
+    sums = []
+    meta_rows: dict[str, list[dict[str, Any]]] = {}
+    for it in items:
+        rel = f"{it.split}/{it.label_dir}/{it.file_name}"
+        done = _place(it.src, folder / rel, "copy" if metadata and how == "symlink" else how)
+        used[done] = used.get(done, 0) + 1
+        sums.append((rel, it.id))  # the id is the sha256 of the bytes
+        if metadata:
+            meta_rows.setdefault(it.split, []).append(
+                {"file_name": f"{it.label_dir}/{it.file_name}", "label": it.label, "id": it.id, **it.meta})
+    for split, rows in meta_rows.items():
+        with (folder / split / "metadata.jsonl").open("w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    _sums(folder, sums)
     return {"files": len(items), "placed": used}
 
 
@@ -171,11 +179,11 @@ def _tar_shard(path: str, chunk: list[Item]) -> str:
 def export_webdataset(items: list[Item], root: Path, shard_size: int, workers: int = 1) -> dict[str, Any]:
     """Tar shards per split (`<split>-00000.tar`), samples in id order, keys = content ids, fixed
     mtime (the same bytes every run); shards are written by `workers` processes."""
-    with Staged(root, "webdataset") as tmp:
-        plan = _shards(items, shard_size)
-        names = [f"{split}-{k:05d}.tar" for split, k, _, _ in plan]
-        sums = _in_parallel(_tar_shard, [(str(tmp / n), chunk) for n, (_, _, _, chunk) in zip(names, plan)], workers)
-        _sums(tmp, list(zip(names, sums)))
+    folder = _fresh(root / "webdataset")
+    plan = _shards(items, shard_size)
+    names = [f"{split}-{k:05d}.tar" for split, k, _, _ in plan]
+    sums = _in_parallel(_tar_shard, [(str(folder / n), chunk) for n, (_, _, _, chunk) in zip(names, plan)], workers)
+    _sums(folder, list(zip(names, sums)))
     return {"files": len(items), "shards": names}
 
 
@@ -198,15 +206,15 @@ def export_parquet(items: list[Item], root: Path, shard_size: int, classes: list
                                 "label": {"names": classes, "_type": "ClassLabel"},
                                 "id": {"dtype": "string", "_type": "Value"}, **features()}}}
     files: dict[str, list[str]] = {}
-    with Staged(root, "parquet") as tmp:
-        (tmp / "data").mkdir()
-        plan = _shards(items, shard_size)
-        names = [f"data/{split}-{k:05d}-of-{n:05d}.parquet" for split, k, n, _ in plan]
-        sums = _in_parallel(_parquet_shard, [(str(tmp / name), chunk, hf) for name, (_, _, _, chunk) in zip(names, plan)],
-                            workers)
-        for name, (split, _, _, _) in zip(names, plan):
-            files.setdefault(split, []).append(name)
-        _sums(tmp, list(zip(names, sums)))
+    folder = _fresh(root / "parquet")
+    (folder / "data").mkdir()
+    plan = _shards(items, shard_size)
+    names = [f"data/{split}-{k:05d}-of-{n:05d}.parquet" for split, k, n, _ in plan]
+    sums = _in_parallel(_parquet_shard, [(str(folder / name), chunk, hf) for name, (_, _, _, chunk) in zip(names, plan)],
+                        workers)
+    for name, (split, _, _, _) in zip(names, plan):
+        files.setdefault(split, []).append(name)
+    _sums(folder, list(zip(names, sums)))
     return {"files": len(items), "data_files": files}
 
 

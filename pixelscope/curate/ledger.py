@@ -124,7 +124,7 @@ def build_ledger(images: Images, frame: pd.DataFrame, cfg: CurateConfig, issues_
     b = cfg.balance
     if b.max_per_class is not None or b.target_share:
         SORT_KEYS.load_plugins(cfg.plugins)
-        rank = preference(frame, b.order or issues_cfg.representative, {n: SORT_KEYS[n] for n in SORT_KEYS.names()})
+        rank = preference(frame, b.order or issues_cfg.representative, {key: SORT_KEYS[key] for key in SORT_KEYS.names()})
         labels_alive = pd.Series(label[alive], index=np.flatnonzero(alive))
         counts = labels_alive.value_counts(dropna=True).to_dict()
         cap = caps(counts, b.max_per_class, b.target_share)

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -21,30 +20,12 @@ from pixelscope.curate.select import Images
 from pixelscope.errors import InputMissing
 from pixelscope.io.atomic import atomic_path, write_bytes_atomic
 from pixelscope.io.parallel import resolve_workers
+from pixelscope.issues.step import load_embeddings
 from pixelscope.pipeline.steps import ProgressFn, StepResult, write_metrics
+from pixelscope.quality.expectations import manifest_frame
 
 STAGE = "curate"
 UNLABELED = "unlabeled"
-
-
-def load_frame(manifest: Path, issues: Path | None) -> pd.DataFrame:
-    frame = pq.read_table(manifest).to_pandas()
-    if issues is not None and issues.exists():
-        found = pq.read_table(issues).to_pandas()
-        frame = frame.join(found.drop(columns=[c for c in ("id", "path", "label", "split", "status") if c in found]))
-    return frame
-
-
-def _vectors(params: Params, project: Path, ids: list[str]) -> dict[str, np.ndarray] | None:
-    from pixelscope.io.store import current_store
-
-    store = current_store(params.paths.under(project).embeddings)
-    if store is None or not set(ids) <= store.ids():
-        return None
-    from pixelscope.neighbours import unit_vectors
-
-    x = unit_vectors(store, ids)
-    return dict(zip(ids, x))
 
 
 def _value_type(series: pd.Series) -> str:
@@ -66,11 +47,12 @@ def curate_step(params: Params, project: str | Path = ".", *, progress: Progress
     if not paths.manifest.exists():
         raise InputMissing(f"manifest not found: {paths.manifest} (run `pixelscope ingest` first)")
     issues = paths.issues if paths.issues.exists() else None
-    needs_issues = [n for n in cfg.exclude if n != "unreadable"]
-    if issues is None and (needs_issues or cfg.accept_suggested_above is not None):
-        raise InputMissing(f"curate.exclude uses issue flags ({', '.join(needs_issues)}) but {paths.issues} does not "
-                           "exist: run `pixelscope issues` first (or set curate.exclude: [unreadable])")
-    frame = load_frame(paths.manifest, issues)
+    needs = [f"curate.exclude: {n}" for n in cfg.exclude if n != "unreadable"]
+    needs += ["curate.accept_suggested_above"] if cfg.accept_suggested_above is not None else []
+    if issues is None and needs:
+        raise InputMissing(f"{', '.join(needs)} need the issues table, but {paths.issues} does not exist: run "
+                           "`pixelscope issues` first (or set curate.exclude: [unreadable])")
+    frame = manifest_frame(paths.manifest, issues)
     if "unreadable" not in frame:
         frame["unreadable"] = frame["status"] != "ok"
     skipped = {}
@@ -81,7 +63,8 @@ def curate_step(params: Params, project: str | Path = ".", *, progress: Progress
     b = cfg.balance
     vectors = None
     if b.keep == "diverse" and (b.max_per_class is not None or b.target_share):
-        vectors = _vectors(params, project, sorted(set(frame.loc[frame["status"] == "ok", "id"])))
+        emb, _ = load_embeddings(params, project, frame)
+        vectors = dict(zip(emb.ids, emb.vectors)) if emb is not None else None
     ledger = build_ledger(images, frame, cfg, params.issues, paths.raw, vectors, skipped, project)
     counts = summary(ledger)
     notes = [f"{name}: not excluded — its finder was skipped ({skipped[name]})"
@@ -151,8 +134,7 @@ def _write_all(ledger: pd.DataFrame, frame: pd.DataFrame, params: Params, projec
         if fmt == "torchvision":
             done[fmt] = export.export_tree(items, out, "torchvision", cfg.link, metadata=False)
         elif fmt == "imagefolder":
-            done[fmt] = export.export_tree(items, out, "imagefolder", "copy" if cfg.link == "symlink" else cfg.link,
-                                           metadata=True)
+            done[fmt] = export.export_tree(items, out, "imagefolder", cfg.link, metadata=True)
         elif fmt == "webdataset":
             done[fmt] = export.export_webdataset(items, out, cfg.shard_size, workers)
         elif fmt == "parquet":
@@ -190,7 +172,7 @@ def validate_curated(ledger: pd.DataFrame, out: Path, params: Params, project: P
     copy columns (an id or duplicate group in two splits; an id twice). Fails like validate does
     (validate.on_failure), before any export is written."""
     from pixelscope.errors import ValidationFailed
-    from pixelscope.quality.expectations import manifest_frame, present_columns, run_suites
+    from pixelscope.quality.expectations import present_columns, run_suites
     from pixelscope.quality.suites import load_suite
 
     df = manifest_frame(out / "manifest.parquet")
@@ -198,7 +180,7 @@ def validate_curated(ledger: pd.DataFrame, out: Path, params: Params, project: P
     df["leakage"] = (inc.groupby("group_key")["split"].transform("nunique") > 1).to_numpy()
     df["exact_duplicate"] = inc["id"].duplicated(keep=False).to_numpy()
     suite = load_suite(project / params.validate_.suites / "quality.json")
-    suites, _ = present_columns({"curated": df}, {"curated": suite}, out / "none.json")
+    suites, _ = present_columns({"curated": df}, {"curated": suite})  # the curated frame has both issue columns
     res = run_suites({"curated": df}, suites, project)["curated"]
     failed = [f"{r['expectation']}({r['column'] or ''})" for r in res["results"] if not r["success"]]
     checked = {"success": not failed, "failed": failed, "expectations": len(res["results"])}

@@ -77,13 +77,13 @@ def run_suites(frames: dict[str, Any], suites: dict[str, dict[str, Any]], gx_roo
     return out
 
 
-def present_columns(frames: dict[str, Any], suites: dict[str, dict[str, Any]], issues_summary: Path
+def present_columns(frames: dict[str, Any], suites: dict[str, dict[str, Any]], issues_summary: Path | None = None
                     ) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
     """Drop expectations marked `"meta": {"optional": true}` whose column the data lacks (a finder
     that was skipped writes no column: no labels, no splits, no embeddings); they are reported
     as skipped, with the finder's reason when issues.json has one. Others still fail loudly."""
     why = {}
-    if issues_summary.exists():
+    if issues_summary is not None and issues_summary.exists():
         why = {name: f.get("skipped") for name, f in json.loads(issues_summary.read_text())["finders"].items()}
     kept: dict[str, dict[str, Any]] = {}
     skipped: dict[str, list[dict[str, Any]]] = {}
