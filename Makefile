@@ -11,7 +11,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 60
 export DVC_NO_ANALYTICS ?= 1
 PREFECT_PORT ?= 4200
 
-.PHONY: install demo pipeline repro serve test test-fast lint dvc-yaml bench bench-quick clean
+.PHONY: install demo dashboard pipeline repro serve test test-fast lint dvc-yaml bench bench-quick clean
 
 # pyproject.toml declares what the package needs (with extras); requirements.txt is the exact
 # lock, used as constraints, so a missing declaration fails here instead of working by accident.
@@ -32,7 +32,12 @@ demo: $(STAMP)
 	@echo "manifest: data/interim/manifest.parquet   profile: data/processed/profile.json   bundle: reports/publish/"
 	@echo "issues: data/processed/issues.parquet (pixelscope issues --show duplicates | label | blurry ...)"
 	@echo "curated: data/curated/ (ledger curation.parquet, README.md card, torchvision / imagefolder / webdataset / parquet)"
-	@echo "next: dvc status / dvc repro / dvc metrics show, or 'make serve' for the Prefect UI"
+	@echo "next: 'make dashboard' (http://127.0.0.1:8501), dvc status / dvc repro / dvc metrics show, or 'make serve' for the Prefect UI"
+
+## dashboard: review the published bundle in the browser (Streamlit, http://127.0.0.1:$(DASHBOARD_PORT))
+DASHBOARD_PORT ?= 8501
+dashboard: $(STAMP)
+	$(BIN)/pixelscope dashboard reports/publish --port $(DASHBOARD_PORT)
 
 ## pipeline: the Prefect pipeline on data/raw (skips stages DVC reports up to date)
 pipeline: $(STAMP)

@@ -30,6 +30,7 @@ class PathsConfig(_Strict):
     issues: Path = Path("data/processed/issues.parquet")  # one row per file: what is wrong with it
     issue_pairs: Path = Path("data/processed/issues_pairs.parquet")  # duplicate / leakage pairs
     issues_summary: Path = Path("data/processed/issues.json")  # counts, thresholds, dataset-level findings
+    neighbours: Path = Path("data/processed/neighbours.parquet")  # each image's nearest others (embedding kNN)
     metrics: Path = Path("reports/metrics")
     publish: Path = Path("reports/publish")
     curated: Path = Path("data/curated")  # the curated training set: ledger, exports, dataset card

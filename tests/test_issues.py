@@ -35,7 +35,8 @@ def run_issues(raw: Path, work: Path, **issues) -> tuple[pd.DataFrame, pd.DataFr
     p = parse_params({"ingest": {"workers": 1}, "issues": issues})
     ingest_to(p, raw, work / "m.parquet")
     p = with_paths(p, manifest=work / "m.parquet", raw=raw, embeddings=work / "none", issues=work / "issues.parquet",
-                   issue_pairs=work / "pairs.parquet", issues_summary=work / "issues.json", metrics=work / "metrics")
+                   issue_pairs=work / "pairs.parquet", issues_summary=work / "issues.json", neighbours=work / "n.parquet",
+                   metrics=work / "metrics")
     issues_step(p, ".")
     return (pq.read_table(work / "issues.parquet").to_pandas(), pq.read_table(work / "pairs.parquet").to_pandas(),
             json.loads((work / "issues.json").read_text()))
@@ -172,7 +173,8 @@ def test_flags_of_old_images_do_not_move_when_a_batch_is_added(corpus, tmp_path)
         ingest_to(p, raw, work / "m.parquet")
         issues_step(with_paths(p, manifest=work / "m.parquet", raw=raw, embeddings=work / "none",
                                issues=work / "i.parquet", issue_pairs=work / "p.parquet",
-                               issues_summary=work / "i.json", metrics=work / "metrics"), ".")
+                               issues_summary=work / "i.json", neighbours=work / "n.parquet",
+                               metrics=work / "metrics"), ".")
         t = pq.read_table(work / "i.parquet").to_pandas().set_index("path")
         return t[["blurry", "odd_size", "odd_aspect"]]
 
@@ -344,7 +346,8 @@ def test_the_outlier_bar_comes_from_the_reference_profiles_knn_distances(corpus,
         ingest_to(q, raw, work / "m.parquet")
         issues_step(with_paths(q, manifest=work / "m.parquet", raw=raw, embeddings=tmp_path / "emb",
                                issues=work / "i.parquet", issue_pairs=work / "p.parquet",
-                               issues_summary=work / "i.json", metrics=work / "metrics"), ".")
+                               issues_summary=work / "i.json", neighbours=work / "n.parquet",
+                               metrics=work / "metrics"), ".")
         t = pq.read_table(work / "i.parquet").to_pandas().set_index("path")
         return t["outlier"], json.loads((work / "i.json").read_text())["finders"]["outlier"]["threshold"]
 
@@ -369,7 +372,7 @@ def test_an_empty_manifest_gives_empty_tables_and_says_why_finders_skipped(tmp_p
     pq.write_table(manifest_schema(manifest_columns()).empty_table(), tmp_path / "m.parquet")
     p = with_paths(parse_params({}), manifest=tmp_path / "m.parquet", raw=tmp_path, embeddings=tmp_path / "none",
                    issues=tmp_path / "i.parquet", issue_pairs=tmp_path / "p.parquet",
-                   issues_summary=tmp_path / "i.json", metrics=tmp_path / "metrics")
+                   issues_summary=tmp_path / "i.json", neighbours=tmp_path / "n.parquet", metrics=tmp_path / "metrics")
     r = issues_step(p, ".")
     assert pq.read_table(tmp_path / "i.parquet").num_rows == 0 and pq.read_table(tmp_path / "p.parquet").num_rows == 0
     finders = json.loads((tmp_path / "i.json").read_text())["finders"]

@@ -130,7 +130,8 @@ def test_issues_stage_through_the_cli_gives_the_prefect_run_s_files(piped, tmp_p
     project, result = piped
     assert result["issues"]["counts"]["unreadable"] == 2
     sets = [f"paths.issues={tmp_path}/i.parquet", f"paths.issue_pairs={tmp_path}/p.parquet",
-            f"paths.issues_summary={tmp_path}/i.json", f"paths.metrics={tmp_path}/metrics"]
+            f"paths.issues_summary={tmp_path}/i.json", f"paths.neighbours={tmp_path}/n.parquet",
+            f"paths.metrics={tmp_path}/metrics"]
     r = sh(["pixelscope", "issues", "-q", *[x for s in sets for x in ("--set", s)]], project)
     assert r.returncode == 0
     for ours, theirs in (("i.parquet", "issues.parquet"), ("p.parquet", "issues_pairs.parquet")):
@@ -326,12 +327,12 @@ def test_dask_runner_matches_local(piped, prefect_server, tmp_path, monkeypatch)
 def test_transient_task_failure_is_retried(piped, prefect_server, monkeypatch):
     from prefect import flow
 
-    import pixelscope.publish
+    import pixelscope.publish.step
     from pixelscope.pipeline.stages import stage
     from tasks.steps import run_step
 
     project, _ = piped
-    real, calls = pixelscope.publish.publish_step, []
+    real, calls = pixelscope.publish.step.publish_step, []
 
     def flaky(params, proj, *, progress=None):
         calls.append(1)
@@ -339,7 +340,7 @@ def test_transient_task_failure_is_retried(piped, prefect_server, monkeypatch):
             raise OSError("transient: disk busy")
         return real(params, proj, progress=progress)
 
-    monkeypatch.setattr(pixelscope.publish, "publish_step", flaky)
+    monkeypatch.setattr(pixelscope.publish.step, "publish_step", flaky)
     params = load_params(project / "params.yaml")
     params.pipeline.retry_delay_s = 0.5
 

@@ -4,6 +4,7 @@
     pixelscope show | merge | drift      profile files
     pixelscope suite init | reference set  the validate step's inputs
     pixelscope demo-data   the built-in demo images
+    pixelscope dashboard [BUNDLE]  the Streamlit dashboard on 127.0.0.1
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from pixelscope.cli import profiles, stages, suites
+from pixelscope.cli import dashboard, profiles, stages, suites
 from pixelscope.cli.common import out
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -22,6 +23,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 stages.register(app)
 profiles.register(app)
 suites.register(app)
+dashboard.register(app)
 
 
 @app.command("demo-data")

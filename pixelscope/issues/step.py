@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -102,6 +103,28 @@ def pairs_table(data: Dataset, found: dict[str, Finding]) -> pa.Table:
     })
 
 
+NEIGHBOURS_KEPT = 10  # per image, for the dashboard's detail view
+
+
+def neighbours_table(data: Dataset) -> pa.Table:
+    """Each embedded image's nearest others (ids, cosine), best first, from the graph the
+    finders searched (searched here when no finder needed it); empty without embeddings."""
+    schema = pa.schema([("id", pa.string()), ("neighbours", pa.list_(pa.string())),
+                        ("similarities", pa.list_(pa.float32()))])
+    if data.embeddings is None or not data.embeddings.ids:
+        return schema.empty_table()
+    g = data.graph()
+    ids = np.asarray(data.embeddings.ids, dtype=object)
+    k = min(NEIGHBOURS_KEPT, g.k)
+    nbrs, sims = g.nbrs[:, :k], g.sims[:, :k]
+    valid = nbrs >= 0
+    return pa.table({
+        "id": pa.array(data.embeddings.ids, pa.string()),
+        "neighbours": pa.array([ids[r[v]].tolist() for r, v in zip(nbrs, valid)], pa.list_(pa.string())),
+        "similarities": pa.array([s[v].tolist() for s, v in zip(sims, valid)], pa.list_(pa.float32())),
+    }, schema=schema)
+
+
 def _plain(x: Any) -> Any:
     return json.loads(json.dumps(x, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
@@ -118,6 +141,8 @@ def issues_step(params: Params, project: str | Path = ".", *, progress: Progress
         pq.write_table(issues_table(data, found), tmp)
     with atomic_path(paths.issue_pairs) as tmp:
         pq.write_table(pairs_table(data, found), tmp)
+    with atomic_path(paths.neighbours) as tmp:
+        pq.write_table(neighbours_table(data), tmp)
     summary = {"files": len(data.frame), "embeddings": about_embeddings,
                "reference": data.reference_name or None,
                "finders": {name: {**f.summary, **({"skipped": f.skipped} if f.skipped else {})}
@@ -139,5 +164,6 @@ def issues_step(params: Params, project: str | Path = ".", *, progress: Progress
     total = int(sum(flagged.values()))
     result = StepResult(STAGE, f"issues in {len(data.frame)} files in {seconds:.1f}s: {total} flags", seconds, counts,
                         {"issues": str(paths.issues), "pairs": str(paths.issue_pairs),
-                         "summary": str(paths.issues_summary)}, metrics, _plain(summary), notes)
+                         "summary": str(paths.issues_summary), "neighbours": str(paths.neighbours)},
+                        metrics, _plain(summary), notes)
     return write_metrics(params, project, result)

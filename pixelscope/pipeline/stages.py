@@ -117,7 +117,8 @@ STAGES: tuple[Stage, ...] = (
           "Find what is wrong with each image: duplicates, near-duplicates, leakage, label errors, quality, outliers.",
           params=("issues", "validate.reference", "validate.reference_rev"),
           deps=("${paths.manifest}", "${paths.embeddings}"),
-          outs=(Out("${paths.issues}"), Out("${paths.issue_pairs}"), Out("${paths.issues_summary}")), metrics=True),
+          outs=(Out("${paths.issues}"), Out("${paths.issue_pairs}"), Out("${paths.issues_summary}"),
+                Out("${paths.neighbours}")), metrics=True),
     Stage("validate", "pixelscope.quality.validate:validate_step",
           "Run the expectation suites (quality over the manifest and its issues, drift against the reference) with GX.",
           params=("validate", "drift"),
@@ -129,13 +130,14 @@ STAGES: tuple[Stage, ...] = (
           deps=("${paths.manifest}", "${paths.issues}", "${paths.raw}", "${validate.results}/results.json",
                 "${validate.suites}"),
           outs=(Out("${paths.curated}"),), metrics=True),
-    Stage("publish", "pixelscope.publish:publish_step",
-          "Write the results bundle (reports/publish/): summaries, versions, timings, the profile.",
-          params=(),
-          deps=("${paths.manifest}", "${paths.profile}", "${paths.metrics}/ingest.json",
+    Stage("publish", "pixelscope.publish.step:publish_step",
+          "Write the results bundle (reports/publish/) the dashboard reads: summaries, tables, map, thumbnails.",
+          params=("ingest.max_image_pixels", "ingest.workers"),
+          deps=("${paths.raw}", "${paths.manifest}", "${paths.profile}", "${paths.metrics}/ingest.json",
                 "${paths.metrics}/profile.json", "${paths.metrics}/embed.json", "${paths.embeddings}",
-                "${paths.issues_summary}", "${validate.results}", "${paths.curated}/curate.json"),
-          outs=(Out("${paths.publish}"),)),
+                "${paths.issues_summary}", "${paths.neighbours}", "${validate.results}", "${paths.curated}/curate.json",
+                "${paths.curated}/curation.parquet"),
+          outs=(Out("${paths.publish}", persist=True),)),  # persist: thumbnails are made once per id
 )
 
 BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}

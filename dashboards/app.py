@@ -1,0 +1,41 @@
+"""pixelscope dashboard: review a dataset version from its publish bundle.
+
+    pixelscope dashboard [BUNDLE]        # or: make dashboard  (127.0.0.1:8501)
+
+The bundle folder comes from $PIXELSCOPE_BUNDLE (default reports/publish); pages read only
+that folder. Page, filters, selection and the chosen image live in the URL's query string.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `dashboards.*` when run by `streamlit run`
+
+from dashboards.common import bundle, bundle_folder, summary  # noqa: E402
+
+st.set_page_config(page_title="pixelscope", layout="wide")  # no material page_icon: its favicon comes from a CDN
+
+PAGES = [
+    st.Page("pages/overview.py", title="Overview", default=True),
+    st.Page("pages/features.py", title="Features"),
+    st.Page("pages/compare.py", title="Compare"),
+    st.Page("pages/drift.py", title="Drift"),
+    st.Page("pages/embedding_map.py", title="Embedding map"),
+    st.Page("pages/images.py", title="Images"),
+    st.Page("pages/issues.py", title="Issues"),
+    st.Page("pages/curated.py", title="Curated set"),
+    st.Page("pages/versions.py", title="Versions"),
+]
+
+page = st.navigation(PAGES)
+with st.sidebar:
+    st.caption(f"bundle: `{bundle_folder()}`")
+    bundle()
+    v = summary()["versions"]
+    st.caption(f"raw data `{v['raw'].get('md5') or '?'}` · git `{(v['raw'].get('git_commit') or '?')[:10]}`"
+               + (" (dirty)" if v["raw"].get("git_dirty") else ""))
+page.run()

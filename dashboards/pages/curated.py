@@ -1,0 +1,43 @@
+"""Curated set: included / excluded per reason (from the ledger), class × split, examples of
+each exclusion reason, the dataset card, the exports."""
+
+import re
+
+import pandas as pd
+import streamlit as st
+
+from dashboards.common import bundle, grid, need, section, table
+
+st.title("Curated set")
+c = section("curated", "ledger")
+cols = st.columns(4)
+cols[0].metric("files", f"{c['files']:,}")
+cols[1].metric("included", f"{c['included']:,}")
+cols[2].metric("excluded", f"{c['excluded']:,}")
+cols[3].metric("labels fixed", f"{c.get('labels_fixed', 0):,}")
+ledger = table("ledger")
+ledger["first_reason"] = ledger["reasons"].fillna("").str.split(":").str[0]
+left, right = st.columns(2)
+with left:
+    st.subheader("Excluded, by first reason")
+    st.dataframe(pd.DataFrame(list(c["excluded_by_first_reason"].items()), columns=["reason", "images"]),
+                 hide_index=True, width="stretch")
+with right:
+    st.subheader("Class × split")
+    inc = ledger[ledger["included"]]
+    st.dataframe(pd.crosstab(inc["label"].fillna("(none)"), inc["split"].fillna("(none)"), margins=True),
+                 width="stretch")
+st.subheader("Examples of each exclusion reason")
+reasons = [r for r in c["excluded_by_first_reason"]]
+if reasons:
+    tabs = st.tabs(reasons)
+    for tab, reason in zip(tabs, reasons):
+        with tab:
+            ex = ledger[~ledger["included"] & (ledger["first_reason"] == reason)].head(6)
+            grid(ex, [str(r) for r in ex["reasons"]], key=f"ex-{reason}")
+st.subheader("Exports")
+st.dataframe(pd.DataFrame({"format": c["recipe"]["formats"]}), hide_index=True)
+st.subheader("Dataset card")
+if need("card"):
+    card = bundle().card()
+    st.markdown(re.sub(r"\A---\n.*?\n---\n", "", card, flags=re.S))

@@ -1,0 +1,94 @@
+"""Images: a thumbnail grid with a SQL filter (the same DuckDB engine as curate's filters), a
+slice picker, sorting by any column, paging; an opened image shows all its columns, EXIF,
+issues, near-duplicates and nearest neighbours."""
+
+import pandas as pd
+import streamlit as st
+
+from dashboards.common import fmt, grid, has, paged, param, set_param, table, thumbnails, where
+from dashboards.selection import rows_of, sort_rows
+from pixelscope.errors import ConfigError
+
+st.title("Images")
+images = table("images")
+chosen = param("image")
+if chosen:
+    hit = rows_of(images, [chosen])
+    if hit.empty:
+        st.warning(f"no image with id {chosen}")
+    else:
+        r = hit.iloc[0]
+        st.subheader(r["path"])
+        if st.button("back to the grid"):
+            set_param("image", None)
+            st.rerun()
+        left, right = st.columns([1, 2])
+        with left:
+            t = thumbnails([r["id"]])
+            if r["id"] in t:
+                st.image(t[r["id"]], width="stretch")
+            flags = [c for c in images.columns if f"{c}_score" in images.columns and r.get(c) is True]
+            st.markdown("**Issues:** " + (", ".join(flags) if flags else "none"))
+            if isinstance(r.get("reasons"), str) and r["reasons"]:
+                st.caption(r["reasons"])
+        with right:
+            exif = {c: r[c] for c in images.columns if c.startswith("exif_")}
+            other = {c: r[c] for c in images.columns if c not in exif}
+            st.dataframe(pd.DataFrame({"column": list(other), "value": [fmt(v) for v in other.values()]}),
+                         hide_index=True, width="stretch", height=300)
+            st.dataframe(pd.DataFrame({"EXIF": list(exif), "value": [fmt(v) for v in exif.values()]}),
+                         hide_index=True, width="stretch")
+        if has("pairs"):
+            pairs = table("pairs")
+            mine = pairs[(pairs["a_id"] == r["id"]) | (pairs["b_id"] == r["id"])]
+            other_ids = [b if a == r["id"] else a for a, b in zip(mine["a_id"], mine["b_id"])]
+            st.subheader(f"Near-duplicates and leaks ({len(other_ids)})")
+            grid(rows_of(images, other_ids).head(12), key="dups")
+        if has("neighbours"):
+            nb = table("neighbours")
+            got = nb[nb["id"] == r["id"]]
+            if len(got):
+                ids, sims = list(got.iloc[0]["neighbours"]), list(got.iloc[0]["similarities"])
+                rows = rows_of(images, ids)
+                st.subheader("Nearest neighbours (embedding cosine)")
+                grid(rows, [f"{p} · {s:.3f}" for p, s in zip(rows["path"], sims)], key="nn")
+        st.stop()
+
+expression = st.text_input("filter (SQL over manifest + issue columns, as in curate.where)", param("where"),
+                           placeholder="label = 'cat' AND sharpness < 100")
+set_param("where", expression)
+slices = ["all images", "readable", "errors"] + [c for c in images.columns if f"{c}_score" in images.columns]
+if has("ledger"):
+    slices += ["curated: included", "curated: excluded"]
+wanted = param("slice", "all images")
+slice_ = st.selectbox("slice", slices, index=slices.index(wanted) if wanted in slices else 0)
+set_param("slice", None if slice_ == "all images" else slice_)
+c1, c2 = st.columns([3, 1])
+sortable = list(images.columns)
+wanted = param("sort", "path")
+sort = c1.selectbox("sort by", sortable, index=sortable.index(wanted) if wanted in sortable else 0)
+set_param("sort", sort)
+desc = c2.toggle("descending", value=param("desc") == "1")
+set_param("desc", "1" if desc else None)
+
+mask = pd.Series(True, index=images.index)
+if expression:
+    try:
+        mask &= where(expression)
+    except ConfigError as e:
+        st.error(str(e))
+        st.stop()
+if slice_ == "readable":
+    mask &= images["status"] == "ok"
+elif slice_ == "errors":
+    mask &= images["status"] != "ok"
+elif slice_.startswith("curated: "):
+    ledger = table("ledger")
+    inc = set(ledger.loc[ledger["included"], "id"])
+    mask &= images["id"].isin(inc) if slice_.endswith("included") else ~images["id"].isin(inc)
+elif slice_ != "all images":
+    mask &= images[slice_].fillna(False).astype(bool)
+shown = sort_rows(images[mask], sort, desc)
+st.markdown(f"**{len(shown):,} images** match")
+rows = paged(shown)
+grid(rows, [f"{p} · {fmt(v)}" if sort != "path" else str(p) for p, v in zip(rows["path"], rows[sort])])

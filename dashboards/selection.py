@@ -1,0 +1,109 @@
+"""The dashboard's logic as pure functions (no Streamlit): a Plotly selection to image ids,
+ids to rows, paging, sorting, the value band where two CDFs differ most. Unit-tested alone,
+because AppTest cannot drive a Plotly selection."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pixelscope.profile.sketches import NumericSketch
+
+PAGE_SIZE = 24
+
+
+def ids_from_selection(selection: Any, frame: pd.DataFrame) -> list[str]:
+    """Image ids of a `st.plotly_chart(on_select=...)` selection over `frame` (columns id, x, y).
+
+    Points carry their frame row in customdata; with no points (a box drawn over an empty
+    area, or an event without them), the boxes themselves select by x / y range."""
+    if not selection:
+        return []
+    sel = selection.get("selection", selection) if isinstance(selection, dict) else getattr(selection, "selection", {})
+    points = sel.get("points") or []
+    rows = []
+    for p in points:
+        c = p.get("customdata")
+        rows.append(int(c[0] if isinstance(c, list | tuple) else c) if c is not None else None)
+    rows = [r for r in rows if r is not None and 0 <= r < len(frame)]
+    if rows:
+        return frame["id"].iloc[sorted(set(rows))].tolist()
+    boxes = sel.get("box") or []
+    return ids_in_boxes(frame, [(min(b["x"]), max(b["x"]), min(b["y"]), max(b["y"])) for b in boxes])
+
+
+def ids_in_boxes(frame: pd.DataFrame, boxes: Sequence[tuple[float, float, float, float]]) -> list[str]:
+    """Ids whose (x, y) lies in any of the (x0, x1, y0, y1) boxes, in frame order."""
+    if not boxes or frame.empty:
+        return []
+    x, y = frame["x"].to_numpy(), frame["y"].to_numpy()
+    inside = np.zeros(len(frame), bool)
+    for x0, x1, y0, y1 in boxes:
+        inside |= (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
+    return frame["id"].to_numpy()[inside].tolist()
+
+
+def box_param(box: tuple[float, float, float, float]) -> str:
+    return ",".join(f"{v:.6g}" for v in box)
+
+
+def parse_box(text: str | None) -> tuple[float, float, float, float] | None:
+    """The `box` query parameter back to a box; None when absent or malformed."""
+    try:
+        x0, x1, y0, y1 = (float(v) for v in (text or "").split(","))
+    except ValueError:
+        return None
+    return min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1)
+
+
+def rows_of(frame: pd.DataFrame, ids: Sequence[str]) -> pd.DataFrame:
+    """The frame's rows for ids (full ids or unique prefixes of at least 8 characters), in ids order."""
+    if not len(ids):
+        return frame.iloc[0:0]
+    full = frame["id"].astype(str)
+    pos = {i: k for k, i in enumerate(full)}
+    out = []
+    for i in ids:
+        if i in pos:
+            out.append(pos[i])
+        elif len(i) >= 8:
+            hits = np.flatnonzero(full.str.startswith(i).to_numpy())
+            if len(hits) == 1:
+                out.append(int(hits[0]))
+    return frame.iloc[out]
+
+
+def sort_rows(frame: pd.DataFrame, column: str | None, descending: bool = False) -> pd.DataFrame:
+    """Sorted by a column (nulls last, ties by path); unknown or empty column: as given."""
+    if not column or column not in frame.columns:
+        return frame
+    keys = [column] + (["path"] if "path" in frame.columns and column != "path" else [])
+    return frame.sort_values(keys, ascending=[not descending] + [True] * (len(keys) - 1), na_position="last",
+                             kind="stable")
+
+
+def page_of(n: int, page: int, size: int = PAGE_SIZE) -> tuple[int, int, int]:
+    """(start, stop, pages) of page (1-based, clamped) when n rows are shown size at a time."""
+    pages = max(1, -(-n // size))
+    page = min(max(1, page), pages)
+    return (page - 1) * size, min(n, page * size), pages
+
+
+def moved_band(ref: NumericSketch, cur: NumericSketch, points: int = 257) -> tuple[float, float, float]:
+    """(low, high, D): the values where the current CDF moved most from the reference's.
+
+    At x*, where |F_cur - F_ref| is largest (the KS point), the current images between x* and
+    the current quantile at the reference's rank F_ref(x*) are the mass that moved."""
+    lo, hi = min(ref.min, cur.min), max(ref.max, cur.max)
+    if not (ref.count and cur.count) or not hi > lo:
+        return lo, hi, 0.0
+    xs = np.linspace(lo, hi, points)[1:-1].tolist()
+    fr, fc = np.array(ref.cdf(xs))[:-1], np.array(cur.cdf(xs))[:-1]
+    k = int(np.argmax(np.abs(fc - fr)))
+    x = xs[k]
+    q = cur.quantiles([float(min(max(fr[k], 0.0), 1.0))])[0]
+    a, b = sorted((x, q if q is not None else x))
+    return float(a), float(b), float(abs(fc[k] - fr[k]))

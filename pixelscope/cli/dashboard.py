@@ -1,0 +1,70 @@
+"""`pixelscope dashboard [BUNDLE]`: the Streamlit app over a publish bundle, on 127.0.0.1 only."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from pixelscope.cli.common import out, user_errors
+from pixelscope.errors import InputMissing
+from pixelscope.pipeline.stages import SOURCE_ROOT
+
+APP = SOURCE_ROOT / "dashboards" / "app.py"
+
+
+def streamlit_command(port: int) -> list[str]:
+    """Private and offline: loopback only, headless, no usage statistics."""
+    return [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", "127.0.0.1",
+            "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            "--global.developmentMode", "false", "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal"]
+
+
+def fetch_bundle(rev: str, project: Path, folder: Path, dest: Path) -> Path:
+    """The bundle folder as committed at a git rev, read through DVC (no checkout)."""
+    from dvc.api import DVCFileSystem
+
+    try:
+        fs = DVCFileSystem(str(project), rev=rev)
+        fs.get(folder.as_posix(), str(dest), recursive=True)
+    except Exception as e:  # noqa: BLE001 - unknown rev, not in the cache or remote: say which
+        raise InputMissing(f"{rev!r} is neither a bundle folder nor a git rev whose {folder} DVC can read "
+                           f"({type(e).__name__}: {e})") from None
+    return dest
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("dashboard")
+    def dashboard(
+        bundle: Annotated[Optional[str], typer.Argument(help="bundle folder, or a git rev (read through DVC)")] = None,
+        port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8501,
+        project: Annotated[Path, typer.Option(help="project folder (for a git rev)")] = Path("."),
+    ) -> None:
+        """Review a dataset version in the browser: http://127.0.0.1:PORT (Ctrl-C stops it)."""
+        from pixelscope.config import Params
+
+        with user_errors():
+            folder = Path(bundle) if bundle else project / Params().paths.publish
+            tmp = None
+            if not folder.is_dir():
+                if bundle is None:
+                    raise InputMissing(f"no bundle at {folder}: run `make demo` (or `pixelscope publish`) first")
+                tmp = tempfile.TemporaryDirectory(prefix="pixelscope-bundle-")
+                folder = fetch_bundle(bundle, project, Params().paths.publish, Path(tmp.name) / "bundle")
+            from pixelscope.publish.bundle import Bundle
+
+            Bundle.open(folder)
+            out.print(f"dashboard over {folder}: http://127.0.0.1:{port}")
+            env = {**os.environ, "PIXELSCOPE_BUNDLE": str(folder.resolve())}
+            try:
+                subprocess.run(streamlit_command(port), env=env, check=False)
+            except KeyboardInterrupt:
+                pass
+            finally:
+                if tmp is not None:
+                    tmp.cleanup()

@@ -1,0 +1,173 @@
+"""Publish: everything the dashboard shows, in one folder (reports/publish/, layout in bundle.py).
+
+summary.json holds the manifest summary (counts by status, reason, label, source, format),
+the profile summary, the versions (raw data, git, pixelscope, params), the step timings and
+the embedding, issue, curation and validation summaries. Beside it: copies of the profile,
+the reference profile, the manifest, the issue tables, the neighbours, the drift table, the
+validation results, the curation ledger and card; the 2-D embedding map with paths relative
+to the raw folder (and each image's distance to the reference's embedding sample); and the
+thumbnails. A part whose source is gone is removed, so the bundle never shows stale results.
+The folder is a persistent DVC out: the thumbnails are kept between runs and only new ids
+are made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pixelscope import __version__
+from pixelscope.config import Params
+from pixelscope.errors import InputMissing
+from pixelscope.io.atomic import atomic_path, write_bytes_atomic
+from pixelscope.io.store import current_store
+from pixelscope.pipeline.steps import ProgressFn, StepResult
+from pixelscope.profile import Profile
+from pixelscope.profile.reference import load_reference
+from pixelscope.publish.bundle import PARTS
+from pixelscope.publish.thumbnails import update_thumbnails
+from pixelscope.versioning import raw_version
+
+STAGE = "publish"
+
+
+def manifest_summary(manifest: str | Path) -> dict[str, Any]:
+    t = pq.read_table(manifest, columns=["status", "reason", "label", "source", "format", "bytes"])
+    cols = {n: t.column(n).to_pylist() for n in t.column_names}
+
+    def counts(name: str, status: str = "ok") -> dict[str, int]:
+        c = Counter(v if v is not None else "(none)" for v, s in zip(cols[name], cols["status"]) if s == status)
+        return dict(c.most_common())
+
+    return {
+        "files_seen": t.num_rows,
+        "ok": sum(s == "ok" for s in cols["status"]),
+        "errors": sum(s != "ok" for s in cols["status"]),
+        "errors_by_reason": counts("reason", status="error"),
+        "labels": counts("label"), "sources": counts("source"), "formats": counts("format"),
+        "bytes": sum(b for b in cols["bytes"] if b is not None),
+    }
+
+
+def params_hash(params: Params) -> str:
+    return hashlib.sha256(json.dumps(params.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def read_metrics(folder: Path) -> dict[str, Any]:
+    out = {}
+    for f in sorted(folder.glob("*.json")) if folder.exists() else []:
+        out[f.stem] = json.loads(f.read_text())
+    return out
+
+
+def _copy(src: Path, out: Path, name: str, written: dict[str, str]) -> None:
+    """Copy src to the bundle part `name` atomically, or remove that part when src is gone."""
+    dst = out / PARTS[name].file
+    if src.exists():
+        with atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)
+        written[name] = str(dst)
+    else:
+        dst.unlink(missing_ok=True)
+
+
+def reference_distances(current: Profile, reference: Profile | None, store: Any, ids: list[str]) -> np.ndarray | None:
+    """Cosine distance from each current image to its nearest image of the reference's embedding
+    sample: the images the embedding drift is about are the farthest ones."""
+    ref = reference.embedding if reference is not None else None
+    cur = current.embedding
+    if ref is None or cur is None or store is None or not ids or ref.model != cur.model or ref.dim != cur.dim:
+        return None
+    sample = ref.sample.astype(np.float32)
+    if not len(sample):
+        return None
+    sample /= np.maximum(np.linalg.norm(sample, axis=1, keepdims=True), 1e-12)
+    out = np.empty(len(ids), np.float32)
+    for s in range(0, len(ids), 4096):
+        x = store.get(ids[s:s + 4096]).astype(np.float32)
+        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        out[s:s + 4096] = 1.0 - (x @ sample.T).max(axis=1)
+    return out
+
+
+def write_projection(src: Path, manifest: pa.Table, distances: Any, dst: Path) -> None:
+    """The map with paths relative to the raw folder (the store keeps absolute ones)."""
+    t = pq.read_table(src)
+    rel = dict(zip(manifest.column("id").to_pylist(), manifest.column("path").to_pylist()))
+    ids = t.column("id").to_pylist()
+    t = t.set_column(t.schema.get_field_index("path"), "path", pa.array([rel.get(i) for i in ids], pa.string()))
+    if distances is not None:
+        t = t.append_column("reference_distance", pa.array(distances, pa.float32()))
+    with atomic_path(dst) as tmp:
+        pq.write_table(t, tmp)
+
+
+def publish_step(params: Params, project: str | Path = ".", *, progress: ProgressFn | None = None) -> StepResult:
+    """Manifest, profile, issues, drift, curation, map and thumbnails -> reports/publish/."""
+    t0 = time.perf_counter()
+    project = Path(project)
+    paths = params.paths.under(project)
+    for need in (paths.manifest, paths.profile):
+        if not need.exists():
+            raise InputMissing(f"{need} not found: run ingest and profile first")
+    profile = Profile.load(paths.profile)
+    bundle = {
+        "versions": {"raw": raw_version(params, project).to_dict(), "pixelscope": __version__,
+                     "params": params_hash(params), "published": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+        "manifest": manifest_summary(paths.manifest),
+        "profile": profile.summary(),
+        "timings": {step: m.get("seconds") for step, m in read_metrics(paths.metrics).items()},
+    }
+    bundle["embedding"] = profile.embedding.summary() if profile.embedding is not None else None
+    if paths.issues_summary.exists():  # counts per finder, thresholds, dataset-level findings
+        bundle["issues"] = json.loads(paths.issues_summary.read_text())
+    curated = paths.curated / "curate.json"
+    if curated.exists():  # the curated set: counts that add up, per split and label, exports
+        bundle["curated"] = json.loads(curated.read_text())
+    results = project / params.validate_.results
+    if (results / "results.json").exists():
+        v = json.loads((results / "results.json").read_text())
+        bundle["validation"] = {k: v[k] for k in ("success", "failed", "drifted", "reference")}
+    out = paths.publish
+    out.mkdir(parents=True, exist_ok=True)
+    written = {"summary": str(out / "summary.json")}
+    write_bytes_atomic(out / "summary.json", json.dumps(bundle, indent=1, default=str).encode())
+    for name, src in (("profile", paths.profile), ("manifest", paths.manifest), ("issues", paths.issues),
+                      ("pairs", paths.issue_pairs), ("neighbours", paths.neighbours),
+                      ("drift", results / "drift.parquet"), ("validation", results / "results.json"),
+                      ("ledger", paths.curated / "curation.parquet"), ("card", paths.curated / "README.md")):
+        _copy(src, out, name, written)
+    reference = load_reference(params, project)
+    if reference is not None:
+        reference.save(out / PARTS["reference"].file)
+        written["reference"] = str(out / PARTS["reference"].file)
+    else:
+        (out / PARTS["reference"].file).unlink(missing_ok=True)
+    manifest = pq.read_table(paths.manifest, columns=["id", "path", "status"])
+    store = current_store(paths.embeddings)
+    src = store.folder / "projection.parquet" if store is not None else None
+    if src is not None and src.exists():
+        ids = pq.read_table(src, columns=["id"]).column(0).to_pylist()
+        write_projection(src, manifest, reference_distances(profile, reference, store, ids), out / "projection.parquet")
+        written["projection"] = str(out / "projection.parquet")
+    else:
+        (out / "projection.parquet").unlink(missing_ok=True)
+    ok = [(i, str(paths.raw / p)) for i, p, s in zip(*(manifest.column(c).to_pylist() for c in ("id", "path", "status")))
+          if s == "ok"]
+    thumbs = update_thumbnails(out / PARTS["thumbnails"].file, ok, params.ingest.max_image_pixels,
+                               params.ingest.workers, progress)
+    written["thumbnails"] = str(out / PARTS["thumbnails"].file)
+    m = bundle["manifest"]
+    summary = (f"published {params.paths.publish}: {m['files_seen']} files, {m['ok']} ok, {m['errors']} errors; "
+               f"{thumbs['thumbnails']} thumbnails ({thumbs['made']} new); raw version {bundle['versions']['raw']['md5']}")
+    counts = {k: m[k] for k in ("files_seen", "ok", "errors")}
+    return StepResult(STAGE, summary, time.perf_counter() - t0, counts, written, {}, {**bundle, "thumbnails": thumbs})

@@ -1,0 +1,218 @@
+"""The dashboard on a real bundle: every page runs (AppTest) and shows the bundle's numbers;
+partial and corrupt bundles give messages, not tracebacks; the selection logic alone; the
+pages import only light readers."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import REPO, ingest_to
+from dashboards import selection as sel
+from pixelscope.config import parse_params
+from pixelscope.pipeline.stages import STAGES
+from pixelscope.profile import Profile
+from pixelscope.profile.sketches import NumericSketch
+
+APP = str(REPO / "dashboards" / "app.py")
+PAGES = ["overview", "features", "compare", "drift", "embedding_map", "images", "issues", "curated", "versions"]
+
+
+@pytest.fixture(scope="module")
+def bundle(demo_raw, tmp_path_factory) -> Path:
+    """The whole pipeline on the demo set, with the demo's shifted new batch as the drift reference."""
+    root = tmp_path_factory.mktemp("dash")
+    shutil.copytree(demo_raw / "raw", root / "data" / "raw")
+    shutil.copytree(REPO / "expectations", root / "expectations")
+    p = parse_params({"ingest": {"workers": 1}, "validate": {"reference": "ref/profile.json", "on_failure": "warn"},
+                      "curate": {"formats": ["parquet"]}})
+    ingest_to(p, demo_raw / "new", root / "ref" / "manifest.parquet")
+    Profile.from_manifest(root / "ref" / "manifest.parquet").save(root / "ref" / "profile.json")
+    for stage in STAGES[1:]:
+        stage.run(p, root)
+    return root / "reports" / "publish"
+
+
+def app(bundle: Path, page: str, monkeypatch, **query):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("PIXELSCOPE_BUNDLE", str(bundle))
+    at = AppTest.from_file(APP, default_timeout=120)
+    for k, v in query.items():
+        at.query_params[k] = v
+    at.run()
+    at.switch_page(f"pages/{page}.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at) -> str:
+    return "\n".join(str(e.value) for kind in ("markdown", "caption", "subheader", "info", "error", "warning")
+                     for e in getattr(at, kind))
+
+
+def metric(at, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+@pytest.mark.slow
+def test_every_page_runs_and_shows_the_bundles_numbers(bundle, monkeypatch):
+    summary = json.loads((bundle / "summary.json").read_text())
+    m = summary["manifest"]
+
+    at = app(bundle, "overview", monkeypatch)
+    assert metric(at, "files seen") == f"{m['files_seen']:,}" and metric(at, "ok") == f"{m['ok']:,}"
+    assert metric(at, "errors") == f"{m['errors']:,}" and m["files_seen"] == m["ok"] + m["errors"]
+    assert metric(at, "excluded by curation") == f"{summary['curated']['excluded']:,}"
+
+    at = app(bundle, "features", monkeypatch)
+    profile = Profile.load(bundle / "profile.json")
+    shown = next(d.value for d in at.dataframe if "p50" in d.value.columns)
+    assert shown.iloc[0]["p50"] == pytest.approx(profile.quantiles("brightness_mean", [0.5])[0])
+
+    drift = pq.read_table(bundle / "drift.parquet").to_pandas()
+    at = app(bundle, "drift", monkeypatch)
+    n = int(drift["drift"].sum())
+    assert n > 0, "the shifted new batch should drift against the demo set"
+    assert f"**{n} drifted** of {len(drift)} rows" in texts(at)
+    first = drift[drift["drift"]].sort_values("p_adjusted", kind="stable").iloc[0]
+    assert f"**{first['feature']}** in **{first['segment']}**" in texts(at) and "→ **drift**" in texts(at)
+
+    issues = pq.read_table(bundle / "issues.parquet").to_pandas()
+    at = app(bundle, "issues", monkeypatch)
+    sizes = issues.groupby("duplicate_group").size().sort_values(ascending=False)
+    assert at.selectbox[0].value == f"group {int(sizes.index[0])} ({sizes.iloc[0]} images)"
+    finders = next(d.value for d in at.dataframe if "finder" in d.value.columns)
+    assert dict(zip(finders["finder"], finders["flagged"]))["near_duplicate"] == int(issues["near_duplicate"].sum())
+
+    at = app(bundle, "curated", monkeypatch)
+    assert metric(at, "included") == f"{summary['curated']['included']:,}"
+
+    for page in ("compare", "embedding_map", "versions"):
+        app(bundle, page, monkeypatch)
+
+
+@pytest.mark.slow
+def test_images_filter_changes_the_count_and_a_bad_filter_names_the_expression(bundle, monkeypatch):
+    manifest = pq.read_table(bundle / "manifest.parquet").to_pandas()
+    at = app(bundle, "images", monkeypatch)
+    assert f"**{len(manifest):,} images** match" in texts(at)
+    at = app(bundle, "images", monkeypatch, where="label = 'cat' AND width > 100")
+    want = int(((manifest["label"] == "cat") & (manifest["width"] > 100)).sum())
+    assert 0 < want < len(manifest) and f"**{want:,} images** match" in texts(at)
+    at = app(bundle, "images", monkeypatch, where="no_such_column > 1")
+    assert "no_such_column > 1" in texts(at) and "is not a valid filter" in texts(at)
+    one = manifest[manifest["status"] == "ok"].iloc[0]
+    at = app(bundle, "images", monkeypatch, image=one["id"][:16])
+    assert one["path"] in texts(at) and "Nearest neighbours" in texts(at)
+
+
+@pytest.mark.slow
+def test_a_partial_bundle_says_what_is_missing_and_a_corrupt_part_is_named(bundle, tmp_path, monkeypatch):
+    part = tmp_path / "partial"
+    part.mkdir()
+    for f in ("summary.json", "profile.json"):
+        shutil.copy(bundle / f, part / f)
+    messages = {}
+    for page in PAGES:
+        messages[page] = texts(app(part, page, monkeypatch))
+    assert "Not in this bundle: the drift table (drift.parquet)" in messages["drift"]
+    assert "pixelscope embed && pixelscope publish" in messages["embedding_map"]
+    assert "pixelscope curate" in messages["curated"]
+    broken = tmp_path / "broken"
+    shutil.copytree(bundle, broken)
+    (broken / "issues.parquet").write_bytes(b"not parquet at all")
+    msg = texts(app(broken, "issues", monkeypatch))
+    assert "issues.parquet: not a Parquet file" in msg
+    (broken / "summary.json").write_text("{oops")
+    assert "summary.json: not valid JSON" in texts(app(broken, "overview", monkeypatch))
+
+
+@pytest.mark.slow
+def test_publish_makes_thumbnails_once_per_id_and_relative_paths(bundle):
+    from PIL import Image
+
+    from pixelscope.publish.bundle import Bundle
+
+    b = Bundle.open(bundle)
+    manifest = b.table("manifest")
+    ok = manifest[manifest["status"] == "ok"]
+    index = b.thumbnail_index()
+    assert set(index) == set(ok["id"])
+    got = b.thumbnails(ok["id"].tolist()[:5])
+    for raw in got.values():
+        im = Image.open(__import__("io").BytesIO(raw))
+        assert im.format == "WEBP" and max(im.size) <= 160
+    proj = b.table("projection")
+    assert not proj["path"].str.startswith("/").any() and set(proj["path"]) <= set(ok["path"])
+    from pixelscope.publish.thumbnails import update_thumbnails
+
+    raw = bundle.parents[1] / "data" / "raw"
+    again = update_thumbnails(bundle / "thumbnails", [(i, str(raw / p)) for i, p in zip(ok["id"], ok["path"])], 10**8, 1)
+    assert again["made"] == 0 and again["thumbnails"] == len(ok)
+
+
+def frame(n: int = 10) -> pd.DataFrame:
+    return pd.DataFrame({"id": [hashlib.sha256(str(i).encode()).hexdigest() for i in range(n)],
+                         "path": [f"p{i}.jpg" for i in range(n)],
+                         "x": np.arange(n, dtype=float), "y": np.arange(n, dtype=float) * 2})
+
+
+def test_selection_points_boxes_and_query_state_are_pure_functions():
+    f = frame()
+    event = {"selection": {"points": [{"customdata": [3]}, {"customdata": [1]}, {"customdata": [3]}], "box": []}}
+    assert sel.ids_from_selection(event, f) == [f.id[1], f.id[3]]
+    box = {"selection": {"points": [], "box": [{"x": [4.5, 2], "y": [0, 100]}]}}
+    assert sel.ids_from_selection(box, f) == f.id[2:5].tolist()  # x in [2, 4.5]
+    assert sel.ids_from_selection(None, f) == [] and sel.ids_from_selection({"selection": {}}, f) == []
+    b = sel.parse_box(sel.box_param((1.0, 3.0, 0.0, 6.0)))
+    assert sel.ids_in_boxes(f, [b]) == f.id[1:4].tolist()
+    assert sel.parse_box("1,2,x") is None and sel.parse_box(None) is None
+    assert sel.rows_of(f, [f.id[5][:12], f.id[2], "nope", ""])["path"].tolist() == ["p5.jpg", "p2.jpg"]
+    assert sel.page_of(50, 3, 24) == (48, 50, 3) and sel.page_of(0, 5) == (0, 0, 1) and sel.page_of(50, 0, 24)[0] == 0
+    g = f.assign(v=[3, None, 1, 2, None, 0, 5, 4, 9, 8])
+    assert sel.sort_rows(g, "v")["path"].tolist()[:3] == ["p5.jpg", "p2.jpg", "p3.jpg"]
+    down = sel.sort_rows(g, "v", descending=True)
+    assert down["path"].tolist()[:2] == ["p8.jpg", "p9.jpg"] and down["v"].isna().tolist()[-2:] == [True, True]
+
+
+def test_moved_band_is_where_the_cdfs_differ():
+    rng = np.random.default_rng(0)
+    ref, cur = NumericSketch(200), NumericSketch(200)
+    ref.update(rng.normal(0, 1, 5000))
+    cur.update(np.concatenate([rng.normal(0, 1, 4000), rng.normal(3, 0.2, 1000)]))  # 20 % moved to ~3
+    lo, hi, d = sel.moved_band(ref, cur)
+    assert 0.15 < d < 0.25 and lo < 2.7 and hi >= 1.0
+
+
+def test_pages_import_only_light_readers():
+    allowed = {"__future__", "streamlit", "plotly", "pandas", "numpy", "pathlib", "re", "os", "sys", "threading",
+               "typing", "collections", "dashboards", "pixelscope"}
+    light = {"pixelscope.publish.bundle", "pixelscope.profile", "pixelscope.profile.sketches", "pixelscope.errors",
+             "pixelscope.quality.drift", "pixelscope.curate.select"}
+    for path in (REPO / "dashboards").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            for name in names:
+                assert name.split(".")[0] in allowed, (path, name)
+                if name.startswith("pixelscope"):
+                    assert name in light, (path, name)
+    import subprocess
+    import sys
+
+    code = ("import sys, dashboards.common, dashboards.selection, pixelscope.curate.select; "
+            "print(sorted({m.split('.')[0] for m in sys.modules}))")
+    loaded = set(json.loads(re.sub("'", '"', subprocess.run([sys.executable, "-c", code], capture_output=True,
+                                                            text=True, cwd=REPO, check=True).stdout)))
+    assert not loaded & {"torch", "cv2", "prefect", "great_expectations", "faiss", "onnxruntime"}
