@@ -1,1 +1,1 @@
-"""The Streamlit dashboard over a publish bundle (app.py + pages/); selection.py is its pure logic."""
+"""The Streamlit dashboard over a publish bundle (app.py + views/); selection.py is its pure logic."""

@@ -20,15 +20,15 @@ from dashboards.common import bundle, bundle_folder, summary  # noqa: E402
 st.set_page_config(page_title="pixelscope", layout="wide")  # no material page_icon: its favicon comes from a CDN
 
 PAGES = [
-    st.Page("pages/overview.py", title="Overview", default=True),
-    st.Page("pages/features.py", title="Features"),
-    st.Page("pages/compare.py", title="Compare"),
-    st.Page("pages/drift.py", title="Drift"),
-    st.Page("pages/embedding_map.py", title="Embedding map"),
-    st.Page("pages/images.py", title="Images"),
-    st.Page("pages/issues.py", title="Issues"),
-    st.Page("pages/curated.py", title="Curated set"),
-    st.Page("pages/versions.py", title="Versions"),
+    st.Page("views/overview.py", title="Overview", default=True),
+    st.Page("views/features.py", title="Features"),
+    st.Page("views/compare.py", title="Compare"),
+    st.Page("views/drift.py", title="Drift"),
+    st.Page("views/embedding_map.py", title="Embedding map"),
+    st.Page("views/images.py", title="Images"),
+    st.Page("views/issues.py", title="Issues"),
+    st.Page("views/curated.py", title="Curated set"),
+    st.Page("views/versions.py", title="Versions"),
 ]
 
 page = st.navigation(PAGES)

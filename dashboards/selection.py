@@ -27,7 +27,11 @@ def ids_from_selection(selection: Any, frame: pd.DataFrame) -> list[str]:
     rows = []
     for p in points:
         c = p.get("customdata")
-        rows.append(int(c[0] if isinstance(c, list | tuple) else c) if c is not None else None)
+        if isinstance(c, dict):  # Streamlit hands customdata arrays over as {"0": value}
+            c = next(iter(c.values()), None)
+        elif isinstance(c, list | tuple):
+            c = c[0] if c else None
+        rows.append(int(c) if c is not None else None)
     rows = [r for r in rows if r is not None and 0 <= r < len(frame)]
     if rows:
         return frame["id"].iloc[sorted(set(rows))].tolist()

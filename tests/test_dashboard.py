@@ -50,7 +50,7 @@ def app(bundle: Path, page: str, monkeypatch, **query):
     for k, v in query.items():
         at.query_params[k] = v
     at.run()
-    at.switch_page(f"pages/{page}.py")
+    at.switch_page(f"views/{page}.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
@@ -172,6 +172,8 @@ def test_selection_points_boxes_and_query_state_are_pure_functions():
     f = frame()
     event = {"selection": {"points": [{"customdata": [3]}, {"customdata": [1]}, {"customdata": [3]}], "box": []}}
     assert sel.ids_from_selection(event, f) == [f.id[1], f.id[3]]
+    as_streamlit_sends = {"selection": {"points": [{"customdata": {"0": 4}}, {"customdata": {"0": 0}}]}}
+    assert sel.ids_from_selection(as_streamlit_sends, f) == [f.id[0], f.id[4]]
     box = {"selection": {"points": [], "box": [{"x": [4.5, 2], "y": [0, 100]}]}}
     assert sel.ids_from_selection(box, f) == f.id[2:5].tolist()  # x in [2, 4.5]
     assert sel.ids_from_selection(None, f) == [] and sel.ids_from_selection({"selection": {}}, f) == []
@@ -216,3 +218,88 @@ def test_pages_import_only_light_readers():
     loaded = set(json.loads(re.sub("'", '"', subprocess.run([sys.executable, "-c", code], capture_output=True,
                                                             text=True, cwd=REPO, check=True).stdout)))
     assert not loaded & {"torch", "cv2", "prefect", "great_expectations", "faiss", "onnxruntime"}
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def served(bundle):
+    """`streamlit run` over the bundle, as `pixelscope dashboard` starts it (127.0.0.1, headless)."""
+    import os
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    from pixelscope.cli.dashboard import streamlit_command
+
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium; .ci/run does it)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(streamlit_command(port), env={**os.environ, "PIXELSCOPE_BUNDLE": str(bundle)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not start")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def finished(page) -> None:
+    page.wait_for_selector("[data-testid='stApp']")
+    page.wait_for_function("() => document.querySelector('[data-testid=\"stMain\"] h1')", timeout=60_000)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+    page.wait_for_timeout(800)
+
+
+@pytest.mark.slow
+def test_a_real_browser_opens_every_page_selects_on_the_map_and_stays_on_loopback(served, bundle, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    summary = json.loads((bundle / "summary.json").read_text())
+    manifest = pq.read_table(bundle / "manifest.parquet").to_pandas()
+    hosts: set[str] = set()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.on("request", lambda r: hosts.add(r.url.split("/")[2]))
+        for name in PAGES:
+            page.goto(f"{served}/{'' if name == 'overview' else name}")
+            finished(page)
+            assert page.locator("[data-testid='stException']").count() == 0, name
+            page.screenshot(path=str(tmp_path / f"{name}.png"))
+        page.goto(served)
+        finished(page)
+        assert f"{summary['manifest']['files_seen']:,}" in page.locator("[data-testid='stMetric']").first.inner_text()
+
+        page.goto(f"{served}/images?where=label%20%3D%20'cat'")
+        finished(page)
+        cats = int((manifest["label"] == "cat").sum())
+        assert f"{cats:,} images match" in page.inner_text("body")
+
+        page.goto(f"{served}/embedding_map")
+        finished(page)
+        plot = page.locator(".nsewdrag").first.bounding_box()
+        page.mouse.move(plot["x"] + 2, plot["y"] + 2)
+        page.mouse.down()
+        page.mouse.move(plot["x"] + plot["width"] - 2, plot["y"] + plot["height"] - 2, steps=12)
+        page.mouse.up()
+        page.wait_for_function("() => document.body.innerText.includes('selected')", timeout=60_000)
+        finished(page)
+        text = page.inner_text("body")
+        projection = pq.read_table(bundle / "projection.parquet")
+        assert f"{projection.num_rows:,} selected" in text
+        assert page.locator("[data-testid='stImage']").count() > 0 and "box=" in page.url
+        browser.close()
+    assert hosts == {served.split("/")[2]}, hosts
