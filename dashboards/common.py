@@ -182,7 +182,6 @@ def grid(rows: pd.DataFrame, caption: list[str] | None = None, key: str = "grid"
             else:
                 st.caption(f"(no thumbnail) {cap}")
             if pick and st.button("open", key=f"{key}-{i}", help=str(path)):
-                set_param("image", str(i)[:16])
                 st.switch_page("views/images.py", query_params={"image": str(i)[:16]})
 
 

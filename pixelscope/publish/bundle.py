@@ -110,7 +110,8 @@ class Bundle:
     def profile(self, name: str = "profile") -> Profile:
         return Profile.load(self.path(name))
 
-    def arrow(self, name: str, columns: list[str] | None = None) -> pa.Table:
+    def checked(self, name: str) -> Path:
+        """The part's Parquet file, after checking it is one and has the part's columns."""
         p, part = self.path(name), PARTS[name]
         if not p.exists():
             raise InputMissing(self.missing(name))
@@ -121,21 +122,19 @@ class Bundle:
         lacking = [c for c in part.columns if c not in schema.names]
         if lacking:
             raise BundleError(f"{p}: not {part.what} (no column {', '.join(lacking)})")
-        return pq.read_table(p, columns=columns)
+        return p
+
+    def arrow(self, name: str, columns: list[str] | None = None) -> pa.Table:
+        return pq.read_table(self.checked(name), columns=columns)
 
     def table(self, name: str) -> Any:
-        """A part as pandas; "images" is the manifest with the issue columns beside it."""
+        """A part as pandas; "images" is the manifest with the issue columns beside it (as the
+        quality suite and curate's filters see it)."""
         if name != "images":
             return self.arrow(name).to_pandas()
-        frame = self.arrow("manifest").to_pandas()
-        if self.has("issues"):
-            issues = self.arrow("issues").to_pandas()
-            if len(issues) != len(frame) or not (issues["path"].to_numpy() == frame["path"].to_numpy()).all():
-                raise BundleError(f"{self.path('issues')} does not describe {self.path('manifest')} "
-                                  "(rerun pixelscope issues && pixelscope publish)")
-            extra = [c for c in issues.columns if c not in frame.columns]
-            frame = frame.join(issues[extra])
-        return frame
+        from pixelscope.quality.expectations import manifest_frame  # light: GX is imported only to run suites
+
+        return manifest_frame(self.checked("manifest"), self.checked("issues") if self.has("issues") else None)
 
     def card(self) -> str:
         p = self.path("card")
