@@ -15,6 +15,27 @@ from pixelscope.profile.sketches import NumericSketch
 PAGE_SIZE = 24
 
 
+def map_frame(projection: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
+    """One row per map point (in projection order) with the images' other columns beside it,
+    and `row` = its position (the customdata a selection hands back).
+
+    Byte copies share an id but have a row each in images: the point is the copy at the
+    projection's path, so a copy never draws a second point (nor counts twice in a selection)."""
+    extra = [c for c in images.columns if c not in projection.columns]
+    keys = ["id", "path"] if "path" in projection.columns and "path" in images.columns else ["id"]
+    one = images[keys + extra].drop_duplicates(keys)
+    frame = projection.merge(one, on=keys, how="left", validate="many_to_one")
+    missing = frame[extra[0]].isna().to_numpy() if extra else np.zeros(len(frame), bool)
+    if keys != ["id"] and missing.any():  # a path the manifest no longer has: match on the id alone
+        by_id = images[["id"] + extra].drop_duplicates("id").set_index("id")
+        fill = by_id.reindex(frame.loc[missing, "id"])
+        for c in extra:
+            frame.loc[missing, c] = fill[c].to_numpy()
+    frame = frame.reset_index(drop=True)
+    frame["row"] = range(len(frame))
+    return frame
+
+
 def ids_from_selection(selection: Any, frame: pd.DataFrame) -> list[str]:
     """Image ids of a `st.plotly_chart(on_select=...)` selection over `frame` (columns id, x, y).
 

@@ -315,3 +315,15 @@ def test_a_real_browser_opens_every_page_selects_on_the_map_and_stays_on_loopbac
         assert page.locator("[data-testid='stImage']").count() > 0 and "box=" in page.url
         browser.close()
     assert hosts == {served.split("/")[2]}, hosts
+
+
+def test_the_map_has_one_point_per_projection_row_when_byte_copies_share_an_id():
+    f = frame(4)
+    images = pd.DataFrame({"id": [f.id[0], f.id[1], f.id[1], f.id[2], f.id[3]],
+                           "path": ["p0.jpg", "p1.jpg", "copy-of-p1.jpg", "p2.jpg", "moved/p3.jpg"],
+                           "label": ["a", "b", "b", "c", "d"], "exact_duplicate": [False, False, True, False, False]})
+    m = sel.map_frame(f, images)
+    assert len(m) == 4 and m["row"].tolist() == [0, 1, 2, 3] and m["id"].tolist() == f.id.tolist()
+    assert m["exact_duplicate"].tolist() == [False, False, False, False]  # p1's own row, not its copy's
+    assert m.loc[3, "label"] == "d"  # a path the manifest no longer has still gets its id's columns
+    assert sel.ids_in_boxes(m, [(0, 10, 0, 100)]) == f.id.tolist()

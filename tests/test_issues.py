@@ -378,3 +378,27 @@ def test_an_empty_manifest_gives_empty_tables_and_says_why_finders_skipped(tmp_p
     finders = json.loads((tmp_path / "i.json").read_text())["finders"]
     assert all(f.get("flagged", 0) == 0 or f.get("skipped") for f in finders.values())
     assert "no embeddings" in finders["label_error"]["skipped"] and r.counts["files_seen"] == 0
+
+
+def test_a_reference_without_values_of_a_feature_falls_back_to_this_dataset(tmp_path):
+    """A reference profile whose column holds no values (all null there) gives no threshold of its
+    own: the flag's bar comes from this dataset, and issues.json says why."""
+    import pyarrow as pa
+
+    from pixelscope.profile import Profile
+
+    n = 40
+    frame = pd.DataFrame({"status": ["ok"] * n, "megapixels": np.linspace(0.1, 4.0, n)})
+    from pixelscope.ingest import manifest_columns
+    from pixelscope.io.manifest import manifest_schema
+
+    cols = manifest_columns()
+    rows = {c.name: [None] * n for c in cols} | {"id": [f"{i:064x}" for i in range(n)], "status": ["ok"] * n,
+                                                  "path": [f"{i}.jpg" for i in range(n)], "width": [640] * n}
+    pq.write_table(pa.Table.from_pydict(rows, schema=manifest_schema(cols)), tmp_path / "ref.parquet")
+    ref = Profile.from_manifest(tmp_path / "ref.parquet")
+    assert "megapixels" in ref.columns and ref.quantiles("megapixels", [0.5])[0] is None
+    data = Dataset(frame, IssuesConfig(), reference=ref, reference_name="ref.json")
+    value, source = data.threshold("megapixels", 0.01)
+    assert value == pytest.approx(frame["megapixels"].quantile(0.01))
+    assert source == "this dataset q0.01 (reference ref.json has no megapixels values)"

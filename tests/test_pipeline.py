@@ -506,3 +506,46 @@ def test_failed_validation_stops_the_pipeline_before_publish(tmp_path, prefect_s
     assert not (project / "reports/publish").exists()  # stopped before publishing
     status = dvc("status", cwd=project).stdout
     assert "validate:" in status and "publish:" in status
+
+
+def test_the_dashboard_opens_the_bundle_of_a_git_rev_read_through_dvc(piped, tmp_path):
+    """`pixelscope dashboard REV`: the bundle as committed at REV, fetched through DVC although the
+    workspace bundle has moved on; served on 127.0.0.1 and removed when the dashboard stops.
+    An unknown rev is a clear error naming it."""
+    import socket
+    import urllib.request
+
+    project, _ = piped
+    sh(["git", "add", "-A", "."], project)
+    sh(["git", "commit", "-qm", "a version to review", "--allow-empty"], project)
+    sh(["git", "tag", "-f", "reviewed"], project)
+    summary = project / "reports/publish/summary.json"
+    committed = summary.read_bytes()
+    summary.write_text(json.dumps({**json.loads(committed), "manifest": {"files_seen": -1}}))  # the workspace moves on
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    proc = subprocess.Popen(["pixelscope", "dashboard", "reviewed", "--port", str(port)], cwd=project, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("dashboard over ") and f"http://127.0.0.1:{port}" in first, first
+        folder = Path(first.split("dashboard over ", 1)[1].rsplit(": http", 1)[0].strip())
+        assert folder != project / "reports/publish" and (folder / "summary.json").read_bytes() == committed
+        assert {p.name for p in folder.iterdir()} >= {"summary.json", "profile.json", "manifest.parquet", "thumbnails"}
+        for _ in range(120):
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("the dashboard did not start")
+    finally:
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        proc.wait(timeout=60)
+        summary.write_bytes(committed)
+    assert not folder.exists(), "the fetched bundle outlived the dashboard"
+    bad = sh(["pixelscope", "dashboard", "no-such-rev"], project, check=False)
+    assert bad.returncode != 0 and "'no-such-rev' is neither a bundle folder nor a git rev" in bad.stdout + bad.stderr

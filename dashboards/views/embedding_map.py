@@ -5,16 +5,15 @@ import plotly.express as px
 import streamlit as st
 
 from dashboards.common import grid, need, paged, param, set_param, table
-from dashboards.selection import box_param, ids_from_selection, ids_in_boxes, parse_box, rows_of
+from dashboards.selection import box_param, ids_from_selection, ids_in_boxes, map_frame, parse_box, rows_of
 
 st.title("Embedding map")
 if not need("projection"):
     st.stop()
 proj = table("projection")
 images = table("images")
-extra = [c for c in images.columns if c not in proj.columns and c != "id"]
-frame = proj.merge(images[["id", *extra]], on="id", how="left").reset_index(drop=True)
-frame["row"] = range(len(frame))
+extra = [c for c in images.columns if c not in proj.columns]
+frame = map_frame(proj, images)
 options = [c for c in ["label", "split", "source", *[c for c in frame.columns if c.endswith("_score")],
                        "brightness_mean", "sharpness", "reference_distance", "near_duplicate", "label_error", "outlier"]
            if c in frame.columns]

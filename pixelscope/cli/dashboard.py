@@ -59,7 +59,8 @@ def register(app: typer.Typer) -> None:
             from pixelscope.publish.bundle import Bundle
 
             Bundle.open(folder)
-            out.print(f"dashboard over {folder}: http://127.0.0.1:{port}")
+            out.print(f"dashboard over {folder}: http://127.0.0.1:{port}", soft_wrap=True)
+            sys.stdout.flush()  # before streamlit writes: the address comes first, also through a pipe
             env = {**os.environ, "PIXELSCOPE_BUNDLE": str(folder.resolve())}
             try:
                 subprocess.run(streamlit_command(port), env=env, check=False)

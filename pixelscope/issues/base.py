@@ -72,12 +72,16 @@ class Dataset:
     def threshold(self, column: str, q: float) -> tuple[float | None, str]:
         """The q-quantile of a feature: from the reference profile when one is set (so adding a
         batch never moves the flags of images already there), else from this dataset."""
+        why = "no reference set"
         if self.reference is not None and column in self.reference.columns:
-            return float(self.reference.quantiles(column, [q])[0]), f"reference {self.reference_name} q{q:g}"
+            got = self.reference.quantiles(column, [q])[0]
+            if got is not None:
+                return float(got), f"reference {self.reference_name} q{q:g}"
+            why = f"reference {self.reference_name} has no {column} values"
         values = self.frame.loc[self.ok, column].dropna() if column in self.frame else pd.Series(dtype=float)
         if values.empty:
             return None, "no values"
-        return float(values.quantile(q)), f"this dataset q{q:g} (no reference set)"
+        return float(values.quantile(q)), f"this dataset q{q:g} ({why})"
 
 
     def knn_threshold(self, distances: np.ndarray, q: float) -> tuple[float, str]:
