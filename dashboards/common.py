@@ -181,7 +181,7 @@ def grid(rows: pd.DataFrame, caption: list[str] | None = None, key: str = "grid"
                 st.image(thumbs[i], caption=cap, width="stretch")
             else:
                 st.caption(f"(no thumbnail) {cap}")
-            if pick and st.button("open", key=f"{key}-{i}", help=str(path)):
+            if pick and st.button("open", key=f"{key}-{k}-{i}", help=str(path)):  # byte copies share an id
                 st.switch_page("views/images.py", query_params={"image": str(i)[:16]})
 
 

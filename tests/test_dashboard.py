@@ -327,3 +327,19 @@ def test_the_map_has_one_point_per_projection_row_when_byte_copies_share_an_id()
     assert m["exact_duplicate"].tolist() == [False, False, False, False]  # p1's own row, not its copy's
     assert m.loc[3, "label"] == "d"  # a path the manifest no longer has still gets its id's columns
     assert sel.ids_in_boxes(m, [(0, 10, 0, 100)]) == f.id.tolist()
+
+
+@pytest.mark.slow
+def test_the_grid_shows_byte_copies_that_share_an_id(bundle, monkeypatch):
+    """A duplicate group holds byte copies (one id, several paths): each gets its own tile and button
+    (found at 100k images, where the Issues page raised StreamlitDuplicateElementKey)."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("PIXELSCOPE_BUNDLE", str(bundle))
+    script = (f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
+              "import pandas as pd\nfrom dashboards.common import grid\n"
+              "grid(pd.DataFrame({'id': ['ab' * 32] * 3, 'path': ['a.jpg', 'copy/a.jpg', 'b/a.jpg']}), key='g')\n")
+    at = AppTest.from_string(script, default_timeout=60).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.button) == 3 and [c.value for c in at.caption][:3] == [
+        "(no thumbnail) a.jpg", "(no thumbnail) copy/a.jpg", "(no thumbnail) b/a.jpg"]

@@ -24,9 +24,10 @@ set_param("color", color)
 col = frame[color]
 if col.dtype == bool or col.dtype == object:
     frame[color] = col.astype(str)
-fig = px.scatter(frame, x="x", y="y", color=color, custom_data=["row"], render_mode="webgl", hover_name="path",
-                 height=560)
-fig.update_traces(marker={"size": 5 if len(frame) < 20_000 else 3})
+big = len(frame) > 20_000  # above this, per-point paths triple what the browser receives (5.8 vs 1.8 MB at 100k)
+fig = px.scatter(frame, x="x", y="y", color=color, custom_data=["row"], render_mode="webgl",
+                 hover_name=None if big else "path", height=560)
+fig.update_traces(marker={"size": 3 if big else 5})
 fig.update_layout(dragmode="select", legend={"itemsizing": "constant"})
 event = st.plotly_chart(fig, on_select="rerun", selection_mode=("box", "lasso"), key="map", width="stretch")
 ids = ids_from_selection(event, frame)

@@ -5,6 +5,7 @@
     pixelscope suite init | reference set  the validate step's inputs
     pixelscope demo-data   the built-in demo images
     pixelscope dashboard [BUNDLE]  the Streamlit dashboard on 127.0.0.1
+    pixelscope diff A B    what changed between two dataset versions (revs, bundles, files)
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from pixelscope.cli import dashboard, profiles, stages, suites
+from pixelscope.cli import dashboard, profiles, stages, suites, versions
 from pixelscope.cli.common import out
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -24,6 +25,7 @@ stages.register(app)
 profiles.register(app)
 suites.register(app)
 dashboard.register(app)
+versions.register(app)
 
 
 @app.command("demo-data")
