@@ -55,8 +55,11 @@ def main() -> None:
     server = None
     if not args.no_server:
         url = f"http://127.0.0.1:{args.port}"
+        # the UI's API address comes from settings, not from --port: without these it calls :4200
+        env = {**os.environ, "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(args.port),
+               "PREFECT_SERVER_UI_API_URL": f"{url}/api"}
         server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                                   "--port", str(args.port)], start_new_session=True)
+                                   "--port", str(args.port)], start_new_session=True, env=env)
         wait_ready(f"{url}/api")
         os.environ["PREFECT_API_URL"] = f"{url}/api"
         print(f"Prefect UI: {url}", flush=True)

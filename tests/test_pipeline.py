@@ -408,6 +408,29 @@ def test_killed_run_leaves_nothing_half_written_and_rerun_matches(tmp_path, pref
     assert "up to date" in dvc("status", cwd=project).stdout
 
 
+def ui_lists_deployments(url: str, flows: list[str], out: Path) -> None:
+    """The Prefect UI in Chromium (when installed) on a non-default port: its Deployments page lists
+    the flows, so the UI talks to this server's API (it called :4200 before serve set the UI's API URL)."""
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        return  # .ci/run installs it; the CLI checks of the test still run
+    from playwright.sync_api import sync_playwright
+
+    hosts: set[str] = set()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.on("request", lambda r: hosts.add(r.url.split("/")[2]))
+        page.goto(f"{url}/deployments")
+        for flow in flows:
+            page.get_by_text(flow, exact=True).first.wait_for(timeout=60_000)
+        page.screenshot(path=str(out / "prefect-deployments.png"))
+        text = page.inner_text("body")
+        browser.close()
+    assert "Can't connect to Server API" not in text
+    assert hosts == {url.split("/")[2]}, hosts
+
+
 def test_served_deployment_runs_with_parameters_and_ctrl_c_stops_it(tmp_path):
     """`flows.serve` (what `make serve` runs): a real server + deployments; a run triggered by
     `prefect deployment run` with a parameter completes; Ctrl-C stops serve and the server."""
@@ -422,7 +445,8 @@ def test_served_deployment_runs_with_parameters_and_ctrl_c_stops_it(tmp_path):
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "PYTHONPATH": str(REPO), "COLUMNS": "200",
            "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_API_URL": api}
     log = open(tmp_path / "serve.log", "w")  # flow-run logs land here: shown when the run fails
-    serve = subprocess.Popen([sys.executable, "-m", "flows.serve", "--port", str(port)], cwd=REPO, env=env,
+    as_make_serve = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}  # `make serve` sets no API URL
+    serve = subprocess.Popen([sys.executable, "-m", "flows.serve", "--port", str(port)], cwd=REPO, env=as_make_serve,
                              start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
     from pixelscope.pipeline.stages import STAGES as ALL_STAGES
 
@@ -439,6 +463,7 @@ def test_served_deployment_runs_with_parameters_and_ctrl_c_stops_it(tmp_path):
                 assert serve.poll() is None, "serve exited early:\n" + (tmp_path / "serve.log").read_text()[-3000:]
                 time.sleep(2)
         assert not missing, f"not registered after 180 s: {missing}\n{ls.stdout}"
+        ui_lists_deployments(f"http://127.0.0.1:{port}", ["pipeline", "publish", "version-raw-data"], tmp_path)
         run = subprocess.run([sys.executable, "-m", "prefect", "deployment", "run", "pipeline/pixelscope",
                               "--param", f"project={project}", "--watch"], env=env, capture_output=True, text=True,
                              timeout=300)
