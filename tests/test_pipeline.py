@@ -541,6 +541,7 @@ def test_the_dashboard_opens_the_bundle_of_a_git_rev_read_through_dvc(piped, tmp
     import urllib.request
 
     project, _ = piped
+    dvc("commit", "-f", "-q", "publish", cwd=project)  # earlier tests republished: record this bundle in dvc.lock
     sh(["git", "add", "-A", "."], project)
     sh(["git", "commit", "-qm", "a version to review", "--allow-empty"], project)
     sh(["git", "tag", "-f", "reviewed"], project)
