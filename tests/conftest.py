@@ -69,6 +69,29 @@ def prefect_server():
         yield PREFECT_API_URL.value()
 
 
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (for servers a test starts)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, tries: int = 120) -> bool:
+    """Poll a Streamlit server's /_stcore/health until it answers ok (every 0.5 s); False if it never does."""
+    import time
+    import urllib.request
+
+    for _ in range(tries):
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                return True
+        except OSError:
+            time.sleep(0.5)
+    return False
+
+
 def with_paths(params: Params, **paths: Path | str) -> Params:
     """A copy of params with some paths set; metrics go beside the first one (never into the repo)."""
     p = params.model_copy(deep=True)

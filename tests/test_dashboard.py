@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import REPO, ingest_to
+from conftest import REPO, free_port, ingest_to, wait_healthy
 from dashboards import selection as sel
 from pixelscope.config import parse_params
 from pixelscope.pipeline.stages import STAGES
@@ -239,28 +239,17 @@ CHROMIUM = Path("/usr/bin/chromium")
 def served(bundle):
     """`streamlit run` over the bundle, as `pixelscope dashboard` starts it (127.0.0.1, headless)."""
     import os
-    import socket
     import subprocess
-    import time
-    import urllib.request
 
     from pixelscope.cli.dashboard import streamlit_command
 
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed (apt-get install -y chromium; .ci/run does it)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(streamlit_command(port), env={**os.environ, "PIXELSCOPE_BUNDLE": str(bundle)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
+    if not wait_healthy(url):
         proc.kill()
         pytest.fail("streamlit did not start")
     yield url

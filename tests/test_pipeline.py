@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import REPO, ingest_to, profile_to
+from conftest import REPO, free_port, ingest_to, profile_to, wait_healthy
 from pixelscope.config import load_params
 from pixelscope.pipeline.stages import DVC_STAGES
 from pixelscope.profile import Profile
@@ -537,9 +537,6 @@ def test_the_dashboard_opens_the_bundle_of_a_git_rev_read_through_dvc(piped, tmp
     """`pixelscope dashboard REV`: the bundle as committed at REV, fetched through DVC although the
     workspace bundle has moved on; served on 127.0.0.1 and removed when the dashboard stops.
     An unknown rev is a clear error naming it."""
-    import socket
-    import urllib.request
-
     project, _ = piped
     dvc("commit", "-f", "-q", "publish", cwd=project)  # earlier tests republished: record this bundle in dvc.lock
     sh(["git", "add", "-A", "."], project)
@@ -548,9 +545,7 @@ def test_the_dashboard_opens_the_bundle_of_a_git_rev_read_through_dvc(piped, tmp
     summary = project / "reports/publish/summary.json"
     committed = summary.read_bytes()
     summary.write_text(json.dumps({**json.loads(committed), "manifest": {"files_seen": -1}}))  # the workspace moves on
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
     proc = subprocess.Popen(["pixelscope", "dashboard", "reviewed", "--port", str(port)], cwd=project, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -560,13 +555,7 @@ def test_the_dashboard_opens_the_bundle_of_a_git_rev_read_through_dvc(piped, tmp
         folder = Path(first.split("dashboard over ", 1)[1].rsplit(": http", 1)[0].strip())
         assert folder != project / "reports/publish" and (folder / "summary.json").read_bytes() == committed
         assert {p.name for p in folder.iterdir()} >= {"summary.json", "profile.json", "manifest.parquet", "thumbnails"}
-        for _ in range(120):
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
+        if not wait_healthy(f"http://127.0.0.1:{port}"):
             pytest.fail("the dashboard did not start")
     finally:
         proc.send_signal(signal.SIGINT)  # Ctrl-C

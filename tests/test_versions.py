@@ -145,3 +145,6 @@ def test_diff_of_manifest_files_and_of_a_profile(versions, tmp_path):
     assert (d["counts"]["added"], d["counts"]["removed"], d["counts"]["moved"], d["counts"]["modified"]) == (3, 2, 1, 1)
     d = json.loads(cli(project, "diff", str(tmp_path / "v1.parquet"), "data/processed/profile.json", "--json").stdout)
     assert d["images"] == {} and any("no manifest" in m for m in d["missing"]) and d["features"]
+    r = cli(project, "diff", str(tmp_path / "v1.parquet"), "data/processed/profile.json", "-o",
+            str(tmp_path / "none.parquet"), check=False)
+    assert r.returncode == 2 and "no image changes to write" in r.stderr and not (tmp_path / "none.parquet").exists()

@@ -27,6 +27,7 @@ def register(app: typer.Typer) -> None:
         """Images added, removed, modified, moved, relabelled, re-split; feature quantile deltas and the
         drift of B against A; new and fixed issues; curated-set changes. Git revs are read through DVC
         without checking them out."""
+        from pixelscope.errors import ConfigError
         from pixelscope.io.atomic import atomic_path
         from pixelscope.versions import diff_versions, open_version
 
@@ -34,7 +35,10 @@ def register(app: typer.Typer) -> None:
             p = load(project / params if not params.is_absolute() else params, set_)
             va, vb = open_version(a, p, project), open_version(b, p, project)
             d = diff_versions(va, vb, p.drift)
-        if output is not None and d.images is not None:
+            if output is not None and d.images is None:
+                raise ConfigError(f"--output {output}: no image changes to write, a side is a profile file "
+                                  "(give manifests, bundles or revs)")
+        if output is not None:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
@@ -77,5 +81,5 @@ def register(app: typer.Typer) -> None:
                       f"moved {len(cur['moved'])}, relabeled {len(cur['relabeled'])}", highlight=False)
         for m in d.missing:
             out.print(f"[dim]not compared: {m}[/]")
-        if output is not None and d.images is not None:
+        if output is not None:
             out.print(f"changed images: {output}", highlight=False)

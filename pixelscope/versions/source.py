@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import yaml
 from pixelscope.config import Params
 from pixelscope.errors import BadInput, InputMissing
 from pixelscope.profile import Profile
+from pixelscope.versioning import git
 
 MANIFEST_COLUMNS = ["id", "path", "label", "split", "status", "reason"]
 
@@ -76,23 +76,18 @@ def _optional_table(data: bytes | Path | None) -> pd.DataFrame | None:
         return None
 
 
-def _git(project: Path, *args: str) -> str | None:
-    r = subprocess.run(["git", *args], cwd=project, capture_output=True, text=True, timeout=60)
-    return r.stdout.strip() if r.returncode == 0 else None
-
-
 def from_rev(rev: str, params: Params, project: Path) -> Version:
     """The version recorded at a git rev: <raw>.dvc from git, the outputs from DVC's cache/remote."""
-    commit = _git(project, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    commit = git(project, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
     if commit is None:
         raise InputMissing(f"{rev!r} is neither a bundle folder, a manifest / profile file nor a git rev of {project}")
     raw_dvc = f"{params.paths.raw.as_posix()}.dvc"
-    recorded = _git(project, "show", f"{commit}:{raw_dvc}")
+    recorded = git(project, "show", f"{commit}:{raw_dvc}")
     if recorded is None:
         raise InputMissing(f"{rev}: no recorded dataset version ({raw_dvc} is not in commit {commit[:10]}; "
                            "`pixelscope version` records one)")
     out = ((yaml.safe_load(recorded) or {}).get("outs") or [{}])[0]
-    meta = {"rev": rev, "commit": commit, "date": _git(project, "show", "-s", "--format=%cI", commit),
+    meta = {"rev": rev, "commit": commit, "date": git(project, "show", "-s", "--format=%cI", commit),
             "md5": (out.get("md5") or "").removesuffix(".dir") or None, "files": out.get("nfiles")}
     from dvc.api import DVCFileSystem
 
@@ -119,9 +114,10 @@ def from_bundle(folder: Path) -> Version:
     from pixelscope.publish.bundle import Bundle
 
     b = Bundle.open(folder)
-    raw = b.summary()["versions"].get("raw") or {}
+    versions = b.summary()["versions"]
+    raw = versions.get("raw") or {}
     meta = {"commit": raw.get("git_commit"), "md5": raw.get("md5"), "files": raw.get("files"),
-            "date": b.summary()["versions"].get("published")}
+            "date": versions.get("published")}
     manifest = _manifest_frame(b.checked("manifest"), str(b.path("manifest"))) if b.has("manifest") else None
     return Version(str(folder), "bundle", b.profile(), manifest,
                    b.table("issues") if b.has("issues") else None,
