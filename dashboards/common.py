@@ -45,6 +45,12 @@ def _stamp(b: Bundle, name: str) -> float:
     return p.stat().st_mtime if p.exists() else 0.0
 
 
+def stamps(*names: str) -> tuple:
+    """The bundle folder and its parts' mtimes: a cache key that changes when they are republished."""
+    b = bundle()
+    return (str(b.folder), *(_stamp(b, n) for n in names))
+
+
 @st.cache_data(show_spinner=False, max_entries=8)
 def _summary(folder: str, stamp: float) -> dict[str, Any]:
     return _bundle(folder).summary()
@@ -55,8 +61,10 @@ def _profile(folder: str, name: str, stamp: float) -> Profile:
     return _bundle(folder).profile(name)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@st.cache_resource(show_spinner=False, max_entries=16)
 def _table(folder: str, name: str, stamp: float) -> pd.DataFrame:
+    """Shared, not copied per run (cache_data would hold a pickled copy and hand out another):
+    pages must not change a table in place (derive a new frame: assign / merge / a mask)."""
     return _bundle(folder).table(name)
 
 
@@ -121,10 +129,9 @@ _images_lock = threading.Lock()
 
 @st.cache_resource(show_spinner=False, max_entries=2)
 def _images(folder: str, stamp: float):
-    from pixelscope.curate.select import Images  # the curate filter engine (DuckDB), over the bundle's copies
+    from pixelscope.curate.select import Images  # the curate filter engine (DuckDB)
 
-    b = _bundle(folder)
-    return Images(b.path("manifest"), b.path("issues") if b.has("issues") else None)
+    return Images.over(table("images"))  # over the cached images table, scanned in place
 
 
 def where(expression: str) -> Any:

@@ -13,6 +13,7 @@ import pandas as pd
 from pixelscope.profile.sketches import NumericSketch
 
 PAGE_SIZE = 24
+MAP_POINTS = 25_000  # drawn at most; above this the selection JSON Streamlit returns costs seconds and memory
 
 
 def map_frame(projection: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
@@ -39,14 +40,20 @@ def map_frame(projection: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
 def ids_from_selection(selection: Any, frame: pd.DataFrame) -> list[str]:
     """Image ids of a `st.plotly_chart(on_select=...)` selection over `frame` (columns id, x, y).
 
-    Points carry their frame row in customdata; with no points (a box drawn over an empty
-    area, or an event without them), the boxes themselves select by x / y range."""
+    A box or lasso selects by its shape over every row of `frame`, drawn or not (the map may
+    draw a sample; the selection still covers all points inside). Clicked points (no shape)
+    carry their frame row in customdata."""
     if not selection:
         return []
     sel = selection.get("selection", selection) if isinstance(selection, dict) else getattr(selection, "selection", {})
-    points = sel.get("points") or []
+    sel = sel or {}
+    boxes = [(min(b["x"]), max(b["x"]), min(b["y"]), max(b["y"])) for b in sel.get("box") or []]
+    lassos = [list(zip(s["x"], s["y"])) for s in sel.get("lasso") or [] if len(s.get("x") or []) >= 3]
+    if boxes or lassos:
+        inside = _inside(frame, boxes, lassos)
+        return frame["id"].to_numpy()[inside].tolist()
     rows = []
-    for p in points:
+    for p in sel.get("points") or []:
         c = p.get("customdata")
         if isinstance(c, dict):  # Streamlit hands customdata arrays over as {"0": value}
             c = next(iter(c.values()), None)
@@ -54,25 +61,57 @@ def ids_from_selection(selection: Any, frame: pd.DataFrame) -> list[str]:
             c = c[0] if c else None
         rows.append(int(c) if c is not None else None)
     rows = [r for r in rows if r is not None and 0 <= r < len(frame)]
-    if rows:
-        return frame["id"].iloc[sorted(set(rows))].tolist()
-    boxes = sel.get("box") or []
-    return ids_in_boxes(frame, [(min(b["x"]), max(b["x"]), min(b["y"]), max(b["y"])) for b in boxes])
+    return frame["id"].iloc[sorted(set(rows))].tolist()
+
+
+def _inside(frame: pd.DataFrame, boxes: Sequence[tuple[float, float, float, float]],
+            lassos: Sequence[Sequence[tuple[float, float]]] = ()) -> np.ndarray:
+    """Boolean per row: (x, y) in any box (x0, x1, y0, y1) or inside any lasso polygon."""
+    x, y = frame["x"].to_numpy(float), frame["y"].to_numpy(float)
+    inside = np.zeros(len(frame), bool)
+    for x0, x1, y0, y1 in boxes:
+        inside |= (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
+    for poly in lassos:  # even-odd ray casting, one vectorized pass per edge
+        px_, py_ = np.asarray(poly, float).T
+        qx, qy = np.roll(px_, -1), np.roll(py_, -1)
+        odd = np.zeros(len(frame), bool)
+        for ax, ay, bx, by in zip(px_, py_, qx, qy):
+            if ay == by:
+                continue
+            crosses = (ay > y) != (by > y)
+            odd ^= crosses & (x < ax + (y - ay) * (bx - ax) / (by - ay))
+        inside |= odd
+    return inside
 
 
 def ids_in_boxes(frame: pd.DataFrame, boxes: Sequence[tuple[float, float, float, float]]) -> list[str]:
     """Ids whose (x, y) lies in any of the (x0, x1, y0, y1) boxes, in frame order."""
     if not boxes or frame.empty:
         return []
-    x, y = frame["x"].to_numpy(), frame["y"].to_numpy()
-    inside = np.zeros(len(frame), bool)
-    for x0, x1, y0, y1 in boxes:
-        inside |= (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
-    return frame["id"].to_numpy()[inside].tolist()
+    return frame["id"].to_numpy()[_inside(frame, boxes)].tolist()
+
+
+def drawn_sample(frame: pd.DataFrame, limit: int) -> pd.DataFrame:
+    """At most `limit` rows of frame, in frame order, for drawing.
+
+    The rows with the smallest ids: ids are content hashes, so this is a uniform random
+    sample that stays the same across reruns and colourings (no seed to keep)."""
+    if len(frame) <= limit:
+        return frame
+    keep = np.sort(np.argsort(frame["id"].astype(str).to_numpy(), kind="stable")[:limit])
+    return frame.iloc[keep]
 
 
 def box_param(box: tuple[float, float, float, float]) -> str:
-    return ",".join(f"{v:.6g}" for v in box)
+    """x0,x1,y0,y1 for the URL: short, and never rounded inwards (an edge point stays inside)."""
+    x0, x1, y0, y1 = box
+
+    def text(v: float, up: bool) -> str:
+        short = f"{v:.6g}"
+        return short if (float(short) >= v if up else float(short) <= v) else repr(float(v))
+
+    return ",".join([text(min(x0, x1), False), text(max(x0, x1), True), text(min(y0, y1), False),
+                     text(max(y0, y1), True)])
 
 
 def parse_box(text: str | None) -> tuple[float, float, float, float] | None:

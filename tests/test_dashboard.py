@@ -5,6 +5,7 @@ pages import only light readers."""
 from __future__ import annotations
 
 import ast
+import base64
 import hashlib
 import json
 import re
@@ -114,6 +115,28 @@ def test_every_page_runs_and_shows_the_bundles_numbers(bundle, monkeypatch):
         app(bundle, page, monkeypatch)
 
 
+def test_a_big_map_draws_a_sample_and_a_box_still_selects_every_point_inside(bundle, monkeypatch):
+    """Above MAP_POINTS the map draws a uniform sample (said under it) over the axes of every
+    point; the box in the URL selects from all points, drawn or not."""
+    import dashboards.selection as selection
+
+    proj = pq.read_table(bundle / "projection.parquet").to_pandas()
+    monkeypatch.setattr(selection, "MAP_POINTS", 10)
+    box = selection.box_param((proj.x.min(), proj.x.max(), proj.y.min(), proj.y.max()))
+    at = app(bundle, "embedding_map", monkeypatch, box=box)
+    fig = json.loads(at.get("plotly_chart")[0].proto.spec)
+    def n(values) -> int:  # plotly sends numeric arrays as {"dtype", "bdata"} (base64)
+        if isinstance(values, dict):
+            return len(np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]))
+        return len(values)
+
+    drawn = sum(n(t["x"]) for t in fig["data"])
+    assert drawn == 10 and f"10 of {len(proj):,} points drawn" in texts(at)
+    x_range = fig["layout"]["xaxis"]["range"]
+    assert x_range[0] < proj.x.min() and x_range[1] > proj.x.max()
+    assert f"{len(proj):,} selected" in texts(at)
+
+
 @pytest.mark.slow
 def test_images_filter_changes_the_count_and_a_bad_filter_names_the_expression(bundle, monkeypatch):
     manifest = pq.read_table(bundle / "manifest.parquet").to_pandas()
@@ -189,9 +212,23 @@ def test_selection_points_boxes_and_query_state_are_pure_functions():
     box = {"selection": {"points": [], "box": [{"x": [4.5, 2], "y": [0, 100]}]}}
     assert sel.ids_from_selection(box, f) == f.id[2:5].tolist()  # x in [2, 4.5]
     assert sel.ids_from_selection(None, f) == [] and sel.ids_from_selection({"selection": {}}, f) == []
+    # a shape selects every row inside it, drawn or not: points handed back are ignored then
+    drawn_only = {"selection": {"points": [{"customdata": [2]}], "box": [{"x": [1.5, 4.5], "y": [0, 100]}]}}
+    assert sel.ids_from_selection(drawn_only, f) == f.id[2:5].tolist()
+    triangle = {"selection": {"points": [], "lasso": [{"x": [0.5, 6.5, 6.5], "y": [0.0, 0.0, 14.0]}]}}
+    assert sel.ids_from_selection(triangle, f) == f.id[4:7].tolist()  # (i, 2i) under y = (14/6)(x - 0.5): i > 3.5
+    assert sel.ids_from_selection({"selection": {"lasso": [{"x": [0, 9, 9], "y": [100, 100, 50]}]}}, f) == []
     b = sel.parse_box(sel.box_param((1.0, 3.0, 0.0, 6.0)))
     assert sel.ids_in_boxes(f, [b]) == f.id[1:4].tolist()
     assert sel.parse_box("1,2,x") is None and sel.parse_box(None) is None
+    x0, x1, y0, y1 = sel.parse_box(sel.box_param((0.12345678, 0.98765432, -0.12345678, 1.23456789)))
+    assert x0 <= 0.12345678 and x1 >= 0.98765432 and y0 <= -0.12345678 and y1 >= 1.23456789  # never rounded inwards
+    big = frame(1000)
+    sample = sel.drawn_sample(big, 100)
+    assert len(sample) == 100 and sample.index.is_monotonic_increasing  # in frame order
+    assert set(sample.id) == set(sorted(big.id)[:100]) and sel.drawn_sample(big, 100).equals(sample)
+    assert 20 < (sample.x < 500).sum() < 80  # spread over the frame, not its head
+    assert sel.drawn_sample(f, 100) is f
     assert sel.rows_of(f, [f.id[5][:12], f.id[2], "nope", ""])["path"].tolist() == ["p5.jpg", "p2.jpg"]
     assert sel.page_of(50, 3, 24) == (48, 50, 3) and sel.page_of(0, 5) == (0, 0, 1) and sel.page_of(50, 0, 24)[0] == 0
     g = f.assign(v=[3, None, 1, 2, None, 0, 5, 4, 9, 8])

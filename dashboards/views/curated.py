@@ -16,7 +16,7 @@ cols[1].metric("included", f"{c['included']:,}")
 cols[2].metric("excluded", f"{c['excluded']:,}")
 cols[3].metric("labels fixed", f"{c.get('labels_fixed', 0):,}")
 ledger = table("ledger")
-ledger["first_reason"] = ledger["reasons"].fillna("").str.split(":").str[0]
+ledger = ledger.assign(first_reason=ledger["reasons"].fillna("").str.split(":").str[0])
 left, right = st.columns(2)
 with left:
     st.subheader("Excluded, by first reason")
