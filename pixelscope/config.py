@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pixelscope.errors import ConfigError
 
@@ -34,6 +34,8 @@ class PathsConfig(_Strict):
     metrics: Path = Path("reports/metrics")
     publish: Path = Path("reports/publish")
     curated: Path = Path("data/curated")  # the curated training set: ledger, exports, dataset card
+    history: Path = Path("reports/history/history.parquet")  # one row per dataset version and monitored drop
+    monitor: Path = Path("reports/monitor")  # per-drop outputs and the rolling profiles (`pixelscope monitor`)
 
     def under(self, project: str | Path) -> PathsConfig:
         """The same paths resolved against a project folder (absolute paths stay as they are).
@@ -247,6 +249,20 @@ class CurateConfig(_Strict):
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
 
 
+class MonitorConfig(_Strict):
+    drop: Path | None = None  # the folder a scheduled run monitors (new images arriving)
+    window: Literal["day", "week"] = "week"  # rolling profile per calendar window (UTC)
+    on_drift: Literal["fail", "warn"] = "fail"  # a drifting drop fails the run, or is recorded as a warning
+    cron: str | None = None  # `make serve` schedules the monitor deployment with this cron; null = no schedule
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        if v is not None and len(v.split()) != 5:
+            raise ValueError(f"a cron expression has 5 fields (minute hour day month weekday), got {v!r}")
+        return v
+
+
 class PipelineConfig(_Strict):
     runner: Literal["local", "dask"] = "local"
     dask_address: str | None = None
@@ -272,6 +288,7 @@ class Params(_Strict):
     curate: CurateConfig = Field(default_factory=CurateConfig)
     versioning: VersioningConfig = Field(default_factory=VersioningConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
 
 def _format_errors(err: ValidationError, source: str) -> str:

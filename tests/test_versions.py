@@ -148,3 +148,132 @@ def test_diff_of_manifest_files_and_of_a_profile(versions, tmp_path):
     r = cli(project, "diff", str(tmp_path / "v1.parquet"), "data/processed/profile.json", "-o",
             str(tmp_path / "none.parquet"), check=False)
     assert r.returncode == 2 and "no image changes to write" in r.stderr and not (tmp_path / "none.parquet").exists()
+
+
+def darken(folder, factor: float = 0.45, gray: bool = True) -> None:
+    """Every JPEG under folder darker (and grayscale): a shift every brightness test sees."""
+    for f in sorted(folder.rglob("*.jpg")):
+        try:
+            im = Image.open(f).convert("L" if gray else "RGB")
+        except OSError:  # the demo's broken files stay broken
+            continue
+        arr = (np.asarray(im).astype(float) * factor).astype(np.uint8)
+        Image.fromarray(arr).convert("RGB").save(f, quality=90)
+
+
+@pytest.fixture(scope="module")
+def four_versions(versions, tmp_path_factory):
+    """A copy of the three-version project with its history recorded (v1-v3), then a fourth
+    version (v4: every image darkened) committed after it."""
+    from test_pipeline import dvc, sh
+
+    project = tmp_path_factory.mktemp("history") / "project"
+    shutil.copytree(versions[0], project, symlinks=True)
+    first = json.loads(cli(project, "history", "--json", "--set", "validate.reference_rev=v1").stdout)
+    written = (project / "reports" / "history" / "history.parquet").read_bytes()
+    again = json.loads(cli(project, "history", "--json", "--set", "validate.reference_rev=v1").stdout)
+    unchanged = (project / "reports" / "history" / "history.parquet").read_bytes() == written
+    darken(project / "data" / "raw")
+    dvc("add", "-q", "data/raw", cwd=project)
+    dvc("repro", "-q", "profile", "issues", cwd=project)
+    sh(["git", "add", "-A"], project)
+    sh(["git", "commit", "-qm", "v4: darker"], project)
+    sh(["git", "tag", "v4"], project)
+    return project, first, again, unchanged
+
+
+@pytest.mark.slow
+def test_history_has_one_row_per_version_with_counts_and_drift_and_is_incremental(four_versions):
+    project, first, again, unchanged = four_versions
+    # v0 recorded the same raw data as v1 (v1 only ran the pipeline): one version, read at v1
+    assert first["counts"] == {"versions": 3, "computed": 3, "unchanged": 0, "skipped": 0, "drops": 0}
+    assert again["counts"]["computed"] == 0 and "nothing new, not rewritten" in again["summary"]
+    assert unchanged  # a rerun is a no-op: the file is not rewritten
+    path = project / "reports" / "history" / "history.parquet"
+
+    r = cli(project, "history", "--set", "validate.reference_rev=v1")  # v4 is new: only it is computed
+    assert "4 versions (1 computed, 3 unchanged)" in r.stdout
+    h = pd.read_parquet(path)
+    assert h["rev"].tolist() == ["v1", "v2", "v3", "v4"] and set(h["kind"]) == {"version"}
+    assert h["files"].tolist() == [50, 51, 51, 51] and (h["ok"] + h["errors"] == h["files"]).all()
+    assert h["drift_prev"].tolist()[1:] == [False, False, True] and h["drift_prev"].isna().tolist()[0]
+    assert h["drift_ref"].tolist() == [False, False, False, True]  # the reference is v1
+    assert "brightness_mean" in h["drift_prev_features"].iloc[3]
+    assert h["brightness_mean_p50"].iloc[3] < 0.6 * h["brightness_mean_p50"].iloc[2]
+    assert h["previous"].tolist()[1:] == h["key"].tolist()[:3]
+    shares = [json.loads(s) for s in h["label_shares"]]
+    assert shares[2]["coffee"] > shares[1]["coffee"]  # v3 moved a cat into coffee/
+    assert abs(sum(shares[0].values()) - 1) < 1e-5  # shares are rounded to 6 digits
+    from dvc.api import DVCFileSystem
+
+    from pixelscope.profile import Profile
+
+    with DVCFileSystem(str(project), rev="v2").open("data/processed/profile.json", "rb") as fh:
+        v2 = Profile.deserialize(fh.read())
+    assert h["sharpness_p95"].iloc[1] == pytest.approx(v2.quantiles("sharpness", [0.95])[0])
+
+
+@pytest.mark.slow
+def test_history_of_given_revs_and_an_unknown_one_is_named(four_versions):
+    project = four_versions[0]
+    out = json.loads(cli(project, "history", "v2", "v4", "--json", "--set", "paths.history=other.parquet").stdout)
+    h = pd.read_parquet(project / "other.parquet")
+    assert out["counts"]["versions"] == 2 and h["rev"].tolist() == ["v2", "v4"] and h["drift_prev"].iloc[1]
+    r = json.loads(cli(project, "history", "v0", "v1", "nope", "--json", "--set", "paths.history=x.parquet").stdout)
+    assert r["counts"]["versions"] == 1 and r["counts"]["skipped"] == 2
+    assert r["notes"][0].startswith("skipped v0: v0: cannot read data/processed/profile.json at commit")
+    assert r["notes"][1].startswith("skipped nope: 'nope' is neither a bundle folder")
+
+
+@pytest.mark.slow
+def test_monitor_flags_a_shifted_drop_not_a_like_one_and_rolls_both_into_the_window(versions, tmp_path,
+                                                                                      prefect_server):
+    """Two drops through the real Prefect flow against the v1 reference: a drop like the
+    reference passes, a darkened one fails the run (after it is recorded); the rolling profile
+    of the week is the merge of both, and equals the profile of all their images."""
+    from flows.monitor import monitor
+    from pixelscope.config import set_params
+    from pixelscope.profile import Profile
+
+    project = tmp_path / "project"
+    shutil.copytree(versions[0], project, symlinks=True)
+
+    set_params(project / "params.yaml", {"validate": {"reference_rev": "v1"}})
+    like, shifted = tmp_path / "drops" / "like", tmp_path / "drops" / "shifted"
+    for drop in (like, shifted):
+        shutil.copytree(project / "data" / "raw", drop)
+    for f in sorted(like.rglob("*.jpg")):  # the same scenes, mirrored and re-encoded
+        try:
+            Image.open(f).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(f, quality=92)
+        except OSError:
+            continue
+    files = sum(1 for f in like.rglob("*") if f.is_file())
+    darken(shifted)
+
+    ok = monitor(str(project), str(like), "2026-12-01", return_state=True)
+    assert ok.is_completed(), ok.message
+    bad = monitor(str(project), str(shifted), "2026-12-02", return_state=True)
+    assert bad.is_failed() and "DRIFT in" in bad.message and "brightness_mean" in bad.message
+    warned = monitor(str(project), str(shifted), "2026-12-02", "warn", return_state=True)
+    assert warned.is_completed()  # on_drift: warn records it and passes
+    result = warned.result()
+    assert result["counts"]["drops_in_window"] == 2 and result["details"]["window"] == "2026-W49"
+
+    h = pd.read_parquet(project / "reports" / "history" / "history.parquet")
+    drops = h[h["kind"] == "drop"].set_index("rev")
+    assert sorted(drops.index) == ["like", "shifted"]  # the rerun replaced its row
+    assert not drops.loc["like", "drift_ref"] and drops.loc["shifted", "drift_ref"]
+    assert drops.loc["like", "files"] == files and drops.loc["shifted", "window"] == "2026-W49"
+
+    root = project / "reports" / "monitor"
+    rolling = Profile.load(root / "rolling" / "2026-W49.json")
+    parts = [Profile.load(root / "drops" / d / "profile.json") for d in ("like", "shifted")]
+    assert rolling.files_seen == sum(p.files_seen for p in parts) == 2 * files  # each drop once, not twice
+    both = pd.concat([pd.read_parquet(root / "drops" / d / "manifest.parquet") for d in ("like", "shifted")])
+    values = np.sort(both.loc[both["status"] == "ok", "brightness_mean"].to_numpy())
+    eps = rolling.columns["brightness_mean"].rank_error
+    for q in (0.1, 0.5, 0.9):
+        got = rolling.quantiles("brightness_mean", [q])[0]
+        rank = np.searchsorted(values, got, side="right") / len(values)
+        assert abs(rank - q) <= eps + 1 / len(values), (q, rank)
+    assert rolling.columns["label"].count == both.loc[both["status"] == "ok", "label"].notna().sum()

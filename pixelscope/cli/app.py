@@ -6,6 +6,8 @@
     pixelscope demo-data   the built-in demo images
     pixelscope dashboard [BUNDLE]  the Streamlit dashboard on 127.0.0.1
     pixelscope diff A B    what changed between two dataset versions (revs, bundles, files)
+    pixelscope history     one row per dataset version: counts, quantiles, drift (reports/history/)
+    pixelscope monitor DROP  a new data drop against the reference, rolled into its window
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`pixelscope diff A B`: what changed between two dataset versions."""
+"""Versions over time: `pixelscope diff A B`, `pixelscope history`, `pixelscope monitor DROP`."""
 
 from __future__ import annotations
 
@@ -8,10 +8,74 @@ from typing import Annotated, Optional
 
 import typer
 
-from pixelscope.cli.common import JsonOpt, ParamsOpt, SetOpt, fmt, load, out, user_errors
+from pixelscope.cli.common import JsonOpt, ParamsOpt, QuietOpt, SetOpt, fmt, load, out, progress, user_errors
 
 
 def register(app: typer.Typer) -> None:
+    from pixelscope.cli.stages import report
+
+    @app.command("history")
+    def history_command(
+        versions: Annotated[Optional[list[str]], typer.Argument(
+            help="git revs or bundle folders, oldest first (default: every version in the git log of <raw>.dvc)")]
+        = None,
+        project: Annotated[Path, typer.Option(help="the project (a git + DVC repository)")] = Path("."),
+        params: ParamsOpt = Path("params.yaml"),
+        set_: SetOpt = None,
+        as_json: JsonOpt = False,
+        quiet: QuietOpt = False,
+    ) -> None:
+        """One row per dataset version in paths.history (reports/history/history.parquet): counts, errors,
+        label shares, feature quantiles, validation, drift against the previous version and the reference.
+        Incremental: versions already there are not recomputed. `pixelscope publish` carries it to the
+        dashboard's Versions page."""
+        from pixelscope.versions.history import record_history
+
+        with user_errors():
+            p = load(project / params if not params.is_absolute() else params, set_)
+            with progress("history", quiet or as_json) as bar:
+                result = record_history(p, project, versions or None, progress=bar)
+        if as_json:
+            print(json.dumps(result.to_dict()))
+            return
+        report(result)
+
+    @app.command("monitor")
+    def monitor_command(
+        drop: Annotated[Optional[Path], typer.Argument(help="the folder of new images (default: monitor.drop)")]
+        = None,
+        date: Annotated[Optional[str], typer.Option(help="the drop's date (YYYY-MM-DD, for backfills; default now)")]
+        = None,
+        on_drift: Annotated[Optional[str], typer.Option(help="fail (exit 1) | warn (default: monitor.on_drift)")]
+        = None,
+        project: Annotated[Path, typer.Option(help="the project")] = Path("."),
+        params: ParamsOpt = Path("params.yaml"),
+        set_: SetOpt = None,
+        as_json: JsonOpt = False,
+        quiet: QuietOpt = False,
+    ) -> None:
+        """Ingest, embed and profile a new data drop (outputs under paths.monitor/drops/), merge its profile
+        into the rolling profile of its day / week, test it for drift against the reference, and record it
+        in the history. Exit 1 when it drifts and on_drift is fail."""
+        from datetime import UTC, datetime
+
+        from pixelscope.errors import ConfigError
+        from pixelscope.monitor import monitor_drop
+
+        with user_errors():
+            sets = list(set_ or []) + ([f"monitor.on_drift={on_drift}"] if on_drift else [])
+            p = load(project / params if not params.is_absolute() else params, sets)
+            try:
+                when = datetime.fromisoformat(date).replace(tzinfo=UTC) if date else None
+            except ValueError:
+                raise ConfigError(f"--date {date!r}: not a date (YYYY-MM-DD)") from None
+            with progress("monitor", quiet or as_json) as bar:
+                result = monitor_drop(p, project, drop.resolve() if drop else None, when=when, progress=bar)
+        if as_json:
+            print(json.dumps(result.to_dict()))
+            return
+        report(result)
+
     @app.command("diff")
     def diff_command(
         a: Annotated[str, typer.Argument(help="the older version: a git rev, a bundle folder, a manifest or profile")],

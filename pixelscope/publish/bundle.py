@@ -59,7 +59,8 @@ PARTS: dict[str, Part] = {
                    ("id", "included", "reasons")),
     "card": Part("card.md", "the dataset card", "pixelscope curate && pixelscope publish"),
     "thumbnails": Part("thumbnails", "the thumbnails", "pixelscope publish"),
-    "history": Part("history.parquet", "the version history", "a history of versions (not recorded yet)"),
+    "history": Part("history.parquet", "the version history", "pixelscope history && pixelscope publish",
+                    ("key", "kind", "rev", "files")),
 }
 THUMBNAIL_COLUMNS = ("id", "webp", "width", "height")
 

@@ -144,7 +144,8 @@ def publish_step(params: Params, project: str | Path = ".", *, progress: Progres
     for name, src in (("profile", paths.profile), ("manifest", paths.manifest), ("issues", paths.issues),
                       ("pairs", paths.issue_pairs), ("neighbours", paths.neighbours),
                       ("drift", results / "drift.parquet"), ("validation", results / "results.json"),
-                      ("ledger", paths.curated / "curation.parquet"), ("card", paths.curated / "README.md")):
+                      ("ledger", paths.curated / "curation.parquet"), ("card", paths.curated / "README.md"),
+                      ("history", paths.history)):
         _copy(src, out, name, written)
     reference = load_reference(params, project)
     if reference is not None:

@@ -54,7 +54,7 @@ class Version:
         return ", ".join(bits)
 
 
-def _manifest_frame(data: bytes | Path, name: str) -> pd.DataFrame:
+def read_manifest(data: bytes | Path, name: str) -> pd.DataFrame:
     try:
         src = io.BytesIO(data) if isinstance(data, bytes) else data
         schema = pq.read_schema(src)
@@ -105,7 +105,7 @@ def from_rev(rev: str, params: Params, project: Path) -> Version:
 
     p = params.paths
     profile = Profile.deserialize(read(p.profile, True))  # type: ignore[arg-type]
-    manifest = _manifest_frame(read(p.manifest, True), f"{p.manifest} at {rev}")  # type: ignore[arg-type]
+    manifest = read_manifest(read(p.manifest, True), f"{p.manifest} at {rev}")  # type: ignore[arg-type]
     return Version(rev, "rev", profile, manifest, _optional_table(read(p.issues, False)),
                    _optional_table(read(p.curated / "curation.parquet", False)), meta)
 
@@ -114,11 +114,12 @@ def from_bundle(folder: Path) -> Version:
     from pixelscope.publish.bundle import Bundle
 
     b = Bundle.open(folder)
-    versions = b.summary()["versions"]
+    summary = b.summary()
+    versions = summary["versions"]
     raw = versions.get("raw") or {}
     meta = {"commit": raw.get("git_commit"), "md5": raw.get("md5"), "files": raw.get("files"),
-            "date": versions.get("published")}
-    manifest = _manifest_frame(b.checked("manifest"), str(b.path("manifest"))) if b.has("manifest") else None
+            "date": versions.get("published"), "validation": (summary.get("validation") or {}).get("success")}
+    manifest = read_manifest(b.checked("manifest"), str(b.path("manifest"))) if b.has("manifest") else None
     return Version(str(folder), "bundle", b.profile(), manifest,
                    b.table("issues") if b.has("issues") else None,
                    b.table("ledger") if b.has("ledger") else None, meta)
@@ -136,6 +137,6 @@ def open_version(spec: str, params: Params, project: str | Path = ".") -> Versio
             except (json.JSONDecodeError, KeyError, ValueError) as e:
                 raise BadInput(f"{path}: not a pixelscope profile ({e})") from None
             return Version(spec, "profile", profile)
-        manifest = _manifest_frame(path, str(path))
+        manifest = read_manifest(path, str(path))
         return Version(spec, "manifest", Profile.from_manifest(path), manifest)
     return from_rev(spec, params, Path(project))
