@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -431,12 +432,58 @@ def ui_lists_deployments(url: str, flows: list[str], out: Path) -> None:
     assert hosts == {url.split("/")[2]}, hosts
 
 
+def ui_quick_run(url: str, deployment_id: str, out: Path) -> str:
+    """Run a deployment from the Prefect UI (Run -> Quick run, its default parameters) and wait
+    until the deployment's page lists the run as finished; returns the page text."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{url}/deployments/deployment/{deployment_id}")
+        page.get_by_text("Entrypoint").first.wait_for(timeout=30_000)
+        page.wait_for_timeout(2000)
+        finished_before = page.locator("text=Completed").count()  # runs triggered earlier
+        page.get_by_role("button", name="Run", exact=True).click()
+        page.get_by_text("Quick run", exact=True).click()
+        page.get_by_text("scheduled to start now").first.wait_for(timeout=30_000)
+        deadline = time.time() + 240
+        while True:  # the deployment page lists its runs with their state
+            page.wait_for_timeout(3000)
+            page.reload()
+            page.get_by_text("Entrypoint").first.wait_for(timeout=30_000)
+            text = page.inner_text("body")
+            if page.locator("text=Completed").count() > finished_before or "Failed" in text or time.time() > deadline:
+                break
+        text += f"\ncompleted runs listed: {finished_before} before, {page.locator('text=Completed').count()} after"
+        page.screenshot(path=str(out / "prefect-quick-run.png"))
+        browser.close()
+    return text
+
+
+DEPLOYMENT = """
+import asyncio, json, sys
+from prefect.client.orchestration import get_client
+
+async def main():
+    async with get_client() as c:
+        d = await c.read_deployment_by_name(sys.argv[1])
+        print(json.dumps({"id": str(d.id), "parameters": d.parameters,
+                          "schedules": [{"cron": s.schedule.cron, "active": s.active} for s in d.schedules]}))
+
+asyncio.run(main())
+"""
+
+
 def test_served_deployment_runs_with_parameters_and_ctrl_c_stops_it(tmp_path):
     """`flows.serve` (what `make serve` runs): a real server + deployments; a run triggered by
-    `prefect deployment run` with a parameter completes; Ctrl-C stops serve and the server."""
+    `prefect deployment run` with a parameter completes, and one from the UI's Quick run; the
+    monitor deployment carries the cron of monitor.cron; Ctrl-C stops serve and the server."""
     import socket
 
     project = make_project(tmp_path / "project")
+    set_param(project, "monitor.cron", "0 6 * * 1")
+    set_param(project, "monitor.drop", "data/drops/latest")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -446,12 +493,12 @@ def test_served_deployment_runs_with_parameters_and_ctrl_c_stops_it(tmp_path):
            "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_API_URL": api}
     log = open(tmp_path / "serve.log", "w")  # flow-run logs land here: shown when the run fails
     as_make_serve = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}  # `make serve` sets no API URL
-    serve = subprocess.Popen([sys.executable, "-m", "flows.serve", "--port", str(port)], cwd=REPO, env=as_make_serve,
-                             start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+    serve = subprocess.Popen([sys.executable, "-m", "flows.serve", "--port", str(port), "--project", str(project)],
+                             cwd=REPO, env=as_make_serve, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
     from pixelscope.pipeline.stages import STAGES as ALL_STAGES
 
-    expected = [f"{flow}/pixelscope" for flow in ("pipeline", *(s.flow_name for s in ALL_STAGES))]
-    assert len(expected) == len(ALL_STAGES) + 1 and "version-raw-data/pixelscope" in expected
+    expected = [f"{flow}/pixelscope" for flow in ("pipeline", *(s.flow_name for s in ALL_STAGES), "monitor")]
+    assert len(expected) == len(ALL_STAGES) + 2 and "version-raw-data/pixelscope" in expected
     try:
         # serve registers the deployments one after another: wait for all of them, not the first
         deadline = time.time() + 180
@@ -478,6 +525,23 @@ def test_served_deployment_runs_with_parameters_and_ctrl_c_stops_it(tmp_path):
                              timeout=300)
         assert one.returncode == 0, one.stdout + one.stderr + (tmp_path / "serve.log").read_text()[-6000:]
         assert (project / "reports/publish/summary.json").exists()
+
+        def deployment(name: str) -> dict:
+            r = subprocess.run([sys.executable, "-c", DEPLOYMENT, name], env=env, capture_output=True, text=True)
+            assert r.returncode == 0, r.stderr[-3000:]
+            return json.loads(r.stdout)
+
+        monitor = deployment("monitor/pixelscope")  # the schedule from params.yaml, as the server holds it
+        assert monitor["schedules"] == [{"cron": "0 6 * * 1", "active": True}]
+        assert monitor["parameters"] == {"project": str(project), "drop": "data/drops/latest"}
+        assert deployment("publish/pixelscope")["schedules"] == []  # only the monitor is scheduled
+        if Path("/usr/bin/chromium").exists():  # a Quick run from the UI runs with the default parameters
+            (project / "reports/publish/summary.json").unlink()
+            text = ui_quick_run(f"http://127.0.0.1:{port}", deployment("publish/pixelscope")["id"], tmp_path)
+            assert "Failed" not in text, (tmp_path / "serve.log").read_text()[-6000:]
+            before, after = (int(n) for n in re.search(r"listed: (\d+) before, (\d+) after", text).groups())
+            assert after == before + 1, text[-300:]
+            assert (project / "reports/publish/summary.json").exists()
     finally:
         os.kill(serve.pid, signal.SIGINT)  # what Ctrl-C on `make serve` sends
         try:
