@@ -28,14 +28,18 @@ APP = str(REPO / "dashboards" / "app.py")
 PAGES = ["overview", "features", "compare", "drift", "embedding_map", "images", "issues", "curated", "versions"]
 
 
+def bundle_params():
+    return parse_params({"ingest": {"workers": 1}, "validate": {"reference": "ref/profile.json", "on_failure": "warn"},
+                         "curate": {"formats": ["parquet"]}})
+
+
 @pytest.fixture(scope="module")
 def bundle(demo_raw, tmp_path_factory) -> Path:
     """The whole pipeline on the demo set, with the demo's shifted new batch as the drift reference."""
     root = tmp_path_factory.mktemp("dash")
     shutil.copytree(demo_raw / "raw", root / "data" / "raw")
     shutil.copytree(REPO / "expectations", root / "expectations")
-    p = parse_params({"ingest": {"workers": 1}, "validate": {"reference": "ref/profile.json", "on_failure": "warn"},
-                      "curate": {"formats": ["parquet"]}})
+    p = bundle_params()
     ingest_to(p, demo_raw / "new", root / "ref" / "manifest.parquet")
     Profile.from_manifest(root / "ref" / "manifest.parquet").save(root / "ref" / "profile.json")
     for stage in STAGES[1:]:
@@ -153,6 +157,30 @@ def test_images_filter_changes_the_count_and_a_bad_filter_names_the_expression(b
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_the_versions_page_shows_the_history_that_publish_carries(bundle, tmp_path, monkeypatch):
+    """Two versions (the shifted reference batch, then the demo set) recorded by `history`,
+    carried by publish into the bundle, shown with their counts and drift verdicts."""
+    from pixelscope.pipeline.stages import stage
+    from pixelscope.versions.history import record_history
+
+    root = tmp_path / "project"
+    shutil.copytree(bundle.parents[1], root, symlinks=True)
+    p = bundle_params()
+    result = record_history(p, root, [str(root / "ref" / "profile.json"), str(root / "reports" / "publish")])
+    assert result.counts["versions"] == 2
+    stage("publish").run(p, root)
+    published = root / "reports" / "publish"
+    hist = pq.read_table(published / "history.parquet").to_pandas()
+    assert hist["drift_prev"].tolist()[1] is True and hist["files"].iloc[1] == json.loads(
+        (published / "summary.json").read_text())["manifest"]["files_seen"]
+    at = app(published, "versions", monkeypatch)
+    assert metric(at, "versions") == "2" and metric(at, "drifted from the previous") == "1"
+    shown = next(d.value for d in at.dataframe if "vs previous" in d.value.columns)
+    assert shown["vs previous"].tolist() == ["-", "DRIFT"] and shown["files"].tolist() == hist["files"].tolist()
+    assert len(at.get("plotly_chart")) >= 1 and not at.info  # the quantile bands, no "no history" note
+
+
 def test_a_partial_bundle_says_what_is_missing_and_a_corrupt_part_is_named(bundle, tmp_path, monkeypatch):
     part = tmp_path / "partial"
     part.mkdir()
