@@ -275,7 +275,7 @@ def test_moved_band_is_where_the_cdfs_differ():
 
 
 def test_pages_import_only_light_readers():
-    allowed = {"__future__", "streamlit", "plotly", "pandas", "numpy", "pathlib", "re", "os", "sys", "threading",
+    allowed = {"__future__", "streamlit", "plotly", "pandas", "numpy", "pathlib", "re", "os", "sys", "threading", "json",
                "typing", "collections", "dashboards", "pixelscope"}
     light = {"pixelscope.publish.bundle", "pixelscope.profile", "pixelscope.profile.sketches", "pixelscope.errors",
              "pixelscope.quality.drift", "pixelscope.curate.select"}

@@ -277,3 +277,21 @@ def test_monitor_flags_a_shifted_drop_not_a_like_one_and_rolls_both_into_the_win
         rank = np.searchsorted(values, got, side="right") / len(values)
         assert abs(rank - q) <= eps + 1 / len(values), (q, rank)
     assert rolling.columns["label"].count == both.loc[both["status"] == "ok", "label"].notna().sum()
+
+
+@pytest.mark.slow
+def test_monitor_cli_names_what_is_missing(versions, tmp_path):
+    """`pixelscope monitor`: no reference, no drop folder, a bad --date or on_drift are clear errors."""
+    project = versions[0]
+    r = cli(project, "monitor", str(tmp_path), check=False)
+    assert r.returncode == 2 and "no reference to compare the drop with: set validate.reference" in r.stderr
+    r = cli(project, "monitor", str(tmp_path / "nope"), "--set", "validate.reference_rev=v1", check=False)
+    assert r.returncode == 1 and f"no drop folder at {tmp_path / 'nope'}" in r.stderr
+    r = cli(project, "monitor", check=False)
+    assert r.returncode == 2 and "no drop folder given" in r.stderr
+    r = cli(project, "monitor", str(tmp_path), "--date", "yesterday", check=False)
+    assert r.returncode == 2 and "--date 'yesterday': not a date" in r.stderr
+    r = cli(project, "monitor", str(tmp_path), "--on-drift", "maybe", check=False)
+    assert r.returncode == 2 and "monitor.on_drift" in r.stderr
+    r = cli(project, "monitor", str(tmp_path), "--set", "monitor.cron=daily", check=False)
+    assert r.returncode == 2 and "monitor.cron" in r.stderr and "5 fields" in r.stderr

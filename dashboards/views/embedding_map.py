@@ -36,17 +36,17 @@ set_param("color", color)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def points(stamp: tuple, color: str):
+def points(stamp: tuple, color: str, limit: int):
     """The map's rows for a colouring (cached: the id + path match takes 0.4 s at 100k).
     Only the columns this page shows: the manifest is not copied."""
     keep = [c for c in dict.fromkeys(["id", "path", "label", "reasons", color]) if c in images.columns]
     frame = map_frame(proj, images[keep])
     if frame[color].dtype == bool or frame[color].dtype == object:
         frame[color] = frame[color].astype(str)
-    return frame, drawn_sample(frame, MAP_POINTS)
+    return frame, drawn_sample(frame, limit)
 
 
-frame, sample = points(stamps("projection", "manifest", "issues"), color)
+frame, sample = points(stamps("projection", "manifest", "issues"), color, MAP_POINTS)
 
 every = st.toggle("draw every point", value=param("all") == "1", disabled=len(frame) <= MAP_POINTS,
                   help=f"above {MAP_POINTS:,} points a uniform sample is drawn; selections cover every point")
