@@ -49,8 +49,16 @@ SHIFTS = {
     "gaussian blur sigma=1.5": lambda im, q: (im.filter(ImageFilter.GaussianBlur(1.5)), q),
     "jpeg quality 30": lambda im, q: (im, 30),
     "downscale 50%": lambda im, q: (im.resize((im.width // 2, im.height // 2), Image.Resampling.LANCZOS), q),
-    "grayscale": lambda im, q: (im.convert("L").convert("RGB"), q),  # 20 % of a batch, see conditions
+    "grayscale": lambda im, q: (im.convert("L").convert("RGB"), q),  # 10 % / 20 % of a batch, see conditions
+    "hue rotation 10deg": lambda im, q: (rotate_hue(im, 10), q),
 }
+
+
+def rotate_hue(im: Image.Image, degrees: float) -> Image.Image:
+    """The hue of every pixel turned by `degrees` (HSV), saturation and value kept."""
+    hsv = np.asarray(im.convert("RGB").convert("HSV")).copy()
+    hsv[..., 0] = (hsv[..., 0].astype(int) + round(degrees / 360 * 256)) % 256
+    return Image.fromarray(hsv, "HSV").convert("RGB")
 
 
 def folder_of(shift: str | None) -> str:
@@ -160,7 +168,8 @@ def conditions() -> list[tuple[str, str]]:
     """(name, kind): kind 'null' counts false alarms, 'shift' counts detections."""
     return ([("same distribution", "null"), ("corpus photos, random halves", "null")]
             + [(s, "shift") for s in SHIFTS if s != "grayscale"]
-            + [("20% grayscale", "shift"), ("one class doubled", "shift"), ("different source (corpus photos)", "shift")])
+            + [("20% grayscale", "shift"), ("10% grayscale", "shift"), ("one class doubled", "shift"),
+               ("different source (corpus photos)", "shift")])
 
 
 def draw(name: str, rng: np.random.Generator, pool: dict, ref_size: int, batch: int, trial: int):
@@ -177,8 +186,8 @@ def draw(name: str, rng: np.random.Generator, pool: dict, ref_size: int, batch: 
         return ref, pool["rows"][None][rest[:batch]]
     if name in pool["rows"]:
         return ref, pool["rows"][name][rest[:batch]]
-    if name == "20% grayscale":
-        k = round(0.2 * batch)
+    if name in ("20% grayscale", "10% grayscale"):
+        k = round(int(name.split("%")[0]) / 100 * batch)
         return ref, np.concatenate([pool["rows"]["grayscale"][rest[:k]], pool["rows"][None][rest[k:batch]]])
     if name == "one class doubled":
         labels = pool["labels"]
@@ -188,6 +197,20 @@ def draw(name: str, rng: np.random.Generator, pool: dict, ref_size: int, batch: 
     if name == "different source (corpus photos)":
         return ref, rng.choice(pool["corpus"], min(batch, len(pool["corpus"])), replace=False)
     raise ValueError(name)
+
+
+def oracle(pool: dict, ref_rows: np.ndarray, cur_rows: np.ndarray, doubled: str, alpha: float) -> bool:
+    """The oracle bound of a class-mix trial: one one-sided two-proportion test on the class
+    known to have grown, at the same alpha, on the same two batches."""
+    from scipy import stats
+
+    label_of = pool["table_labels"]
+    x1 = sum(label_of[i] == doubled for i in ref_rows)
+    x2 = sum(label_of[i] == doubled for i in cur_rows)
+    n1, n2 = len(ref_rows), len(cur_rows)
+    pooled = (x1 + x2) / (n1 + n2)
+    se = (pooled * (1 - pooled) * (1 / n1 + 1 / n2)) ** 0.5
+    return bool(se > 0 and stats.norm.sf((x2 / n2 - x1 / n1) / se) < alpha)
 
 
 def main() -> None:
@@ -255,7 +278,7 @@ def main() -> None:
             sys.exit(f"pool images that did not ingest: {bad[:5]} ({len(bad)}); delete {WORK} and rerun")
     pool = {"n": args.pool, "rows": rows_by, "labels": labels,
             "label_of": [labels[i % len(labels)] for i in range(args.pool)],
-            "corpus": np.arange(pool_table.num_rows, table.num_rows)}
+            "corpus": np.arange(pool_table.num_rows, table.num_rows), "table_labels": table.column("label").to_pylist()}
     print(f"pool: {args.pool:,} images x {1 + len(SHIFTS)} versions; corpus photos: {len(keep)}", flush=True)
 
     rng = np.random.default_rng(args.seed)
@@ -273,7 +296,9 @@ def main() -> None:
                 fired = [f"{r.feature}[{r.segment}].{r.test}" for r in rows if r.drift]
                 trials.append({"condition": name, "kind": kind, "ref_size": len(ref_rows), "cur_size": len(cur_rows),
                                "trial": t, "flagged": bool(fired), "fired": fired, "seconds": seconds,
-                               "ref": ref_rows.tolist(), "cur": cur_rows.tolist()})
+                               "ref": ref_rows.tolist(), "cur": cur_rows.tolist(),
+                               "oracle": oracle(pool, ref_rows, cur_rows, labels[t % len(labels)], params.drift.alpha)
+                               if name == "one class doubled" else None})
                 all_rows += [{**r.to_dict(), "condition": name, "ref_size": len(ref_rows), "trial": t} for r in rows]
             done = [x for x in trials if x["condition"] == name and x["ref_size"] == len(ref_rows)]
             print(f"ref {ref_size:>4} | {name:<34} pixelscope flagged {sum(x['flagged'] for x in done)}/{len(done)}", flush=True)
@@ -309,6 +334,7 @@ def main() -> None:
              "cur_size": int(group["cur_size"].iloc[0]), "trials": len(group),
              "pixelscope_flagged": int(group["flagged"].sum()),
              "pixelscope_top_tests": [f"{k} ({v})" for k, v in fired.most_common(3)],
+             **({"oracle_flagged": int(group["oracle"].sum())} if group["oracle"].notna().any() else {}),
              "seconds_per_comparison": round(float(group["seconds"].mean()), 3)}
         if "whylogs_flagged" in group:
             wfired = Counter(c for cs in group["whylogs_drifted"] for c in cs)
@@ -320,13 +346,14 @@ def main() -> None:
     with out.open("a") as f:
         for s in summary:
             f.write(json.dumps(s) + "\n")
-    print("\n| reference | condition | trials | pixelscope flagged | whylogs flagged |\n|---|---|---|---|---|")
+    print("\n| reference | condition | trials | pixelscope flagged | whylogs flagged | oracle bound |\n"
+          "|---|---|---|---|---|---|")
     def rate(s: dict, k: str) -> str:
         return f"{s[k]}/{s['trials']} ({100 * s[k] / s['trials']:.0f} %)" if k in s else "-"
 
     for s in summary:
         print(f"| {s['ref_size']} | {s['condition']} | {s['trials']} | {rate(s, 'pixelscope_flagged')} "
-              f"| {rate(s, 'whylogs_flagged')} |")
+              f"| {rate(s, 'whylogs_flagged')} | {rate(s, 'oracle_flagged')} |")
     print(f"\nappended to {out}; per-row results in {WORK / 'rows.parquet'}")
 
 

@@ -1,12 +1,16 @@
 """Re-decide bench_drift.py's saved drift rows under other settings: how the defaults were chosen.
 
     python benchmarks/calibrate_drift.py [--alphas 0.01 0.02 0.05 0.1] [--corrections holm bh]
+    python benchmarks/calibrate_drift.py --alphas 0.02 --corrections holm \
+        --budgets '{"class_balance": 0.3, "features": 0.5, "segments": 0.05, "embedding": 0.15}' single
 
 Reads .work/drift/rows.parquet (every test's statistic, threshold and raw p-value, per trial)
-and applies `pixelscope.quality.drift.decide` with each alpha x correction, printing the share of
-trials flagged per condition: false alarms for the same-distribution conditions, detection
-rate for the shifts. Statistics and p-values do not depend on alpha or the correction, so
-this is exactly what a full benchmark run with those settings would report.
+and applies `pixelscope.quality.drift.decide` with each alpha x correction (x family budget, when
+given: a JSON budget, or `single` for one family over every test without the per-class share
+tests, as before the budgets), printing the share of trials flagged per condition: false
+alarms for the same-distribution conditions, detection rate for the shifts. Statistics and
+p-values do not depend on alpha, the correction or the budget, so this is exactly what a full
+benchmark run with those settings would report.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ def main() -> None:
     ap.add_argument("--rows", default=str(HERE / ".work" / "drift" / "rows.parquet"))
     ap.add_argument("--alphas", type=float, nargs="+", default=[0.01, 0.02, 0.05, 0.1])
     ap.add_argument("--corrections", nargs="+", default=["holm", "bh"])
+    ap.add_argument("--budgets", nargs="+", default=["default"], help="JSON family budgets, 'default' or 'single'")
     args = ap.parse_args()
 
     import pandas as pd
@@ -37,14 +42,27 @@ def main() -> None:
     for key, g in frame.groupby(["condition", "ref_size", "trial"], sort=False):
         trials[key] = [DriftRow(**{k: (None if pd.isna(v) else v) for k, v in r.items() if k in fields})
                        for r in g.to_dict("records")]
+    import json
+
+    import pixelscope.quality.drift as drift
+
+    family_of = drift.family_of
     table = {}
-    for correction in args.corrections:
-        for alpha in args.alphas:
-            cfg = DriftConfig(alpha=alpha, correction=correction)
-            flagged: dict[tuple[str, int], list[bool]] = {}
-            for (condition, ref_size, _), rows in trials.items():
-                flagged.setdefault((condition, ref_size), []).append(any(r.drift for r in decide(rows, cfg)))
-            table[f"{correction} a={alpha:g}"] = {k: f"{100 * sum(v) / len(v):.1f}%" for k, v in flagged.items()}
+    for budget in args.budgets:
+        single = budget == "single"
+        # `single`: every hypothesis in one family (the correction before family budgets)
+        drift.family_of = (lambda r, cfg: "features") if single else family_of
+        extra = {} if budget in ("default", "single") else {"budget": json.loads(budget)}
+        for correction in args.corrections:
+            for alpha in args.alphas:
+                cfg = DriftConfig(alpha=alpha, correction=correction, **extra)
+                flagged: dict[tuple[str, int], list[bool]] = {}
+                for (condition, ref_size, _), rows in trials.items():
+                    rows = [r for r in rows if not (single and r.test == "share")]
+                    flagged.setdefault((condition, ref_size), []).append(any(r.drift for r in decide(rows, cfg)))
+                name = f"{correction} a={alpha:g}" + ("" if budget == "default" else f" {budget}")
+                table[name] = {k: f"{100 * sum(v) / len(v):.1f}%" for k, v in flagged.items()}
+    drift.family_of = family_of
     out = pd.DataFrame(table)
     out.index.names = ["condition", "reference"]
     print(out.to_string())

@@ -171,10 +171,67 @@ def test_compare_counts_each_hypothesis_once_and_skips_constant_segment_columns(
                            "x": rng.normal(shift, 1, 400)}))
         return p
 
-    rows = compare(profile(0.0), profile(0.0), DriftConfig(segments=["label"]))
-    assert not any(r.feature == "label" and r.segment.startswith("label=") for r in rows)
+    cfg = DriftConfig(segments=["label"])
+    rows = compare(profile(0.0), profile(0.0), cfg)
+    # the label is constant inside its own segments: only its per-class share tests carry label=<class>
+    assert not any(r.feature == "label" and r.segment.startswith("label=") and r.test != "share" for r in rows)
+    assert sorted(r.segment for r in rows if r.test == "share") == ["label=a", "label=b"]
     binned_rows = [r for r in rows if r.feature == "x" and r.segment == "all" and r.test in ("psi", "hellinger", "js")]
     assert len(binned_rows) == 3 and len({r.p_adjusted for r in binned_rows}) == 1
-    tested = {(r.feature, r.segment, r.test in ("psi", "hellinger", "js")) for r in rows if r.p_value is not None}
-    smallest = min(r.p_value for r in rows if r.p_value is not None)
-    assert min(r.p_adjusted for r in rows if r.p_adjusted is not None) == pytest.approx(min(1.0, smallest * len(tested)))
+    # Holm inside each family, divided by the family's share of alpha (no embeddings here: its
+    # budget goes to the other three in proportion)
+    present = {r.family for r in rows}
+    assert present == {"class_balance", "features", "segments"}
+    total = sum(cfg.budget[f] for f in present)
+    for family in present:
+        tested = {(r.feature, r.segment, r.test in ("psi", "hellinger", "js")) for r in rows
+                  if r.p_value is not None and r.family == family}
+        smallest = min(r.p_value for r in rows if r.p_value is not None and r.family == family)
+        share = cfg.budget[family] / total
+        assert min(r.p_adjusted for r in rows if r.family == family) == pytest.approx(
+            min(1.0, smallest * len(tested) / share))
+    assert sum(cfg.budget.values()) == pytest.approx(1.0)  # the families' levels sum to alpha
+
+
+@pytest.fixture(scope="module")
+def labeled_rows(corpus, tmp_path_factory):
+    """The corpus's labeled real photos (CIFAR-10 airplane / cat / dog, ants, bees) through ingest."""
+    import pyarrow.parquet as pq
+
+    from conftest import ingest_to
+    from pixelscope.config import parse_params
+
+    out = tmp_path_factory.mktemp("labeled") / "manifest.parquet"
+    ingest_to(parse_params({"ingest": {"workers": 1}}), corpus / "labeled", out)
+    table = pq.read_table(out)
+    return table.filter(pa.compute.equal(table.column("status"), "ok"))
+
+
+def test_a_doubled_class_share_on_real_photos_is_flagged_and_the_same_mix_is_not(labeled_rows):
+    """Bootstrap batches of real photos' manifest rows at realistic sizes (600 vs 600, five
+    classes): one class's share doubled (20 % -> 40 %) drifts through its share test in the
+    class-balance family; the same mix drawn again does not drift at all."""
+    from pixelscope.io.manifest import column_kinds
+
+    rng = np.random.default_rng(3)
+    labels = np.array(labeled_rows.column("label").to_pylist())
+    classes = sorted(set(labels))
+    by_class = {c: np.flatnonzero(labels == c) for c in classes}
+    cfg = DriftConfig()
+
+    def batch(weights: dict[str, float], n: int = 600):
+        counts = {c: round(n * w) for c, w in weights.items()}
+        idx = np.concatenate([rng.choice(by_class[c], k, replace=True) for c, k in counts.items()])
+        p = Profile.empty(column_kinds(labeled_rows.schema), ProfileConfig(segments=["label"]))
+        p.update(labeled_rows.take(pa.array(idx, type=pa.int64())))
+        return p
+
+    even = {c: 1 / len(classes) for c in classes}
+    doubled = {c: (0.4 if c == classes[0] else 0.6 / (len(classes) - 1)) for c in classes}
+    ref = batch(even)
+    rows = compare(ref, batch(doubled), cfg)
+    fired = [(r.feature, r.segment, r.test) for r in rows if r.drift]
+    assert ("label", f"label={classes[0]}", "share") in fired
+    share = next(r for r in rows if r.test == "share" and r.segment == f"label={classes[0]}")
+    assert share.family == "class_balance" and share.statistic == pytest.approx(0.2, abs=0.01)
+    assert not any(r.drift for r in compare(ref, batch(even), cfg))

@@ -22,8 +22,9 @@ st.markdown(f"**{n_drift} drifted** of {len(drift)} rows "
 only = st.toggle("drifted rows only", value=param("only") == "1" or (param("only") == "" and n_drift > 0))
 set_param("only", "1" if only else "0")
 shown = drift[drift["drift"]] if only else drift
-st.dataframe(shown[["feature", "segment", "test", "statistic", "threshold", "p_value", "p_adjusted", "n_ref", "n_cur",
-                    "drift"]], hide_index=True, width="stretch", height=300)
+cols = ["feature", "segment", "test", "family", "statistic", "threshold", "p_value", "p_adjusted", "n_ref", "n_cur",
+        "drift"]
+st.dataframe(shown[[c for c in cols if c in shown.columns]], hide_index=True, width="stretch", height=300)
 if shown.empty:
     st.stop()
 labels = [f"{f} [{s}] {t}" for f, s, t in zip(shown["feature"], shown["segment"], shown["test"])]

@@ -141,10 +141,10 @@ def drift(
         print(json.dumps({"rows": len(rows), "drifted": len(drifted), "table": [r.to_dict() for r in rows]}))
         return
     table = Table(title=f"drift: {len(drifted)} of {len(rows)} tests ({p.drift.correction}, alpha {p.drift.alpha})")
-    for c in ("feature", "segment", "test", "statistic", "threshold", "p adjusted", "drift"):
+    for c in ("feature", "segment", "test", "family", "statistic", "threshold", "p adjusted", "drift"):
         table.add_column(c)
     for r in rows if show_all else drifted:
-        table.add_row(r.feature, escape(r.segment), r.test, fmt(r.statistic), fmt(r.threshold),
+        table.add_row(r.feature, escape(r.segment), r.test, r.family, fmt(r.statistic), fmt(r.threshold),
                       "" if r.p_adjusted is None else f"{r.p_adjusted:.2g}", "[red]yes[/]" if r.drift else "no")
     out.print(table)
     features = sorted({r.feature for r in drifted})

@@ -12,11 +12,22 @@ One row per (feature, segment, test):
   Permutation p-values are extended past 1 / (permutations + 1) by a moment-matched
   Pearson III tail, so they can survive the correction over hundreds of tests.
 
+- balance columns (`drift.balance`, e.g. label, source): besides the omnibus chi-square, one
+  two-proportion test per value ("share": its share of the current batch minus the reference's).
+
 Sketch error is accounted for: the KS statistic is reduced by the two sketches' rank
 errors before its p-value is taken, and a distance no larger than what the sketches can
-resolve is never called drift. p-values are corrected across all hypotheses (Holm or
-Benjamini-Hochberg, `drift.correction`; PSI, Hellinger and JS share one); a row drifts when
-its corrected p-value is below `drift.alpha` and its effect size passes the test's threshold.
+resolve is never called drift.
+
+Multiple testing: hypotheses fall into families — class_balance (the balance columns' tests),
+features (every feature over all images), segments (features per segment value) and
+embedding — and `drift.budget` splits `drift.alpha` between them. Inside a family the
+p-values are corrected (Holm or Benjamini-Hochberg, `drift.correction`; PSI, Hellinger and JS
+share one hypothesis) and divided by the family's share, so a row drifts when its adjusted
+p-value is below alpha (Bonferroni across families, Holm within: the family-wise error stays
+at alpha) and its effect size passes the test's threshold. Budgets of families with no test
+go to the others in proportion. One strong class-mix or single-feature signal is thus tested
+against its family, not against hundreds of per-segment tests.
 """
 
 from __future__ import annotations
@@ -52,6 +63,7 @@ class DriftRow:
     n_ref: int = 0
     n_cur: int = 0
     drift: bool = False
+    family: str = ""  # class_balance | features | segments | embedding (set by decide)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -154,6 +166,28 @@ def categorical_rows(name: str, segment: str, ref: CategoricalSketch, cur: Categ
         p = float(stats.chi2_contingency(np.vstack([a, b]), correction=False)[1])
     return [DriftRow(name, segment, "chi2_tv", tv, max(cfg.tv_max, resolution), resolution, p, n_ref=ref.count,
                      n_cur=cur.count)]
+
+
+def share_rows(name: str, ref: CategoricalSketch, cur: CategoricalSketch, cfg: DriftConfig) -> list[DriftRow]:
+    """One two-proportion z-test per value of a balance column: statistic = the value's share
+    of the current batch minus its share of the reference (counts exact, or within the
+    frequent-items bound, which raises the threshold)."""
+    fr, fc = ref.frequencies(), cur.frequencies()
+    n1, n2 = ref.count, cur.count
+    values = sorted(set(fr) | set(fc))
+    if len(values) < 2 or not (n1 and n2):
+        return []
+    resolution = _fi_error(ref) + _fi_error(cur)
+    rows = []
+    for v in values:
+        x1, x2 = fr.get(v, 0), fc.get(v, 0)
+        pooled = (x1 + x2) / (n1 + n2)
+        se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+        diff = x2 / n2 - x1 / n1
+        p = float(2 * stats.norm.sf(abs(diff) / se)) if se > 0 else 1.0
+        rows.append(DriftRow(name, f"{name}={v}", "share", diff, max(cfg.share_min, resolution), resolution, p,
+                             n_ref=n1, n_cur=n2))
+    return rows
 
 
 def _mmd2_from_kernel(k: np.ndarray, in_x: np.ndarray, total: float) -> float:
@@ -289,25 +323,53 @@ def compare(ref: Profile, cur: Profile, cfg: DriftConfig | None = None) -> list[
                 if sa.distinct > 0.5 * sa.count:  # near-unique values: summarised, never drift-tested
                     continue
                 rows += categorical_rows(name, segment, sa, sb, cfg)
+                if segment == "all" and name in cfg.balance:
+                    rows += share_rows(name, sa, sb, cfg)
     if ref.embedding is not None and cur.embedding is not None:
         rows += embedding_rows(ref.embedding, cur.embedding, cfg)
     return decide(rows, cfg)
 
 
+def family_of(row: DriftRow, cfg: DriftConfig) -> str:
+    """The multiple-testing family a row's hypothesis belongs to (see the module docstring)."""
+    if row.test == "share" or (row.feature in cfg.balance and row.segment == "all"):
+        return "class_balance"
+    if row.feature.startswith("embedding"):
+        return "embedding"
+    return "features" if row.segment == "all" else "segments"
+
+
+def family_shares(cfg: DriftConfig, present: set[str]) -> dict[str, float]:
+    """Each present family's share of alpha: drift.budget, renormalised over the families that
+    have tests (which families have tests depends on the data, never on the p-values)."""
+    budget = {f: w for f, w in cfg.budget.items() if f in present}
+    total = sum(budget.values())
+    missing = present - set(budget)  # a family left out of drift.budget gets none
+    return {**{f: w / total for f, w in budget.items()}, **{f: 0.0 for f in missing}} if total else \
+        {f: 1 / len(present) for f in present}
+
+
 def decide(rows: list[DriftRow], cfg: DriftConfig) -> list[DriftRow]:
-    """Correct the rows' p-values for multiple testing and decide which rows drift (in place).
-    A row drifts when its corrected p-value is below alpha and its effect size passes its
-    threshold (raised to the sketches' resolution)."""
+    """Correct the rows' p-values for multiple testing, family by family, and decide which rows
+    drift (in place). p_adjusted = the within-family Holm (or BH) p-value divided by the
+    family's share of alpha; a row drifts when p_adjusted < alpha and its effect size passes
+    its threshold (raised to the sketches' resolution)."""
     # one hypothesis per p-value: PSI, Hellinger and JS are effect sizes of one binned test
     hypotheses: dict[tuple[str, str, str], list[DriftRow]] = {}
     for r in rows:
+        r.family = family_of(r, cfg)
         if r.p_value is not None:
             hypotheses.setdefault((r.feature, r.segment, "binned" if r.test in BINNED else r.test), []).append(r)
-    groups = list(hypotheses.values())
-    for group, p in zip(groups, adjust([g[0].p_value for g in groups], cfg.correction)):  # type: ignore[misc]
-        for r in group:
-            r.p_adjusted = p
+    by_family: dict[str, list[list[DriftRow]]] = {}
+    for group in hypotheses.values():
+        by_family.setdefault(group[0].family, []).append(group)
+    weight = family_shares(cfg, set(by_family))
+    for family, groups in by_family.items():
+        adjusted = adjust([g[0].p_value for g in groups], cfg.correction)  # type: ignore[misc]
+        for group, p in zip(groups, adjusted):
+            for r in group:
+                r.p_adjusted = min(1.0, p / weight[family]) if weight[family] > 0 else 1.0
     for r in rows:
-        big = r.statistic > r.threshold
+        big = abs(r.statistic) > r.threshold
         r.drift = big and (r.p_adjusted is None or r.p_adjusted < cfg.alpha)
     return rows

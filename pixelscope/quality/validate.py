@@ -38,9 +38,9 @@ STAGE = "validate"
 def drift_frame(rows: list) -> Any:
     import pandas as pd
 
-    df = pd.DataFrame([r.to_dict() for r in rows], columns=["feature", "segment", "test", "statistic", "threshold",
-                                                             "resolution", "p_value", "p_adjusted", "n_ref", "n_cur",
-                                                             "drift"])
+    df = pd.DataFrame([r.to_dict() for r in rows], columns=["feature", "segment", "test", "family", "statistic",
+                                                             "threshold", "resolution", "p_value", "p_adjusted",
+                                                             "n_ref", "n_cur", "drift"])
     df["verdict"] = ["ok" if not d else f"{f}[{s}] {t}" for f, s, t, d in zip(df.feature, df.segment, df.test, df.drift)]
     return df
 
