@@ -130,7 +130,7 @@ def ingest_and_embed(project: Path, raw: Path):
 class Batches:
     """Profiles of any subset of the pool's manifest rows, built as the pipeline builds them."""
 
-    def __init__(self, table, vectors: dict[str, np.ndarray], meta: dict, params):
+    def __init__(self, table, vectors: dict[str, np.ndarray], meta: dict, params, extra_kinds: dict[str, str]):
         import pyarrow as pa
 
         from pixelscope.io.manifest import column_kinds
@@ -139,7 +139,7 @@ class Batches:
         # the pool's folders would tell the batches apart: one neutral source for every row
         self.table = table.set_column(table.schema.get_field_index("source"), "source",
                                       pa.array(["pool"] * table.num_rows))
-        self.kinds = column_kinds(table.schema)
+        self.kinds = {**column_kinds(table.schema), **extra_kinds}
         self.ids = self.table.column("id").to_pylist()
         self.labels = self.table.column("label").to_pylist()
         self.vectors, self.meta = vectors, meta
@@ -162,6 +162,22 @@ class Batches:
                                            sample_size=self.params.embed.sample_size,
                                            max_labels=self.params.profile.max_segment_values)
         return p
+
+
+def with_semantic(table, stores):
+    """table + semantic_class / semantic_confidence of each row's id (from the stores' semantic.parquet)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from pixelscope.io.store import SEMANTIC
+    from pixelscope.profile.outputs import SEMANTIC_KINDS
+
+    sem = pa.concat_tables([pq.read_table(s.folder / SEMANTIC) for s in stores])
+    at = pc.index_in(table.column("id").combine_chunks(), value_set=sem.column("id"))
+    for name in SEMANTIC_KINDS:
+        table = table.append_column(name, sem.column(name).combine_chunks().take(at))
+    return table, dict(SEMANTIC_KINDS)
 
 
 def conditions() -> list[tuple[str, str]]:
@@ -222,6 +238,7 @@ def main() -> None:
     ap.add_argument("--null-trials", type=int, default=200, help="trials per same-distribution condition")
     ap.add_argument("--params", default=str(HERE.parent / "params.yaml"), help="drift params to use")
     ap.add_argument("--no-whylogs", action="store_true")
+    ap.add_argument("--no-semantic", action="store_true", help="leave out the semantic columns (as before issue 17)")
     ap.add_argument("--whylogs-python", help="python of a venv with whylogs[image,viz]==1.6.4 and pandas (default: make one)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -264,7 +281,10 @@ def main() -> None:
         ids = [i for i, st in zip(t.column("id").to_pylist(), t.column("status").to_pylist()) if st == "ok"]
         vectors.update(zip(ids, store.get(ids)))
 
-    batches = Batches(table, vectors, pool_store.meta, params)
+    extra_kinds = {}
+    if not args.no_semantic:  # the embed step's top-1 ImageNet class + confidence, as the profile step joins them
+        table, extra_kinds = with_semantic(table, [pool_store, corpus_store])
+    batches = Batches(table, vectors, pool_store.meta, params, extra_kinds)
     paths = pool_table.column("path").to_pylist()
     idx = {p: i for i, p in enumerate(paths)}
     ok = pool_table.column("status").to_pylist()

@@ -1,12 +1,13 @@
-"""Profiling throughput and memory: pixelscope vs whylogs vs cleanvision, same images, same run.
+"""Profiling throughput and memory: pixelscope vs whylogs vs cleanvision vs fastdup, same images, same run.
 
     python benchmarks/bench_profile.py --sizes 5000 50000
 
 Builds N JPEGs (320x240 to 1280x960, from the real photos scikit-image ships), runs each
-tool as its own process (peers in their own venvs, created on first use), samples the
-whole process tree's RSS every 50 ms, and prints images/s and peak RSS per tool. Peers are
-run at --peer-sizes only (whylogs takes ~15 minutes for 50,000 images). Results are
-appended to benchmarks/results/profile.jsonl.
+tool as its own process (peers in their own venvs, created on first use: whylogs `log_image`,
+cleanvision `find_issues`, fastdup's C++ stats-only mode), samples the whole process tree's
+RSS and PSS, and prints images/s and peak RSS / PSS per tool. Peers are run at --peer-sizes
+only (whylogs takes ~15 minutes for 50,000 images). `--cold` drops the page cache before each
+run, so every file comes from disk. Results are appended to benchmarks/results/profile.jsonl.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ WORK = HERE / ".work"
 PEERS = {
     "whylogs": ["whylogs[image,viz]==1.6.4", "numpy<2", "pillow", "pandas<3"],
     "cleanvision": ["cleanvision==0.3.7"],
+    "fastdup": ["fastdup==2.54"],  # its C++ stats-only mode (peers/run_fastdup.py)
 }
 
 
@@ -60,25 +62,34 @@ def image_set(n: int) -> Path:
 
 
 def measure(cmd: list[str], env: dict | None = None) -> dict:
-    """Run cmd, sample the RSS of its whole process tree, return its JSON line + peak RSS."""
+    """Run cmd, sample the RSS and PSS of its whole process tree, return its JSON line + the peaks.
+
+    RSS counts pages shared between processes (forked workers, shared libraries) once per
+    process; PSS splits each shared page between the processes that map it, so the summed PSS
+    is what the tool really occupies. PSS is read from smaps (slower): every 4th sample."""
     proc = psutil.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    peak = 0
+    peak = peak_pss = 0
     stop = threading.Event()
 
     def sample() -> None:
-        nonlocal peak
+        nonlocal peak, peak_pss
+        k = 0
         while not stop.is_set():
             try:
                 procs = [proc] + proc.children(recursive=True)
-                rss = 0
+                rss = pss = 0
                 for p in procs:
                     try:
                         rss += p.memory_info().rss
+                        if k % 4 == 0:
+                            pss += p.memory_full_info().pss
                     except psutil.Error:
                         pass
                 peak = max(peak, rss)
+                peak_pss = max(peak_pss, pss)
             except psutil.Error:
                 pass
+            k += 1
             stop.wait(0.05)
 
     t = threading.Thread(target=sample, daemon=True)
@@ -91,9 +102,18 @@ def measure(cmd: list[str], env: dict | None = None) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[:3]} failed ({proc.returncode}):\n{err[-3000:]}")
     result = json.loads(out.strip().splitlines()[-1])
-    result.update(peak_rss_mb=round(peak / 2**20, 1), wall_seconds=round(wall, 2),
+    result.update(peak_rss_mb=round(peak / 2**20, 1), peak_pss_mb=round(peak_pss / 2**20, 1), wall_seconds=round(wall, 2),
                   images_per_s=round(result["images"] / result["seconds"], 1))
     return result
+
+
+def drop_page_cache() -> None:
+    """Write back and drop the kernel's page cache, so the next run reads every file from disk."""
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError as e:
+        sys.exit(f"--cold needs root to drop the page cache ({e})")
 
 
 def main() -> None:
@@ -103,7 +123,10 @@ def main() -> None:
     ap.add_argument("--peers", nargs="*", default=list(PEERS))
     ap.add_argument("--whylogs-python")
     ap.add_argument("--cleanvision-python")
+    ap.add_argument("--fastdup-python")
     ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--cold", action="store_true",
+                    help="drop the page cache before each run (root only): every file is read from disk")
     args = ap.parse_args()
 
     machine = (f"{platform.node()} {platform.machine()}, {psutil.cpu_count()} cores, "
@@ -120,11 +143,15 @@ def main() -> None:
                 py = peer_python(peer, getattr(args, f"{peer}_python"))
                 runs.append((peer, [str(py), str(HERE / "peers" / f"run_{peer}.py"), str(root)]))
         for name, cmd in runs:
-            print(f"N={n:,}: running {name} ...", flush=True)
+            print(f"N={n:,}: running {name}{' (cold cache)' if args.cold else ''} ...", flush=True)
+            if args.cold:
+                drop_page_cache()
             r = measure(cmd)
-            r.update(n=n, machine=machine, date=datetime.now(UTC).isoformat(timespec="seconds"))
+            r.update(n=n, machine=machine, date=datetime.now(UTC).isoformat(timespec="seconds"), cache="cold" if args.cold
+                     else "warm")
             results.append(r)
             print(f"  {name:12s} {r['images_per_s']:8.1f} images/s   peak RSS {r['peak_rss_mb']:7.1f} MB   "
+                  f"peak PSS {r['peak_pss_mb']:7.1f} MB   "
                   f"({r['seconds']:.1f}s)" + (f"   profile {r['profile_bytes'] / 1024:.0f} KiB" if "profile_bytes" in r else ""),
                   flush=True)
     out = HERE / "results" / "profile.jsonl"
@@ -132,15 +159,15 @@ def main() -> None:
     with open(out, "a") as fh:
         for r in results:
             fh.write(json.dumps(r) + "\n")
-    print(f"\n{'N':>7} {'tool':12s} {'images/s':>9} {'peak RSS MB':>12}")
+    print(f"\n{'N':>7} {'tool':12s} {'images/s':>9} {'peak RSS MB':>12} {'peak PSS MB':>12}")
     for r in results:
-        print(f"{r['n']:>7,} {r['tool']:12s} {r['images_per_s']:>9.1f} {r['peak_rss_mb']:>12.1f}")
+        print(f"{r['n']:>7,} {r['tool']:12s} {r['images_per_s']:>9.1f} {r['peak_rss_mb']:>12.1f} {r['peak_pss_mb']:>12.1f}")
     by_n: dict[int, dict[str, dict]] = {}
     for r in results:
         by_n.setdefault(r["n"], {})[r["tool"]] = r
     for n, tools in by_n.items():
         px = tools["pixelscope"]["images_per_s"]
-        for peer in ("whylogs", "cleanvision"):
+        for peer in ("whylogs", "cleanvision", "fastdup"):
             if peer in tools:
                 print(f"N={n:,}: pixelscope / {peer} = {px / tools[peer]['images_per_s']:.1f}x")
     print(f"results appended to {out}")

@@ -110,6 +110,7 @@ class EmbedConfig(_Strict):
     shard_rows: int = Field(default=4096, ge=1)
     sample_size: int = Field(default=512, ge=2)
     projection: Literal["auto", "umap", "pca"] = "auto"
+    semantic: bool = True  # top-1 class + confidence from the model's own classifier (models with named classes)
 
 
 class DriftConfig(_Strict):
@@ -127,7 +128,7 @@ class DriftConfig(_Strict):
     mmd_min: float = Field(default=0.0, ge=0)
     mmd_permutations: int = Field(default=200, ge=10)
     centroid_shift_max: float = Field(default=0.02, ge=0)
-    balance: list[str] = Field(default_factory=lambda: ["label"])  # categorical columns whose shares are tested
+    balance: list[str] = Field(default_factory=lambda: ["label", "pred_label"])  # categorical columns whose shares are tested
     share_min: float = Field(default=0.02, ge=0)  # a value's share must move at least this much (balance tests)
     # alpha is split between families of hypotheses, Holm (or BH) inside each: a strong signal in
     # one family is not drowned by hundreds of tests in another; the family-wise rate stays alpha
@@ -153,6 +154,9 @@ class ProfileConfig(_Strict):
     hll_lg_k: int = Field(default=12, ge=4, le=21)
     segments: list[str] = Field(default_factory=lambda: ["label", "source"])
     max_segment_values: int = Field(default=64, ge=1)
+    # the model's outputs per image (pixelscope.io.predictions): Parquet or CSV, `id` or `path` -> `prediction`,
+    # `confidence` (+ `boxes`, `box_area`); profiled per predicted class and per label, drift-tested
+    predictions: Path | None = None
 
 
 DEFAULT_FINDERS = ["unreadable", "exact_duplicate", "near_duplicate", "leakage", "quality", "label_error", "outlier",

@@ -30,7 +30,17 @@ PAGES = ["overview", "features", "compare", "drift", "embedding_map", "images", 
 
 def bundle_params():
     return parse_params({"ingest": {"workers": 1}, "validate": {"reference": "ref/profile.json", "on_failure": "warn"},
-                         "curate": {"formats": ["parquet"]}})
+                         "curate": {"formats": ["parquet"]}, "profile": {"predictions": "predictions.csv"}})
+
+
+def write_predictions(root: Path) -> None:
+    """A model's predictions for the demo images, by path: the folder's label, except every
+    third image, predicted `cat`."""
+    raw = root / "data" / "raw"
+    files = sorted(f for f in raw.rglob("*.jpg") if f.stat().st_size)
+    lines = ["path,prediction,confidence"] + [
+        f"{f.relative_to(raw).as_posix()},{'cat' if k % 3 == 0 else f.parent.name},0.8" for k, f in enumerate(files)]
+    (root / "predictions.csv").write_text("\n".join(lines) + "\n")
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +49,7 @@ def bundle(demo_raw, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("dash")
     shutil.copytree(demo_raw / "raw", root / "data" / "raw")
     shutil.copytree(REPO / "expectations", root / "expectations")
+    write_predictions(root)
     p = bundle_params()
     ingest_to(p, demo_raw / "new", root / "ref" / "manifest.parquet")
     Profile.from_manifest(root / "ref" / "manifest.parquet").save(root / "ref" / "profile.json")
@@ -91,6 +102,10 @@ def test_every_page_runs_and_shows_the_bundles_numbers(bundle, monkeypatch):
     assert metric(at, "files seen") == f"{m['files_seen']:,}" and metric(at, "ok") == f"{m['ok']:,}"
     assert metric(at, "errors") == f"{m['errors']:,}" and m["files_seen"] == m["ok"] + m["errors"]
     assert metric(at, "excluded by curation") == f"{summary['curated']['excluded']:,}"
+    agree = next(d.value for d in at.dataframe if "agreement" in d.value.columns).set_index("label")
+    assert agree.loc["(all)", "agreement"] == pytest.approx(summary["agreement"]["(all)"]["agreement"])
+    assert 0.5 < agree.loc["(all)", "agreement"] < 0.8
+    assert agree.loc["cat", "agreement"] == 1.0 and agree.loc["coffee", "agreement"] < 1  # every 3rd predicted cat
 
     at = app(bundle, "features", monkeypatch)
     profile = Profile.load(bundle / "profile.json")

@@ -1,5 +1,6 @@
 """Overview: which version this is, how many files and why some failed, labels and sources,
-the validation outcome, and how long each stage took."""
+the model's agreement with the labels (when predictions were given), the validation outcome,
+and how long each stage took."""
 
 import pandas as pd
 import streamlit as st
@@ -36,6 +37,13 @@ with left:
         st.caption("every file decoded")
     st.subheader("Labels")
     st.bar_chart(pd.Series(m["labels"], name="images"), horizontal=True)
+    agree = s.get("agreement")
+    if agree:  # the model's predictions (profile.predictions) against the labels
+        st.subheader("Label / prediction agreement")
+        st.dataframe(pd.DataFrame([(k, a["images"], a["agreement"]) for k, a in agree.items()],
+                                  columns=["label", "images", "agreement"]), hide_index=True,
+                     column_config={"agreement": st.column_config.ProgressColumn(format="percent", min_value=0,
+                                                                                 max_value=1)})
 with right:
     st.subheader("Sources")
     st.dataframe(pd.DataFrame(list(m["sources"].items()), columns=["source", "images"]), hide_index=True)

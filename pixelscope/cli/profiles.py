@@ -28,6 +28,7 @@ def show(
 ) -> None:
     """Print a profile's summary table (or one column's quantiles and histogram)."""
     from pixelscope.profile import Profile
+    from pixelscope.profile.outputs import agreement
 
     with user_errors():
         prof = Profile.load(existing(profile_path))
@@ -56,8 +57,9 @@ def show(
             out.print_json(json.dumps(detail))
         return
     emb = prof.embedding.summary() if prof.embedding is not None else None
+    agree = agreement(prof)
     if as_json:
-        print(json.dumps({**head, "columns": rows, "embedding": emb}))
+        print(json.dumps({**head, "columns": rows, "embedding": emb, "agreement": agree}))
         return
     out.print(f"[bold]{profile_path}[/]: {prof.files_seen} files, {prof.ok} ok, {prof.errors} errors "
               + (f"({', '.join(f'{k}: {v}' for k, v in sorted(prof.errors_by_reason.items()))})" if prof.errors else ""))
@@ -76,6 +78,17 @@ def show(
     out.print(table)
     if emb:
         _print_embedding(emb)
+    if agree:
+        _print_agreement(agree)
+
+
+def _print_agreement(agree: dict[str, dict[str, Any]]) -> None:
+    table = Table(title="label / prediction agreement (pred_agrees: share of images whose prediction is the label)")
+    for c in ("label", "images", "agreement"):
+        table.add_column(c)
+    for label, a in agree.items():
+        table.add_row(label, str(a["images"]), f"{a['agreement']:.1%}")
+    out.print(table)
 
 
 def _print_embedding(emb: dict[str, Any]) -> None:

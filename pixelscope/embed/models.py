@@ -8,6 +8,10 @@ N x 3 x H x W batch to N x D feature vectors, with verified, safely loaded weigh
 - More through plugins: `@model("name")` in a module listed in `embed.plugins`.
 
 Missing weights are an error that names the fix, never random weights.
+
+A model may also keep its classifier (`head`: features -> logits) and the names of its
+classes: the embed step then writes each image's top-1 class and confidence (semantic
+columns) from the stored vectors, at the cost of one small matrix product.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ class Model:
     net: nn.Module  # normalised batch -> N x dim features
     dim: int
     weights_sha256: str
+    head: nn.Module | None = None  # pooled features -> class logits (the network's own classifier)
+    classes: list[str] | None = None  # the head's class names, in output order
 
 
 Builder = Callable[[EmbedConfig], Model]
@@ -90,22 +96,36 @@ def efficientnet_lite0(cfg: EmbedConfig) -> Model:
     state, digest = _load_state(path, None if cfg.weights else LITE0_SHA256, fix)
     net = EfficientNet.from_name("efficientnet-lite0")
     net.load_state_dict(state, strict=True)
-    return Model("efficientnet_lite0", _Pooled(net).eval(), 1280, digest)
+    # ImageNet-1k in the standard class order (the TF checkpoint's), the names torchvision ships
+    classes = imagenet_classes() if net._fc.out_features == 1000 and not cfg.weights else None
+    return Model("efficientnet_lite0", _Pooled(net).eval(), 1280, digest, head=net._fc.eval(), classes=classes)
 
 
-def _strip_head(net: nn.Module) -> nn.Module:
-    """Replace the classifier with Identity, so the network returns its pooled features."""
+def imagenet_classes() -> list[str] | None:
+    """The 1,000 ImageNet-1k class names (from torchvision's weight metadata; no download)."""
+    try:
+        from pixelscope.embed.torchcompat import import_torchvision
+
+        return list(import_torchvision().models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+    except Exception:  # noqa: BLE001 - torchvision missing or changed: no names, so no semantic columns
+        return None
+
+
+def _strip_head(net: nn.Module) -> tuple[nn.Module, nn.Linear]:
+    """Replace the classifier with Identity, so the network returns its pooled features; the
+    classifier removed is returned (it maps those features to the logits)."""
     for attr in ("fc", "heads", "head", "classifier"):
         head = getattr(net, attr, None)
         if isinstance(head, nn.Linear):
             setattr(net, attr, nn.Identity())
-            return net
+            return net, head
         if isinstance(head, nn.Sequential):
             last = max(i for i, m in enumerate(head) if isinstance(m, nn.Linear)) if any(
                 isinstance(m, nn.Linear) for m in head) else None
             if last is not None:
+                removed = head[last]
                 head[last] = nn.Identity()
-                return net
+                return net, removed
     raise ConfigError(f"embed.model: cannot find the classifier of {type(net).__name__} to remove")
 
 
@@ -135,10 +155,14 @@ def _torchvision(arch: str, cfg: EmbedConfig) -> Model:
         expected = cached.stem.rsplit("-", 1)[-1]  # torch hub files carry a SHA-256 prefix in the name
         state, digest = _load_state(cached, expected, fix)
     net.load_state_dict(state, strict=True)
-    net = _strip_head(net).eval()
+    net, head = _strip_head(net)
+    net.eval()
     with torch.inference_mode():
         dim = int(net(torch.zeros(1, 3, 224, 224)).shape[1])
-    return Model(f"torchvision.{arch}", net, dim, digest)
+    categories = weights.meta.get("categories")
+    # class names only for the standard weights: a fine-tune's head means other classes
+    classes = list(categories) if categories and head.out_features == len(categories) and not cfg.weights else None
+    return Model(f"torchvision.{arch}", net, dim, digest, head=head.eval(), classes=classes)
 
 
 def load_model(cfg: EmbedConfig) -> Model:

@@ -23,10 +23,11 @@ import torch
 
 from pixelscope.config import Params
 from pixelscope.embed.loader import Batch, Item, batches, resolve_device
+from pixelscope.embed.semantic import write_semantic
 from pixelscope.embed.transforms import Preprocess, build
 from pixelscope.errors import InputMissing, StoreError
 from pixelscope.io.atomic import atomic_path, write_bytes_atomic
-from pixelscope.io.store import CURRENT, ShardStore
+from pixelscope.io.store import CURRENT, SEMANTIC, ShardStore
 from pixelscope.pipeline.steps import ProgressFn, StepResult, by_reason, reason_notes, write_metrics
 
 
@@ -166,10 +167,15 @@ def embed_step(params: Params, project: str | Path = ".", *, progress: ProgressF
     errors = _consume(stream, _Buffered(store, params.embed.shard_rows), embedder, len(todo), progress)
     seconds = time.perf_counter() - t0
     method = write_projection(store, items, labels, params.embed.projection)
+    semantic = params.embed.semantic and embedder.model.head is not None and bool(embedder.model.classes)
+    if semantic:
+        write_semantic(store, [it.id for it in items], embedder.model.head, embedder.model.classes)
+    else:
+        (store.folder / SEMANTIC).unlink(missing_ok=True)
     write_bytes_atomic(paths.embeddings / CURRENT, json.dumps({"key": embedder.key, "model": embedder.model.name,
                                                               "dim": embedder.dim}, indent=1).encode())
     info = {"model": embedder.model.name, "key": embedder.key, "backend": embedder.backend, "device": device,
-            "source": source, "projection": method}
+            "source": source, "projection": method, "semantic": semantic}
     result = _result("embed", store, len(items), len(todo), errors, ingest_errors, seconds, info)
     return write_metrics(params, project, result)
 

@@ -23,9 +23,10 @@ import numpy as np
 from pixelscope.errors import StoreError
 from pixelscope.io.atomic import atomic_path
 
-__all__ = ["CURRENT", "ShardStore", "StoreError", "current_store"]
+__all__ = ["CURRENT", "SEMANTIC", "ShardStore", "StoreError", "current_store"]
 
 CURRENT = "current.json"  # beside the stores: which one the last embed step wrote
+SEMANTIC = "semantic.parquet"  # in an embedding store: id, semantic_class, semantic_confidence (pixelscope.embed.semantic)
 
 
 def current_store(root: str | Path) -> ShardStore | None:

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -32,6 +32,9 @@ from pixelscope.io.atomic import write_bytes_atomic
 from pixelscope.io.manifest import column_kinds
 from pixelscope.profile.embedding import EmbeddingStats
 from pixelscope.profile.sketches import CategoricalSketch, DistinctSketch, NumericSketch, Sketch, sketch_from_dict
+
+if TYPE_CHECKING:
+    from pixelscope.profile.outputs import Outputs
 
 FORMAT = "pixelscope-profile"
 FORMAT_VERSION = 1
@@ -94,12 +97,21 @@ class Profile:
 
     @classmethod
     def from_manifest(cls, path: str | Path, cfg: ProfileConfig | None = None, batch_rows: int = 8192,
-                      row_groups: Sequence[int] | None = None) -> Profile:
-        """Stream a Parquet manifest (or some of its row groups) into a profile, batch by batch."""
+                      row_groups: Sequence[int] | None = None, outputs: Outputs | None = None) -> Profile:
+        """Stream a Parquet manifest (or some of its row groups) into a profile, batch by batch;
+        outputs (pixelscope.profile.outputs) adds the models' columns to every row, and a
+        segment per predicted class."""
         pf = pq.ParquetFile(path)
-        profile = cls.empty(column_kinds(pf.schema_arrow), cfg)
+        kinds = column_kinds(pf.schema_arrow)
+        cfg = cfg or ProfileConfig()
+        if outputs is not None:
+            kinds.update(outputs.kinds)
+            extra = [s for s in outputs.segments if s not in cfg.segments]
+            cfg = cfg.model_copy(update={"segments": [*cfg.segments, *extra]}) if extra else cfg
+        profile = cls.empty(kinds, cfg)
         for batch in pf.iter_batches(batch_size=batch_rows, row_groups=row_groups):
-            profile.update(pa.Table.from_batches([batch]))
+            table = pa.Table.from_batches([batch])
+            profile.update(outputs.join(table) if outputs is not None else table)
         return profile
 
     # --- update / merge ----------------------------------------------------------------
@@ -204,7 +216,7 @@ class Profile:
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": FORMAT, "version": FORMAT_VERSION, "pixelscope": __version__,
-            "config": self.cfg.model_dump(), "kinds": self.kinds,
+            "config": self.cfg.model_dump(mode="json"), "kinds": self.kinds,
             "files_seen": self.files_seen, "ok": self.ok,
             "errors_by_reason": dict(sorted(self.errors_by_reason.items())),
             "columns": {n: s.to_dict() for n, s in self.columns.items()},

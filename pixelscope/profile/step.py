@@ -18,6 +18,7 @@ from pixelscope.errors import InputMissing
 from pixelscope.io.store import ShardStore, current_store
 from pixelscope.pipeline.steps import ProgressFn, StepResult, write_metrics
 from pixelscope.profile.embedding import EmbeddingStats, stats_from_store
+from pixelscope.profile.outputs import Outputs, model_outputs
 from pixelscope.profile.profile import Profile, merge_all
 
 STAGE = "profile"
@@ -33,9 +34,17 @@ def plan_profile(params: Params, project: str | Path) -> list[list[int]]:
     return [list(range(i, min(groups, i + per))) for i in range(0, groups, per)] or [[]]
 
 
+def outputs_for(params: Params, project: str | Path) -> Outputs | None:
+    """The models' columns to join: semantic (from the embed store) and profile.predictions."""
+    paths = params.paths.under(project)
+    predictions = Path(project) / params.profile.predictions if params.profile.predictions else None
+    return model_outputs(paths.manifest, paths.embeddings, predictions)
+
+
 def profile_part(row_groups: list[int], params: Params, project: str | Path) -> Profile:
-    """Sketches of some row groups of the manifest."""
-    return Profile.from_manifest(params.paths.under(project).manifest, params.profile, row_groups=row_groups)
+    """Sketches of some row groups of the manifest (with the models' columns joined)."""
+    return Profile.from_manifest(params.paths.under(project).manifest, params.profile, row_groups=row_groups,
+                                 outputs=outputs_for(params, project))
 
 
 def finish_profile(params: Params, project: str | Path, parts: Iterable[Profile], t0: float) -> StepResult:
@@ -51,13 +60,24 @@ def finish_profile(params: Params, project: str | Path, parts: Iterable[Profile]
             add_knn_distances(profile.embedding, store, paths.manifest, params.issues)
     size = profile.save(paths.profile)
     seconds = time.perf_counter() - t0
-    counts = {"files_seen": profile.files_seen, "ok": profile.ok, "errors": profile.errors}
+    outputs = outputs_for(params, project)
+    counts = {"files_seen": profile.files_seen, "ok": profile.ok, "errors": profile.errors,
+              **(outputs.counts if outputs is not None else {})}
     metrics = {**counts, "bytes": size, "seconds": round(seconds, 3)}
     summary = (f"profiled {profile.files_seen} files ({profile.ok} ok, {profile.errors} errors) in {seconds:.2f}s; "
                f"{paths.profile} ({size / 1024:,.0f} KiB)")
+    notes = []
+    if outputs is not None and "predictions" in outputs.counts:
+        c = outputs.counts
+        summary += (f"; predictions: {c['images_with_prediction']} images with one, {c['images_without_prediction']} "
+                    f"without; {c['predictions_unmatched']} of {c['predictions']} entries match no image")
+        if c["predictions_unmatched"]:
+            notes.append(f"{c['predictions_unmatched']} predictions match no manifest image (by "
+                         f"{outputs.key}), e.g. {outputs.unmatched[:3]}")
     result = StepResult(STAGE, summary, seconds, counts, {"profile": str(paths.profile)}, metrics,
-                        {"manifest": str(paths.manifest), "bytes": size,
-                         "embedding": profile.embedding is not None})
+                        {"manifest": str(paths.manifest), "bytes": size, "embedding": profile.embedding is not None,
+                         "outputs": sorted(outputs.kinds) if outputs is not None else [],
+                         "unmatched_predictions": outputs.unmatched if outputs is not None else []}, notes)
     return write_metrics(params, project, result)
 
 

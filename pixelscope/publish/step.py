@@ -32,6 +32,7 @@ from pixelscope.io.atomic import atomic_path, write_bytes_atomic
 from pixelscope.io.store import current_store
 from pixelscope.pipeline.steps import ProgressFn, StepResult
 from pixelscope.profile import Profile
+from pixelscope.profile.outputs import agreement
 from pixelscope.profile.reference import load_reference
 from pixelscope.publish.bundle import PARTS
 from pixelscope.publish.thumbnails import update_thumbnails
@@ -128,6 +129,7 @@ def publish_step(params: Params, project: str | Path = ".", *, progress: Progres
         "timings": {step: m.get("seconds") for step, m in read_metrics(paths.metrics).items()},
     }
     bundle["embedding"] = profile.embedding.summary() if profile.embedding is not None else None
+    bundle["agreement"] = agreement(profile)  # label / prediction agreement per class (profile.predictions)
     if paths.issues_summary.exists():  # counts per finder, thresholds, dataset-level findings
         bundle["issues"] = json.loads(paths.issues_summary.read_text())
     curated = paths.curated / "curate.json"

@@ -48,6 +48,7 @@ from pixelscope.profile.sketches import CategoricalSketch, NumericSketch
 
 BINNED = ("psi", "hellinger", "js")  # one chi-square test on the binned counts; three effect sizes
 EPS = 1e-4  # PMF smoothing: an empty bin must not make PSI / KL infinite
+RARE = 10  # categorical values with fewer rows (reference + current) are pooled for the chi-square test
 
 
 @dataclass
@@ -160,6 +161,13 @@ def categorical_rows(name: str, segment: str, ref: CategoricalSketch, cur: Categ
     a, b = a[keep], b[keep]
     tv = 0.5 * float(np.abs(a / a.sum() - b / b.sum()).sum())
     resolution = _fi_error(ref) + _fi_error(cur)
+    # values seen fewer than RARE times in both batches together share one cell: the chi-square
+    # approximation needs expected counts of about 5 (many rare values, e.g. 1,000 ImageNet
+    # classes, would otherwise make false alarms)
+    rare = (a + b) < RARE
+    if rare.any():
+        a = np.append(a[~rare], a[rare].sum())
+        b = np.append(b[~rare], b[rare].sum())
     if len(a) < 2:
         p = 1.0
     else:

@@ -1,0 +1,54 @@
+"""Semantic columns: what the embedding model thinks each image shows.
+
+The default model is an ImageNet classifier whose pooled features are the embeddings; its
+own classifier head turns a stored vector into 1,000 class scores. Each image's top-1 class
+and its softmax confidence are written beside the vectors (`semantic.parquet` in the store
+folder, read by pixelscope.profile.outputs), so a change of *content* ("more dogs, fewer cars") shows up in the profile and in
+drift even when the images carry no labels. The columns come from the stored float16
+vectors, in fixed-size float32 chunks: the same vectors give the same columns on any CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from torch import nn
+
+from pixelscope.io.atomic import atomic_path
+from pixelscope.io.store import SEMANTIC, ShardStore
+
+CHUNK = 4096
+
+
+def top1(head: nn.Module, vectors: np.ndarray, classes: list[str]) -> tuple[list[str], np.ndarray]:
+    """Top-1 class name and softmax probability of each row of vectors (N x dim)."""
+    names: list[str] = []
+    confidence = np.empty(len(vectors), dtype=np.float32)
+    head = copy.deepcopy(head).to("cpu", torch.float32).eval()  # on the CPU, whatever device embedded
+    with torch.inference_mode():
+        for start in range(0, len(vectors), CHUNK):
+            x = torch.from_numpy(np.asarray(vectors[start:start + CHUNK], dtype=np.float32))
+            p = torch.softmax(head(x).float(), dim=1)
+            conf, idx = p.max(dim=1)
+            confidence[start:start + len(x)] = conf.numpy()
+            names += [classes[i] for i in idx.tolist()]
+    return names, confidence
+
+
+def write_semantic(store: ShardStore, ids: list[str], head: nn.Module, classes: list[str]) -> Path:
+    """semantic.parquet in the store folder: id, semantic_class, semantic_confidence for ids."""
+    have = store.ids()
+    ids = [i for i in ids if i in have]
+    vectors = store.get(ids) if ids else np.empty((0, store.meta["row_shape"][0]), dtype=np.float16)
+    names, confidence = top1(head, vectors, classes)
+    table = pa.table({"id": pa.array(ids, pa.string()), "semantic_class": pa.array(names, pa.string()),
+                      "semantic_confidence": pa.array(confidence, pa.float32())})
+    path = store.folder / SEMANTIC
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return path

@@ -1,0 +1,124 @@
+"""What models say about each image, joined to the manifest rows before they are profiled.
+
+Two sources, both optional:
+- semantic columns (`semantic_class`, `semantic_confidence`): the embedding model's own
+  top-1 class, written by the embed step beside the vectors (pixelscope.embed.semantic);
+- the user's predictions file (`profile.predictions`, pixelscope.io.predictions): `pred_label`,
+  `pred_confidence`, and for detection `pred_boxes`, `pred_box_area`; joined by id (every
+  manifest row with that content) or by path. With labels, `pred_agrees` is 1 where the
+  prediction equals the label and 0 where it does not, so its mean per label segment is the
+  per-class agreement rate (exact: means are exact in the profile).
+
+The join never drops a row: images without an output get nulls (counted as the column's
+nulls), and predictions that match no image are counted and named in the step's result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pixelscope.io.predictions import NUMERIC as PREDICTION_NUMERIC
+from pixelscope.io.predictions import read_predictions
+from pixelscope.io.store import SEMANTIC, current_store
+
+SEMANTIC_KINDS = {"semantic_class": "categorical", "semantic_confidence": "numeric"}
+PREDICTION_KINDS = {"pred_label": "categorical", **{c: "numeric" for c in PREDICTION_NUMERIC}, "pred_agrees": "numeric"}
+SEGMENT = "pred_label"  # with predictions, the profile is also cut per predicted class
+
+
+@dataclass
+class Outputs:
+    """Per manifest path: the output columns (only the ones some source gives)."""
+
+    table: pa.Table  # column `path` + output columns, one row per manifest path
+    kinds: dict[str, str]
+    counts: dict[str, int] = field(default_factory=dict)
+    unmatched: list[str] = field(default_factory=list)  # a few predictions keys that match no image
+    key: str | None = None  # what the predictions file names images by: id | path
+
+    @property
+    def segments(self) -> list[str]:
+        return [SEGMENT] if SEGMENT in self.kinds else []
+
+    def join(self, batch: pa.Table) -> pa.Table:
+        """batch (manifest rows, any order) with the output columns appended, row for row."""
+        at = pc.index_in(batch.column("path"), value_set=self.table.column("path"))
+        for name in self.kinds:
+            batch = batch.append_column(name, self.table.column(name).take(at))
+        return batch
+
+
+def _semantic(embeddings: Path) -> pa.Table | None:
+    store = current_store(embeddings)
+    if store is None or not (store.folder / SEMANTIC).exists():
+        return None
+    return pq.read_table(store.folder / SEMANTIC)
+
+
+def model_outputs(manifest: Path, embeddings: Path, predictions: Path | None) -> Outputs | None:
+    """The output columns for every manifest row (None when there are none to join)."""
+    semantic = _semantic(embeddings)
+    if semantic is None and predictions is None:
+        return None
+    rows = pq.read_table(manifest, columns=["id", "path", "status", "label"])
+    ok = pc.equal(rows.column("status"), "ok").to_numpy(zero_copy_only=False)
+    columns: dict[str, pa.Array] = {"path": rows.column("path").combine_chunks()}
+    kinds: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    unmatched: list[str] = []
+    if semantic is not None:
+        at = pc.index_in(rows.column("id").combine_chunks(), value_set=semantic.column("id"))
+        for name, kind in SEMANTIC_KINDS.items():
+            columns[name] = semantic.column(name).combine_chunks().take(at)
+            kinds[name] = kind
+        counts["semantic_images"] = int((ok & at.is_valid().to_numpy(zero_copy_only=False)).sum())
+    if predictions is not None:
+        key, preds = read_predictions(predictions)
+        at = pc.index_in(rows.column(key).combine_chunks(), value_set=preds.column(key))
+        for name in preds.column_names:
+            if name != key:
+                columns[name] = preds.column(name).combine_chunks().take(at)
+                kinds[name] = PREDICTION_KINDS[name]
+        matched = at.is_valid().to_numpy(zero_copy_only=False)
+        keys = np.asarray(preds.column(key).to_pylist(), dtype=object)
+        on_ok = set(rows.column(key).filter(pa.array(ok)).to_pylist())
+        on_any = set(rows.column(key).to_pylist())
+        known_ok = np.array([k in on_ok for k in keys], dtype=bool)
+        known_any = np.array([k in on_any for k in keys], dtype=bool)
+        counts.update({
+            "predictions": len(keys),
+            "predictions_matched": int(known_ok.sum()),  # name a readable image
+            "predictions_on_unreadable": int((known_any & ~known_ok).sum()),  # name only error rows
+            "predictions_unmatched": int((~known_any).sum()),  # name no manifest row (listed in `unmatched`)
+            "images_with_prediction": int((ok & matched).sum()),
+            "images_without_prediction": int((ok & ~matched).sum()),
+        })
+        unmatched = [str(k) for k in keys[~known_any][:5]]
+        label = rows.column("label").combine_chunks()
+        both = pc.and_(label.is_valid(), columns["pred_label"].is_valid())
+        agrees = pc.if_else(both, pc.cast(pc.equal(label, columns["pred_label"]), pa.float64()), None)
+        if pc.any(both).as_py():
+            columns["pred_agrees"] = agrees
+            kinds["pred_agrees"] = "numeric"
+    return Outputs(pa.table(columns), kinds, counts, unmatched, key if predictions is not None else None)
+
+
+def agreement(profile: Any) -> dict[str, dict[str, float | int]] | None:
+    """Label / prediction agreement overall and per label: {label: {images, agreement}} (exact
+    means of pred_agrees), or None without both labels and predictions."""
+    sk = profile.columns.get("pred_agrees")
+    if sk is None or not sk.count:
+        return None
+    out = {"(all)": {"images": sk.count, "agreement": sk.mean}}
+    for label, sketches in sorted(profile.segments.get("label", {}).items()):
+        s = sketches.get("pred_agrees")
+        if s is not None and s.count:
+            out[label] = {"images": s.count, "agreement": s.mean}
+    return out
