@@ -237,6 +237,26 @@ def test_gpu_decoder_falls_back_to_cpu_for_what_it_rejects(photos, tmp_path):
     assert [e["reason"] for e in got.errors] == ["read_error"]
 
 
+def test_worker_batches_through_shared_memory_equal_the_in_process_ones(photos, tmp_path):
+    """Decode workers write tensors into shared batch buffers (reused round the ring): the
+    batches equal the single-process ones, errors stay rows, and no buffer file is left."""
+    import tempfile
+
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff" + b"\0" * 100)
+    files = [*photos.values(), tmp_path / "broken.jpg"] * 3
+    items = [Item(f"{i:064x}", str(p)) for i, p in enumerate(files)]
+    cfg = PreprocessConfig(workers=2, device="cpu")
+    one = list(cpu_batches(items, cfg, 2, 1))
+    two = list(cpu_batches(items, cfg, 2, 2))  # 8 batches through a ring of 5 buffers
+    assert len(one) == len(two) == 8
+    for a, b in zip(one, two):
+        assert a.ids == b.ids and torch.equal(a.images, b.images)
+        assert [e["reason"] for e in a.errors] == [e["reason"] for e in b.errors]
+    assert sum(len(b.errors) for b in two) == 3
+    leftovers = [*Path("/dev/shm").glob("pixelscope-batches-*"), *Path(tempfile.gettempdir()).glob("pixelscope-batches-*")]
+    assert not leftovers, leftovers
+
+
 @cuda
 def test_gpu_path_matches_cpu_path(photos):
     items = [Item(f"{i:064x}", str(p)) for i, p in enumerate(photos.values())]

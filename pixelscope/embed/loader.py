@@ -2,7 +2,10 @@
 
 CPU: worker processes read, decode at reduced size (JPEG DCT scaling / OpenCV reduced),
 EXIF-orient, convert the mode, and apply the per-image transforms; a few batches are in
-flight at once, so decoding overlaps with inference. CUDA: JPEG files are decoded in
+flight at once, so decoding overlaps with inference. Workers write each image's tensor
+straight into a shared-memory slot of its batch (a file in /dev/shm that every process maps)
+and send back only the slot number, so a 150 KB tensor is copied once, not pickled, piped
+and unpickled. CUDA: JPEG files are decoded in
 batches on the GPU (nvJPEG via torchvision) and transformed there; files the GPU decoder
 rejects (other formats, CMYK, broken streams) fall back to the CPU decoder.
 A file that cannot be read is an error row (id, path, reason, detail), never a crash.
@@ -10,11 +13,15 @@ A file that cannot be read is an error row (id, path, reason, detail), never a c
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import tempfile
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -85,11 +92,67 @@ def _load(item: Item) -> tuple[Item, torch.Tensor | None, dict[str, Any] | None]
     return (item, *_load_with(item, _PREP))
 
 
-def _collate(results: list[tuple[Item, torch.Tensor | None, dict[str, Any] | None]]) -> Batch:
+class Slots:
+    """Shared-memory batch buffers: `count` buffers of `capacity` images of `shape` uint8, one
+    file in /dev/shm mapped by the consumer and by every worker (no pickling of pixels)."""
+
+    def __init__(self, count: int, capacity: int, shape: tuple[int, ...]):
+        size = count * capacity * int(np.prod(shape))
+        # /dev/shm is RAM, but a container may give it only 64 MB: then a temporary file (page cache)
+        folder = "/dev/shm" if os.path.isdir("/dev/shm") and _free(Path("/dev/shm")) > 2 * size else None
+        fd, self.path = tempfile.mkstemp(prefix="pixelscope-batches-", dir=folder)
+        os.close(fd)
+        self.count, self.capacity, self.shape = count, capacity, shape
+        self.array = np.memmap(self.path, np.uint8, "w+", shape=(count, capacity, *shape))
+
+    def close(self) -> None:
+        del self.array
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+
+def _free(folder: Path) -> int:
+    st = os.statvfs(folder)
+    return st.f_bavail * st.f_frsize
+
+
+_MAPS: dict[str, np.memmap] = {}  # in a worker: the consumer's Slots file, mapped once
+
+
+def _load_into(job: tuple[Item, str, tuple[int, ...], int, int]) -> tuple[Item, torch.Tensor | int | None,
+                                                                           dict[str, Any] | None]:
+    """Decode one file into slot (buffer, index) of the shared batches; a tensor of another
+    shape than the slots' goes back through the pipe instead (the consumer stacks what it gets)."""
+    item, path, full_shape, buffer, index = job
+    img, err = _load_with(item, _PREP)
+    if img is None or tuple(img.shape) != full_shape[2:]:
+        return item, img, err
+    if path not in _MAPS:
+        _MAPS.clear()
+        _MAPS[path] = np.memmap(path, np.uint8, "r+", shape=full_shape)
+    _MAPS[path][buffer, index] = img.numpy()
+    return item, index, None
+
+
+def _collate(results: list[tuple[Item, torch.Tensor | int | None, dict[str, Any] | None]],
+             slots: np.ndarray | None = None) -> Batch:
+    """One batch from the workers' results; ints are indexes into slots (the batch's shared buffer)."""
     ok = [(it.id, img) for it, img, _ in results if img is not None]
     errors = [err for _, _, err in results if err is not None]
-    images = torch.stack([img for _, img in ok]) if ok else torch.empty(0, dtype=torch.uint8)
+    if not ok:
+        return Batch([], torch.empty(0, dtype=torch.uint8), errors)
+    if slots is not None and all(isinstance(img, int) for _, img in ok):
+        images = torch.from_numpy(np.asarray(slots[[img for _, img in ok]]))  # fancy indexing copies: the buffer is reused
+    else:
+        images = torch.stack([torch.from_numpy(np.array(slots[img])) if isinstance(img, int) else img
+                              for _, img in ok])
     return Batch([i for i, _ in ok], images, errors)
+
+
+def output_shape(prep: Preprocess) -> tuple[int, ...]:
+    """The shape the transforms give an image (fixed for any pipeline that ends in a crop)."""
+    side = max(64, 2 * prep.min_side)
+    return tuple(prep.apply(torch.zeros(3, side, side, dtype=torch.uint8)).shape)
 
 
 def cpu_batches(items: list[Item], cfg: PreprocessConfig, batch_size: int, workers: int,
@@ -113,17 +176,26 @@ def _cpu_stream(chunks: list[list[Item]], cfg: PreprocessConfig, pool: Any, work
         for chunk in chunks:
             yield _collate([_load(it) for it in chunk])
         return
+    # one buffer per batch in flight (prefetch + 1) and one the consumer is reading
+    slots = Slots(prefetch + 2, max(len(c) for c in chunks), output_shape(build(cfg))) if chunks else None
     try:
         pending: deque = deque()
-        for chunk in chunks:
-            pending.append(pool.map_async(_load, chunk, chunksize=max(1, len(chunk) // (2 * workers))))
+        for n, chunk in enumerate(chunks):
+            assert slots is not None
+            buffer = n % slots.count
+            jobs = [(it, slots.path, slots.array.shape, buffer, k) for k, it in enumerate(chunk)]
+            pending.append((buffer, pool.map_async(_load_into, jobs, chunksize=max(1, len(chunk) // (2 * workers)))))
             if len(pending) > prefetch:
-                yield _collate(pending.popleft().get())
+                b, result = pending.popleft()
+                yield _collate(result.get(), slots.array[b])
         while pending:
-            yield _collate(pending.popleft().get())
+            b, result = pending.popleft()
+            yield _collate(result.get(), slots.array[b])  # type: ignore[union-attr]
     finally:
         pool.terminate()
         pool.join()
+        if slots is not None:
+            slots.close()
 
 
 def _exif_orientation(data: bytes) -> int | None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from functools import lru_cache
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from pixelscope.config import IssuesConfig, Params
 from pixelscope.errors import InputMissing
-from pixelscope.io.store import ShardStore, current_store
+from pixelscope.io.store import CURRENT, ShardStore, current_store
 from pixelscope.pipeline.steps import ProgressFn, StepResult, write_metrics
 from pixelscope.profile.embedding import EmbeddingStats, stats_from_store
 from pixelscope.profile.outputs import Outputs, model_outputs
@@ -35,10 +36,25 @@ def plan_profile(params: Params, project: str | Path) -> list[list[int]]:
 
 
 def outputs_for(params: Params, project: str | Path) -> Outputs | None:
-    """The models' columns to join: semantic (from the embed store) and profile.predictions."""
+    """The models' columns to join: semantic (from the embed store) and profile.predictions.
+    Read once per process for the same files (every part of a run joins the same table)."""
     paths = params.paths.under(project)
     predictions = Path(project) / params.profile.predictions if params.profile.predictions else None
-    return model_outputs(paths.manifest, paths.embeddings, predictions)
+    stamps = tuple(_stamp(p) for p in (paths.manifest, paths.embeddings / CURRENT, predictions))
+    return _outputs(paths.manifest, paths.embeddings, predictions, stamps)
+
+
+def _stamp(path: Path | None) -> tuple[int, int] | None:
+    try:
+        st = path.stat() if path is not None else None
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size) if st else None
+
+
+@lru_cache(maxsize=2)
+def _outputs(manifest: Path, embeddings: Path, predictions: Path | None, stamps: tuple) -> Outputs | None:
+    return model_outputs(manifest, embeddings, predictions)
 
 
 def profile_part(row_groups: list[int], params: Params, project: str | Path) -> Profile:
