@@ -68,7 +68,7 @@ lint: $(STAMP)
 dvc-yaml: $(STAMP)
 	$(BIN)/python -m pixelscope.pipeline.stages --write
 
-## bench: pixelscope vs whylogs vs cleanvision (peers in their own venvs), N=5,000 and 50,000
+## bench: pixelscope vs whylogs vs cleanvision vs fastdup stats-only (peers in their own venvs), N=5,000 and 50,000
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_profile.py --sizes 5000 50000
 

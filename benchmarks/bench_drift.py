@@ -184,8 +184,14 @@ def conditions() -> list[tuple[str, str]]:
     """(name, kind): kind 'null' counts false alarms, 'shift' counts detections."""
     return ([("same distribution", "null"), ("corpus photos, random halves", "null")]
             + [(s, "shift") for s in SHIFTS if s != "grayscale"]
-            + [("20% grayscale", "shift"), ("10% grayscale", "shift"), ("one class doubled", "shift"),
+            + [("20% grayscale", "shift"), ("10% grayscale", "shift"), ("10% blurred", "shift"),
+               ("10% jpeg quality 30", "shift"), ("one class doubled", "shift"),
                ("different source (corpus photos)", "shift")])
+
+
+# a share of the current batch taken from a shifted version (subtle, single-feature shifts)
+PARTIAL = {"20% grayscale": "grayscale", "10% grayscale": "grayscale", "10% blurred": "gaussian blur sigma=1.5",
+           "10% jpeg quality 30": "jpeg quality 30"}
 
 
 def draw(name: str, rng: np.random.Generator, pool: dict, ref_size: int, batch: int, trial: int):
@@ -202,9 +208,9 @@ def draw(name: str, rng: np.random.Generator, pool: dict, ref_size: int, batch: 
         return ref, pool["rows"][None][rest[:batch]]
     if name in pool["rows"]:
         return ref, pool["rows"][name][rest[:batch]]
-    if name in ("20% grayscale", "10% grayscale"):
+    if name in PARTIAL:
         k = round(int(name.split("%")[0]) / 100 * batch)
-        return ref, np.concatenate([pool["rows"]["grayscale"][rest[:k]], pool["rows"][None][rest[k:batch]]])
+        return ref, np.concatenate([pool["rows"][PARTIAL[name]][rest[:k]], pool["rows"][None][rest[k:batch]]])
     if name == "one class doubled":
         labels = pool["labels"]
         doubled = labels[trial % len(labels)]
