@@ -3,6 +3,7 @@
     python benchmarks/calibrate_drift.py [--alphas 0.01 0.02 0.05 0.1] [--corrections holm bh]
     python benchmarks/calibrate_drift.py --alphas 0.02 --corrections holm \
         --budgets '{"class_balance": 0.3, "features": 0.5, "segments": 0.05, "embedding": 0.15}' single
+    python benchmarks/calibrate_drift.py --alphas 0.02 --corrections holm --floors 0.1 0.07 0.05
 
 Reads .work/drift/rows.parquet (every test's statistic, threshold and raw p-value, per trial)
 and applies `pixelscope.quality.drift.decide` with each alpha x correction (x family budget, when
@@ -16,6 +17,7 @@ benchmark run with those settings would report.
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 
@@ -29,6 +31,9 @@ def main() -> None:
     ap.add_argument("--alphas", type=float, nargs="+", default=[0.01, 0.02, 0.05, 0.1])
     ap.add_argument("--corrections", nargs="+", default=["holm", "bh"])
     ap.add_argument("--budgets", nargs="+", default=["default"], help="JSON family budgets, 'default' or 'single'")
+    ap.add_argument("--floors", type=float, nargs="+", default=[None],
+                    help="effect-size floors to try for KS (drift.ks_min) and total variation (drift.tv_max); "
+                         "default: the ones the rows were decided with")
     args = ap.parse_args()
 
     import pandas as pd
@@ -53,15 +58,19 @@ def main() -> None:
         # `single`: every hypothesis in one family (the correction before family budgets)
         drift.family_of = (lambda r, cfg: "features") if single else family_of
         extra = {} if budget in ("default", "single") else {"budget": json.loads(budget)}
-        for correction in args.corrections:
-            for alpha in args.alphas:
-                cfg = DriftConfig(alpha=alpha, correction=correction, **extra)
-                flagged: dict[tuple[str, int], list[bool]] = {}
-                for (condition, ref_size, _), rows in trials.items():
-                    rows = [r for r in rows if not (single and r.test == "share")]
-                    flagged.setdefault((condition, ref_size), []).append(any(r.drift for r in decide(rows, cfg)))
-                name = f"{correction} a={alpha:g}" + ("" if budget == "default" else f" {budget}")
-                table[name] = {k: f"{100 * sum(v) / len(v):.1f}%" for k, v in flagged.items()}
+        for correction, alpha, floor in itertools.product(args.corrections, args.alphas, args.floors):
+            cfg = DriftConfig(alpha=alpha, correction=correction, **extra)
+            flagged: dict[tuple[str, int], list[bool]] = {}
+            for (condition, ref_size, _), rows in trials.items():
+                rows = [r for r in rows if not (single and r.test == "share")]
+                if floor is not None:  # a threshold is the floor raised to the sketches' resolution
+                    for r in rows:
+                        if r.test in ("ks", "chi2_tv"):
+                            r.threshold = max(floor, r.resolution)
+                flagged.setdefault((condition, ref_size), []).append(any(r.drift for r in decide(rows, cfg)))
+            name = (f"{correction} a={alpha:g}" + ("" if budget == "default" else f" {budget}")
+                    + ("" if floor is None else f" floor={floor:g}"))
+            table[name] = {k: f"{100 * sum(v) / len(v):.1f}%" for k, v in flagged.items()}
     drift.family_of = family_of
     out = pd.DataFrame(table)
     out.index.names = ["condition", "reference"]

@@ -120,11 +120,11 @@ class DriftConfig(_Strict):
     min_rows: int = Field(default=30, ge=2)
     segments: list[str] = Field(default_factory=lambda: ["label"])
     exclude: list[str] = Field(default_factory=lambda: ["frames", "has_alpha"])
-    ks_min: float = Field(default=0.1, ge=0)
+    ks_min: float = Field(default=0.07, ge=0)  # calibrated: BENCHMARKS.md, "subtle shifts"
     psi_max: float = Field(default=0.2, ge=0)
     hellinger_max: float = Field(default=0.15, ge=0)
     js_max: float = Field(default=0.05, ge=0)
-    tv_max: float = Field(default=0.1, ge=0)
+    tv_max: float = Field(default=0.07, ge=0)
     mmd_min: float = Field(default=0.0, ge=0)
     mmd_permutations: int = Field(default=200, ge=10)
     centroid_shift_max: float = Field(default=0.02, ge=0)
