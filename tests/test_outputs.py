@@ -216,6 +216,22 @@ def test_semantic_columns_are_written_profiled_and_deterministic_on_cpu(demo_raw
     cats = Counter(cls[r["id"]] for r in manifest if r["status"] == "ok" and r["label"] == "cat")
     assert set(cats) & {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat", "lynx"}, cats
 
+    # incremental: a lost row is computed again, rows of ids no longer asked for are dropped
+    from pixelscope.embed.models import load_model
+    from pixelscope.embed.semantic import write_semantic
+
+    model = load_model(params.embed)
+    ids = a.column("id").to_pylist()
+    pq.write_table(a.slice(1), store.folder / SEMANTIC)
+    write_semantic(store, ids[:-1], model.head, model.classes)
+    again = pq.read_table(store.folder / SEMANTIC).sort_by("id")
+    want = a.slice(0, a.num_rows - 1)
+    assert again.column("id").equals(want.column("id"))
+    assert again.column("semantic_class").equals(want.column("semantic_class"))
+    assert np.allclose(again.column("semantic_confidence").to_numpy(), want.column("semantic_confidence").to_numpy(),
+                       atol=1e-6)
+    write_semantic(store, ids, model.head, model.classes)  # back to every image
+
     profile_step(params, project)
     prof = Profile.load(project / params.paths.profile)
     sk = prof.columns["semantic_class"]

@@ -3,9 +3,9 @@
 The default model is an ImageNet classifier whose pooled features are the embeddings; its
 own classifier head turns a stored vector into 1,000 class scores. Each image's top-1 class
 and its softmax confidence are written beside the vectors (`semantic.parquet` in the store
-folder, read by pixelscope.profile.outputs), so a change of *content* ("more dogs, fewer cars") shows up in the profile and in
-drift even when the images carry no labels. The columns come from the stored float16
-vectors, in fixed-size float32 chunks: the same vectors give the same columns on any CPU.
+folder, read by pixelscope.profile.outputs), so a change of *content* ("more dogs, fewer
+cars") shows up in the profile and in drift even when the images carry no labels. The columns come from the stored float16
+vectors, in float32 chunks, on the CPU whatever device embedded: run to run, the same columns.
 """
 
 from __future__ import annotations
@@ -41,14 +41,30 @@ def top1(head: nn.Module, vectors: np.ndarray, classes: list[str]) -> tuple[list
 
 
 def write_semantic(store: ShardStore, ids: list[str], head: nn.Module, classes: list[str]) -> Path:
-    """semantic.parquet in the store folder: id, semantic_class, semantic_confidence for ids."""
+    """semantic.parquet in the store folder: id, semantic_class, semantic_confidence for ids.
+
+    Incremental, like the store: rows already in the file are kept, only new ids are
+    classified, CHUNK vectors at a time (memory stays bounded at any dataset size)."""
     have = store.ids()
-    ids = [i for i in ids if i in have]
-    vectors = store.get(ids) if ids else np.empty((0, store.meta["row_shape"][0]), dtype=np.float16)
-    names, confidence = top1(head, vectors, classes)
-    table = pa.table({"id": pa.array(ids, pa.string()), "semantic_class": pa.array(names, pa.string()),
-                      "semantic_confidence": pa.array(confidence, pa.float32())})
+    ids = [i for i in dict.fromkeys(ids) if i in have]
     path = store.folder / SEMANTIC
+    old = pq.read_table(path) if path.exists() else None
+    known = set(old.column("id").to_pylist()) if old is not None else set()
+    todo = [i for i in ids if i not in known]
+    names: list[str] = []
+    confidence: list[np.ndarray] = []
+    for start in range(0, len(todo), CHUNK):
+        n, c = top1(head, store.get(todo[start:start + CHUNK]), classes)
+        names += n
+        confidence.append(c)
+    new = pa.table({"id": pa.array(todo, pa.string()), "semantic_class": pa.array(names, pa.string()),
+                    "semantic_confidence": pa.array(np.concatenate(confidence) if confidence else
+                                                    np.empty(0, np.float32), pa.float32())})
+    if old is not None and not todo and old.num_rows == len(ids):
+        return path  # nothing new, nothing gone
+    table = pa.concat_tables([old.cast(new.schema), new]) if old is not None else new
+    wanted = set(ids)
+    table = table.filter(pa.array([i in wanted for i in table.column("id").to_pylist()], pa.bool_()))
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
     return path
