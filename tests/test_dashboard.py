@@ -164,6 +164,12 @@ def test_images_filter_changes_the_count_and_a_bad_filter_names_the_expression(b
     at = app(bundle, "images", monkeypatch, where="label = 'cat' AND width > 100")
     want = int(((manifest["label"] == "cat") & (manifest["width"] > 100)).sum())
     assert 0 < want < len(manifest) and f"**{want:,} images** match" in texts(at)
+    # the models' columns are in the bundle's manifest: images whose prediction is not their label
+    disagree = int((manifest["pred_label"].notna() & manifest["label"].notna()
+                    & (manifest["pred_label"] != manifest["label"])).sum())
+    assert disagree == int((manifest["pred_agrees"] == 0).sum()) > 0 and manifest["semantic_class"].notna().any()
+    at = app(bundle, "images", monkeypatch, where="pred_label <> label")
+    assert f"**{disagree:,} images** match" in texts(at)
     at = app(bundle, "images", monkeypatch, where="no_such_column > 1")
     assert "no_such_column > 1" in texts(at) and "is not a valid filter" in texts(at)
     one = manifest[manifest["status"] == "ok"].iloc[0]

@@ -132,7 +132,7 @@ STAGES: tuple[Stage, ...] = (
           outs=(Out("${paths.curated}"),), metrics=True),
     Stage("publish", "pixelscope.publish.step:publish_step",
           "Write the results bundle (reports/publish/) the dashboard reads: summaries, tables, map, thumbnails.",
-          params=("ingest.max_image_pixels", "ingest.workers"),
+          params=("ingest.max_image_pixels", "ingest.workers", "profile.predictions"), optional_deps=("profile.predictions",),
           deps=("${paths.raw}", "${paths.manifest}", "${paths.profile}", "${paths.metrics}/ingest.json",
                 "${paths.metrics}/profile.json", "${paths.metrics}/embed.json", "${paths.embeddings}",
                 "${paths.issues_summary}", "${paths.neighbours}", "${validate.results}", "${paths.curated}/curate.json",

@@ -32,7 +32,7 @@ from pixelscope.io.atomic import atomic_path, write_bytes_atomic
 from pixelscope.io.store import current_store
 from pixelscope.pipeline.steps import ProgressFn, StepResult
 from pixelscope.profile import Profile
-from pixelscope.profile.outputs import agreement
+from pixelscope.profile.outputs import agreement, model_outputs
 from pixelscope.profile.reference import load_reference
 from pixelscope.publish.bundle import PARTS
 from pixelscope.publish.thumbnails import update_thumbnails
@@ -112,6 +112,22 @@ def write_projection(src: Path, manifest: pa.Table, distances: Any, dst: Path) -
         pq.write_table(t, tmp)
 
 
+def add_model_outputs(params: Params, project: Path, manifest: Path) -> None:
+    """The bundle's manifest with the models' columns beside the manifest's (semantic_class,
+    pred_label, pred_agrees, ...), so the dashboard can filter on what a model says."""
+    paths = params.paths.under(project)
+    predictions = project / params.profile.predictions if params.profile.predictions else None
+    outputs = model_outputs(paths.manifest, paths.embeddings, predictions)
+    if outputs is None or not manifest.exists():
+        return
+    table = outputs.join(pq.read_table(manifest))
+    meta = dict(table.schema.metadata or {})
+    kinds = {**json.loads(meta.get(b"pixelscope.columns", b"{}")), **outputs.kinds}
+    table = table.replace_schema_metadata({**meta, b"pixelscope.columns": json.dumps(kinds).encode()})
+    with atomic_path(manifest) as tmp:
+        pq.write_table(table, tmp)
+
+
 def publish_step(params: Params, project: str | Path = ".", *, progress: ProgressFn | None = None) -> StepResult:
     """Manifest, profile, issues, drift, curation, map and thumbnails -> reports/publish/."""
     t0 = time.perf_counter()
@@ -149,6 +165,7 @@ def publish_step(params: Params, project: str | Path = ".", *, progress: Progres
                       ("ledger", paths.curated / "curation.parquet"), ("card", paths.curated / "README.md"),
                       ("history", paths.history)):
         _copy(src, out, name, written)
+    add_model_outputs(params, project, out / PARTS["manifest"].file)
     reference = load_reference(params, project)
     if reference is not None:
         reference.save(out / PARTS["reference"].file)
