@@ -102,7 +102,7 @@ class Slots:
         folder = "/dev/shm" if os.path.isdir("/dev/shm") and _free(Path("/dev/shm")) > 2 * size else None
         fd, self.path = tempfile.mkstemp(prefix="pixelscope-batches-", dir=folder)
         os.close(fd)
-        self.count, self.capacity, self.shape = count, capacity, shape
+        self.count = count
         self.array = np.memmap(self.path, np.uint8, "w+", shape=(count, capacity, *shape))
 
     def close(self) -> None:
@@ -176,12 +176,15 @@ def _cpu_stream(chunks: list[list[Item]], cfg: PreprocessConfig, pool: Any, work
         for chunk in chunks:
             yield _collate([_load(it) for it in chunk])
         return
+    if not chunks:
+        pool.terminate()
+        pool.join()
+        return
     # one buffer per batch in flight (prefetch + 1) and one the consumer is reading
-    slots = Slots(prefetch + 2, max(len(c) for c in chunks), output_shape(build(cfg))) if chunks else None
+    slots = Slots(prefetch + 2, max(len(c) for c in chunks), output_shape(build(cfg)))
     try:
         pending: deque = deque()
         for n, chunk in enumerate(chunks):
-            assert slots is not None
             buffer = n % slots.count
             jobs = [(it, slots.path, slots.array.shape, buffer, k) for k, it in enumerate(chunk)]
             pending.append((buffer, pool.map_async(_load_into, jobs, chunksize=max(1, len(chunk) // (2 * workers)))))
@@ -190,12 +193,11 @@ def _cpu_stream(chunks: list[list[Item]], cfg: PreprocessConfig, pool: Any, work
                 yield _collate(result.get(), slots.array[b])
         while pending:
             b, result = pending.popleft()
-            yield _collate(result.get(), slots.array[b])  # type: ignore[union-attr]
+            yield _collate(result.get(), slots.array[b])
     finally:
         pool.terminate()
         pool.join()
-        if slots is not None:
-            slots.close()
+        slots.close()
 
 
 def _exif_orientation(data: bytes) -> int | None:

@@ -4,8 +4,9 @@ The default model is an ImageNet classifier whose pooled features are the embedd
 own classifier head turns a stored vector into 1,000 class scores. Each image's top-1 class
 and its softmax confidence are written beside the vectors (`semantic.parquet` in the store
 folder, read by pixelscope.profile.outputs), so a change of *content* ("more dogs, fewer
-cars") shows up in the profile and in drift even when the images carry no labels. The columns come from the stored float16
-vectors, in float32 chunks, on the CPU whatever device embedded: run to run, the same columns.
+cars") shows up in the profile and in drift even when the images carry no labels. The columns
+come from the stored float16 vectors, in float32 chunks, on the CPU whatever device embedded:
+run to run, the same columns.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 from torch import nn
@@ -25,11 +27,15 @@ from pixelscope.io.store import SEMANTIC, ShardStore
 CHUNK = 4096
 
 
+def cpu_head(head: nn.Module) -> nn.Module:
+    """A float32 copy of the classifier on the CPU, whatever device embedded."""
+    return copy.deepcopy(head).to("cpu", torch.float32).eval()
+
+
 def top1(head: nn.Module, vectors: np.ndarray, classes: list[str]) -> tuple[list[str], np.ndarray]:
-    """Top-1 class name and softmax probability of each row of vectors (N x dim)."""
+    """Top-1 class name and softmax probability of each row of vectors (N x dim); head from cpu_head."""
     names: list[str] = []
     confidence = np.empty(len(vectors), dtype=np.float32)
-    head = copy.deepcopy(head).to("cpu", torch.float32).eval()  # on the CPU, whatever device embedded
     with torch.inference_mode():
         for start in range(0, len(vectors), CHUNK):
             x = torch.from_numpy(np.asarray(vectors[start:start + CHUNK], dtype=np.float32))
@@ -51,20 +57,20 @@ def write_semantic(store: ShardStore, ids: list[str], head: nn.Module, classes: 
     old = pq.read_table(path) if path.exists() else None
     known = set(old.column("id").to_pylist()) if old is not None else set()
     todo = [i for i in ids if i not in known]
+    if old is not None and not todo and old.num_rows == len(ids):
+        return path  # nothing new, nothing gone
+    head = cpu_head(head)
     names: list[str] = []
-    confidence: list[np.ndarray] = []
+    confidence: list[np.ndarray] = [np.empty(0, np.float32)]
     for start in range(0, len(todo), CHUNK):
         n, c = top1(head, store.get(todo[start:start + CHUNK]), classes)
         names += n
         confidence.append(c)
-    new = pa.table({"id": pa.array(todo, pa.string()), "semantic_class": pa.array(names, pa.string()),
-                    "semantic_confidence": pa.array(np.concatenate(confidence) if confidence else
-                                                    np.empty(0, np.float32), pa.float32())})
-    if old is not None and not todo and old.num_rows == len(ids):
-        return path  # nothing new, nothing gone
-    table = pa.concat_tables([old.cast(new.schema), new]) if old is not None else new
-    wanted = set(ids)
-    table = table.filter(pa.array([i in wanted for i in table.column("id").to_pylist()], pa.bool_()))
+    table = pa.table({"id": pa.array(todo, pa.string()), "semantic_class": pa.array(names, pa.string()),
+                      "semantic_confidence": pa.array(np.concatenate(confidence), pa.float32())})
+    if old is not None:
+        table = pa.concat_tables([old.cast(table.schema), table])
+        table = table.filter(pc.is_in(table.column("id"), value_set=pa.array(ids, pa.string())))
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
     return path

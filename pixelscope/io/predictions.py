@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -37,7 +38,7 @@ NUMERIC = {"pred_confidence": (0.0, 1.0), "pred_boxes": (0.0, None), "pred_box_a
 
 def _read(path: Path) -> pa.Table:
     if not path.is_file():
-        raise InputMissing(f"predictions.file: no file {path}")
+        raise InputMissing(f"profile.predictions: no file {path}")
     suffix = path.suffix.lower()
     try:
         if suffix in (".parquet", ".pq"):
@@ -57,27 +58,33 @@ def _numeric(path: Path, table: pa.Table, source: str, lo: float | None, hi: flo
              integer: bool) -> pa.Array:
     col = table.column(source).combine_chunks()
     if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        text = pc.utf8_trim_whitespace(col)
+        text = pc.if_else(pc.equal(text, ""), pa.scalar(None, text.type), text)  # an empty cell: no value
         try:
-            col = pc.cast(pc.utf8_trim_whitespace(col), pa.float64())
+            col = pc.cast(text, pa.float64())
         except pa.ArrowInvalid:
-            values = col.to_pylist()
-            for row, v in enumerate(values):
+            for row, v in enumerate(text.to_pylist()):  # the first cell that is not a number, named
                 try:
-                    float(v) if v is not None and v.strip() else None
+                    float(v) if v is not None else None
                 except ValueError:
                     raise BadInput(f"{path}: column `{source}` must be numeric; row {row + 1} holds {v!r}") from None
-            raise
+            raise BadInput(f"{path}: column `{source}` must be numeric") from None
     elif pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_decimal(col.type):
         col = pc.cast(col, pa.float64())
     else:
         raise BadInput(f"{path}: column `{source}` must be numeric, not {col.type}")
-    values = col.to_numpy(zero_copy_only=False)
-    for row, v in enumerate(values):
-        if v != v:  # NaN / null: allowed (no value for that image)
-            continue
-        if (lo is not None and v < lo) or (hi is not None and v > hi) or (integer and v != int(v)):
-            want = f"an integer >= {lo:g}" if integer else f"in [{lo:g}, {hi:g}]"
-            raise BadInput(f"{path}: column `{source}` must be {want}; row {row + 1} holds {v:g}")
+    values = col.to_numpy(zero_copy_only=False)  # nulls are NaN: allowed (no value for that image)
+    with np.errstate(invalid="ignore"):
+        bad = (values < lo) if lo is not None else np.zeros(len(values), bool)
+        if hi is not None:
+            bad |= values > hi
+        if integer:
+            bad |= values != np.floor(values)
+    bad &= ~np.isnan(values)
+    if bad.any():
+        row = int(np.argmax(bad))
+        want = f"an integer >= {lo:g}" if integer else f"in [{lo:g}, {hi:g}]"
+        raise BadInput(f"{path}: column `{source}` must be {want}; row {row + 1} holds {values[row]:g}")
     return col
 
 

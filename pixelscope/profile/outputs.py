@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -87,20 +86,19 @@ def model_outputs(manifest: Path, embeddings: Path, predictions: Path | None) ->
                 columns[name] = preds.column(name).combine_chunks().take(at)
                 kinds[name] = PREDICTION_KINDS[name]
         matched = at.is_valid().to_numpy(zero_copy_only=False)
-        keys = np.asarray(preds.column(key).to_pylist(), dtype=object)
-        on_ok = set(rows.column(key).filter(pa.array(ok)).to_pylist())
-        on_any = set(rows.column(key).to_pylist())
-        known_ok = np.array([k in on_ok for k in keys], dtype=bool)
-        known_any = np.array([k in on_any for k in keys], dtype=bool)
+        keys = preds.column(key)
+        known_ok = pc.is_in(keys, value_set=rows.column(key).filter(pa.array(ok)).combine_chunks()).to_numpy(
+            zero_copy_only=False)
+        known_any = pc.is_in(keys, value_set=rows.column(key).combine_chunks()).to_numpy(zero_copy_only=False)
         counts.update({
-            "predictions": len(keys),
+            "predictions": preds.num_rows,
             "predictions_matched": int(known_ok.sum()),  # name a readable image
             "predictions_on_unreadable": int((known_any & ~known_ok).sum()),  # name only error rows
             "predictions_unmatched": int((~known_any).sum()),  # name no manifest row (listed in `unmatched`)
             "images_with_prediction": int((ok & matched).sum()),
             "images_without_prediction": int((ok & ~matched).sum()),
         })
-        unmatched = [str(k) for k in keys[~known_any][:5]]
+        unmatched = keys.filter(pa.array(~known_any)).slice(0, 5).to_pylist()
         label = rows.column("label").combine_chunks()
         both = pc.and_(label.is_valid(), columns["pred_label"].is_valid())
         agrees = pc.if_else(both, pc.cast(pc.equal(label, columns["pred_label"]), pa.float64()), None)

@@ -45,11 +45,13 @@ def outputs_for(params: Params, project: str | Path) -> Outputs | None:
 
 
 def _stamp(path: Path | None) -> tuple[int, int] | None:
+    if path is None:
+        return None
     try:
-        st = path.stat() if path is not None else None
+        st = path.stat()
     except OSError:
         return None
-    return (st.st_mtime_ns, st.st_size) if st else None
+    return st.st_mtime_ns, st.st_size
 
 
 @lru_cache(maxsize=2)
