@@ -7,7 +7,10 @@ tool as its own process (peers in their own venvs, created on first use: whylogs
 cleanvision `find_issues`, fastdup's C++ stats-only mode), samples the whole process tree's
 RSS and PSS, and prints images/s and peak RSS / PSS per tool. Peers are run at --peer-sizes
 only (whylogs takes ~15 minutes for 50,000 images). `--cold` drops the page cache before each
-run, so every file comes from disk. Results are appended to benchmarks/results/profile.jsonl.
+run, so every file comes from disk. `--rounds R` runs the tools R times, interleaved
+(pixelscope, peer, peer, ..., pixelscope, ...), so a VM whose speed drifts over minutes slows
+every tool alike; the summary gives each round's same-run ratio and their median.
+Results are appended to benchmarks/results/profile.jsonl.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import threading
@@ -116,6 +120,23 @@ def drop_page_cache() -> None:
         sys.exit(f"--cold needs root to drop the page cache ({e})")
 
 
+def ratio_lines(results: list[dict]) -> list[str]:
+    """pixelscope / peer per round (same run, back to back), and the median over rounds."""
+    rounds: dict[tuple[int, int], dict[str, float]] = {}
+    for r in results:
+        rounds.setdefault((r["n"], r["round"]), {})[r["tool"]] = r["images_per_s"]
+    lines = []
+    for n in sorted({n for n, _ in rounds}):
+        for peer in ("whylogs", "cleanvision", "fastdup"):
+            ratios = [tools["pixelscope"] / tools[peer] for (m, _), tools in sorted(rounds.items())
+                      if m == n and peer in tools and "pixelscope" in tools]
+            if ratios:
+                each = ", ".join(f"{x:.2f}" for x in ratios)
+                lines.append(f"N={n:,}: pixelscope / {peer} = {statistics.median(ratios):.2f}x"
+                             + (f" (median of {len(ratios)} rounds: {each})" if len(ratios) > 1 else ""))
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[5000])
@@ -125,6 +146,8 @@ def main() -> None:
     ap.add_argument("--cleanvision-python")
     ap.add_argument("--fastdup-python")
     ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run every tool this many times, interleaved; ratios are per round, then their median")
     ap.add_argument("--cold", action="store_true",
                     help="drop the page cache before each run (root only): every file is read from disk")
     args = ap.parse_args()
@@ -142,13 +165,14 @@ def main() -> None:
             for peer in args.peers:
                 py = peer_python(peer, getattr(args, f"{peer}_python"))
                 runs.append((peer, [str(py), str(HERE / "peers" / f"run_{peer}.py"), str(root)]))
-        for name, cmd in runs:
-            print(f"N={n:,}: running {name}{' (cold cache)' if args.cold else ''} ...", flush=True)
+        for rnd, (name, cmd) in ((rnd, run) for rnd in range(1, args.rounds + 1) for run in runs):
+            print(f"N={n:,}: running {name}{' (cold cache)' if args.cold else ''}"
+                  f"{f', round {rnd} of {args.rounds}' if args.rounds > 1 else ''} ...", flush=True)
             if args.cold:
                 drop_page_cache()
             r = measure(cmd)
             r.update(n=n, machine=machine, date=datetime.now(UTC).isoformat(timespec="seconds"), cache="cold" if args.cold
-                     else "warm")
+                     else "warm", round=rnd)
             results.append(r)
             print(f"  {name:12s} {r['images_per_s']:8.1f} images/s   peak RSS {r['peak_rss_mb']:7.1f} MB   "
                   f"peak PSS {r['peak_pss_mb']:7.1f} MB   "
@@ -159,17 +183,12 @@ def main() -> None:
     with open(out, "a") as fh:
         for r in results:
             fh.write(json.dumps(r) + "\n")
-    print(f"\n{'N':>7} {'tool':12s} {'images/s':>9} {'peak RSS MB':>12} {'peak PSS MB':>12}")
+    print(f"\n{'N':>7} {'round':>5} {'tool':12s} {'images/s':>9} {'peak RSS MB':>12} {'peak PSS MB':>12}")
     for r in results:
-        print(f"{r['n']:>7,} {r['tool']:12s} {r['images_per_s']:>9.1f} {r['peak_rss_mb']:>12.1f} {r['peak_pss_mb']:>12.1f}")
-    by_n: dict[int, dict[str, dict]] = {}
-    for r in results:
-        by_n.setdefault(r["n"], {})[r["tool"]] = r
-    for n, tools in by_n.items():
-        px = tools["pixelscope"]["images_per_s"]
-        for peer in ("whylogs", "cleanvision", "fastdup"):
-            if peer in tools:
-                print(f"N={n:,}: pixelscope / {peer} = {px / tools[peer]['images_per_s']:.1f}x")
+        print(f"{r['n']:>7,} {r['round']:>5} {r['tool']:12s} {r['images_per_s']:>9.1f} {r['peak_rss_mb']:>12.1f} "
+              f"{r['peak_pss_mb']:>12.1f}")
+    for line in ratio_lines(results):
+        print(line)
     print(f"results appended to {out}")
 
 

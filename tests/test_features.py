@@ -205,3 +205,25 @@ def test_corpus_orientation_photos_have_displayed_size(corpus, tmp_path):
             seen.add(im.getexif().get(0x0112))
             assert (r["width"], r["height"]) == ImageOps.exif_transpose(im).size
     assert seen >= set(range(1, 9))
+
+
+@pytest.mark.corpus
+def test_feature_values_unchanged_on_the_corpus(corpus):
+    """Every built-in feature of every corpus file equals the recorded values (tests/data,
+    recorded before the speed work of issue 15): numbers within 1e-9 relative, the rest exactly."""
+    import math
+
+    from feature_golden import REL_TOL, compute, load
+
+    golden, now = load(), compute(corpus)
+    assert sorted(now) == sorted(golden)
+    changed = []
+    for path, want in golden.items():
+        for name, w in want.items():
+            g = now[path].get(name)
+            same = (g == w if not (isinstance(w, float) and isinstance(g, float))
+                    else math.isclose(g, w, rel_tol=REL_TOL, abs_tol=1e-12))
+            if not same:
+                changed.append(f"{path}: {name} {w!r} -> {g!r}")
+    assert not changed, f"{len(changed)} values changed:\n" + "\n".join(changed[:20])
+    assert sum(r["status"] == "ok" for r in golden.values()) > 300  # the comparison covers real photos

@@ -75,9 +75,14 @@ class ImageView:
         return cv2.calcHist([self.hsv], [0], colored, [256], [0, 256]).ravel().astype(np.float64)
 
     @cached_property
+    def channels(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """R, G and B as separate contiguous planes (what OpenCV's per-channel arithmetic takes)."""
+        return tuple(cv2.split(self.rgb))
+
+    @cached_property
     def chroma(self) -> np.ndarray:
         """max(R,G,B) - min(R,G,B) per pixel."""
-        r, g, b = cv2.split(self.rgb)
+        r, g, b = self.channels
         return cv2.subtract(cv2.max(cv2.max(r, g), b), cv2.min(cv2.min(r, g), b))
 
 

@@ -1,0 +1,54 @@
+"""Feature values on the real corpus, as recorded before a speed change: the yardstick that
+shows an optimisation changed no value beyond the documented tolerance.
+
+    python -m tests.feature_golden      # re-record (only when a value is meant to change)
+
+Every file of ../shared/corpus goes through ingest's `process_file` with default settings; the
+status, reason, size and every built-in feature are kept per path.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+GOLDEN = Path(__file__).parent / "data" / "corpus_features.json.gz"
+KEPT = ("status", "reason", "width", "height")
+# Documented tolerance (README "Features"): numbers within 1e-9 relative (float summation order
+# may differ between kernels); categorical values and hashes exactly.
+REL_TOL = 1e-9
+
+
+def compute(corpus: Path) -> dict[str, dict[str, Any]]:
+    from pixelscope.config import parse_params
+    from pixelscope.features import registered
+    from pixelscope.ingest import _init_worker, process_file, settings_for
+    from pixelscope.io.discover import FileEntry
+
+    params = parse_params({})
+    s = settings_for(params.ingest, params.features)
+    _init_worker(s)
+    names = [f.name for f in registered() if f.builtin]
+    out = {}
+    for f in sorted(p for p in corpus.rglob("*") if p.is_file() and p.name not in ("MANIFEST.csv", "SHA256SUMS", "README.md")):
+        rel = f.relative_to(corpus).as_posix()
+        row = process_file(FileEntry(str(f), rel, None, None, None), s)
+        out[rel] = {k: row.get(k) for k in (*KEPT, *names)}
+    return out
+
+
+def load() -> dict[str, dict[str, Any]]:
+    with gzip.open(GOLDEN, "rt") as fh:
+        return json.load(fh)
+
+
+if __name__ == "__main__":
+    corpus = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "shared" / "corpus"
+    values = compute(corpus)
+    GOLDEN.parent.mkdir(exist_ok=True)
+    with gzip.open(GOLDEN, "wt") as fh:
+        json.dump(values, fh, sort_keys=True, indent=0)
+    print(f"{len(values)} files -> {GOLDEN} ({GOLDEN.stat().st_size / 1024:.0f} KiB)")
