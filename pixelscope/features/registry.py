@@ -71,8 +71,9 @@ class ImageView:
     def hue_hist(self) -> np.ndarray:
         """256-bin hue histogram of pixels saturated (S >= 15%) and bright (V >= 10%) enough
         to have a meaningful hue; near-gray and near-black pixels are left out."""
-        colored = cv2.inRange(self.hsv, (0, 38, 26), (255, 255, 255))
-        return cv2.calcHist([self.hsv], [0], colored, [256], [0, 256]).ravel().astype(np.float64)
+        h, s, v = cv2.split(self.hsv)
+        colored = cv2.min(cv2.subtract(s, 37), cv2.subtract(v, 25))  # saturating: nonzero iff S >= 38 and V >= 26
+        return cv2.calcHist([h], [0], colored, [256], [0, 256]).ravel().astype(np.float64)
 
     @cached_property
     def channels(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
