@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 from PIL import Image
 
 from pixelscope.config import FeaturesConfig, IngestConfig, Params
@@ -24,7 +23,7 @@ from pixelscope.errors import InputMissing, StepError
 from pixelscope.features import ImageView, compute_features, feature_columns, load_plugins
 from pixelscope.io.decode import FEATURE_ERROR, READ_ERROR, ImageError, decode
 from pixelscope.io.discover import FileEntry, discover
-from pixelscope.io.manifest import BASE_COLUMNS, Column, ManifestWriter, manifest_schema, rows_to_batch
+from pixelscope.io.manifest import BASE_COLUMNS, Column, ManifestWriter
 from pixelscope.io.parallel import pool_context, resolve_workers
 from pixelscope.pipeline.steps import ProgressFn, StepResult, by_reason, reason_notes, write_metrics
 
@@ -47,18 +46,9 @@ class _Settings:
     plugins: tuple[str, ...]
 
 
-_SCHEMA: dict[tuple[str, ...], pa.Schema] = {}
-
-
 def _init_worker(settings: _Settings) -> None:
     Image.MAX_IMAGE_PIXELS = settings.max_pixels
     load_plugins(list(settings.plugins))
-
-
-def _schema(plugins: tuple[str, ...]) -> pa.Schema:
-    if plugins not in _SCHEMA:
-        _SCHEMA[plugins] = manifest_schema(manifest_columns(plugins))
-    return _SCHEMA[plugins]
 
 
 def process_file(entry: FileEntry, s: _Settings) -> dict[str, Any]:
@@ -93,18 +83,12 @@ def process_file(entry: FileEntry, s: _Settings) -> dict[str, Any]:
     return row
 
 
-def process_chunk(entries: list[FileEntry], s: _Settings) -> pa.RecordBatch:
-    """A few files -> their manifest rows as one Arrow record batch (a worker's unit of work:
-    the batch crosses the process boundary as columns, not as one pickled dict per file)."""
-    return rows_to_batch([process_file(e, s) for e in entries], _schema(s.plugins))
-
-
-def _process_chunk_star(args: tuple[list[FileEntry], _Settings]) -> pa.RecordBatch:
-    return process_chunk(*args)
+def _process_star(args: tuple[FileEntry, _Settings]) -> dict[str, Any]:
+    return process_file(*args)
 
 
 class _Runner:
-    """Runs process_chunk over entries, in order, in a pool of worker processes.
+    """Runs process_file over entries, in order, in a pool of worker processes.
 
     The pool is started before the file list is built, so workers do not inherit (and
     count in their RSS) the parent's list of every file.
@@ -120,13 +104,11 @@ class _Runner:
             _init_worker(s)
         self.workers = workers
 
-    def batches(self, entries: list[FileEntry]) -> Iterator[pa.RecordBatch]:
-        """Record batches of up to 16 files each, in file order."""
-        size = max(1, min(16, len(entries) // (self.workers * 8) or 1))
-        chunks = [entries[i:i + size] for i in range(0, len(entries), size)]
+    def rows(self, entries: list[FileEntry]) -> Iterator[dict[str, Any]]:
         if self.pool is None:
-            return (process_chunk(c, self.s) for c in chunks)
-        return self.pool.imap(_process_chunk_star, ((c, self.s) for c in chunks))
+            return (process_file(e, self.s) for e in entries)
+        chunk = max(1, min(16, len(entries) // (self.workers * 8) or 1))
+        return self.pool.imap(_process_star, ((e, self.s) for e in entries), chunksize=chunk)
 
     def close(self) -> None:
         if self.pool is not None:
@@ -165,7 +147,7 @@ def process_shard_in_pool(entries: list[FileEntry], ingest_cfg: IngestConfig,
         runner = _SHARED.get((s, workers))
         if runner is None:
             runner = _SHARED[(s, workers)] = _Runner(s, workers, always_pool=True)
-    return [row for batch in runner.batches(entries) for row in batch.to_pylist()]
+    return list(runner.rows(entries))
 
 
 def close_shared_pools() -> None:
@@ -217,17 +199,17 @@ def ingest_part(entries: list[FileEntry], params: Params, *, in_pool: bool) -> l
     return ingest_shard(entries, params.ingest, params.features)
 
 
-def finish_ingest(params: Params, project: str | Path, plan: IngestPlan,
-                  parts: Iterable[pa.RecordBatch | list[dict[str, Any]]], t0: float, workers: int,
-                  progress: ProgressFn | None = None) -> StepResult:
-    """Write the parts' rows (record batches, or lists of row dicts from an orchestrator's tasks),
-    in order, into the manifest (atomic); count; write the metrics."""
+def finish_ingest(params: Params, project: str | Path, plan: IngestPlan, parts: Iterable[Iterable[dict[str, Any]]],
+                  t0: float, workers: int, progress: ProgressFn | None = None) -> StepResult:
+    """Write the parts' rows, in order, into the manifest (atomic); count; write the metrics."""
     done = 0
     with ManifestWriter(plan.manifest, params.ingest.chunk_rows, manifest_columns(params.features.plugins)) as writer:
-        for part in parts:
-            done += writer.add(part)
-            if progress:
-                progress(done, plan.files)
+        for rows in parts:
+            for row in rows:
+                writer.add(row)
+                done += 1
+                if progress:
+                    progress(done, plan.files)
     if writer.seen != plan.files:
         raise AssertionError(f"every file seen must be ok or an error: {writer.seen} rows for {plan.files} files")
     seconds = time.perf_counter() - t0
@@ -258,12 +240,11 @@ def ingest_step(params: Params, project: str | Path = ".", *, progress: Progress
         runner.close()
 
 
-def _ahead(runner: _Runner, shards: list[list[FileEntry]]) -> Iterator[pa.RecordBatch]:
-    """The shards' record batches, the next shard already submitted, so workers never wait at a shard's end."""
-    pending: deque[Iterator[pa.RecordBatch]] = deque()
+def _ahead(runner: _Runner, shards: list[list[FileEntry]]) -> Iterator[Iterator[dict[str, Any]]]:
+    """The shards' row streams, the next one already submitted, so workers never wait at a shard's end."""
+    pending: deque[Iterator[dict[str, Any]]] = deque()
     for shard in shards:
-        pending.append(runner.batches(shard))
+        pending.append(runner.rows(shard))
         if len(pending) > 1:
-            yield from pending.popleft()
-    for batches in pending:
-        yield from batches
+            yield pending.popleft()
+    yield from pending

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pixelscope import __version__
@@ -87,30 +86,21 @@ def column_kinds(path_or_schema: str | Path | pa.Schema) -> dict[str, str]:
     return json.loads(raw)
 
 
-def rows_to_batch(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.RecordBatch:
-    """Manifest rows -> one Arrow record batch (what ingest workers send: columns, not pickled dicts)."""
-    unknown = set().union(*(r.keys() for r in rows)) - set(schema.names)
-    if unknown:  # pyarrow would drop them silently
-        raise ValueError(f"manifest row has columns the schema lacks: {sorted(unknown)} (plugins not loaded?)")
-    return pa.RecordBatch.from_pylist(rows, schema=schema)
-
-
 class ManifestWriter:
     """Atomic, chunked Parquet writer that keeps the counts (ok, errors by reason, warnings).
 
     Used by every ingest path (one process pool, or shards from an orchestrator), so the
-    manifest is the same bytes whichever way it was produced: rows arrive as record batches
-    (or lists of row dicts) of any size and leave in row groups of exactly chunk_rows.
+    manifest is the same bytes whichever way it was produced.
     """
 
     def __init__(self, path: str | Path, chunk_rows: int, columns: list[Column]):
         self.path = Path(path)
         self.chunk_rows = chunk_rows
         self.schema = manifest_schema(columns)
+        self._names = set(self.schema.names)
         self.ok = self.warnings = 0
         self.reasons: Counter[str] = Counter()
-        self._buf: list[pa.RecordBatch] = []
-        self._buffered = 0
+        self._buf: list[dict[str, Any]] = []
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> ManifestWriter:
@@ -118,34 +108,22 @@ class ManifestWriter:
         self._writer = self._stack.enter_context(pq.ParquetWriter(tmp, self.schema, compression="zstd"))
         return self
 
-    def add(self, part: pa.RecordBatch | list[dict[str, Any]]) -> int:
-        """Count and buffer a batch of rows (or a list of row dicts); returns how many rows."""
-        batch = part if isinstance(part, pa.RecordBatch) else rows_to_batch(part, self.schema)
-        if not batch.schema.equals(self.schema, check_metadata=False):
-            raise ValueError(f"manifest batch schema differs from the manifest's: {batch.schema}")
-        ok = pc.equal(batch.column("status"), "ok")
-        self.ok += pc.sum(ok).as_py() or 0
-        for item in pc.value_counts(pc.filter(batch.column("reason"), pc.invert(ok))).to_pylist():
-            self.reasons[item["values"]] += item["counts"]
-        self.warnings += pc.sum(pc.greater(pc.utf8_length(batch.column("warning")), 0)).as_py() or 0
-        self._buf.append(batch)
-        self._buffered += batch.num_rows
-        if self._buffered >= self.chunk_rows:
-            self._flush(final=False)
-        return batch.num_rows
+    def add(self, row: dict[str, Any]) -> None:
+        unknown = row.keys() - self._names
+        if unknown:  # pyarrow would drop them silently
+            raise ValueError(f"manifest row has columns the schema lacks: {sorted(unknown)} (plugins not loaded?)")
+        if row["status"] == "ok":
+            self.ok += 1
+        else:
+            self.reasons[row["reason"]] += 1
+        self.warnings += bool(row.get("warning"))
+        self._buf.append(row)
+        if len(self._buf) >= self.chunk_rows:
+            self._flush()
 
-    def _flush(self, final: bool) -> None:
-        table = pa.Table.from_batches(self._buf, schema=self.schema)
-        start = 0
-        while table.num_rows - start >= self.chunk_rows or (final and (start < table.num_rows or self.seen == 0)):
-            rows = table.slice(start, self.chunk_rows)
-            self._writer.write_table(rows)
-            start += rows.num_rows
-            if rows.num_rows == 0:
-                break
-        rest = table.slice(start).combine_chunks()
-        self._buf = rest.to_batches() if rest.num_rows else []
-        self._buffered = rest.num_rows
+    def _flush(self) -> None:
+        self._writer.write_table(pa.Table.from_pylist(self._buf, schema=self.schema))
+        self._buf.clear()
 
     @property
     def seen(self) -> int:
@@ -156,6 +134,6 @@ class ManifestWriter:
         return sum(self.reasons.values())
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc_type is None and (self._buffered or self.seen == 0):
-            self._flush(final=True)
+        if exc_type is None and (self._buf or self.seen == 0):
+            self._flush()
         return self._stack.__exit__(exc_type, exc, tb)
