@@ -120,6 +120,18 @@ def drop_page_cache() -> None:
         sys.exit(f"--cold needs root to drop the page cache ({e})")
 
 
+def code_version() -> str:
+    """The pixelscope commit measured (+ "-dirty" with uncommitted changes), for the results file."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "pixelscope"], cwd=HERE.parent,
+                               capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return rev + ("-dirty" if dirty else "")
+
+
 def ratio_lines(results: list[dict]) -> list[str]:
     """pixelscope / peer per round (same run, back to back), and the median over rounds."""
     rounds: dict[tuple[int, int], dict[str, float]] = {}
@@ -154,6 +166,7 @@ def main() -> None:
 
     machine = (f"{platform.node()} {platform.machine()}, {psutil.cpu_count()} cores, "
                f"{psutil.virtual_memory().total / 2**30:.0f} GiB")
+    commit = code_version()
     results = []
     for n in args.sizes:
         root = image_set(n)
@@ -172,7 +185,7 @@ def main() -> None:
                 drop_page_cache()
             r = measure(cmd)
             r.update(n=n, machine=machine, date=datetime.now(UTC).isoformat(timespec="seconds"), cache="cold" if args.cold
-                     else "warm", round=rnd)
+                     else "warm", round=rnd, commit=commit)
             results.append(r)
             print(f"  {name:12s} {r['images_per_s']:8.1f} images/s   peak RSS {r['peak_rss_mb']:7.1f} MB   "
                   f"peak PSS {r['peak_pss_mb']:7.1f} MB   "
