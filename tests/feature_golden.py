@@ -17,7 +17,7 @@ from typing import Any
 
 GOLDEN = Path(__file__).parent / "data" / "corpus_features.json.gz"
 KEPT = ("status", "reason", "width", "height")
-# Documented tolerance (README "Features"): numbers within 1e-9 relative (float summation order
+# Documented tolerance (README, "What goes into the manifest"): numbers within 1e-9 relative (float summation order
 # may differ between kernels); categorical values and hashes exactly.
 REL_TOL = 1e-9
 
