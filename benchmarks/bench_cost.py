@@ -45,6 +45,7 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
 
+    import cv2
     import pyarrow as pa
     import pyarrow.parquet as pq
     from bench_profile import image_set
@@ -80,17 +81,20 @@ def main() -> None:
         timed("sha256 (id)", lambda d: hashlib.sha256(d).hexdigest(), data)
         im = timed("open (header)", lambda d: Image.open(io.BytesIO(d)), data)
         w0, h0 = im.size
-        rgb = timed("decode pixels (reduced JPEG)", _jpeg_reduced, data, max(w0, h0), s.working_size) \
+        bgr = timed("decode pixels (reduced JPEG)", _jpeg_reduced, data, max(w0, h0), s.working_size) \
             if im.format == "JPEG" and im.mode in ("RGB", "L") else None
-        if rgb is None:
+        rgb = bgr
+        if bgr is None:
             def pil(im=im):
                 im.draft(None, (s.working_size, s.working_size))
                 im.load()
                 return to_rgb8(im)
             rgb = timed("decode pixels (Pillow)", pil)
         exif, _ = timed("EXIF", read_exif, im)
-        rgb = timed("orient + shrink", lambda r, o: shrink(orient(r, o), s.working_size), rgb,
-                    exif.get("exif_orientation"))
+        def orient_shrink(r, o, bgr=bgr is not None):
+            small = shrink(orient(r, o), s.working_size)
+            return cv2.cvtColor(small, cv2.COLOR_BGR2RGB) if bgr else small
+        rgb = timed("orient + shrink (+ BGR to RGB)", orient_shrink, rgb, exif.get("exif_orientation"))
         view = ImageView(rgb, {"width": w0, "height": h0, "bytes": len(data), "format": im.format}, s.dark_level,
                          s.bright_level)
         for part in VIEW_PARTS:
