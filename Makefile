@@ -68,9 +68,9 @@ lint: $(STAMP)
 dvc-yaml: $(STAMP)
 	$(BIN)/python -m pixelscope.pipeline.stages --write
 
-## bench: pixelscope vs whylogs vs cleanvision vs fastdup stats-only (peers in their own venvs), N=5,000 and 50,000
+## bench: pixelscope vs whylogs vs cleanvision vs fastdup stats-only (peers in their own venvs), N=5,000 and 50,000, 3 interleaved rounds
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_profile.py --sizes 5000 50000
+	$(BIN)/python benchmarks/bench_profile.py --sizes 5000 50000 --rounds 3
 
 bench-quick: $(STAMP)
 	$(BIN)/python benchmarks/bench_profile.py --sizes 1000 --peer-sizes 1000

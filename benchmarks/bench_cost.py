@@ -146,7 +146,8 @@ def main() -> None:
     n = len(entries)
     total = sum(t.values())
     ms = {k: 1000 * v / n for k, v in t.items()}
-    groups = {"decode": [k for k in ms if k in ("read file", "sha256 (id)", "open (header)", "EXIF", "orient + shrink")
+    groups = {"decode": [k for k in ms if k in ("read file", "sha256 (id)", "open (header)", "EXIF")
+                         or k.startswith("orient")
                          or k.startswith("decode")],
               "intermediates": [k for k in ms if k.startswith("view:")],
               "features": [k for k in ms if k.startswith("feature:")],
