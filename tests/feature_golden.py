@@ -4,7 +4,10 @@ shows an optimisation changed no value beyond the documented tolerance.
     python -m tests.feature_golden      # re-record (only when a value is meant to change)
 
 Every file of ../shared/corpus goes through ingest's `process_file` with default settings; the
-status, reason, size and every built-in feature are kept per path.
+status, reason, size and every built-in feature are kept per path. Recorded on x86-64 with the
+pinned OpenCV / Pillow wheels (requirements.txt): another CPU family or library version may
+round an area-averaged thumbnail pixel differently, so a hash mismatch there means "re-record and
+check", not necessarily a regression.
 """
 
 from __future__ import annotations
