@@ -3,7 +3,8 @@ shows an optimisation changed no value beyond the documented tolerance.
 
     python -m tests.feature_golden      # re-record (only when a value is meant to change)
 
-Every file of ../shared/corpus goes through ingest's `process_file` with default settings; the
+Every file of the corpus that ingest would take (its own discovery, default excludes) goes
+through ingest's `process_file` with default settings; the
 status, reason, size and every built-in feature are kept per path. Recorded on x86-64 with the
 pinned OpenCV / Pillow wheels (requirements.txt): another CPU family or library version may
 round an area-averaged thumbnail pixel differently, so a hash mismatch there means "re-record and
@@ -29,17 +30,17 @@ def compute(corpus: Path) -> dict[str, dict[str, Any]]:
     from pixelscope.config import parse_params
     from pixelscope.features import registered
     from pixelscope.ingest import _init_worker, process_file, settings_for
-    from pixelscope.io.discover import FileEntry
+    from pixelscope.io.discover import discover
 
     params = parse_params({})
     s = settings_for(params.ingest, params.features)
     _init_worker(s)
     names = [f.name for f in registered() if f.builtin]
+    entries, _ = discover(corpus, params.ingest)
     out = {}
-    for f in sorted(p for p in corpus.rglob("*") if p.is_file() and p.name not in ("MANIFEST.csv", "SHA256SUMS", "README.md")):
-        rel = f.relative_to(corpus).as_posix()
-        row = process_file(FileEntry(str(f), rel, None, None, None), s)
-        out[rel] = {k: row.get(k) for k in (*KEPT, *names)}
+    for e in entries:
+        row = process_file(e, s)
+        out[e.rel] = {k: row.get(k) for k in (*KEPT, *names)}
     return out
 
 
@@ -49,8 +50,9 @@ def load() -> dict[str, dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    corpus = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "shared" / "corpus"
-    values = compute(corpus)
+    from tests.conftest import CORPUS
+
+    values = compute(Path(sys.argv[1]) if len(sys.argv) > 1 else CORPUS)
     GOLDEN.parent.mkdir(exist_ok=True)
     with gzip.open(GOLDEN, "wt") as fh:
         json.dump(values, fh, sort_keys=True, indent=0)
