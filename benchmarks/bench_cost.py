@@ -53,7 +53,7 @@ def main() -> None:
 
     from pixelscope.config import Params
     from pixelscope.features import ImageView, registered
-    from pixelscope.ingest import _init_worker, manifest_columns, process_file, settings_for
+    from pixelscope.ingest.step import _init_worker, manifest_columns, process_file, settings_for
     from pixelscope.io.decode import _jpeg_reduced, orient, shrink, to_rgb8
     from pixelscope.io.discover import discover
     from pixelscope.io.exif import read_exif
@@ -124,7 +124,7 @@ def main() -> None:
     import resource
 
     from pixelscope.config import parse_params
-    from pixelscope.ingest import ingest_step
+    from pixelscope.ingest.step import ingest_step
     from pixelscope.profile.step import profile_step
 
     def cpu() -> float:

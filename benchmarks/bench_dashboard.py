@@ -94,7 +94,7 @@ def make_bundle(n: int) -> Path:
     from pixelscope.profile import Profile
     from pixelscope.profile.step import profile_step
     from pixelscope.publish.step import publish_step
-    from pixelscope.quality.validate import validate_step
+    from pixelscope.validate.step import validate_step
 
     root = build(n, WORK / f"n{n}")
     done = root / ".bundle-complete"

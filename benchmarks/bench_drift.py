@@ -11,7 +11,7 @@ copy differs from its original by the shift alone.
 
 Every trial draws a reference batch and a current batch of disjoint images, builds the two
 profiles the way the pipeline does (manifest rows -> sketches, embedding vectors ->
-embedding statistics) and runs `pixelscope.quality.drift.compare` with the project's drift params.
+embedding statistics) and runs `pixelscope.validate.drift.compare` with the project's drift params.
 A trial is flagged when any row drifts. whylogs' default drift runs on the same batches
 (peers/whylogs_drift.py, in its own venv). Per-row results go to .work/drift/rows.parquet
 (for calibrating thresholds offline); the summary is appended to results/drift.jsonl.
@@ -108,8 +108,8 @@ def ingest_and_embed(project: Path, raw: Path):
     import pyarrow.parquet as pq
 
     from pixelscope.config import Params, PathsConfig
-    from pixelscope.embed.steps import embed_step
-    from pixelscope.ingest import ingest_step
+    from pixelscope.embed.step import embed_step
+    from pixelscope.ingest.step import ingest_step
     from pixelscope.io.store import current_store
 
     params = Params(paths=PathsConfig(raw=raw.resolve(), manifest=Path("manifest.parquet"),
@@ -255,7 +255,7 @@ def main() -> None:
 
     from pixelscope.config import load_params
     from pixelscope.demo import BASE_PHOTOS
-    from pixelscope.quality.drift import compare
+    from pixelscope.validate.drift import compare
 
     params = load_params(args.params)
     if not CORPUS.is_dir():

@@ -164,8 +164,8 @@ def main() -> None:
     import pyarrow.parquet as pq
 
     from pixelscope.config import parse_params
-    from pixelscope.embed.steps import embed_step
-    from pixelscope.ingest import ingest_step
+    from pixelscope.embed.step import embed_step
+    from pixelscope.ingest.step import ingest_step
     from pixelscope.issues.step import issues_step, load_dataset
     from pixelscope.neighbours import hash_bits
 

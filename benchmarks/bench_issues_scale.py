@@ -37,7 +37,7 @@ DIM = 1280  # the default model's width (EfficientNet-Lite0)
 
 def build(n: int, root: Path) -> Path:
     """Write manifest.parquet and an embedding store for n synthetic images under root."""
-    from pixelscope.ingest import manifest_columns
+    from pixelscope.ingest.step import manifest_columns
     from pixelscope.io.manifest import manifest_schema
     from pixelscope.io.store import CURRENT, ShardStore
 

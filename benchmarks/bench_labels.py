@@ -43,8 +43,8 @@ def datalab_python() -> Path:
 def embedded(name: str, raw: Path):
     """(frame of readable rows with their true labels, unit vectors aligned to the rows)."""
     from pixelscope.config import parse_params
-    from pixelscope.embed.steps import embed_step
-    from pixelscope.ingest import ingest_step
+    from pixelscope.embed.step import embed_step
+    from pixelscope.ingest.step import ingest_step
     from pixelscope.issues.step import load_dataset
 
     w = WORK / name

@@ -31,8 +31,8 @@ RUN = r"""
 import json, sys, time
 from pathlib import Path
 from pixelscope.config import parse_params
-from pixelscope.embed.steps import preprocess_step
-from pixelscope.ingest import ingest_step
+from pixelscope.embed.step import preprocess_step
+from pixelscope.ingest.step import ingest_step
 raw, work, workers = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 params = parse_params({"ingest": {"workers": workers}, "preprocess": {"workers": workers, "device": "cpu"},
                        "paths": {"raw": str(raw), "manifest": str(work / "manifest.parquet"),

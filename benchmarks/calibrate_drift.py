@@ -6,7 +6,7 @@
     python benchmarks/calibrate_drift.py --alphas 0.02 --corrections holm --floors 0.1 0.07 0.05
 
 Reads .work/drift/rows.parquet (every test's statistic, threshold and raw p-value, per trial)
-and applies `pixelscope.quality.drift.decide` with each alpha x correction (x family budget, when
+and applies `pixelscope.validate.drift.decide` with each alpha x correction (x family budget, when
 given: a JSON budget, or `single` for one family over every test without the per-class share
 tests, as before the budgets), printing the share of trials flagged per condition: false
 alarms for the same-distribution conditions, detection rate for the shifts. Statistics and
@@ -39,7 +39,7 @@ def main() -> None:
     import pandas as pd
 
     from pixelscope.config import DriftConfig
-    from pixelscope.quality.drift import DriftRow, decide
+    from pixelscope.validate.drift import DriftRow, decide
 
     frame = pd.read_parquet(args.rows)
     fields = DriftRow.__dataclass_fields__
@@ -49,7 +49,7 @@ def main() -> None:
                        for r in g.to_dict("records")]
     import json
 
-    import pixelscope.quality.drift as drift
+    import pixelscope.validate.drift as drift
 
     family_of = drift.family_of
     table = {}

@@ -202,10 +202,3 @@ def paged(rows: pd.DataFrame, key: str = "page", size: int = PAGE_SIZE) -> pd.Da
     st.caption(f"{start + 1 if len(rows) else 0}-{stop} of {len(rows):,}")
     return rows.iloc[start:stop]
 
-
-def fmt(x: Any, digits: int = 4) -> str:
-    if x is None or (isinstance(x, float) and pd.isna(x)):
-        return "-"
-    if isinstance(x, float):
-        return f"{x:.{digits}g}"
-    return str(x)

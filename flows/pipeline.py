@@ -22,7 +22,7 @@ from flows.steps import run_stage
 from pixelscope.config import Params
 from pixelscope.pipeline.stages import DVC_STAGES, stage
 from tasks.steps import retry_options
-from tasks.versioning import record_stage_task, stage_is_stale_task
+from tasks.track import record_stage_task, stage_is_stale_task
 
 
 def run_pipeline(params: Params, project: Path, version_data: bool = True) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from prefect import Flow, flow, get_run_logger, unmapped
 
 from flows.common import project_params
 from pixelscope.config import Params
-from pixelscope.ingest import close_shared_pools, finish_ingest, plan_ingest
+from pixelscope.ingest.step import close_shared_pools, finish_ingest, plan_ingest
 from pixelscope.io.parallel import resolve_workers
 from pixelscope.pipeline.stages import STAGES, Stage
 from pixelscope.profile import Profile

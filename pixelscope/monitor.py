@@ -86,8 +86,8 @@ def monitor_drop(params: Params, project: str | Path = ".", drop: str | Path | N
     record it in the history. Raises DropDrifted when it drifts and monitor.on_drift is fail."""
     from pixelscope.pipeline.stages import stage
     from pixelscope.profile.reference import load_reference
-    from pixelscope.quality.drift import compare
-    from pixelscope.quality.validate import drift_frame
+    from pixelscope.validate.drift import compare
+    from pixelscope.validate.step import drift_frame
     from pixelscope.versions.history import add_row, version_row
     from pixelscope.versions.source import Version, read_manifest
 

@@ -13,10 +13,10 @@ from prefect import get_run_logger, task
 from prefect.context import TaskRunContext
 
 from pixelscope.config import Params
-from pixelscope.ingest import IngestPlan, ingest_part
+from pixelscope.ingest.step import IngestPlan, ingest_part
 from pixelscope.io.discover import FileEntry
 from pixelscope.pipeline.stages import stage
-from pixelscope.versioning import file_hashes
+from pixelscope.track.repo import file_hashes
 
 
 def shard_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:

@@ -104,7 +104,7 @@ def with_paths(params: Params, **paths: Path | str) -> Params:
 
 def ingest_to(params: Params, raw: Path, manifest: Path, **kw) -> StepResult:
     """The ingest step on any folder, writing the manifest where asked."""
-    from pixelscope.ingest import ingest_step
+    from pixelscope.ingest.step import ingest_step
 
     return ingest_step(with_paths(params, manifest=manifest, raw=raw), ".", **kw)
 

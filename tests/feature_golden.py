@@ -29,7 +29,7 @@ REL_TOL = 1e-9
 def compute(corpus: Path) -> dict[str, dict[str, Any]]:
     from pixelscope.config import parse_params
     from pixelscope.features import registered
-    from pixelscope.ingest import _init_worker, process_file, settings_for
+    from pixelscope.ingest.step import _init_worker, process_file, settings_for
     from pixelscope.io.discover import discover
 
     params = parse_params({})

@@ -44,7 +44,7 @@ def test_errors_module_imports_nothing_from_the_package():
     assert not {r for r in imported_roots(CORE / "errors.py")} - {"__future__"}
 
 
-@pytest.mark.parametrize("module", ["pixelscope.profile", "pixelscope.quality.drift", "pixelscope.quality.suites"])
+@pytest.mark.parametrize("module", ["pixelscope.profile", "pixelscope.validate.drift", "pixelscope.validate.suites"])
 def test_profile_and_drift_readers_are_light(module):
     """A dashboard reads and compares profiles without torch, OpenCV, Prefect or Streamlit."""
     loaded = json.loads(fresh(f"import {module}, sys, json; print(json.dumps(sorted(sys.modules)))"))
@@ -67,7 +67,7 @@ def test_dvc_yaml_is_generated_from_the_stage_table():
 
 
 def test_a_stale_dvc_yaml_is_caught(tmp_path):
-    (tmp_path / "dvc.yaml").write_text((REPO / "dvc.yaml").read_text().replace("pixelscope/quality", "pixelscope"))
+    (tmp_path / "dvc.yaml").write_text((REPO / "dvc.yaml").read_text().replace("pixelscope/validate", "pixelscope"))
     r = subprocess.run([sys.executable, "-m", "pixelscope.pipeline.stages", "--check"], capture_output=True, text=True,
                        cwd=tmp_path)
     assert r.returncode == 1 and "--write" in r.stderr
@@ -92,7 +92,7 @@ def test_each_stage_declares_every_module_its_step_loads(stage):
     assert not missing, f"{stage} loads {missing} but declares only {deps}"
     # and the deps stay narrow: no stage but publish sees quality/, none but embed/preprocess sees embed/
     if stage not in ("validate",):
-        assert not covered("pixelscope/quality/drift.py", deps)
+        assert not covered("pixelscope/validate/drift.py", deps)
     if stage not in ("preprocess", "embed"):
         assert not covered("pixelscope/embed/models.py", deps)
     assert not covered("pixelscope/pipeline/stages.py", deps)  # adding a stage reruns nothing
@@ -101,7 +101,7 @@ def test_each_stage_declares_every_module_its_step_loads(stage):
 
 def test_static_closure_sees_imports_inside_functions():
     """embed/steps imports the inference module inside a function; the closure still has it."""
-    assert "pixelscope.embed.infer" in st.module_closure("pixelscope.embed.steps")
+    assert "pixelscope.embed.infer" in st.module_closure("pixelscope.embed.step")
     assert "pixelscope/embed" in st.stage("embed").code()
 
 
@@ -162,22 +162,6 @@ def test_one_override_rule_for_every_registry():
             explicit()
             assert reg[name] is not before
         assert reg[name] is before  # scoped() undid it
-
-
-@pytest.mark.slow
-def test_old_transforms_import_still_works_with_a_warning():
-    out = fresh("import warnings; warnings.simplefilter('error'); "
-                "\ntry:\n    import pixelscope.transforms\nexcept DeprecationWarning as w:\n    print('warned', w)")
-    assert "warned" in out and "pixelscope.embed.transforms" in out
-    from pixelscope.embed.transforms import transform
-
-    with pytest.warns(DeprecationWarning):
-        import importlib
-
-        import pixelscope.transforms as old
-
-        importlib.reload(old)
-    assert old.transform is transform
 
 
 def test_readme_layout_matches_the_tree():

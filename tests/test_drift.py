@@ -13,7 +13,7 @@ from pixelscope.errors import BadInput
 from pixelscope.profile import Profile
 from pixelscope.profile.embedding import EmbeddingStats
 from pixelscope.profile.sketches import CategoricalSketch, NumericSketch
-from pixelscope.quality.drift import (
+from pixelscope.validate.drift import (
     adjust,
     binned,
     categorical_rows,

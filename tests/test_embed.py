@@ -17,10 +17,10 @@ from pixelscope.config import ConfigError, EmbedConfig, PreprocessConfig, parse_
 from pixelscope.embed.infer import Embedder
 from pixelscope.embed.loader import Item, _gpu_batch, batches, cpu_batches, orient_chw
 from pixelscope.embed.models import load_model
-from pixelscope.embed.steps import embed_step, preprocess_step
+from pixelscope.embed.step import embed_step, preprocess_step
 from pixelscope.embed.transforms import build
 from pixelscope.errors import BadInput, StoreError, WeightsError
-from pixelscope.ingest import ingest_step
+from pixelscope.ingest.step import ingest_step
 from pixelscope.io.decode import orient
 from pixelscope.io.store import ShardStore
 from pixelscope.profile.embedding import ALL, EmbeddingStats

@@ -11,7 +11,7 @@ from PIL import Image
 
 from conftest import jpeg_bytes, png_bytes
 from pixelscope.features.hashes import hamming
-from pixelscope.ingest import _Settings, process_file
+from pixelscope.ingest.step import _Settings, process_file
 from pixelscope.io.discover import FileEntry
 
 SETTINGS = _Settings(working_size=256, max_pixels=10**8, exif_errors="warn", dark_level=16, bright_level=239, plugins=())

@@ -366,7 +366,7 @@ def test_the_outlier_bar_comes_from_the_reference_profiles_knn_distances(corpus,
 def test_an_empty_manifest_gives_empty_tables_and_says_why_finders_skipped(tmp_path):
     """Ingest refuses an empty folder; a manifest with no rows (e.g. everything filtered out
     upstream) still gives the three outputs, each finder either at 0 or skipped with a reason."""
-    from pixelscope.ingest import manifest_columns
+    from pixelscope.ingest.step import manifest_columns
     from pixelscope.io.manifest import manifest_schema
 
     pq.write_table(manifest_schema(manifest_columns()).empty_table(), tmp_path / "m.parquet")
@@ -389,7 +389,7 @@ def test_a_reference_without_values_of_a_feature_falls_back_to_this_dataset(tmp_
 
     n = 40
     frame = pd.DataFrame({"status": ["ok"] * n, "megapixels": np.linspace(0.1, 4.0, n)})
-    from pixelscope.ingest import manifest_columns
+    from pixelscope.ingest.step import manifest_columns
     from pixelscope.io.manifest import manifest_schema
 
     cols = manifest_columns()

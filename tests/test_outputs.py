@@ -24,7 +24,7 @@ from pixelscope.io.manifest import column_kinds
 from pixelscope.profile import Profile
 from pixelscope.profile.outputs import agreement, model_outputs
 from pixelscope.profile.step import profile_step
-from pixelscope.quality.drift import compare
+from pixelscope.validate.drift import compare
 
 
 @pytest.fixture(scope="module")
@@ -191,8 +191,8 @@ def test_a_doubled_predicted_class_on_real_photos_drifts_and_the_same_mix_does_n
 def test_semantic_columns_are_written_profiled_and_deterministic_on_cpu(demo_raw, tmp_path):
     """The embed step writes each image's top-1 ImageNet class and confidence from the model's
     own classifier; two runs in two projects give the same columns; the profile carries them."""
-    from pixelscope.embed.steps import embed_step
-    from pixelscope.ingest import ingest_step
+    from pixelscope.embed.step import embed_step
+    from pixelscope.ingest.step import ingest_step
     from pixelscope.io.store import SEMANTIC, current_store
 
     params = parse_params({"ingest": {"workers": 1}, "preprocess": {"workers": 1, "device": "cpu"}})

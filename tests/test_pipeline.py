@@ -251,7 +251,7 @@ def test_a_label_fixes_csv_becomes_a_dvc_dep_once_set(piped):
 
 
 def test_editing_quality_code_reruns_only_validate_and_publish(piped):
-    """Code deps are per stage: an edit in pixelscope/quality/ leaves ingest .. profile alone."""
+    """Code deps are per stage: an edit in pixelscope/validate/ leaves ingest .. profile alone."""
     project, _ = piped
     assert "up to date" in dvc("status", cwd=project).stdout
     drift = project / "pixelscope" / "quality" / "drift.py"

@@ -15,8 +15,8 @@ from conftest import REPO, ingest_to, profile_to
 from pixelscope.config import parse_params
 from pixelscope.errors import StepError, ValidationFailed
 from pixelscope.profile import Profile
-from pixelscope.quality.suites import suite_from_reference
-from pixelscope.quality.validate import validate_step
+from pixelscope.validate.step import validate_step
+from pixelscope.validate.suites import suite_from_reference
 
 
 @pytest.fixture(scope="module")

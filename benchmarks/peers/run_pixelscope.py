@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from pixelscope.config import parse_params
-from pixelscope.ingest import ingest_step
+from pixelscope.ingest.step import ingest_step
 from pixelscope.profile.step import profile_step
 
 

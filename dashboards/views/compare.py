@@ -12,7 +12,7 @@ import streamlit as st
 from dashboards.common import guarded, has, param, profile, set_param
 from pixelscope.profile import Profile
 from pixelscope.profile.sketches import CategoricalSketch, NumericSketch
-from pixelscope.quality.drift import ks_statistic
+from pixelscope.validate.drift import ks_statistic
 
 OTHER = "another bundle or profile file…"
 

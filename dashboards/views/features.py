@@ -7,7 +7,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboards.common import fmt, param, profile, set_param
+from dashboards.common import param, profile, set_param
+from pixelscope.io.values import fmt
 from pixelscope.profile.sketches import CategoricalSketch, NumericSketch
 
 QS = [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99]

@@ -5,9 +5,10 @@ issues, near-duplicates and nearest neighbours."""
 import pandas as pd
 import streamlit as st
 
-from dashboards.common import fmt, grid, has, paged, param, set_param, table, thumbnails, where
+from dashboards.common import grid, has, paged, param, set_param, table, thumbnails, where
 from dashboards.selection import rows_of, sort_rows
 from pixelscope.errors import ConfigError
+from pixelscope.io.values import fmt
 
 st.title("Images")
 images = table("images")

@@ -106,10 +106,3 @@ def existing(path: Path) -> Path:
         raise InputMissing(f"file not found: {path}")
     return path
 
-
-def fmt(x: Any) -> str:
-    if x is None:
-        return ""
-    if isinstance(x, float):
-        return f"{x:.4g}"
-    return str(x)

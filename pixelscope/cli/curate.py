@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from pixelscope.cli.common import JsonOpt, ParamsOpt, SetOpt, load, out, user_errors
+from pixelscope.io.values import dumps
 
 
 def register(group: typer.Typer) -> None:
@@ -33,7 +33,7 @@ def register(group: typer.Typer) -> None:
             new, new_meta = read_curated(p, Path("."))
             d = diff(old, new, old_meta, new_meta)
         if as_json:
-            print(json.dumps(d, default=str))
+            print(dumps(d))
         else:
             out.print(f"kept {d['kept']}, added {len(d['added'])}, dropped {len(d['dropped'])}, "
                       f"moved {len(d['moved'])}, relabeled {len(d['relabeled'])}"

@@ -9,8 +9,9 @@ import pyarrow.parquet as pq
 from rich.markup import escape
 from rich.table import Table
 
-from pixelscope.cli.common import fmt, out
+from pixelscope.cli.common import out
 from pixelscope.errors import ConfigError
+from pixelscope.io.values import fmt
 
 ALIASES = {"duplicates": "duplicate", "duplicate": "duplicate", "label": "label_error", "labels": "label_error",
            "leak": "leakage", "outliers": "outlier"}

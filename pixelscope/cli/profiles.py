@@ -10,8 +10,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from pixelscope.cli.common import JsonOpt, ParamsOpt, SetOpt, existing, fmt, load, out, user_errors
+from pixelscope.cli.common import JsonOpt, ParamsOpt, SetOpt, existing, load, out, user_errors
 from pixelscope.errors import PixelscopeError
+from pixelscope.io.values import fmt
 
 
 def register(app: typer.Typer) -> None:
@@ -136,7 +137,7 @@ def drift(
 ) -> None:
     """Drift between two profiles (KS, PSI, Hellinger, JS, chi-square, MMD), from the sketches alone."""
     from pixelscope.profile import Profile
-    from pixelscope.quality.drift import compare
+    from pixelscope.validate.drift import compare
 
     with user_errors():
         p = load(params, set_)

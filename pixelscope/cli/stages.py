@@ -9,7 +9,6 @@ working directory, which is the project.
 from __future__ import annotations
 
 import inspect
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -18,6 +17,7 @@ import typer
 from rich.markup import escape
 
 from pixelscope.cli.common import JsonOpt, ParamsOpt, QuietOpt, SetOpt, load, out, progress, user_errors
+from pixelscope.io.values import dumps
 from pixelscope.pipeline.stages import STAGES, Stage
 from pixelscope.pipeline.steps import StepResult
 
@@ -105,7 +105,7 @@ def command_for(stage: Stage, group: bool = False):
         shown = VIEWS[stage.name](params, {s.name: kw[s.name] for s in shortcuts if s.view}) \
             if stage.name in VIEWS else None
         if kw["as_json"]:
-            print(json.dumps({**result.to_dict(), **({"shown": shown} if shown is not None else {})}, default=str))
+            print(dumps({**result.to_dict(), **({"shown": shown} if shown is not None else {})}))
         else:
             report(result)
             if shown is not None:

@@ -22,7 +22,7 @@ def suite_init(
 ) -> None:
     """Write a quality suite with bounds from a reference profile (then edit it by hand)."""
     from pixelscope.profile import Profile
-    from pixelscope.quality.suites import suite_from_reference
+    from pixelscope.validate.suites import suite_from_reference
 
     with user_errors():
         if out_path.exists() and not force:

@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from pixelscope.cli.common import JsonOpt, ParamsOpt, QuietOpt, SetOpt, fmt, load, out, progress, user_errors
+from pixelscope.cli.common import JsonOpt, ParamsOpt, QuietOpt, SetOpt, load, out, progress, user_errors
+from pixelscope.io.values import dumps, fmt
 
 
 def register(app: typer.Typer) -> None:
@@ -110,7 +111,7 @@ def register(app: typer.Typer) -> None:
             with atomic_path(output) as tmp:
                 pq.write_table(pa.Table.from_pandas(d.images, preserve_index=False), tmp)
         if as_json:
-            print(json.dumps(d.to_dict(), default=str))
+            print(dumps(d.to_dict()))
             return
         out.print(f"A: {va.describe()}\nB: {vb.describe()}", highlight=False)
         c = d.counts

@@ -10,7 +10,6 @@ folder -> curate.exclude (issue flags; duplicates keep their representative) -> 
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
@@ -202,6 +201,3 @@ def summary(ledger: pd.DataFrame) -> dict:
             "split_from": {s: int(v) for s, v in inc["split_from"].value_counts().items()},
             "per_split_label": per_split}
 
-
-def plain(x: object) -> object:
-    return json.loads(json.dumps(x, default=lambda o: o.item() if hasattr(o, "item") else str(o)))

@@ -15,14 +15,15 @@ import pyarrow.parquet as pq
 
 from pixelscope.config import Params
 from pixelscope.curate import card, export
-from pixelscope.curate.ledger import build_ledger, plain, summary
+from pixelscope.curate.ledger import build_ledger, summary
 from pixelscope.curate.select import Images
 from pixelscope.errors import InputMissing
 from pixelscope.io.atomic import atomic_path, write_bytes_atomic
+from pixelscope.io.manifest import manifest_frame
 from pixelscope.io.parallel import resolve_workers
-from pixelscope.issues.step import load_embeddings
+from pixelscope.io.values import plain
+from pixelscope.issues.base import load_embeddings
 from pixelscope.pipeline.steps import ProgressFn, StepResult, write_metrics
-from pixelscope.quality.expectations import manifest_frame
 
 STAGE = "curate"
 UNLABELED = "unlabeled"
@@ -79,7 +80,7 @@ def curate_step(params: Params, project: str | Path = ".", *, progress: Progress
         outputs = {"curated": str(paths.curated), "ledger": str(paths.curated / "curation.parquet")}
         if cfg.mlflow.enabled:
             from pixelscope.curate.tracking import log_curated
-            from pixelscope.versioning import raw_version
+            from pixelscope.track.repo import raw_version
 
             run_id = log_curated(paths.curated, counts, cfg.mlflow, raw_version(params, project).to_dict(), project,
                                  cfg.pretty_name or Path(params.paths.raw).name)
@@ -172,8 +173,8 @@ def validate_curated(ledger: pd.DataFrame, out: Path, params: Params, project: P
     copy columns (an id or duplicate group in two splits; an id twice). Fails like validate does
     (validate.on_failure), before any export is written."""
     from pixelscope.errors import ValidationFailed
-    from pixelscope.quality.expectations import present_columns, run_suites
-    from pixelscope.quality.suites import load_suite
+    from pixelscope.validate.expectations import present_columns, run_suites
+    from pixelscope.validate.suites import load_suite
 
     df = manifest_frame(out / "manifest.parquet")
     inc = ledger[ledger["included"]].reset_index(drop=True)
@@ -193,7 +194,7 @@ def validate_curated(ledger: pd.DataFrame, out: Path, params: Params, project: P
 
 def write_card(ledger: pd.DataFrame, frame: pd.DataFrame, params: Params, project: Path, counts: dict[str, Any],
                classes: list[str], checked: dict[str, Any], out: Path) -> None:
-    from pixelscope.versioning import raw_version
+    from pixelscope.track.repo import raw_version
 
     paths, cfg = params.paths.under(project), params.curate
     inc = ledger["included"].to_numpy()

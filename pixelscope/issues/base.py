@@ -22,13 +22,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from pixelscope.config import IssuesConfig
-from pixelscope.neighbours import Graph, knn_graph
+from pixelscope.config import IssuesConfig, Params
+from pixelscope.io.store import current_store
+from pixelscope.neighbours import Graph, knn_graph, unit_vectors
 from pixelscope.profile import Profile
 from pixelscope.registry import Registry
 
@@ -43,6 +45,20 @@ class Embeddings:
 
     def index_of(self) -> dict[str, int]:
         return {i: k for k, i in enumerate(self.ids)}
+
+
+def load_embeddings(params: Params, project: str | Path, frame: pd.DataFrame) -> tuple[Embeddings | None, str]:
+    """Unit vectors of every readable image, or None (and why) when the store lacks some. Read by the
+    issues step and by curate (balance.keep: diverse)."""
+    store = current_store(params.paths.under(project).embeddings)
+    if store is None:
+        return None, "no embedding store (run the embed step)"
+    ids = sorted(set(frame.loc[frame["status"] == "ok", "id"]))
+    missing = set(ids) - store.ids()
+    if not ids or missing:
+        return None, f"the embedding store lacks {len(missing)} of {len(ids)} images (run the embed step)"
+    x = unit_vectors(store, ids)
+    return Embeddings(ids, x, store.meta.get("model", "")), f"{store.meta.get('model')} ({x.shape[1]}-d)"
 
 
 @dataclass

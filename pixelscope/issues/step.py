@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,27 +17,14 @@ import pyarrow.parquet as pq
 from pixelscope.config import Params
 from pixelscope.errors import ConfigError, InputMissing
 from pixelscope.io.atomic import atomic_path, write_bytes_atomic
-from pixelscope.io.store import current_store
-from pixelscope.issues import FINDERS, Dataset, Embeddings, Finding, registered
-from pixelscope.neighbours import unit_vectors
+from pixelscope.io.values import plain
+from pixelscope.issues import FINDERS, Dataset, Finding, registered
+from pixelscope.issues.base import load_embeddings
 from pixelscope.pipeline.steps import ProgressFn, StepResult, write_metrics
 from pixelscope.profile.reference import load_reference
 
 STAGE = "issues"
 KEYS = ["id", "path", "label", "split", "status"]
-
-
-def load_embeddings(params: Params, project: str | Path, frame: pd.DataFrame) -> tuple[Embeddings | None, str]:
-    """Unit vectors of every readable image, or None (and why) when the store lacks some."""
-    store = current_store(params.paths.under(project).embeddings)
-    if store is None:
-        return None, "no embedding store (run the embed step)"
-    ids = sorted(set(frame.loc[frame["status"] == "ok", "id"]))
-    missing = set(ids) - store.ids()
-    if not ids or missing:
-        return None, f"the embedding store lacks {len(missing)} of {len(ids)} images (run the embed step)"
-    x = unit_vectors(store, ids)
-    return Embeddings(ids, x, store.meta.get("model", "")), f"{store.meta.get('model')} ({x.shape[1]}-d)"
 
 
 def load_dataset(params: Params, project: str | Path) -> tuple[Dataset, str]:
@@ -125,9 +111,6 @@ def neighbours_table(data: Dataset) -> pa.Table:
     }, schema=schema)
 
 
-def _plain(x: Any) -> Any:
-    return json.loads(json.dumps(x, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
-
 
 def issues_step(params: Params, project: str | Path = ".", *, progress: ProgressFn | None = None) -> StepResult:
     """Run the finders of issues.finders over the manifest; write the issues table, pairs and summary."""
@@ -147,7 +130,7 @@ def issues_step(params: Params, project: str | Path = ".", *, progress: Progress
                "reference": data.reference_name or None,
                "finders": {name: {**f.summary, **({"skipped": f.skipped} if f.skipped else {})}
                            for name, f in found.items()}}
-    write_bytes_atomic(paths.issues_summary, json.dumps(_plain(summary), indent=1).encode())
+    write_bytes_atomic(paths.issues_summary, json.dumps(plain(summary), indent=1).encode())
     seconds = time.perf_counter() - t0
     flagged = {name: f.flagged for name, f in found.items() if not f.skipped and f.columns}
     counts = {"files_seen": len(data.frame), **flagged}
@@ -165,5 +148,5 @@ def issues_step(params: Params, project: str | Path = ".", *, progress: Progress
     result = StepResult(STAGE, f"issues in {len(data.frame)} files in {seconds:.1f}s: {total} flags", seconds, counts,
                         {"issues": str(paths.issues), "pairs": str(paths.issue_pairs),
                          "summary": str(paths.issues_summary), "neighbours": str(paths.neighbours)},
-                        metrics, _plain(summary), notes)
+                        metrics, plain(summary), notes)
     return write_metrics(params, project, result)

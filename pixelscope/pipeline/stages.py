@@ -27,7 +27,7 @@ from pixelscope.pipeline.steps import ProgressFn, StepResult
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # .../pixelscope
 SOURCE_ROOT = PACKAGE_ROOT.parent  # what `pixelscope/...` paths are relative to
 # Packages whose modules serve different stages are listed module by module; the others whole.
-BY_MODULE = ("pixelscope/io", "pixelscope/pipeline", "pixelscope/quality")
+BY_MODULE = ("pixelscope/io", "pixelscope/pipeline", "pixelscope/validate")
 
 
 @dataclass(frozen=True)
@@ -88,21 +88,21 @@ class Stage:
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("version", "pixelscope.versioning:version_step",
+    Stage("version", "pixelscope.track.step:version_step",
           "Track the raw folder with DVC (`dvc add`), push it to the default remote, print its version.",
           params=("versioning",), dvc=False, flow="version-raw-data", command="version-data"),
-    Stage("ingest", "pixelscope.ingest:ingest_step",
+    Stage("ingest", "pixelscope.ingest.step:ingest_step",
           "Read every file of the raw folder into a Parquet manifest: metadata, EXIF, features, or an error row.",
           params=("ingest.labels", "ingest.labels_csv", "ingest.exclude", "ingest.max_image_pixels",
                   "ingest.exif_errors", "features"),
           deps=("${paths.raw}",), outs=(Out("${paths.manifest}"),), metrics=True, sharded=True),
-    Stage("preprocess", "pixelscope.embed.steps:preprocess_step",
+    Stage("preprocess", "pixelscope.embed.step:preprocess_step",
           "Decode, orient and transform new manifest images into model-ready uint8 tensors (paths.tensors).",
           params=("preprocess.transforms", "preprocess.plugins"),
           deps=("${paths.manifest}",),
           outs=(Out("${paths.tensors}", persist=True),),  # incremental: only ids missing from the store are computed
           metrics=True),
-    Stage("embed", "pixelscope.embed.steps:embed_step",
+    Stage("embed", "pixelscope.embed.step:embed_step",
           "Embed new manifest images with embed.model (paths.embeddings) and write the 2-D projection.",
           params=("preprocess.transforms", "preprocess.plugins", "embed.model", "embed.weights", "embed.plugins",
                   "embed.projection", "embed.semantic"),
@@ -119,7 +119,7 @@ STAGES: tuple[Stage, ...] = (
           deps=("${paths.manifest}", "${paths.embeddings}"),
           outs=(Out("${paths.issues}"), Out("${paths.issue_pairs}"), Out("${paths.issues_summary}"),
                 Out("${paths.neighbours}")), metrics=True),
-    Stage("validate", "pixelscope.quality.validate:validate_step",
+    Stage("validate", "pixelscope.validate.step:validate_step",
           "Run the expectation suites (quality over the manifest and its issues, drift against the reference) with GX.",
           params=("validate", "drift"),
           deps=("${paths.manifest}", "${paths.issues}", "${paths.profile}", "${validate.suites}"),

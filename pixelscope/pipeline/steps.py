@@ -5,8 +5,8 @@ to fix) for input it cannot use, writes its outputs atomically, writes its metri
 `paths.metrics/<stage>.json` (`dvc metrics show`), and returns what it did. The CLI prints
 `summary` and `notes`, the flows log them, `--json` prints `to_dict()`.
 
-The steps live beside the code they run (ingest.py, embed/steps.py, profile/step.py,
-quality/validate.py, publish.py, versioning.py); pipeline/stages.py lists them once.
+Every step is `<package>/step.py`, beside the code it runs (track/, ingest/, embed/ (preprocess
+and embed), profile/, issues/, validate/, curate/, publish/); pipeline/stages.py lists them once.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 
 from pixelscope.config import Params
 from pixelscope.io.atomic import write_bytes_atomic
+from pixelscope.io.values import plain
 
 ProgressFn = Callable[[int, int], None]
 
@@ -38,7 +39,7 @@ class StepResult:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self), default=str))
+        return plain(asdict(self))
 
 
 def write_metrics(params: Params, project: str | Path, result: StepResult) -> StepResult:

@@ -133,7 +133,7 @@ class Bundle:
         quality suite and curate's filters see it)."""
         if name != "images":
             return self.arrow(name).to_pandas()
-        from pixelscope.quality.expectations import manifest_frame  # light: GX is imported only to run suites
+        from pixelscope.io.manifest import manifest_frame
 
         return manifest_frame(self.checked("manifest"), self.checked("issues") if self.has("issues") else None)
 

@@ -30,13 +30,14 @@ from pixelscope.config import Params
 from pixelscope.errors import InputMissing
 from pixelscope.io.atomic import atomic_path, write_bytes_atomic
 from pixelscope.io.store import current_store
+from pixelscope.io.values import dumps
 from pixelscope.pipeline.steps import ProgressFn, StepResult
 from pixelscope.profile import Profile
 from pixelscope.profile.outputs import agreement, model_outputs
 from pixelscope.profile.reference import load_reference
 from pixelscope.publish.bundle import PARTS
 from pixelscope.publish.thumbnails import update_thumbnails
-from pixelscope.versioning import raw_version
+from pixelscope.track.repo import raw_version
 
 STAGE = "publish"
 
@@ -100,8 +101,9 @@ def reference_distances(current: Profile, reference: Profile | None, store: Any,
     return out
 
 
-def write_projection(src: Path, manifest: pa.Table, distances: Any, dst: Path) -> None:
-    """The map with paths relative to the raw folder (the store keeps absolute ones)."""
+def copy_projection(src: Path, manifest: pa.Table, distances: Any, dst: Path) -> None:
+    """The embed step's map (embed/projection.py) into the bundle, with paths relative to the raw folder
+    (the store keeps absolute ones) and each image's distance to the reference."""
     t = pq.read_table(src)
     rel = dict(zip(manifest.column("id").to_pylist(), manifest.column("path").to_pylist()))
     ids = t.column("id").to_pylist()
@@ -158,7 +160,7 @@ def publish_step(params: Params, project: str | Path = ".", *, progress: Progres
     out = paths.publish
     out.mkdir(parents=True, exist_ok=True)
     written = {"summary": str(out / "summary.json")}
-    write_bytes_atomic(out / "summary.json", json.dumps(bundle, indent=1, default=str).encode())
+    write_bytes_atomic(out / "summary.json", dumps(bundle, indent=1).encode())
     for name, src in (("profile", paths.profile), ("manifest", paths.manifest), ("issues", paths.issues),
                       ("pairs", paths.issue_pairs), ("neighbours", paths.neighbours),
                       ("drift", results / "drift.parquet"), ("validation", results / "results.json"),
@@ -177,7 +179,7 @@ def publish_step(params: Params, project: str | Path = ".", *, progress: Progres
     src = store.folder / "projection.parquet" if store is not None else None
     if src is not None and src.exists():
         ids = pq.read_table(src, columns=["id"]).column(0).to_pylist()
-        write_projection(src, manifest, reference_distances(profile, reference, store, ids), out / "projection.parquet")
+        copy_projection(src, manifest, reference_distances(profile, reference, store, ids), out / "projection.parquet")
         written["projection"] = str(out / "projection.parquet")
     else:
         (out / "projection.parquet").unlink(missing_ok=True)

@@ -118,8 +118,8 @@ def feature_deltas(a: Version, b: Version, drift: pd.DataFrame | None) -> pd.Dat
 
 def drift_rows(a: Version, b: Version, cfg: DriftConfig) -> pd.DataFrame:
     """The drift tests of B against A (A is the reference), as validate's drift table."""
-    from pixelscope.quality.drift import compare
-    from pixelscope.quality.validate import drift_frame
+    from pixelscope.validate.drift import compare
+    from pixelscope.validate.step import drift_frame
 
     return drift_frame(compare(a.profile, b.profile, cfg))
 

@@ -35,7 +35,7 @@ from pixelscope.io.atomic import atomic_path
 from pixelscope.pipeline.steps import StepResult
 from pixelscope.profile import Profile
 from pixelscope.profile.sketches import CategoricalSketch, NumericSketch
-from pixelscope.versioning import git
+from pixelscope.track.repo import git
 from pixelscope.versions.source import Version, open_version
 
 QUANTILES = {"p05": 0.05, "p50": 0.5, "p95": 0.95}
@@ -72,8 +72,8 @@ def _drift(reference: Profile | None, profile: Profile, cfg: DriftConfig) -> tup
     """(drifted?, the drifted features) of profile against reference; (None, "") without one."""
     if reference is None:
         return None, ""
-    from pixelscope.quality.drift import compare
-    from pixelscope.quality.validate import drift_frame
+    from pixelscope.validate.drift import compare
+    from pixelscope.validate.step import drift_frame
 
     rows = drift_frame(compare(reference, profile, cfg))
     hit = rows[rows["drift"]] if len(rows) else rows

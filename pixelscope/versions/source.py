@@ -25,7 +25,7 @@ import yaml
 from pixelscope.config import Params
 from pixelscope.errors import BadInput, InputMissing
 from pixelscope.profile import Profile
-from pixelscope.versioning import git
+from pixelscope.track.repo import git
 
 MANIFEST_COLUMNS = ["id", "path", "label", "split", "status", "reason"]
 

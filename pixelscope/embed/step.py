@@ -17,16 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
 from pixelscope.config import Params
 from pixelscope.embed.loader import Batch, Item, batches, resolve_device
+from pixelscope.embed.projection import write_projection
 from pixelscope.embed.semantic import write_semantic
 from pixelscope.embed.transforms import Preprocess, build
 from pixelscope.errors import InputMissing, StoreError
-from pixelscope.io.atomic import atomic_path, write_bytes_atomic
+from pixelscope.io.atomic import write_bytes_atomic
 from pixelscope.io.store import CURRENT, SEMANTIC, ShardStore
 from pixelscope.pipeline.steps import ProgressFn, StepResult, by_reason, reason_notes, write_metrics
 
@@ -178,19 +178,3 @@ def embed_step(params: Params, project: str | Path = ".", *, progress: ProgressF
             "source": source, "projection": method, "semantic": semantic}
     result = _result("embed", store, len(items), len(todo), errors, ingest_errors, seconds, info)
     return write_metrics(params, project, result)
-
-
-def write_projection(store: ShardStore, items: list[Item], labels: dict[str, str | None], method: str) -> str:
-    """projection.parquet in the store folder: id, path, label, x, y for every embedded manifest image."""
-    from pixelscope.embed.projection import project
-
-    have = store.ids()
-    ids = [it.id for it in items if it.id in have]
-    xy, used = project(store.get(ids) if ids else np.empty((0, store.meta["row_shape"][0])), method)
-    paths = {it.id: it.path for it in items}
-    table = pa.table({"id": ids, "path": [paths[i] for i in ids], "label": [labels[i] for i in ids],
-                      "x": xy[:, 0], "y": xy[:, 1]})
-    table = table.replace_schema_metadata({"pixelscope.projection": used})
-    with atomic_path(store.folder / "projection.parquet") as tmp:
-        pq.write_table(table, tmp)
-    return used

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prefect import task
 
-from pixelscope.versioning import commit_stages, stale_stages
+from pixelscope.track.repo import commit_stages, stale_stages
 
 
 @task(name="stage-is-stale")

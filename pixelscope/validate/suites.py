@@ -1,7 +1,7 @@
 """Expectation suites: versioned JSON files (expectations/quality.json, drift.json).
 
 Reading them and writing a first quality suite from a reference profile needs no Great
-Expectations import; quality/validate.py runs them.
+Expectations import; validate/step.py runs them.
 """
 
 from __future__ import annotations

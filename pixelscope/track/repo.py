@@ -1,4 +1,4 @@
-"""Dataset versions with DVC: track the raw folder, push it, and keep stages in sync.
+"""The raw data's version with DVC: track the raw folder, push it, and keep stages in sync.
 
 A dataset version is the DVC hash of the raw folder (`md5` of its `.dir` listing, as in
 `data/raw.dvc`), plus the git commit that records that file. Remotes are DVC's own: the
@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +21,6 @@ import yaml
 
 from pixelscope.config import Params
 from pixelscope.errors import VersioningError
-from pixelscope.pipeline.steps import ProgressFn, StepResult
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
@@ -130,16 +128,6 @@ def version_raw_data(params: Params, project: str | Path = ".") -> RawVersion:
     v = raw_version(params, project)
     v.remote, v.pushed = remote, pushed
     return v
-
-
-def version_step(params: Params, project: str | Path = ".", *, progress: ProgressFn | None = None) -> StepResult:
-    """dvc add + push the raw folder; the result's details are the version."""
-    t0 = time.perf_counter()
-    v = version_raw_data(params, project)
-    summary = (f"raw data {v.path}: version {v.md5} ({v.files} files, {v.bytes:,} bytes)"
-               + (f", pushed {v.pushed} files to remote '{v.remote}'" if v.remote else ""))
-    return StepResult("version", summary, time.perf_counter() - t0, {"files": v.files or 0, "pushed": v.pushed or 0},
-                      {"dvc_file": str(Path(project) / f"{v.path}.dvc")}, {}, v.to_dict())
 
 
 def file_hashes(params: Params, project: str | Path = ".") -> dict[str, str] | None:

@@ -25,12 +25,13 @@ import pyarrow.parquet as pq
 from pixelscope.config import Params
 from pixelscope.errors import InputMissing, ValidationFailed
 from pixelscope.io.atomic import atomic_path, write_bytes_atomic
+from pixelscope.io.manifest import manifest_frame
 from pixelscope.pipeline.steps import ProgressFn, StepResult
 from pixelscope.profile import Profile
 from pixelscope.profile.reference import load_reference
-from pixelscope.quality.drift import compare
-from pixelscope.quality.expectations import manifest_frame, present_columns, run_suites
-from pixelscope.quality.suites import load_suite
+from pixelscope.validate.drift import compare
+from pixelscope.validate.expectations import present_columns, run_suites
+from pixelscope.validate.suites import load_suite
 
 STAGE = "validate"
 
