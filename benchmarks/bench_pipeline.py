@@ -68,9 +68,9 @@ def wipe_outputs(project: Path) -> None:
 
 
 def set_workers(project: Path, workers: int) -> None:
-    from flows.common import project_params
+    from flows.common import apply_overrides
 
-    project_params(project, {"ingest": {"workers": workers}})
+    apply_overrides(project, {"ingest": {"workers": workers}})
 
 
 def bare(project: Path, workers: int) -> dict:

@@ -11,10 +11,10 @@ from pixelscope.config import Params, load_params, set_params
 from pixelscope.io.parallel import resolve_workers
 
 
-def project_params(project: str | Path, overrides: dict[str, Any] | None = None) -> Params:
-    """params.yaml of the project. Overrides (from the Prefect UI, say) are validated, then
-    written into params.yaml (comments kept), so `dvc status`, `dvc params diff` and dvc.lock
-    describe exactly what ran."""
+def apply_overrides(project: str | Path, overrides: dict[str, Any] | None = None) -> Params:
+    """The project's params with the overrides (from the Prefect UI, say) validated and then WRITTEN
+    into params.yaml (comments kept), so `dvc status`, `dvc params diff` and dvc.lock describe exactly
+    what ran. Flows call this once per run; to only read, use pixelscope.config.load_params."""
     path = Path(project) / "params.yaml"
     params = load_params(path, overrides)
     if overrides:

@@ -8,14 +8,14 @@ Prefect flow with the pipeline's retries and logs. `make serve` registers it as 
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
 
 from pixelscope.config import Params, load_params
-from pixelscope.monitor import monitor_drop
+from pixelscope.monitor import monitor_drop, parse_when
 from tasks.steps import log_result, retry_options
 
 
@@ -31,22 +31,9 @@ def monitor(project: str = ".", drop: str | None = None, date: str | None = None
     against the reference and record it in the history; the run fails when it drifts (on_drift: fail)."""
     # on_drift is this run's choice: validated, not written to params.yaml
     params = load_params(Path(project) / "params.yaml", {"monitor": {"on_drift": on_drift}} if on_drift else None)
-    when = datetime.fromisoformat(date).replace(tzinfo=UTC) if date else None
-    # a drifting drop is an answer, not a transient failure: no retries for DropDrifted
-    return monitor_task.with_options(**retry_options(params), retry_condition_fn=_transient)(
-        params, Path(project).resolve(), drop, when)
-
-
-def _transient(task, task_run, state) -> bool:
-    from pixelscope.errors import PixelscopeError
-
-    try:
-        state.result()
-    except PixelscopeError:
-        return False  # bad input, no reference, or drift: retrying gives the same answer
-    except Exception:  # noqa: BLE001 - I/O and the like may pass
-        return True
-    return False
+    when = parse_when(date)
+    # a drifting drop is an answer, not a transient failure: the one retry rule does not retry DropDrifted
+    return monitor_task.with_options(**retry_options(params))(params, Path(project).resolve(), drop, when)
 
 
 if __name__ == "__main__":

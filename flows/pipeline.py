@@ -17,7 +17,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from flows.common import project_params, task_runner
+from flows.common import apply_overrides, task_runner
 from flows.steps import run_stage
 from pixelscope.config import Params
 from pixelscope.pipeline.stages import DVC_STAGES, stage
@@ -31,7 +31,7 @@ def run_pipeline(params: Params, project: Path, version_data: bool = True) -> di
     if version_data:
         result["version"] = run_stage(stage("version"), params, project)
     for s in DVC_STAGES:
-        if not stage_is_stale_task(s.name, project):
+        if not stage_is_stale_task.with_options(**retry_options(params))(s.name, project):
             log.info("stage %s is up to date: skipped", s.name)
             result["skipped"].append(s.name)
             continue
@@ -48,17 +48,17 @@ def run_pipeline(params: Params, project: Path, version_data: bool = True) -> di
 def pipeline(project: str = ".", overrides: dict[str, Any] | None = None, version_data: bool = True) -> dict[str, Any]:
     """Version the raw data, then run each stage of dvc.yaml in order (ingest -> ... -> publish),
     skipping the ones DVC reports up to date."""
-    params = project_params(project, overrides)
+    params = apply_overrides(project, overrides)
     return run_pipeline(params, Path(project).resolve(), version_data)
 
 
 def main(argv: list[str]) -> None:
-    from pixelscope.config import dotted_overrides
+    from pixelscope.config import dotted_overrides, load_params
     from pixelscope.errors import ConfigError, PixelscopeError
 
     try:
         overrides = dotted_overrides(_sets(argv))
-        params = project_params(".", overrides or None)
+        params = load_params(Path("params.yaml"), overrides or None)  # read only: the flow writes them, once
         pipeline.with_options(task_runner=task_runner(params))(".", overrides or None)
     except PixelscopeError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -42,6 +42,18 @@ class DropDrifted(StepError):
     """The drop drifted from the reference and monitor.on_drift is `fail` (it is recorded first)."""
 
 
+def parse_when(text: str | None) -> datetime | None:
+    """A drop's date from the CLI or a flow parameter (ISO 8601): without an offset it is UTC; with one
+    it is converted to UTC, not relabelled (23:30 at UTC-5 is 04:30 UTC the next day)."""
+    if not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--date {text!r}: not a date (YYYY-MM-DD, or an ISO 8601 time)") from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
 def window_of(when: datetime, window: str) -> str:
     """The rolling window a drop falls in: 2026-12-02 (day) or 2026-W49 (ISO week), in UTC."""
     when = when.astimezone(UTC)

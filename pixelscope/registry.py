@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -74,11 +75,17 @@ class Registry(Generic[T]):
 
     @contextlib.contextmanager
     def scoped(self) -> Iterator[Registry[T]]:
-        """Registrations made inside are undone on exit (tests, notebooks trying a plugin)."""
+        """Registrations made inside are undone on exit (tests, notebooks trying a plugin), and a
+        plugin module first imported inside is forgotten too, so a later `load_plugins` imports it
+        (and registers it) again instead of finding it in sys.modules and doing nothing."""
         saved = dict(self._entries)
+        loaded = set(sys.modules)
         try:
             yield self
         finally:
+            added = {e.owner.split(":")[0] for name, e in self._entries.items() if saved.get(name) is not e}
+            for module in added - loaded:
+                sys.modules.pop(module, None)
             self._entries = saved
 
     def load_plugins(self, modules: list[str] | tuple[str, ...]) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -200,6 +201,24 @@ def test_the_versions_page_shows_the_history_that_publish_carries(bundle, tmp_pa
     shown = next(d.value for d in at.dataframe if "vs previous" in d.value.columns)
     assert shown["vs previous"].tolist() == ["-", "DRIFT"] and shown["files"].tolist() == hist["files"].tolist()
     assert len(at.get("plotly_chart")) >= 1 and not at.info  # the quantile bands, no "no history" note
+
+
+def test_curated_examples_follow_the_ledgers_first_reason_when_a_row_has_two(bundle, tmp_path, monkeypatch):
+    """Every exclusion tab shows as many examples as the ledger counts for its first reason (up to 6),
+    also when a row carries two reasons (the page used to split them its own way)."""
+    two = tmp_path / "two"
+    shutil.copytree(bundle, two)
+    ledger = pq.read_table(two / "curation.parquet").to_pandas()
+    out = ~ledger["included"] & ledger["reasons"].notna() & ~ledger["reasons"].str.startswith("unreadable")
+    assert out.sum() >= 2, "the demo recipe should exclude a few images"
+    ledger.loc[out, "reasons"] = ledger.loc[out, "reasons"] + "; filter: width < 64"
+    pq.write_table(pa.Table.from_pandas(ledger, preserve_index=False), two / "curation.parquet")
+    at = app(two, "curated", monkeypatch)
+    counts = json.loads((two / "summary.json").read_text())["curated"]["excluded_by_first_reason"]
+    assert counts and sum(counts.values()) == out.sum()
+    for reason, n in counts.items():
+        shown = [b for b in at.button if str(b.key).startswith(f"ex-{reason}-")]
+        assert len(shown) == min(6, n), (reason, n, len(shown))
 
 
 def test_a_partial_bundle_says_what_is_missing_and_a_corrupt_part_is_named(bundle, tmp_path, monkeypatch):

@@ -79,3 +79,22 @@ def test_builtin_names_are_protected():
         feature("sharpness")(lambda v: 0.0)
     with pytest.raises(ConfigError, match="kind"):
         feature("x", kind="vector")  # type: ignore[arg-type]
+
+
+def test_a_plugin_loaded_in_one_scope_registers_again_in_the_next(tmp_path, monkeypatch):
+    """scoped() forgets the plugin module it saw imported, so loading it in a later scope registers it
+    again (it used to stay in sys.modules: the second load_plugins silently did nothing)."""
+    import sys
+
+    registry.registered()
+    (tmp_path / "plug").mkdir()
+    (tmp_path / "plug" / "scoped_plugin.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path / "plug"))
+    try:
+        for _ in range(2):
+            with registry.FEATURES.scoped():
+                registry.load_plugins(["scoped_plugin"])
+                assert "red_share" in registry.FEATURES
+            assert "red_share" not in registry.FEATURES and "scoped_plugin" not in sys.modules
+    finally:
+        sys.modules.pop("scoped_plugin", None)

@@ -139,6 +139,24 @@ def test_merge_refuses_incompatible_profiles():
         a.merge(c)
 
 
+def test_a_failed_merge_changes_neither_profile():
+    """A merge refused for its embedding statistics (one side has them, or another model made them)
+    used to add the counts, columns and segments first: both profiles must stay as they were."""
+    from pixelscope.profile.embedding import EmbeddingStats
+
+    rng = np.random.default_rng(5)
+    a = build(table(list(rng.normal(size=50)), list(rng.normal(size=50)), ["a", "b"] * 25))
+    b = build(table(list(rng.normal(size=30)), list(rng.normal(size=30)), ["b", "c"] * 15))
+    b.embedding = EmbeddingStats("m", "k", 4)
+    c = build(table(list(rng.normal(size=20)), list(rng.normal(size=20)), ["a"] * 20))
+    c.embedding = EmbeddingStats("m", "other", 4)
+    for left, right, why in ((a, b, "one without"), (c, b, "different models")):
+        before = (left.serialize(), right.serialize())
+        with pytest.raises(BadInput, match=why):
+            left.merge(right)
+        assert (left.serialize(), right.serialize()) == before
+
+
 def test_unknown_segment_column():
     with pytest.raises(ConfigError, match="profile.segments"):
         Profile.empty(KINDS, ProfileConfig(segments=["camera"]))

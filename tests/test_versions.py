@@ -295,3 +295,20 @@ def test_monitor_cli_names_what_is_missing(versions, tmp_path):
     assert r.returncode == 2 and "monitor.on_drift" in r.stderr
     r = cli(project, "monitor", str(tmp_path), "--set", "monitor.cron=daily", check=False)
     assert r.returncode == 2 and "monitor.cron" in r.stderr and "5 fields" in r.stderr
+
+
+def test_a_drop_date_with_an_offset_is_converted_to_utc_not_relabelled():
+    """`--date 2026-12-06T23:30-05:00` is 04:30 UTC on 7 December: the drop belongs to that day and to
+    ISO week 50 (it used to keep 23:30, relabelled UTC, and land in 6 December and week 49)."""
+    from datetime import UTC, datetime
+
+    from pixelscope.errors import ConfigError
+    from pixelscope.monitor import parse_when, window_of
+
+    when = parse_when("2026-12-06T23:30:00-05:00")
+    assert when == datetime(2026, 12, 7, 4, 30, tzinfo=UTC) and when.tzinfo is UTC
+    assert window_of(when, "day") == "2026-12-07" and window_of(when, "week") == "2026-W50"
+    assert parse_when("2026-12-06") == datetime(2026, 12, 6, tzinfo=UTC)  # no offset: UTC
+    assert parse_when(None) is None
+    with pytest.raises(ConfigError, match="--date 'yesterday': not a date"):
+        parse_when("yesterday")

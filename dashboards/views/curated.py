@@ -15,8 +15,7 @@ cols[0].metric("files", f"{c['files']:,}")
 cols[1].metric("included", f"{c['included']:,}")
 cols[2].metric("excluded", f"{c['excluded']:,}")
 cols[3].metric("labels fixed", f"{c.get('labels_fixed', 0):,}")
-ledger = table("ledger")
-ledger = ledger.assign(first_reason=ledger["reasons"].fillna("").str.split(":").str[0])
+ledger = table("ledger")  # first_reason: the kind of a row's first reason, as the ledger counts it
 left, right = st.columns(2)
 with left:
     st.subheader("Excluded, by first reason")

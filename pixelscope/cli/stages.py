@@ -1,15 +1,14 @@
-"""One command per pipeline stage, made from the stage table (pixelscope/pipeline/stages.py).
+"""One command per pipeline stage (the stage table: pixelscope/pipeline/stages.py), each written out;
+their help is the stage's doc in the table.
 
-Every stage command takes --params, --set, --json and --quiet; a few add shortcuts for
-the params users change most from the command line (`pixelscope ingest FOLDER -o out.parquet`
-is `--set paths.raw=FOLDER --set paths.manifest=out.parquet`). Paths are relative to the
-working directory, which is the project.
+Every stage command takes --params, --set, --json and --quiet and runs through `run_stage`;
+a few add shortcuts for the params users change most from the command line
+(`pixelscope ingest FOLDER -o out.parquet` is `--set paths.raw=FOLDER --set paths.manifest=out.parquet`).
+Paths are relative to the working directory, which is the project.
 """
 
 from __future__ import annotations
 
-import inspect
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -17,63 +16,34 @@ import typer
 from rich.markup import escape
 
 from pixelscope.cli.common import JsonOpt, ParamsOpt, QuietOpt, SetOpt, load, out, progress, user_errors
+from pixelscope.config import Params
 from pixelscope.io.values import dumps
-from pixelscope.pipeline.stages import STAGES, Stage
+from pixelscope.pipeline.stages import stage
 from pixelscope.pipeline.steps import StepResult
 
-
-@dataclass(frozen=True)
-class Shortcut:
-    name: str  # the command's parameter
-    key: str  # the dotted params key it sets
-    type: type
-    help: str
-    flags: tuple[str, ...] = ()  # no flags: a positional argument
-    output: bool = False  # redirects the stage's output: its metrics then go to metrics/ beside it
-    view: bool = False  # not a param: an option of what the command prints (see VIEWS)
-    step: bool = False  # not a param: a keyword argument of the step itself (e.g. curate's dry_run)
+PARAMS = Path("params.yaml")
+OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="where the output goes (then metrics/ beside it)")]
 
 
-SHORTCUTS: dict[str, tuple[Shortcut, ...]] = {
-    "ingest": (
-        Shortcut("raw", "paths.raw", Path, "raw image folder (default: paths.raw)"),
-        Shortcut("out", "paths.manifest", Path, "manifest path (default: paths.manifest; then metrics/ingest.json beside it)",
-                 ("--out", "-o"), output=True),
-        Shortcut("workers", "ingest.workers", int, "worker processes (0 = all cores)", ("--workers", "-w")),
-    ),
-    "issues": (
-        Shortcut("show", "", str, "after the run, list what one finder or flag found: duplicates, label, blurry, ...",
-                 ("--show",), view=True),
-        Shortcut("limit", "", int, "with --show: at most this many rows (default 50)", ("--limit",), view=True),
-    ),
-    "curate": (
-        Shortcut("dry_run", "", bool, "print what would be included / excluded per reason; write nothing",
-                 ("--dry-run",), step=True),
-        Shortcut("mlflow", "curate.mlflow.enabled", bool, "log the curated set to MLflow (curate.mlflow)", ("--mlflow",)),
-    ),
-    "profile": (
-        Shortcut("manifest", "paths.manifest", Path, "manifest Parquet (default: paths.manifest)"),
-        Shortcut("out", "paths.profile", Path, "profile path (default: paths.profile; then metrics/profile.json beside it)",
-                 ("--out", "-o"), output=True),
-    ),
-}
-COMMON = [("params", ParamsOpt, Path("params.yaml")), ("set_", SetOpt, None), ("as_json", JsonOpt, False),
-          ("quiet", QuietOpt, False)]
-
-
-def _issue_rows(params: Any, views: dict[str, Any]) -> list[dict[str, Any]] | None:
-    if not views.get("show"):
-        return None
-    from pixelscope.cli.issues import flagged_rows
-
+def run_stage(name: str, params_file: Path, sets: list[str] | None, quiet: bool, *,
+              given: dict[str, Any] | None = None, output: Path | None = None, **options: Any) -> tuple[Params, StepResult]:
+    """Load params (--set, then the command's own options as dotted keys in `given`) and run the stage
+    with a progress bar. `output` redirects the stage's output: its metrics then go to metrics/ beside
+    it, so the project's own metrics are not overwritten (unless --set paths.metrics=... says where)."""
+    given = dict(given or {})
+    if output is not None and not any(x.strip().startswith("paths.metrics=") for x in sets or []):
+        given["paths.metrics"] = output.parent / "metrics"
     with user_errors():
-        return flagged_rows(params.paths.under(".").issues, views["show"], views.get("limit") or 50)[1]
+        params = load(params_file, sets, given)
+        with progress(name, quiet) as bar:
+            result = stage(name).run(params, ".", progress=bar, **options)
+    return params, result
 
 
-VIEWS = {"issues": _issue_rows}  # stage -> what its view options print after the run
-
-
-def report(result: StepResult) -> None:
+def report(result: StepResult, as_json: bool, shown: Any = None) -> None:
+    if as_json:
+        print(dumps({**result.to_dict(), **({"shown": shown} if shown is not None else {})}))
+        return
     verb, _, rest = result.summary.partition(" ")
     colour = "yellow" if "failed" in result.summary else "green"
     out.print(f"[{colour}]{escape(verb)}[/] {escape(rest)}")
@@ -83,66 +53,88 @@ def report(result: StepResult) -> None:
         out.print(f"{name}: {escape(path)}")
 
 
-def command_for(stage: Stage, group: bool = False):
-    """A typer command running `stage` (its signature built from the shortcuts + COMMON). As a
-    group's callback (group=True) it runs only when no subcommand was named."""
-    shortcuts = SHORTCUTS.get(stage.name, ())
+def version_data(params: ParamsOpt = PARAMS, set_: SetOpt = None, as_json: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    report(run_stage("version", params, set_, quiet or as_json)[1], as_json)
 
-    def command(**kw: Any) -> None:
-        ctx = kw.pop("ctx", None)
-        if ctx is not None and ctx.invoked_subcommand:
-            return
+
+def ingest(
+    raw: Annotated[Optional[Path], typer.Argument(help="raw image folder (default: paths.raw)")] = None,
+    out_: OutOpt = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-w", help="worker processes (0 = all cores)")] = None,
+    params: ParamsOpt = PARAMS, set_: SetOpt = None, as_json: JsonOpt = False, quiet: QuietOpt = False,
+) -> None:
+    given = {"paths.raw": raw, "paths.manifest": out_, "ingest.workers": workers}
+    report(run_stage("ingest", params, set_, quiet or as_json, given=given, output=out_)[1], as_json)
+
+
+def preprocess(params: ParamsOpt = PARAMS, set_: SetOpt = None, as_json: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    report(run_stage("preprocess", params, set_, quiet or as_json)[1], as_json)
+
+
+def embed(params: ParamsOpt = PARAMS, set_: SetOpt = None, as_json: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    report(run_stage("embed", params, set_, quiet or as_json)[1], as_json)
+
+
+def profile(
+    manifest: Annotated[Optional[Path], typer.Argument(help="manifest Parquet (default: paths.manifest)")] = None,
+    out_: OutOpt = None,
+    params: ParamsOpt = PARAMS, set_: SetOpt = None, as_json: JsonOpt = False, quiet: QuietOpt = False,
+) -> None:
+    given = {"paths.manifest": manifest, "paths.profile": out_}
+    report(run_stage("profile", params, set_, quiet or as_json, given=given, output=out_)[1], as_json)
+
+
+def issues(
+    show: Annotated[Optional[str], typer.Option(
+        "--show", help="after the run, list what one finder or flag found: duplicates, label, blurry, ...")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="with --show: at most this many rows")] = 50,
+    params: ParamsOpt = PARAMS, set_: SetOpt = None, as_json: JsonOpt = False, quiet: QuietOpt = False,
+) -> None:
+    p, result = run_stage("issues", params, set_, quiet or as_json)
+    shown = None
+    if show:
+        from pixelscope.cli.issues import flagged_rows, print_rows
+
         with user_errors():
-            given = {s.key: kw[s.name] for s in shortcuts if not (s.view or s.step)}
-            options = {s.name: kw[s.name] for s in shortcuts if s.step and kw[s.name] is not None}
-            moved = [kw[s.name] for s in shortcuts if s.output and kw[s.name] is not None]
-            explicit = any(x.strip().startswith("paths.metrics=") for x in kw["set_"] or [])
-            if moved and not explicit:  # a redirected output must not overwrite the project's metrics
-                given["paths.metrics"] = Path(moved[0]).parent / "metrics"
-            params = load(kw["params"], kw["set_"], given)
-            with progress(stage.name, kw["quiet"] or kw["as_json"]) as bar:
-                result = stage.run(params, ".", progress=bar, **options)
-        shown = VIEWS[stage.name](params, {s.name: kw[s.name] for s in shortcuts if s.view}) \
-            if stage.name in VIEWS else None
-        if kw["as_json"]:
-            print(dumps({**result.to_dict(), **({"shown": shown} if shown is not None else {})}))
-        else:
-            report(result)
-            if shown is not None:
-                from pixelscope.cli.issues import print_rows
-
-                print_rows(kw["show"], shown)
-
-    parameters = [inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                                    annotation=Annotated[Optional[s.type],
-                                                         typer.Option(*s.flags, help=s.help) if s.flags
-                                                         else typer.Argument(help=s.help)])
-                  for s in shortcuts]
-    parameters += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
-                   for name, annotation, default in COMMON]
-    if group:
-        parameters.insert(0, inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context))
-    command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
-    command.__doc__ = stage.doc
-    command.__name__ = stage.name
-    return command
+            shown = flagged_rows(p.paths.under(".").issues, show, limit)[1]
+    report(result, as_json, shown)
+    if show and not as_json:
+        print_rows(show, shown)
 
 
-def _curate_subcommands(group: typer.Typer) -> None:
-    from pixelscope.cli.curate import register as curate_commands
-
-    curate_commands(group)
+def validate(params: ParamsOpt = PARAMS, set_: SetOpt = None, as_json: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    report(run_stage("validate", params, set_, quiet or as_json)[1], as_json)
 
 
-SUBCOMMANDS = {"curate": _curate_subcommands}  # stage -> its subcommands (`pixelscope curate diff`)
+def curate(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print what would be included / excluded per reason; "
+                                                            "write nothing")] = False,
+    mlflow: Annotated[Optional[bool], typer.Option("--mlflow", help="log the curated set to MLflow (curate.mlflow)")] = None,
+    params: ParamsOpt = PARAMS, set_: SetOpt = None, as_json: JsonOpt = False, quiet: QuietOpt = False,
+) -> None:
+    if ctx.invoked_subcommand:  # `pixelscope curate diff`: the group's callback does nothing
+        return
+    given = {"curate.mlflow.enabled": mlflow}
+    report(run_stage("curate", params, set_, quiet or as_json, given=given, dry_run=dry_run)[1], as_json)
+
+
+def publish(params: ParamsOpt = PARAMS, set_: SetOpt = None, as_json: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    report(run_stage("publish", params, set_, quiet or as_json)[1], as_json)
 
 
 def register(app: typer.Typer) -> None:
-    for stage in STAGES:
-        if stage.name in SUBCOMMANDS:
-            group = typer.Typer(help=stage.doc, no_args_is_help=False)
-            group.callback(invoke_without_command=True)(command_for(stage, group=True))
-            SUBCOMMANDS[stage.name](group)
-            app.add_typer(group, name=stage.command_name)
-        else:
-            app.command(stage.command_name)(command_for(stage))
+    from pixelscope.cli.curate import diff_command
+
+    app.command("version-data", help=stage("version").doc)(version_data)
+    app.command("ingest", help=stage("ingest").doc)(ingest)
+    app.command("preprocess", help=stage("preprocess").doc)(preprocess)
+    app.command("embed", help=stage("embed").doc)(embed)
+    app.command("profile", help=stage("profile").doc)(profile)
+    app.command("issues", help=stage("issues").doc)(issues)
+    app.command("validate", help=stage("validate").doc)(validate)
+    curate_group = typer.Typer(help=stage("curate").doc, no_args_is_help=False)
+    curate_group.callback(invoke_without_command=True)(curate)
+    curate_group.command("diff")(diff_command)
+    app.add_typer(curate_group, name="curate")
+    app.command("publish", help=stage("publish").doc)(publish)

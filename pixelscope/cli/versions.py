@@ -58,18 +58,12 @@ def register(app: typer.Typer) -> None:
         """Ingest, embed and profile a new data drop (outputs under paths.monitor/drops/), merge its profile
         into the rolling profile of its day / week, test it for drift against the reference, and record it
         in the history. Exit 1 when it drifts and on_drift is fail."""
-        from datetime import UTC, datetime
-
-        from pixelscope.errors import ConfigError
-        from pixelscope.monitor import monitor_drop
+        from pixelscope.monitor import monitor_drop, parse_when
 
         with user_errors():
             sets = list(set_ or []) + ([f"monitor.on_drift={on_drift}"] if on_drift else [])
             p = load(project / params if not params.is_absolute() else params, sets)
-            try:
-                when = datetime.fromisoformat(date).replace(tzinfo=UTC) if date else None
-            except ValueError:
-                raise ConfigError(f"--date {date!r}: not a date (YYYY-MM-DD)") from None
+            when = parse_when(date)
             with progress("monitor", quiet or as_json) as bar:
                 result = monitor_drop(p, project, drop.resolve() if drop else None, when=when, progress=bar)
         if as_json:

@@ -50,7 +50,6 @@ class Stage:
     dvc: bool = True  # a dvc.yaml stage (versioning the raw data is not: it makes the data dep)
     flow: str = ""  # flow and deployment name (default: the stage name)
     command: str = ""  # CLI command (default: the stage name)
-    retry: bool = True  # orchestrators retry a failure (pipeline.retries): it may be transient I/O
     optional_deps: tuple[str, ...] = ()  # dotted params keys naming a file dep when set (e.g. a label-fixes CSV)
 
     @property
@@ -123,7 +122,7 @@ STAGES: tuple[Stage, ...] = (
           "Run the expectation suites (quality over the manifest and its issues, drift against the reference) with GX.",
           params=("validate", "drift"),
           deps=("${paths.manifest}", "${paths.issues}", "${paths.profile}", "${validate.suites}"),
-          outs=(Out("${validate.results}", cache=False),), retry=False),  # a failed validation is an answer
+          outs=(Out("${validate.results}", cache=False),)),
     Stage("curate", "pixelscope.curate.step:curate_step",
           "Apply the curation recipe (curate:): the ledger of every image, stable group-aware splits, and the exports.",
           params=("curate", "issues.representative", "validate.on_failure"), optional_deps=("curate.label_fixes",),

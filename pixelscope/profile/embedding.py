@@ -125,9 +125,12 @@ class EmbeddingStats:
 
     # --- the verbs --------------------------------------------------------------------------
 
-    def merge(self, other: EmbeddingStats) -> EmbeddingStats:
+    def check_mergeable(self, other: EmbeddingStats) -> None:
         if (other.key, other.dim) != (self.key, self.dim):
             raise BadInput(f"cannot merge embedding statistics of different models ({self.key} vs {other.key})")
+
+    def merge(self, other: EmbeddingStats) -> EmbeddingStats:
+        self.check_mergeable(other)
         for label, n in other.count.items():
             room = len(self.count) - (ALL in self.count) < self.max_labels
             slot = label if label in self.count or room or label == ALL else OTHER

@@ -151,12 +151,17 @@ class Profile:
         return value
 
     def merge(self, other: Profile) -> Profile:
-        """Merge other into self (in place) and return self."""
+        """Merge other into self (in place) and return self. Every check runs before anything changes,
+        so a merge that fails leaves both profiles as they were."""
         if other.kinds != self.kinds:
             diff = sorted(set(other.kinds.items()) ^ set(self.kinds.items()))
             raise BadInput(f"cannot merge profiles with different columns: {diff[:5]}")
         if (other.cfg.kll_k, other.cfg.segments) != (self.cfg.kll_k, self.cfg.segments):
             raise BadInput("cannot merge profiles built with different profile.kll_k or profile.segments")
+        if (self.embedding is None) != (other.embedding is None):
+            raise BadInput("cannot merge a profile with embedding statistics and one without")
+        if self.embedding is not None and other.embedding is not None:
+            self.embedding.check_mergeable(other.embedding)
         self.files_seen += other.files_seen
         self.ok += other.ok
         self.errors_by_reason.update(other.errors_by_reason)
@@ -168,8 +173,6 @@ class Profile:
                 self.segment_rows[seg][slot] += other.segment_rows[seg][value]
                 for name, sk in sketches.items():
                     self.segments[seg][slot][name].merge(sk)  # type: ignore[arg-type]
-        if (self.embedding is None) != (other.embedding is None):
-            raise BadInput("cannot merge a profile with embedding statistics and one without")
         if self.embedding is not None and other.embedding is not None:
             self.embedding.merge(other.embedding)
         return self
