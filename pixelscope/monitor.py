@@ -151,8 +151,8 @@ def monitor_drop(params: Params, project: str | Path = ".", drop: str | Path | N
                           f"recorded in {history})")
     if drifted:
         notes.append(f"failed drift check (monitor.on_drift: warn): {', '.join(drifted)}")
-    return StepResult("monitor", summary, time.perf_counter() - t0,
-                      {"files": profile.files_seen, "ok": profile.ok, "errors": profile.errors,
-                       "drifted_features": len(drifted), "drops_in_window": len(drops)},
-                      {"drop": str(out), "drift": str(out / "drift.parquet"), "rolling": str(rolling),
-                       "history": str(history)}, {}, details, notes)
+    return StepResult(stage="monitor", summary=summary, seconds=time.perf_counter() - t0,
+                      counts={"files": profile.files_seen, "ok": profile.ok, "errors": profile.errors,
+                              "drifted_features": len(drifted), "drops_in_window": len(drops)},
+                      outputs={"drop": str(out), "drift": str(out / "drift.parquet"), "rolling": str(rolling),
+                               "history": str(history)}, details=details, notes=notes)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pixelscope.config import Params
+from pixelscope.config import CurateConfig, Params, PathsConfig
 from pixelscope.curate import card, export
 from pixelscope.curate.ledger import build_ledger, summary
 from pixelscope.curate.select import Images
@@ -24,6 +26,7 @@ from pixelscope.io.parallel import resolve_workers
 from pixelscope.io.values import plain
 from pixelscope.issues.base import load_embeddings
 from pixelscope.pipeline.steps import ProgressFn, StepResult, write_metrics
+from pixelscope.track.repo import raw_version
 
 STAGE = "curate"
 UNLABELED = "unlabeled"
@@ -37,6 +40,28 @@ def _value_type(series: pd.Series) -> str:
     if pd.api.types.is_float_dtype(series):
         return "float64"
     return "string"
+
+
+@dataclass
+class CurateRun:
+    """What one curate run works on, resolved once and passed along: the params, the project, its
+    paths, the manifest + issues frame and the ledger built from it."""
+
+    params: Params
+    project: Path
+    paths: PathsConfig  # params.paths.under(project)
+    frame: pd.DataFrame
+    ledger: pd.DataFrame
+    counts: dict[str, Any]
+
+    @property
+    def cfg(self) -> CurateConfig:
+        return self.params.curate
+
+    @cached_property
+    def version(self) -> dict[str, Any]:
+        """The raw data's DVC version (read once: the card and MLflow both name it)."""
+        return raw_version(self.params, self.project).to_dict()
 
 
 def curate_step(params: Params, project: str | Path = ".", *, progress: ProgressFn | None = None,
@@ -60,74 +85,70 @@ def curate_step(params: Params, project: str | Path = ".", *, progress: Progress
     if issues is not None and paths.issues_summary.exists():
         skipped = {k: v["skipped"] for k, v in json.loads(paths.issues_summary.read_text())["finders"].items()
                    if v.get("skipped")}
-    images = Images(paths.manifest, issues)
     b = cfg.balance
+    diverse = b.keep == "diverse" and (b.max_per_class is not None or bool(b.target_share))
     vectors = None
-    if b.keep == "diverse" and (b.max_per_class is not None or b.target_share):
+    if diverse:
         emb, _ = load_embeddings(params, project, frame)
         vectors = dict(zip(emb.ids, emb.vectors)) if emb is not None else None
-    ledger = build_ledger(images, frame, cfg, params.issues, paths.raw, vectors, skipped, project)
-    counts = summary(ledger)
+    ledger = build_ledger(Images(paths.manifest, issues), frame, cfg, params.issues, paths.raw, vectors, skipped, project)
+    run = CurateRun(params, project, paths, frame, ledger, summary(ledger))
+    counts = run.counts
     notes = [f"{name}: not excluded — its finder was skipped ({skipped[name]})"
              for name in cfg.exclude if name in skipped and name not in frame]
-    if b.keep == "diverse" and vectors is None and (b.max_per_class is not None or b.target_share):
+    if diverse and vectors is None:
         notes.append("balance.keep diverse: no embeddings for every image, kept by quality instead")
     details: dict[str, Any] = {"counts": counts, "recipe": plain(cfg.model_dump(mode="json"))}
     outputs: dict[str, str] = {}
     export_seconds: dict[str, float] = {}
     if not dry_run:
-        details["exports"] = write_outputs(ledger, frame, params, project, counts, export_seconds)
+        details["exports"] = write_outputs(run, export_seconds)
         outputs = {"curated": str(paths.curated), "ledger": str(paths.curated / "curation.parquet")}
         if cfg.mlflow.enabled:
             from pixelscope.curate.tracking import log_curated
-            from pixelscope.track.repo import raw_version
 
-            run_id = log_curated(paths.curated, counts, cfg.mlflow, raw_version(params, project).to_dict(), project,
+            run_id = log_curated(paths.curated, counts, cfg.mlflow, run.version, project,
                                  cfg.pretty_name or Path(params.paths.raw).name)
             details["mlflow_run"] = run_id
             outputs["mlflow_run"] = f"{cfg.mlflow.tracking_uri} run {run_id}"
     seconds = time.perf_counter() - t0
     metric_counts = {k: counts[k] for k in ("files", "included", "excluded", "unreadable", "labels_fixed")}
-    result = StepResult(STAGE, f"{'would curate' if dry_run else 'curated'} {counts['included']} of {counts['files']} "
-                               f"files ({counts['excluded']} excluded, {counts['unreadable']} unreadable) in "
-                               f"{seconds:.1f}s", seconds, metric_counts, outputs,
-                        {**metric_counts, "seconds": round(seconds, 3), "export_seconds": export_seconds}
-                        if not dry_run else {}, details,
-                        notes + [f"excluded — {why}: {n}" for why, n in counts["excluded_by_first_reason"].items()]
-                        + [f"split {s}: {n}" for s, n in counts["splits"].items()])
+    metrics = {**metric_counts, "seconds": round(seconds, 3), "export_seconds": export_seconds} if not dry_run else {}
+    notes += [f"excluded — {why}: {n}" for why, n in counts["excluded_by_first_reason"].items()]
+    notes += [f"split {s}: {n}" for s, n in counts["splits"].items()]
+    result = StepResult(stage=STAGE, seconds=seconds, counts=metric_counts, outputs=outputs, metrics=metrics,
+                        details=details, notes=notes,
+                        summary=f"{'would curate' if dry_run else 'curated'} {counts['included']} of {counts['files']} "
+                                f"files ({counts['excluded']} excluded, {counts['unreadable']} unreadable) in "
+                                f"{seconds:.1f}s")
     return write_metrics(params, project, result) if not dry_run else result
 
 
-def write_outputs(ledger: pd.DataFrame, frame: pd.DataFrame, params: Params, project: Path, counts: dict[str, Any],
-                  seconds: dict[str, float]) -> dict[str, Any]:
+def write_outputs(run: CurateRun, seconds: dict[str, float]) -> dict[str, Any]:
     """Ledger, labels.json, the exports, the curated profile, the card, curate.json — all written into a
     temp folder beside paths.curated and renamed into place at the end, so a killed run leaves the
     previous set whole (ledger and exports together). Export times -> seconds."""
-    paths = params.paths.under(project)
-    paths.curated.parent.mkdir(parents=True, exist_ok=True)
-    with export.Staged(paths.curated.parent, paths.curated.name) as out:
-        return _write_all(ledger, frame, params, project, counts, seconds, out)
+    run.paths.curated.parent.mkdir(parents=True, exist_ok=True)
+    with export.Staged(run.paths.curated.parent, run.paths.curated.name) as out:
+        return _write_all(run, seconds, out)
 
 
-def _write_all(ledger: pd.DataFrame, frame: pd.DataFrame, params: Params, project: Path, counts: dict[str, Any],
-               seconds: dict[str, float], out: Path) -> dict[str, Any]:
-    cfg = params.curate
-    paths = params.paths.under(project)
-    raw = paths.raw
+def _write_all(run: CurateRun, seconds: dict[str, float], out: Path) -> dict[str, Any]:
+    cfg, ledger, frame = run.cfg, run.ledger, run.frame
     inc = ledger[ledger["included"]]
     labels = [lab if isinstance(lab, str) else UNLABELED for lab in inc["label"]]
     classes = sorted(set(labels))
     dirs = export.label_dirs(classes)
     index = {c: i for i, c in enumerate(classes)}
     feats = [f for f in cfg.metadata_features if f in frame]
-    items = [export.Item(raw / p, i, s, lab, dirs[lab], index[lab], export.safe_name(p, i),
+    items = [export.Item(run.paths.raw / p, i, s, lab, dirs[lab], index[lab], export.safe_name(p, i),
                          {f: plain(frame.at[r, f]) if pd.notna(frame.at[r, f]) else None for f in feats})
              for r, p, i, s, lab in zip(inc.index, inc["path"], inc["id"], inc["split"], labels)]
     with atomic_path(out / "curation.parquet") as tmp:
         pq.write_table(pa.Table.from_pandas(ledger, preserve_index=False), tmp)
     write_bytes_atomic(out / "labels.json", json.dumps({"classes": classes, "folders": dirs}, indent=1).encode())
-    write_curated_profile(ledger, paths.manifest, out, params)
-    checked = validate_curated(ledger, out, params, project)
+    write_curated_profile(run, out)
+    checked = validate_curated(run, out)
     done: dict[str, Any] = {}
     workers = resolve_workers(cfg.workers)
     for fmt in cfg.formats:
@@ -143,8 +164,8 @@ def _write_all(ledger: pd.DataFrame, frame: pd.DataFrame, params: Params, projec
                 items, out, cfg.shard_size, classes,
                 lambda: {f: {"dtype": _value_type(frame[f]), "_type": "Value"} for f in feats}, workers)
         seconds[fmt] = round(time.perf_counter() - t0, 3)  # to the metrics, not the outputs (reproducible)
-    write_card(ledger, frame, params, project, counts, classes, checked, out)
-    write_bytes_atomic(out / "curate.json", json.dumps(plain({**counts, "recipe": cfg.model_dump(mode="json"),
+    write_card(run, classes, checked, out)
+    write_bytes_atomic(out / "curate.json", json.dumps(plain({**run.counts, "recipe": cfg.model_dump(mode="json"),
                                                               "classes": classes, "label_folders": dirs,
                                                               "leaks": card.leaks(ledger), "validation": checked,
                                                               "exports": done}),
@@ -152,23 +173,23 @@ def _write_all(ledger: pd.DataFrame, frame: pd.DataFrame, params: Params, projec
     return done
 
 
-def write_curated_profile(ledger: pd.DataFrame, manifest: Path, out: Path, params: Params) -> None:
+def write_curated_profile(run: CurateRun, out: Path) -> None:
     """The curated rows as a manifest (curated label and split; same schema) and their own profile."""
     from pixelscope.profile import Profile
 
-    table = pq.read_table(manifest)
-    keep = pa.array(ledger["included"].to_numpy())
-    sub = table.filter(keep)
+    ledger = run.ledger
+    table = pq.read_table(run.paths.manifest)
+    sub = table.filter(pa.array(ledger["included"].to_numpy()))
     inc = ledger[ledger["included"]]
     for col, values in (("label", inc["label"]), ("split", inc["split"])):
         at = sub.schema.get_field_index(col)
         sub = sub.set_column(at, col, pa.array([v if isinstance(v, str) else None for v in values], pa.string()))
     with atomic_path(out / "manifest.parquet") as tmp:
         pq.write_table(sub, tmp)
-    Profile.from_manifest(out / "manifest.parquet", params.profile).save(out / "profile.json")
+    Profile.from_manifest(out / "manifest.parquet", run.params.profile).save(out / "profile.json")
 
 
-def validate_curated(ledger: pd.DataFrame, out: Path, params: Params, project: Path) -> dict[str, Any]:
+def validate_curated(run: CurateRun, out: Path) -> dict[str, Any]:
     """The shipped quality suite over the curated manifest, with the curated set's own leakage and
     copy columns (an id or duplicate group in two splits; an id twice). Fails like validate does
     (validate.on_failure), before any export is written."""
@@ -177,34 +198,31 @@ def validate_curated(ledger: pd.DataFrame, out: Path, params: Params, project: P
     from pixelscope.validate.suites import load_suite
 
     df = manifest_frame(out / "manifest.parquet")
-    inc = ledger[ledger["included"]].reset_index(drop=True)
+    inc = run.ledger[run.ledger["included"]].reset_index(drop=True)
     df["leakage"] = (inc.groupby("group_key")["split"].transform("nunique") > 1).to_numpy()
     df["exact_duplicate"] = inc["id"].duplicated(keep=False).to_numpy()
-    suite = load_suite(project / params.validate_.suites / "quality.json")
+    suite = load_suite(run.project / run.params.validate_.suites / "quality.json")
     suites, _ = present_columns({"curated": df}, {"curated": suite})  # the curated frame has both issue columns
-    res = run_suites({"curated": df}, suites, project)["curated"]
+    res = run_suites({"curated": df}, suites, run.project)["curated"]
     failed = [f"{r['expectation']}({r['column'] or ''})" for r in res["results"] if not r["success"]]
     checked = {"success": not failed, "failed": failed, "expectations": len(res["results"])}
     write_bytes_atomic(out / "validation.json", json.dumps(plain(res), indent=1).encode())
-    if failed and params.validate_.on_failure == "fail":
+    if failed and run.params.validate_.on_failure == "fail":
         raise ValidationFailed("the curated set fails the quality suite (validate.on_failure: fail): "
                                + ", ".join(failed) + f"; details: {out / 'validation.json'}")
     return checked
 
 
-def write_card(ledger: pd.DataFrame, frame: pd.DataFrame, params: Params, project: Path, counts: dict[str, Any],
-               classes: list[str], checked: dict[str, Any], out: Path) -> None:
-    from pixelscope.track.repo import raw_version
-
-    paths, cfg = params.paths.under(project), params.curate
+def write_card(run: CurateRun, classes: list[str], checked: dict[str, Any], out: Path) -> None:
+    ledger, frame, cfg, paths = run.ledger, run.frame, run.cfg, run.paths
     inc = ledger["included"].to_numpy()
     split_bytes = frame.loc[inc].groupby(ledger.loc[inc, "split"])["bytes"].sum().to_dict()
-    results = project / params.validate_.results / "results.json"
+    results = run.project / run.params.validate_.results / "results.json"
     text = card.render(
-        ledger=ledger, counts=counts, classes=classes, split_bytes={k: int(v) for k, v in split_bytes.items()},
-        recipe=plain(cfg.model_dump(mode="json")), version=raw_version(params, project).to_dict(),
+        ledger=ledger, counts=run.counts, classes=classes, split_bytes={k: int(v) for k, v in split_bytes.items()},
+        recipe=plain(cfg.model_dump(mode="json")), version=run.version,
         issues=json.loads(paths.issues_summary.read_text()) if paths.issues_summary.exists() else None,
         validation=json.loads(results.read_text()) if results.exists() else None, curated_check=checked,
         profile=card.profile_summary(frame.loc[inc]), formats=list(cfg.formats),
-        pretty_name=cfg.pretty_name or f"{Path(params.paths.raw).name} (curated)", license_=cfg.license)
+        pretty_name=cfg.pretty_name or f"{Path(run.params.paths.raw).name} (curated)", license_=cfg.license)
     write_bytes_atomic(out / "README.md", text.encode())

@@ -43,8 +43,9 @@ def _result(stage: str, store: ShardStore, images: int, todo: int, errors: list[
     summary = (f"{verb} {counts['computed']} new images in {seconds:.1f}s ({rate:,.0f} img/s), {counts['reused']} "
                f"already stored, {len(errors)} errors; {images} distinct readable images (+{ingest_errors} ingest "
                f"error rows); " + ", ".join(f"{k} {v}" for k, v in info.items()))
-    return StepResult(stage, summary, seconds, counts, {"store": str(store.folder)}, metrics,
-                      {**info, "errors_by_reason": reasons, "images_per_s": round(rate, 1)}, reason_notes(reasons))
+    return StepResult(stage=stage, summary=summary, seconds=seconds, counts=counts, outputs={"store": str(store.folder)},
+                      metrics=metrics, details={**info, "errors_by_reason": reasons, "images_per_s": round(rate, 1)},
+                      notes=reason_notes(reasons))
 
 
 def _manifest_for(params: Params, project: str | Path) -> Path:

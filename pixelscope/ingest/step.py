@@ -220,9 +220,10 @@ def finish_ingest(params: Params, project: str | Path, plan: IngestPlan, parts: 
     metrics = {**counts, "seconds": round(seconds, 3), "images_per_s": round(rate, 1), **by_reason("errors_", reasons)}
     summary = (f"ingested {writer.seen} files from {plan.raw} in {seconds:.1f}s ({rate:,.0f} img/s, {workers} workers): "
                f"{writer.ok} ok, {writer.errors} errors" + (f", {plan.excluded} excluded" if plan.excluded else ""))
-    result = StepResult(STAGE, summary, seconds, counts, {"manifest": str(plan.manifest)}, metrics,
-                        {"root": str(plan.raw), "workers": workers, "errors_by_reason": reasons,
-                         "images_per_s": round(rate, 1)}, reason_notes(reasons))
+    result = StepResult(stage=STAGE, summary=summary, seconds=seconds, counts=counts,
+                        outputs={"manifest": str(plan.manifest)}, metrics=metrics, notes=reason_notes(reasons),
+                        details={"root": str(plan.raw), "workers": workers, "errors_by_reason": reasons,
+                                 "images_per_s": round(rate, 1)})
     return write_metrics(params, project, result)
 
 

@@ -145,8 +145,8 @@ def issues_step(params: Params, project: str | Path = ".", *, progress: Progress
                      + (f"; features that alone predict the label: {', '.join(ds.summary['spurious_features'])}"
                         if ds.summary["spurious_features"] else ""))
     total = int(sum(flagged.values()))
-    result = StepResult(STAGE, f"issues in {len(data.frame)} files in {seconds:.1f}s: {total} flags", seconds, counts,
-                        {"issues": str(paths.issues), "pairs": str(paths.issue_pairs),
-                         "summary": str(paths.issues_summary), "neighbours": str(paths.neighbours)},
-                        metrics, plain(summary), notes)
+    result = StepResult(stage=STAGE, summary=f"issues in {len(data.frame)} files in {seconds:.1f}s: {total} flags",
+                        seconds=seconds, counts=counts, metrics=metrics, details=plain(summary), notes=notes,
+                        outputs={"issues": str(paths.issues), "pairs": str(paths.issue_pairs),
+                                 "summary": str(paths.issues_summary), "neighbours": str(paths.neighbours)})
     return write_metrics(params, project, result)

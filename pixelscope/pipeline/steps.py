@@ -24,9 +24,10 @@ from pixelscope.io.values import plain
 ProgressFn = Callable[[int, int], None]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class StepResult:
-    """What a step did. counts add up (e.g. files_seen = ok + errors); metrics is what it wrote
+    """What a step did (built with keywords only: eight fields are too many to keep in order).
+    counts add up (e.g. files_seen = ok + errors); metrics is what it wrote
     to paths.metrics/<stage>.json (empty when the stage keeps no metrics)."""
 
     stage: str

@@ -92,10 +92,12 @@ def finish_profile(params: Params, project: str | Path, parts: Iterable[Profile]
         if c["predictions_unmatched"]:
             notes.append(f"{c['predictions_unmatched']} predictions match no manifest image (by "
                          f"{outputs.key}), e.g. {outputs.unmatched[:3]}")
-    result = StepResult(STAGE, summary, seconds, counts, {"profile": str(paths.profile)}, metrics,
-                        {"manifest": str(paths.manifest), "bytes": size, "embedding": profile.embedding is not None,
-                         "outputs": sorted(outputs.kinds) if outputs is not None else [],
-                         "unmatched_predictions": outputs.unmatched if outputs is not None else []}, notes)
+    result = StepResult(stage=STAGE, summary=summary, seconds=seconds, counts=counts,
+                        outputs={"profile": str(paths.profile)}, metrics=metrics, notes=notes,
+                        details={"manifest": str(paths.manifest), "bytes": size,
+                                 "embedding": profile.embedding is not None,
+                                 "outputs": sorted(outputs.kinds) if outputs is not None else [],
+                                 "unmatched_predictions": outputs.unmatched if outputs is not None else []})
     return write_metrics(params, project, result)
 
 

@@ -192,4 +192,5 @@ def publish_step(params: Params, project: str | Path = ".", *, progress: Progres
     summary = (f"published {params.paths.publish}: {m['files_seen']} files, {m['ok']} ok, {m['errors']} errors; "
                f"{thumbs['thumbnails']} thumbnails ({thumbs['made']} new); raw version {bundle['versions']['raw']['md5']}")
     counts = {k: m[k] for k in ("files_seen", "ok", "errors")}
-    return StepResult(STAGE, summary, time.perf_counter() - t0, counts, written, {}, {**bundle, "thumbnails": thumbs})
+    return StepResult(stage=STAGE, summary=summary, seconds=time.perf_counter() - t0, counts=counts, outputs=written,
+                      details={**bundle, "thumbnails": thumbs})

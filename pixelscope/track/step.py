@@ -18,5 +18,6 @@ def version_step(params: Params, project: str | Path = ".", *, progress: Progres
     v = version_raw_data(params, project)
     summary = (f"raw data {v.path}: version {v.md5} ({v.files} files, {v.bytes:,} bytes)"
                + (f", pushed {v.pushed} files to remote '{v.remote}'" if v.remote else ""))
-    return StepResult("version", summary, time.perf_counter() - t0, {"files": v.files or 0, "pushed": v.pushed or 0},
-                      {"dvc_file": str(Path(project) / f"{v.path}.dvc")}, {}, v.to_dict())
+    return StepResult(stage="version", summary=summary, seconds=time.perf_counter() - t0,
+                      counts={"files": v.files or 0, "pushed": v.pushed or 0},
+                      outputs={"dvc_file": str(Path(project) / f"{v.path}.dvc")}, details=v.to_dict())

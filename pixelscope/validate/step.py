@@ -90,11 +90,12 @@ def validate_step(params: Params, project: str | Path = ".", *, progress: Progre
     lines += [f"skipped {suite}: {x['expectation']}({x['column']}): {x['skipped']}"
               for suite, r in results.items() for x in r["results"] if x.get("skipped")]
     verdict = "validation passed" if not failed else "validation failed (on_failure: warn)"
-    return StepResult(STAGE, f"{verdict}; results: {out / 'results.json'}", time.perf_counter() - t0,
-                      {"expectations": sum(len(r["results"]) for r in results.values()), "failed": len(failed),
-                       "drifted": len(drifted)},
-                      {"results": str(out / "results.json")}, {}, summary,
-                      lines + [f"failed {f}" for f in failed])
+    return StepResult(stage=STAGE, summary=f"{verdict}; results: {out / 'results.json'}",
+                      seconds=time.perf_counter() - t0,
+                      counts={"expectations": sum(len(r["results"]) for r in results.values()), "failed": len(failed),
+                              "drifted": len(drifted)},
+                      outputs={"results": str(out / "results.json")}, details=summary,
+                      notes=lines + [f"failed {f}" for f in failed])
 
 
 def _failure(suite: str, r: dict[str, Any]) -> str:

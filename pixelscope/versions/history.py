@@ -200,7 +200,7 @@ def record_history(params: Params, project: str | Path = ".", specs: list[str] |
     summary = (f"history: {len(rows)} versions ({computed} computed, {len(rows) - computed} unchanged)"
                + (f", {len(kept_drops)} monitored drops" if len(kept_drops) else "")
                + (f", {len(notes)} skipped" if notes else "") + ("" if changed else "; nothing new, not rewritten"))
-    return StepResult("history", summary, time.perf_counter() - t0,
+    return StepResult(stage="history", summary=summary, seconds=time.perf_counter() - t0,
                       counts={"versions": len(rows), "computed": computed, "unchanged": len(rows) - computed,
                               "skipped": len(notes), "drops": len(kept_drops)},
                       outputs={"history": str(path)}, notes=notes)
