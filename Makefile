@@ -59,9 +59,10 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
-## lint: ruff (pyflakes, pycodestyle, import order) and the generated dvc.yaml being current
+## lint: ruff (pyflakes, pycodestyle, import order), mypy (types; [tool.mypy] in pyproject.toml) and the generated dvc.yaml being current
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pixelscope.pipeline.stages --check
 
 ## dvc-yaml: regenerate dvc.yaml from the stage table (pixelscope/pipeline/stages.py)

@@ -52,15 +52,15 @@ def ids_from_selection(selection: Any, frame: pd.DataFrame) -> list[str]:
     if boxes or lassos:
         inside = _inside(frame, boxes, lassos)
         return frame["id"].to_numpy()[inside].tolist()
-    rows = []
+    rows: list[int] = []
     for p in sel.get("points") or []:
         c = p.get("customdata")
         if isinstance(c, dict):  # Streamlit hands customdata arrays over as {"0": value}
             c = next(iter(c.values()), None)
         elif isinstance(c, list | tuple):
             c = c[0] if c else None
-        rows.append(int(c) if c is not None else None)
-    rows = [r for r in rows if r is not None and 0 <= r < len(frame)]
+        if c is not None and 0 <= int(c) < len(frame):
+            rows.append(int(c))
     return frame["id"].iloc[sorted(set(rows))].tolist()
 
 

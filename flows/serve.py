@@ -52,8 +52,7 @@ def deployments(project: Path = settings.PROJECT):
     out = [f.to_deployment(name="pixelscope", parameters={"project": str(project)})
            for f in (pipeline, *FLOWS.values())]
     drop = {"drop": str(m.drop)} if m.drop else {}
-    out.append(monitor.to_deployment(name="pixelscope", parameters={"project": str(project), **drop},
-                                     **({"cron": m.cron} if m.cron else {})))
+    out.append(monitor.to_deployment(name="pixelscope", parameters={"project": str(project), **drop}, cron=m.cron))
     return out
 
 

@@ -214,7 +214,8 @@ class VersioningConfig(_Strict):
     git_commit: bool = False
 
 
-EXPORT_FORMATS = ("imagefolder", "torchvision", "webdataset", "parquet")
+ExportFormat = Literal["imagefolder", "torchvision", "webdataset", "parquet"]
+EXPORT_FORMATS: tuple[ExportFormat, ...] = ("imagefolder", "torchvision", "webdataset", "parquet")
 
 
 class SplitsConfig(_Strict):
@@ -259,8 +260,7 @@ class CurateConfig(_Strict):
     accept_suggested_above: float | None = Field(default=None, ge=0, le=1)  # take label_error suggestions >= score
     balance: BalanceConfig = Field(default_factory=BalanceConfig)
     splits: SplitsConfig = Field(default_factory=SplitsConfig)
-    formats: list[Literal["imagefolder", "torchvision", "webdataset", "parquet"]] = Field(
-        default_factory=lambda: list(EXPORT_FORMATS))
+    formats: list[ExportFormat] = Field(default_factory=lambda: list(EXPORT_FORMATS))
     link: Literal["hardlink", "copy", "symlink"] = "hardlink"  # torchvision tree: how files get there
     shard_size: int = Field(default=1000, ge=1)  # images per webdataset / parquet shard
     workers: int = Field(default=0, ge=0)  # processes writing webdataset / parquet shards (0 = one per core)

@@ -15,6 +15,7 @@ measured in benchmarks/bench_issues_scale.py). Nothing compares all pairs in Pyt
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import faiss
@@ -33,7 +34,7 @@ def hash_bits(hexes: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
     have = np.array([h is not None and len(h) == 16 for h in hexes], dtype=bool)
     codes = np.zeros((len(hexes), 8), dtype=np.uint8)
     if have.any():
-        ints = np.array([int(h, 16) for h, ok in zip(hexes, have) if ok], dtype=np.uint64)
+        ints = np.array([int(h, 16) for h in hexes if h is not None and len(h) == 16], dtype=np.uint64)
         codes[have] = ints.astype(">u8").view(np.uint8).reshape(-1, 8)
     return codes, have
 
@@ -41,7 +42,7 @@ def hash_bits(hexes: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
 def hamming_pairs(codes: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All pairs (i < j) within max_distance bits: (i, j, distance)."""
     if len(codes) < 2:
-        return (np.empty(0, np.int64),) * 2 + (np.empty(0, np.int32),)  # type: ignore[return-value]
+        return (np.empty(0, np.int64),) * 2 + (np.empty(0, np.int32),)
     index = faiss.IndexBinaryFlat(64)
     index.add(codes)
     lims, dist, idx = index.range_search(codes, max_distance + 1)  # radius is exclusive
@@ -58,7 +59,7 @@ class Graph:
     nbrs: np.ndarray  # (n, k) int64; -1 where a row has fewer neighbours
     index: str  # the search used, in words
     _x: np.ndarray = field(repr=False, default_factory=lambda: np.empty((0, 0), np.float16))
-    _search: object = field(repr=False, default=None)  # (queries, k) -> (sims, nbrs), self included
+    _search: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]] | None = field(repr=False, default=None)  # self included
 
     @property
     def k(self) -> int:
@@ -87,9 +88,10 @@ class Graph:
     def _wider(self, rows: np.ndarray, min_cosine: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n, k = len(self._x), self.k
         out_r, out_n, out_s = [], [], []
+        assert self._search is not None  # set by knn_graph, which made this graph
         while len(rows) and k < n:
             k = min(n, max(2 * k, 64), WIDEN_MAX)
-            sims, nbrs = self._search(self._x[rows], k)  # type: ignore[operator]
+            sims, nbrs = self._search(self._x[rows], k)
             out_r.append(np.repeat(rows, sims.shape[1]))
             out_n.append(nbrs.ravel())
             out_s.append(sims.ravel())

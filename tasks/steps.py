@@ -55,4 +55,5 @@ def step_task(stage: Stage) -> Task:
 
 
 def run_step(stage: Stage, params: Params, project: Path) -> dict[str, Any]:
-    return step_task(stage).with_options(**retry_options(params))(params, project)
+    result: dict[str, Any] = step_task(stage).with_options(**retry_options(params))(params, project)  # type: ignore[assignment]  # a sync task returns its value
+    return result

@@ -18,7 +18,7 @@ OTHER = "another bundle or profile file…"
 
 st.title("Compare")
 p = profile()
-choices = {"this version (all images)": ("profile", None)}
+choices: dict[str, tuple[str, tuple[str, str] | None]] = {"this version (all images)": ("profile", None)}
 if has("reference"):
     choices["reference"] = ("reference", None)
 for seg, values in p.segments.items():
@@ -62,8 +62,7 @@ for name in sorted(set(a["columns"]) & set(b["columns"])):
                      "mean diff (std units)": (sb.mean - sa.mean) / pooled, "A n": sa.count, "B n": sb.count})
     elif isinstance(sa, CategoricalSketch) and isinstance(sb, CategoricalSketch):
         fa, fb = sa.frequencies(), sb.frequencies()
-        values = set(fa) | set(fb)
-        tv = 0.5 * sum(abs(fa.get(v, 0) / sa.count - fb.get(v, 0) / sb.count) for v in values)
+        tv = 0.5 * sum(abs(fa.get(v, 0) / sa.count - fb.get(v, 0) / sb.count) for v in set(fa) | set(fb))
         rows.append({"feature": name, "kind": "categorical", "effect": tv, "measure": "total variation",
                      "A median": None, "B median": None, "mean diff (std units)": None, "A n": sa.count, "B n": sb.count})
 frame = pd.DataFrame(rows)

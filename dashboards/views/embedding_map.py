@@ -72,8 +72,9 @@ if boxes:
     set_param("box", box_param((min(b["x"]), max(b["x"]), min(b["y"]), max(b["y"]))))
 elif ids:
     set_param("box", None)
-if not ids and parse_box(param("box")):
-    ids = ids_in_boxes(frame, [parse_box(param("box"))])
+box = parse_box(param("box"))
+if not ids and box:
+    ids = ids_in_boxes(frame, [box])
 st.subheader(f"{len(ids):,} selected" if ids else "Draw a box or lasso on the map to see the images")
 if ids:
     rows = paged(rows_of(frame, ids), key="p")

@@ -9,7 +9,7 @@ import streamlit as st
 
 from dashboards.common import param, profile, set_param
 from pixelscope.io.values import fmt
-from pixelscope.profile.sketches import CategoricalSketch, NumericSketch
+from pixelscope.profile.sketches import CategoricalSketch, DistinctSketch, NumericSketch
 
 QS = [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99]
 BINS = 30
@@ -77,7 +77,7 @@ if isinstance(sk, NumericSketch):
     right.plotly_chart(cdf, width="stretch")
     st.subheader("Quantiles")
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-else:
+elif isinstance(sk, CategoricalSketch):  # names holds numeric and categorical columns only
     st.caption(f"{sk.count:,} values, {sk.nulls:,} null, about {sk.distinct:,.0f} distinct")
     rows = [{"segment": "all", "value": v, "estimate": e, "lower bound": lo, "upper bound": hi}
             for v, e, lo, hi in sk.top(20)]
@@ -102,16 +102,16 @@ exif = [n for n in p.columns if n.startswith("exif_")]
 if not exif:
     st.caption("no EXIF columns in the profile")
 else:
-    rows = []
+    exif_rows: list[dict[str, object]] = []
     for n in exif:
         s = p.columns[n]
-        row = {"field": n, "with value": s.count, "missing": s.nulls}
+        row: dict[str, object] = {"field": n, "with value": s.count, "missing": s.nulls}
         if isinstance(s, NumericSketch) and s.count:
             q = s.quantiles([0.05, 0.5, 0.95])
             row["summary"] = f"p05 {fmt(q[0])} · median {fmt(q[1])} · p95 {fmt(q[2])}"
         elif isinstance(s, CategoricalSketch) and s.count:
             row["summary"] = ", ".join(f"{v} ({e})" for v, e, *_ in s.top(5))
-        elif s.count:
+        elif isinstance(s, DistinctSketch) and s.count:
             row["summary"] = f"about {s.distinct:,.0f} distinct"
-        rows.append(row)
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        exif_rows.append(row)
+    st.dataframe(pd.DataFrame(exif_rows), hide_index=True, width="stretch")

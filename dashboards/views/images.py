@@ -62,7 +62,7 @@ slices = ["all images", "readable", "errors"] + [c for c in images.columns if f"
 if has("ledger"):
     slices += ["curated: included", "curated: excluded"]
 wanted = param("slice", "all images")
-slice_ = st.selectbox("slice", slices, index=slices.index(wanted) if wanted in slices else 0)
+slice_ = str(st.selectbox("slice", slices, index=slices.index(wanted) if wanted in slices else 0))
 set_param("slice", None if slice_ == "all images" else slice_)
 c1, c2 = st.columns([3, 1])
 sortable = list(images.columns)

@@ -13,6 +13,7 @@ from rich.table import Table
 from pixelscope.cli.common import JsonOpt, ParamsOpt, SetOpt, existing, load, out, user_errors
 from pixelscope.errors import PixelscopeError
 from pixelscope.io.values import fmt
+from pixelscope.profile.sketches import NumericSketch
 
 
 def register(app: typer.Typer) -> None:
@@ -46,12 +47,12 @@ def show(
     if column:
         sk = prof.sketch(column, seg)
         detail = dict(rows[0])
-        if sk.kind == "numeric":
-            edges, counts = sk.histogram(20)  # type: ignore[union-attr]
+        if isinstance(sk, NumericSketch):
+            edges, bins = sk.histogram(20)
             qs = [0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0]
-            detail["quantiles"] = dict(zip([str(q) for q in qs], sk.quantiles(qs)))  # type: ignore[union-attr]
-            detail["histogram"] = {"edges": edges, "counts": counts}
-            detail["rank_error"] = sk.rank_error  # type: ignore[union-attr]
+            detail["quantiles"] = dict(zip([str(q) for q in qs], sk.quantiles(qs)))
+            detail["histogram"] = {"edges": edges, "counts": bins}
+            detail["rank_error"] = sk.rank_error
         if as_json:
             print(json.dumps(detail))
         else:

@@ -40,7 +40,7 @@ def run_stage(name: str, params_file: Path, sets: list[str] | None, quiet: bool,
     return params, result
 
 
-def report(result: StepResult, as_json: bool, shown: Any = None) -> None:
+def report(result: StepResult, as_json: bool = False, shown: Any = None) -> None:
     if as_json:
         print(dumps({**result.to_dict(), **({"shown": shown} if shown is not None else {})}))
         return
@@ -98,7 +98,7 @@ def issues(
         with user_errors():
             shown = flagged_rows(p.paths.under(".").issues, show, limit)[1]
     report(result, as_json, shown)
-    if show and not as_json:
+    if show and shown is not None and not as_json:
         print_rows(show, shown)
 
 

@@ -47,7 +47,7 @@ def choose(rows: np.ndarray, k: int, mode: str, rank: np.ndarray, vectors: np.nd
     if k >= len(rows):
         return rows
     order = np.argsort(rank[rows], kind="stable")
-    if mode == "quality" or (mode == "diverse" and vectors is None):
+    if mode == "quality" or vectors is None:
         return np.sort(rows[order[:k]])
     if mode == "random":
         return np.sort(np.random.default_rng(seed).choice(rows, k, replace=False))

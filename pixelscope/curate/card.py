@@ -33,7 +33,7 @@ def render(*, ledger: pd.DataFrame, counts: dict[str, Any], classes: list[str], 
            validation: dict[str, Any] | None, curated_check: dict[str, Any], profile: dict[str, Any], formats: list[str],
            pretty_name: str, license_: str) -> str:
     splits = sorted(counts["splits"])
-    header = {
+    header: dict[str, Any] = {
         "pretty_name": pretty_name,
         "license": license_,
         "task_categories": ["image-classification"],

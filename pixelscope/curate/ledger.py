@@ -58,9 +58,9 @@ def build_ledger(images: Images, frame: pd.DataFrame, cfg: CurateConfig, issues_
     n = len(frame)
     reasons: list[list[str]] = [[] for _ in range(n)]
     alive = (frame["status"] == "ok").to_numpy().copy()
-    for r in np.flatnonzero(~alive):
+    for r in map(int, np.flatnonzero(~alive)):
         reasons[r].append(f"unreadable: {frame.at[r, 'reason']}")
-    for r in np.flatnonzero(alive):
+    for r in map(int, np.flatnonzero(alive)):
         if not inside(raw, frame.at[r, "path"]):
             reasons[r].append("outside the raw folder (path or symlink escapes it)")
             alive[r] = False
@@ -78,14 +78,14 @@ def build_ledger(images: Images, frame: pd.DataFrame, cfg: CurateConfig, issues_
                 raise ConfigError(f"curate.exclude: {name} keeps each group's representative, which the "
                                   "near_duplicate finder marks: add it to issues.finders")
             flagged = flagged & ~frame["representative"].fillna(False).to_numpy(dtype=bool)
-        for r in np.flatnonzero(flagged & alive):
+        for r in map(int, np.flatnonzero(flagged & alive)):
             why = f"{name}: duplicate of {rep_path.get(r, '?')}" if name in DUPLICATES else name
             reasons[r].append(why)
         alive = alive & ~flagged
 
     if cfg.where:
         keep = images.where(cfg.where, "curate.where")
-        for r in np.flatnonzero(alive & ~keep):
+        for r in map(int, np.flatnonzero(alive & ~keep)):
             reasons[r].append(f"filter: {cfg.where}")
         alive = alive & keep
     if cfg.filters:
@@ -95,7 +95,7 @@ def build_ledger(images: Images, frame: pd.DataFrame, cfg: CurateConfig, issues_
                 raise ConfigError(f"curate.filters: unknown filter {name!r} (registered: {', '.join(FILTERS.names()) or 'none'}; "
                                   "a module with @curate_filter goes under curate.plugins)")
             keep = np.asarray(pd.Series(FILTERS[name](frame), index=frame.index).fillna(False), dtype=bool)
-            for r in np.flatnonzero(alive & ~keep):
+            for r in map(int, np.flatnonzero(alive & ~keep)):
                 reasons[r].append(f"filter: {name}")
             alive = alive & keep
     slice_hits = {name: images.where(expr, f"curate.slices.{name}") for name, expr in cfg.slices.items()}

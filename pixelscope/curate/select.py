@@ -29,8 +29,7 @@ class Images:
         if issues is not None and issues.exists():
             self.db.execute("CREATE TABLE i AS SELECT row_number() OVER () - 1 AS _row, * FROM read_parquet(?)",
                             [str(issues)])
-            mismatch = self.db.execute("SELECT count(*) FROM m FULL JOIN i USING (_row) WHERE m.path IS DISTINCT FROM "
-                                       "i.path").fetchone()[0]
+            mismatch = self._count("SELECT count(*) FROM m FULL JOIN i USING (_row) WHERE m.path IS DISTINCT FROM i.path")
             if mismatch:
                 raise BadInput(f"{issues} does not describe {manifest} (rerun `pixelscope issues`)")
             keep = [c for c in self._columns("i") if c not in ("_row", "id", "path", "label", "split", "status")]
@@ -43,7 +42,12 @@ class Images:
         self.db.execute("DROP TABLE IF EXISTS i")
         self.db.execute("SET enable_external_access = false")
         self.db.execute("SET lock_configuration = true")
-        self.rows = self.db.execute("SELECT count(*) FROM images").fetchone()[0]
+        self.rows = self._count("SELECT count(*) FROM images")
+
+    def _count(self, sql: str) -> int:
+        row = self.db.execute(sql).fetchone()
+        assert row is not None  # a count(*) always returns one row
+        return int(row[0])
 
     @classmethod
     def over(cls, frame: Any) -> Images:

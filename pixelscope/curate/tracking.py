@@ -65,7 +65,7 @@ def log_curated(out: Path, counts: dict[str, Any], cfg: MlflowConfig, version: d
     source = _dvc_source(version, project)
     with mlflow.start_run(experiment_id=exp_id, run_name=f"curate {name}") as run:
         for split in sorted(counts["splits"]):
-            mlflow.log_input(MetaDataset(source, name=f"{name}/{split}", digest=digest[:16]),
+            mlflow.log_input(MetaDataset(source, name=f"{name}/{split}", digest=digest[:16]),  # type: ignore[abstract]  # concrete at run time
                              context=CONTEXTS.get(split, split))
         mlflow.log_metrics({k: float(counts[k]) for k in ("files", "included", "excluded", "unreadable", "labels_fixed")}
                            | {f"split_{s}": float(n) for s, n in counts["splits"].items()})

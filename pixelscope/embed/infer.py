@@ -53,7 +53,7 @@ class Embedder:
         self.dtype = self._autocast_dtype()
         self._session = None  # ONNX Runtime session, made on first use (after decode workers started)
         if self.backend == "torch":
-            self.model.net.to(device=device, memory_format=torch.channels_last)
+            self.model.net.to(device=device, memory_format=torch.channels_last)  # type: ignore[call-overload]  # a documented keyword the stubs lack
 
     def _choose_backend(self) -> str:
         b = self.cfg.backend
@@ -98,9 +98,8 @@ class Embedder:
             return np.empty((0, self.dim), dtype=np.float16)
         x = self.prep.normalize(images.to(self.device, non_blocking=True))
         if self.backend == "onnx":
-            if self._session is None:
-                self._session = self._onnx_session()
-            y = self._session.run(None, {"x": x.contiguous().numpy()})[0]
+            session = self._session = self._session or self._onnx_session()
+            y = session.run(None, {"x": x.contiguous().numpy()})[0]
             return y.astype(np.float16)
         x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), torch.autocast(torch.device(self.device).type,

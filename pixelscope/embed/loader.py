@@ -124,6 +124,7 @@ def _load_into(job: tuple[Item, str, tuple[int, ...], int, int]) -> tuple[Item, 
     """Decode one file into slot (buffer, index) of the shared batches; a tensor of another
     shape than the slots' goes back through the pipe instead (the consumer stacks what it gets)."""
     item, path, full_shape, buffer, index = job
+    assert _PREP is not None  # set by the pool's initializer
     img, err = _load_with(item, _PREP)
     if img is None or tuple(img.shape) != full_shape[2:]:
         return item, img, err
@@ -141,17 +142,23 @@ def _collate(results: list[tuple[Item, torch.Tensor | int | None, dict[str, Any]
     errors = [err for _, _, err in results if err is not None]
     if not ok:
         return Batch([], torch.empty(0, dtype=torch.uint8), errors)
-    if slots is not None and all(isinstance(img, int) for _, img in ok):
-        images = torch.from_numpy(np.asarray(slots[[img for _, img in ok]]))  # fancy indexing copies: the buffer is reused
+    indexes = [img for _, img in ok if isinstance(img, int)]
+    if slots is not None and len(indexes) == len(ok):
+        images = torch.from_numpy(np.asarray(slots[indexes]))  # fancy indexing copies: the buffer is reused
     else:
-        images = torch.stack([torch.from_numpy(np.array(slots[img])) if isinstance(img, int) else img
+        images = torch.stack([img if isinstance(img, torch.Tensor) else torch.from_numpy(np.array(_slot(slots, img)))
                               for _, img in ok])
     return Batch([i for i, _ in ok], images, errors)
 
 
+def _slot(slots: np.ndarray | None, index: int) -> np.ndarray:
+    assert slots is not None  # a worker returns an index only when the batch has a shared buffer
+    return slots[index]
+
+
 def output_shape(prep: Preprocess) -> tuple[int, ...]:
     """The shape the transforms give an image (fixed for any pipeline that ends in a crop)."""
-    side = max(64, 2 * prep.min_side)
+    side = max(64, 2 * (prep.min_side or 0))
     return tuple(prep.apply(torch.zeros(3, side, side, dtype=torch.uint8)).shape)
 
 
@@ -271,11 +278,11 @@ def _gpu_batch(files: list[tuple[Item, bytes | None]], prep: Preprocess, device:
             outs = decode_jpeg(datas, mode=ImageReadMode.RGB, device=device)
         except Exception:  # noqa: BLE001 - e.g. CMYK or progressive streams nvJPEG rejects: CPU below
             outs = [None] * len(jpegs)
-        for (it, data), img in zip(jpegs, outs):
+        for (it, jpeg), img in zip(jpegs, outs):
             if img is not None:
-                img = orient_chw(img, _exif_orientation(data))
+                img = orient_chw(img, _exif_orientation(jpeg))
                 decoded[it.id] = prep.apply(img, seed_of(it.id))
-    results = []
+    results: list[tuple[Item, torch.Tensor | int | None, dict[str, Any] | None]] = []
     for it, data in files:
         if it.id in decoded:
             results.append((it, decoded[it.id], None))

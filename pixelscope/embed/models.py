@@ -81,7 +81,8 @@ class _Pooled(nn.Module):
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.extract_features(x).mean(dim=(2, 3))
+        features: torch.Tensor = self.net.extract_features(x)  # type: ignore[operator]  # EfficientNet's own method
+        return features.mean(dim=(2, 3))
 
 
 @model("efficientnet_lite0", _builtin=True)
@@ -124,6 +125,7 @@ def _strip_head(net: nn.Module) -> tuple[nn.Module, nn.Linear]:
                 isinstance(m, nn.Linear) for m in head) else None
             if last is not None:
                 removed = head[last]
+                assert isinstance(removed, nn.Linear)
                 head[last] = nn.Identity()
                 return net, removed
     raise ConfigError(f"embed.model: cannot find the classifier of {type(net).__name__} to remove")

@@ -24,7 +24,7 @@ def project(vectors: np.ndarray, method: str = "auto", seed: int = 0) -> tuple[n
         return np.empty((0, 2), dtype=np.float32), "none"
     if method in ("auto", "umap") and len(x) >= 16:
         try:
-            import umap  # type: ignore[import-not-found]
+            import umap
 
             xy = umap.UMAP(n_components=2, random_state=seed, metric="cosine").fit_transform(x)
             return np.asarray(xy, dtype=np.float32), "umap"

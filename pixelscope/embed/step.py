@@ -163,14 +163,15 @@ def embed_step(params: Params, project: str | Path = ".", *, progress: ProgressF
             source = "tensors"
     except StoreError:
         pass
-    stream = (_stored_batches(tensor_store, todo, params.embed.batch_size) if source == "tensors"
+    stream = (_stored_batches(tensor_store, todo, params.embed.batch_size) if tensor_store is not None and source == "tensors"
               else batches(todo, params.preprocess, params.embed.batch_size))
     errors = _consume(stream, _Buffered(store, params.embed.shard_rows), embedder, len(todo), progress)
     seconds = time.perf_counter() - t0
     method = write_projection(store, items, labels, params.embed.projection)
-    semantic = params.embed.semantic and embedder.model.head is not None and bool(embedder.model.classes)
-    if semantic:
-        write_semantic(store, [it.id for it in items], embedder.model.head, embedder.model.classes)
+    head, classes = embedder.model.head, embedder.model.classes
+    semantic = params.embed.semantic and head is not None and bool(classes)
+    if semantic and head is not None and classes:
+        write_semantic(store, [it.id for it in items], head, classes)
     else:
         (store.folder / SEMANTIC).unlink(missing_ok=True)
     write_bytes_atomic(paths.embeddings / CURRENT, json.dumps({"key": embedder.key, "model": embedder.model.name,

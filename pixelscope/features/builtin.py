@@ -13,10 +13,11 @@ import numpy as np
 
 from pixelscope.features.hashes import dhash, phash
 from pixelscope.features.registry import ImageView, feature
+from pixelscope.io.manifest import Kind
 
 
-def _builtin(name: str, kind: str = "numeric", doc: str = ""):
-    return feature(name, kind, doc, _builtin=True)  # type: ignore[arg-type]
+def _builtin(name: str, kind: Kind = "numeric", doc: str = ""):
+    return feature(name, kind, doc, _builtin=True)
 
 
 # --- geometry and file -----------------------------------------------------------------
@@ -186,7 +187,7 @@ def colorfulness(v: ImageView) -> float:
 
 @_builtin("is_grayscale", kind="categorical", doc="'true' when colour channels are equal (within 3 levels) on 99% of pixels")
 def is_grayscale(v: ImageView) -> str:
-    colored = cv2.countNonZero(cv2.compare(v.chroma, 3, cv2.CMP_GT))
+    colored = cv2.countNonZero(cv2.compare(v.chroma, 3, cv2.CMP_GT))  # type: ignore[call-overload]  # a scalar operand
     return "true" if colored < 0.01 * v.chroma.size else "false"
 
 

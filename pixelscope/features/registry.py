@@ -72,13 +72,15 @@ class ImageView:
         """256-bin hue histogram of pixels saturated (S >= 15%) and bright (V >= 10%) enough
         to have a meaningful hue; near-gray and near-black pixels are left out."""
         h, s, v = cv2.split(self.hsv)
-        colored = cv2.min(cv2.subtract(s, 37), cv2.subtract(v, 25))  # saturating: nonzero iff S >= 38 and V >= 26
+        # saturating: nonzero iff S >= 38 and V >= 26 (OpenCV's stubs do not admit the scalar operand)
+        colored = cv2.min(cv2.subtract(s, 37), cv2.subtract(v, 25))  # type: ignore[call-overload]  # scalar operand
         return cv2.calcHist([h], [0], colored, [256], [0, 256]).ravel().astype(np.float64)
 
     @cached_property
     def channels(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """R, G and B as separate contiguous planes (what OpenCV's per-channel arithmetic takes)."""
-        return tuple(cv2.split(self.rgb))
+        r, g, b = cv2.split(self.rgb)
+        return r, g, b
 
     @cached_property
     def chroma(self) -> np.ndarray:

@@ -76,7 +76,9 @@ def _lab_to_rgb(im: Image.Image) -> Image.Image:
         _LAB_TO_RGB = ImageCms.buildTransform(
             ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB"
         )
-    return ImageCms.applyTransform(im, _LAB_TO_RGB)
+    out = ImageCms.applyTransform(im, _LAB_TO_RGB)
+    assert out is not None  # None only with inPlace=True
+    return out
 
 
 def to_rgb8(im: Image.Image) -> np.ndarray:

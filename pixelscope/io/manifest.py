@@ -139,7 +139,7 @@ class ManifestWriter:
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc_type is None and (self._buf or self.seen == 0):
             self._flush()
-        return self._stack.__exit__(exc_type, exc, tb)
+        return bool(self._stack.__exit__(exc_type, exc, tb))
 
 
 ISSUE_KEYS = ("id", "path", "label", "split", "status")

@@ -106,8 +106,9 @@ def read_predictions(path: str | Path) -> tuple[str, pa.Table]:
         raise BadInput(f"{path}: column `{key}` is empty in row {row + 1}")
     out = {key: keys, "pred_label": pc.cast(table.column(found["pred_label"]), pa.string())}
     for name, (lo, hi) in NUMERIC.items():
-        if found[name] is not None:
-            out[name] = _numeric(path, table, found[name], lo, hi, integer=name == "pred_boxes")
+        column = found[name]
+        if column is not None:
+            out[name] = _numeric(path, table, column, lo, hi, integer=name == "pred_boxes")
     result = pa.table(out)
     counts = pc.value_counts(result.column(key))
     repeated = [v["values"] for v in counts.to_pylist() if v["counts"] > 1]

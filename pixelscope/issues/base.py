@@ -105,8 +105,11 @@ class Dataset:
         this model and issues.knn, else this dataset's."""
         ref = self.reference.embedding if self.reference is not None else None
         model = self.embeddings.model if self.embeddings is not None else None
-        if ref is not None and ref.knn_distance is not None and ref.knn["k"] == self.cfg.knn and ref.model == model:
-            return float(ref.knn_distance.quantiles([q])[0]), f"reference {self.reference_name} q{q:g}"
+        if ref is not None and ref.knn is not None and ref.knn_distance is not None and ref.knn["k"] == self.cfg.knn \
+                and ref.model == model:
+            value = ref.knn_distance.quantiles([q])[0]
+            if value is not None:  # None: the reference sketch is empty
+                return value, f"reference {self.reference_name} q{q:g}"
         why = "no reference set" if self.reference is None else "the reference has no kNN distances of this model and k"
         return float(np.quantile(distances, q)), f"this dataset q{q:g} ({why})"
 

@@ -35,7 +35,7 @@ def quality(data: Dataset, found: dict[str, Finding]) -> Finding:
     f = frame.where(ok)  # error rows have no features: never flagged here (unreadable covers them)
     thresholds: dict[str, dict] = {}
 
-    def used(name: str, value: float | None, source: str) -> float | None:
+    def used(name: str, value: float, source: str) -> float:
         thresholds[name] = {"value": value, "source": source}
         return value
 
@@ -47,7 +47,8 @@ def quality(data: Dataset, found: dict[str, Finding]) -> Finding:
     flags.append(_flag("overexposed", b >= bright_t, (b - bright_t) / max(1 - bright_t, 1e-9) + 0.5,
                        lambda r: f"overexposed: mean brightness {b[r]:.2f} >= {bright_t}"))
     sharp = f["sharpness"]
-    blur_t = used("blurry", *data.threshold("sharpness", cfg.blurry_quantile))
+    blur_t, blur_source = data.threshold("sharpness", cfg.blurry_quantile)
+    thresholds["blurry"] = {"value": blur_t, "source": blur_source}
     if blur_t is not None:
         flags.append(_flag("blurry", sharp < blur_t, 1 - sharp / max(blur_t, 1e-9),
                            lambda r: f"blurry: sharpness {sharp[r]:.1f} < {blur_t:.1f}"))

@@ -199,7 +199,9 @@ def code_deps(module: str) -> list[str]:
     """The closure as dvc.yaml deps: a subpackage as a whole, the top level and BY_MODULE by file."""
     deps = set()
     for m in module_closure(module):
-        rel = _module_file(m).relative_to(SOURCE_ROOT).as_posix()  # type: ignore[union-attr]
+        path = _module_file(m)
+        assert path is not None  # the closure holds only modules with a file
+        rel = path.relative_to(SOURCE_ROOT).as_posix()
         parts = rel.split("/")
         folder = "/".join(parts[:2])
         if len(parts) > 2 and folder not in BY_MODULE:

@@ -140,7 +140,8 @@ class EmbeddingStats:
                 if label in theirs:
                     mine.setdefault(slot, NumericSketch(self.kll_k)).merge(theirs[label])
         self._add_sample(other.sample_ids, other.sample, other.sample_labels, other.sample_keys)
-        if self.knn_distance is not None and other.knn_distance is not None and self.knn["k"] == other.knn["k"]:
+        if self.knn is not None and other.knn is not None and self.knn_distance is not None \
+                and other.knn_distance is not None and self.knn["k"] == other.knn["k"]:
             self.knn_distance.merge(other.knn_distance)
             self.knn = {**self.knn, "merged": True}
         else:  # one side lacks them (or used another k): no sketch describes the union
@@ -163,7 +164,7 @@ class EmbeddingStats:
         return {"model": self.model, "key": self.key, "dim": self.dim, "sample": len(self.sample_ids),
                 "all": one(ALL) if ALL in self.count else None, "labels": {label: one(label) for label in self.labels},
                 "knn_distance": None if self.knn_distance is None else {
-                    **self.knn, "p50": _r(self.knn_distance.quantiles([0.5])[0]),
+                    **(self.knn or {}), "p50": _r(self.knn_distance.quantiles([0.5])[0]),
                     "p99": _r(self.knn_distance.quantiles([0.99])[0])}}
 
     def to_dict(self) -> dict[str, Any]:
@@ -176,7 +177,8 @@ class EmbeddingStats:
                        for label in sorted(self.count)},
             "sample": {"ids": self.sample_ids, "labels": self.sample_labels, "keys": self.sample_keys.tolist(),
                        "vectors": _enc(self.sample.astype(np.float16))},
-            **({"knn": {**self.knn, "distance": self.knn_distance.to_dict()}} if self.knn_distance is not None else {}),
+            **({"knn": {**(self.knn or {}), "distance": self.knn_distance.to_dict()}}
+               if self.knn_distance is not None else {}),
         }
 
     @classmethod

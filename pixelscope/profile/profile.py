@@ -166,13 +166,13 @@ class Profile:
         self.ok += other.ok
         self.errors_by_reason.update(other.errors_by_reason)
         for name, sk in other.columns.items():
-            self.columns[name].merge(sk)  # type: ignore[arg-type]
+            self.columns[name].merge(sk)  # type: ignore[arg-type]  # same kinds (checked above), so the same sketch type
         for seg, values in other.segments.items():
             for value, sketches in values.items():
                 slot = self._segment_slot(seg, value)
                 self.segment_rows[seg][slot] += other.segment_rows[seg][value]
                 for name, sk in sketches.items():
-                    self.segments[seg][slot][name].merge(sk)  # type: ignore[arg-type]
+                    self.segments[seg][slot][name].merge(sk)  # type: ignore[arg-type]  # same kinds, same types
         if self.embedding is not None and other.embedding is not None:
             self.embedding.merge(other.embedding)
         return self
@@ -208,7 +208,7 @@ class Profile:
                            max=_num(sk.max if sk.count else None), mean=sk.mean if sk.count else None,
                            std=sk.std if sk.count else None)
             else:
-                row["distinct"] = round(sk.distinct)  # type: ignore[union-attr]
+                row["distinct"] = round(sk.distinct)
                 if isinstance(sk, CategoricalSketch):
                     row["top"] = [[v, int(c)] for v, c, *_ in sk.top(5)]
             rows.append(row)

@@ -84,12 +84,12 @@ class NumericSketch:
         """The rank error that applies: 0 while the sketch still holds every value (exact)."""
         return self.rank_error if self.kll.is_estimation_mode() else 0.0
 
-    def quantiles(self, qs: Sequence[float]) -> list[float | None]:
+    def quantiles(self, qs: Sequence[float] | np.ndarray) -> list[float | None]:
         if self.count == 0:
             return [None] * len(qs)
         return [float(x) for x in self.kll.get_quantiles(list(qs))]
 
-    def cdf(self, split_points: Sequence[float]) -> list[float]:
+    def cdf(self, split_points: Sequence[float] | np.ndarray) -> list[float]:
         return list(self.kll.get_cdf(list(split_points))) if self.count else []
 
     def pmf(self, split_points: Sequence[float]) -> list[float]:
@@ -188,14 +188,14 @@ class CategoricalSketch(DistinctSketch):
         for v, n in self._update_strings(values).items():
             self.fi.update(v, n)
 
-    def merge(self, other: CategoricalSketch) -> None:  # type: ignore[override]
+    def merge(self, other: CategoricalSketch) -> None:  # type: ignore[override]  # merges only its own kind
         super().merge(other)
         self.fi.merge(other.fi)
 
     def top(self, n: int = 10) -> list[tuple[str, int, int, int]]:
         """(value, estimate, lower bound, upper bound), most frequent first."""
         items = self.fi.get_frequent_items(ds.frequent_items_error_type.NO_FALSE_NEGATIVES)
-        return [tuple(i) for i in items[:n]]  # type: ignore[misc]
+        return [tuple(i) for i in items[:n]]
 
     def frequencies(self) -> dict[str, int]:
         """Estimated count per tracked value (exact while distinct values < 0.75 * 2^lg_max_k)."""
@@ -213,7 +213,8 @@ class CategoricalSketch(DistinctSketch):
 
 
 Sketch = NumericSketch | CategoricalSketch | DistinctSketch
-_BY_KIND = {"numeric": NumericSketch, "categorical": CategoricalSketch, "distinct": DistinctSketch}
+_BY_KIND: dict[str, type[NumericSketch] | type[CategoricalSketch] | type[DistinctSketch]] = {
+    "numeric": NumericSketch, "categorical": CategoricalSketch, "distinct": DistinctSketch}
 
 
 def sketch_from_dict(d: dict[str, Any]) -> Sketch:

@@ -139,7 +139,7 @@ def publish_step(params: Params, project: str | Path = ".", *, progress: Progres
         if not need.exists():
             raise InputMissing(f"{need} not found: run ingest and profile first")
     profile = Profile.load(paths.profile)
-    bundle = {
+    bundle: dict[str, Any] = {
         "versions": {"raw": raw_version(params, project).to_dict(), "pixelscope": __version__,
                      "params": params_hash(params), "published": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
         "manifest": manifest_summary(paths.manifest),
@@ -176,10 +176,10 @@ def publish_step(params: Params, project: str | Path = ".", *, progress: Progres
         (out / PARTS["reference"].file).unlink(missing_ok=True)
     manifest = pq.read_table(paths.manifest, columns=["id", "path", "status"])
     store = current_store(paths.embeddings)
-    src = store.folder / "projection.parquet" if store is not None else None
-    if src is not None and src.exists():
-        ids = pq.read_table(src, columns=["id"]).column(0).to_pylist()
-        copy_projection(src, manifest, reference_distances(profile, reference, store, ids), out / "projection.parquet")
+    projection = store.folder / "projection.parquet" if store is not None else None
+    if projection is not None and projection.exists():
+        ids = pq.read_table(projection, columns=["id"]).column(0).to_pylist()
+        copy_projection(projection, manifest, reference_distances(profile, reference, store, ids), out / "projection.parquet")
         written["projection"] = str(out / "projection.parquet")
     else:
         (out / "projection.parquet").unlink(missing_ok=True)

@@ -373,7 +373,7 @@ def decide(rows: list[DriftRow], cfg: DriftConfig) -> list[DriftRow]:
         by_family.setdefault(group[0].family, []).append(group)
     weight = family_shares(cfg, set(by_family))
     for family, groups in by_family.items():
-        adjusted = adjust([g[0].p_value for g in groups], cfg.correction)  # type: ignore[misc]
+        adjusted = adjust([g[0].p_value or 0.0 for g in groups], cfg.correction)  # every group has a p-value (above)
         for group, p in zip(groups, adjusted):
             for r in group:
                 r.p_adjusted = min(1.0, p / weight[family]) if weight[family] > 0 else 1.0

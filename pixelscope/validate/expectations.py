@@ -47,6 +47,7 @@ def run_suites(frames: dict[str, Any], suites: dict[str, dict[str, Any]], gx_roo
         for vr in res.run_results.values():
             for r in vr.results:
                 cfg = r.expectation_config
+                assert cfg is not None  # every result of a suite run names its expectation
                 observed = r.result.get("observed_value")
                 results.append({
                     "expectation": cfg.type, "column": cfg.kwargs.get("column"), "success": bool(r.success),

@@ -71,8 +71,8 @@ def validate_step(params: Params, project: str | Path = ".", *, progress: Progre
         drifted = sorted({f"{r.feature}[{r.segment}] {r.test}" for r in rows if r.drift})
     suites, skipped = present_columns(frames, suites, paths.issues_summary)
     results = run_suites(frames, suites, project)
-    for suite, rows in skipped.items():
-        results[suite]["results"].extend(rows)
+    for suite, missing in skipped.items():
+        results[suite]["results"].extend(missing)
     docs = project / "gx" / "uncommitted" / "data_docs" / "local_site"
     if docs.exists():
         shutil.rmtree(out / "data_docs", ignore_errors=True)

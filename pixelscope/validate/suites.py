@@ -12,6 +12,7 @@ from typing import Any
 
 from pixelscope.errors import BadInput, InputMissing
 from pixelscope.profile import Profile
+from pixelscope.profile.sketches import CategoricalSketch
 
 SUITES = ("quality", "drift")
 
@@ -30,6 +31,9 @@ def load_suite(path: Path) -> dict[str, Any]:
 
 def suite_from_reference(reference: Profile) -> dict[str, Any]:
     """A quality suite with bounds taken from a reference profile, to edit by hand."""
+    def scaled(value: float | None, factor: float) -> float | None:
+        return None if value is None else value * factor
+
     def q(col: str, p: float) -> float | None:
         try:
             return reference.quantiles(col, [p])[0]
@@ -49,9 +53,9 @@ def suite_from_reference(reference: Profile) -> dict[str, Any]:
         {"type": "expect_column_values_to_be_in_set",
          "kwargs": {"column": "status", "value_set": ["ok"], "mostly": round(max(0.0, readable - 0.02), 4)},
          "meta": {"why": f"share of readable files (reference {readable:.3f})"}},
-        between("width", q("width", 0.0) and q("width", 0.0) / 2, q("width", 1.0) and q("width", 1.0) * 2, 0.99,
+        between("width", scaled(q("width", 0.0), 0.5), scaled(q("width", 1.0), 2), 0.99,
                 "image width within half / twice the reference's range"),
-        between("height", q("height", 0.0) and q("height", 0.0) / 2, q("height", 1.0) and q("height", 1.0) * 2, 0.99,
+        between("height", scaled(q("height", 0.0), 0.5), scaled(q("height", 1.0), 2), 0.99,
                 "image height within half / twice the reference's range"),
         between("aspect_ratio", q("aspect_ratio", 0.01), q("aspect_ratio", 0.99), 0.95,
                 "aspect ratio within the reference's 1-99 % range"),
@@ -61,8 +65,9 @@ def suite_from_reference(reference: Profile) -> dict[str, Any]:
         {"type": "expect_column_values_to_be_between", "kwargs": {"column": "splits_of_id", "max_value": 1},
          "meta": {"why": "no image id in two splits (leakage)"}},
     ]
-    if "label" in reference.columns:
-        labels = sorted(reference.columns["label"].frequencies())  # type: ignore[union-attr]
+    label = reference.columns.get("label")
+    if isinstance(label, CategoricalSketch):
+        labels = sorted(label.frequencies())
         if labels:
             exps.append({"type": "expect_column_values_to_be_in_set",
                          "kwargs": {"column": "label", "value_set": labels, "mostly": 1.0},

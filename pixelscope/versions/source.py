@@ -93,7 +93,12 @@ def from_rev(rev: str, params: Params, project: Path) -> Version:
 
     fs = DVCFileSystem(str(project), rev=commit)
 
-    def read(path: Path, needed: bool) -> bytes | None:
+    def read(path: Path) -> bytes:
+        data = read_optional(path, True)
+        assert data is not None  # a needed file that cannot be read raised InputMissing
+        return data
+
+    def read_optional(path: Path, needed: bool = False) -> bytes | None:
         try:
             with fs.open(path.as_posix(), mode="rb") as fh:
                 return fh.read()
@@ -104,10 +109,10 @@ def from_rev(rev: str, params: Params, project: Path) -> Version:
             return None
 
     p = params.paths
-    profile = Profile.deserialize(read(p.profile, True))  # type: ignore[arg-type]
-    manifest = read_manifest(read(p.manifest, True), f"{p.manifest} at {rev}")  # type: ignore[arg-type]
-    return Version(rev, "rev", profile, manifest, _optional_table(read(p.issues, False)),
-                   _optional_table(read(p.curated / "curation.parquet", False)), meta)
+    profile = Profile.deserialize(read(p.profile))
+    manifest = read_manifest(read(p.manifest), f"{p.manifest} at {rev}")
+    return Version(rev, "rev", profile, manifest, _optional_table(read_optional(p.issues)),
+                   _optional_table(read_optional(p.curated / "curation.parquet")), meta)
 
 
 def from_bundle(folder: Path) -> Version:
