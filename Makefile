@@ -19,6 +19,8 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c requirements.txt -e ".[all]"
 	$(BIN)/python -m pip check
+	# `import torchvision` in any script of this venv (CPU torch + CUDA-built torchvision: pixelscope/embed/torchcompat.py)
+	$(BIN)/python -c "from pixelscope.embed.torchcompat import write_pth; write_pth()"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -83,14 +83,15 @@ def test_each_stage_declares_every_module_its_step_loads(stage):
     """Import the step in a fresh interpreter: every pixelscope module loaded must be a declared
     code dep of the stage, so editing it reruns the stage (no stale outputs)."""
     s = st.stage(stage)
-    code = (f"import importlib, sys, json; importlib.import_module({s.module!r}); "
+    # modules already there at start (the venv's torchvision import hook, a .pth) are not the step's
+    code = (f"import importlib, sys, json; before = set(sys.modules); importlib.import_module({s.module!r}); "
             "print(json.dumps([m.__file__ for n, m in list(sys.modules.items()) "
-            "if n.split('.')[0] == 'pixelscope' and getattr(m, '__file__', None)]))")
+            "if n not in before and n.split('.')[0] == 'pixelscope' and getattr(m, '__file__', None)]))")
     loaded = [Path(f).resolve().relative_to(REPO).as_posix() for f in json.loads(fresh(code))]
     deps = s.code()
     missing = [f for f in loaded if not covered(f, deps)]
     assert not missing, f"{stage} loads {missing} but declares only {deps}"
-    # and the deps stay narrow: no stage but publish sees quality/, none but embed/preprocess sees embed/
+    # and the deps stay narrow: no stage but validate sees validate/drift.py, none but embed/preprocess sees embed/
     if stage not in ("validate",):
         assert not covered("pixelscope/validate/drift.py", deps)
     if stage not in ("preprocess", "embed"):
@@ -100,7 +101,7 @@ def test_each_stage_declares_every_module_its_step_loads(stage):
 
 
 def test_static_closure_sees_imports_inside_functions():
-    """embed/steps imports the inference module inside a function; the closure still has it."""
+    """embed/step imports the inference module inside a function; the closure still has it."""
     assert "pixelscope.embed.infer" in st.module_closure("pixelscope.embed.step")
     assert "pixelscope/embed" in st.stage("embed").code()
 

@@ -61,8 +61,6 @@ def planted(corpus, tmp_path):
 
 @pytest.mark.slow
 def test_the_ledger_adds_up_and_every_consumer_loads_the_same_set(planted):
-    from pixelscope.embed.torchcompat import import_torchvision
-
     p, root = planted
     r = curate_step(p, root)
     led = ledger(root)
@@ -81,12 +79,21 @@ def test_the_ledger_adds_up_and_every_consumer_loads_the_same_set(planted):
     out = root / "data" / "curated"
     expected = {(s, lab): len(g) for (s, lab), g in inc.groupby(["split", "label"])}
 
-    tv = import_torchvision()
-    for split in set(inc["split"]):
-        ds = tv.datasets.ImageFolder(str(out / "torchvision" / split))
-        got = {(split, ds.classes[t]): sum(1 for _, y in ds.samples if y == t) for t in range(len(ds.classes))}
-        assert got == {k: v for k, v in expected.items() if k[0] == split}
-        assert all(os.stat(path).st_nlink >= 2 for path, _ in ds.samples)  # hard links, no copies
+    # as a user's training script in the project's venv would: a fresh interpreter, no pixelscope import
+    script = ("import json, os, sys, torchvision\n"
+              "out = {}\n"
+              "for split in sys.argv[2:]:\n"
+              "    ds = torchvision.datasets.ImageFolder(os.path.join(sys.argv[1], split))\n"
+              "    for path, y in ds.samples:\n"
+              "        key = split + '/' + ds.classes[y]\n"
+              "        out[key] = out.get(key, 0) + 1\n"
+              "        assert os.stat(path).st_nlink >= 2, path  # hard links, no copies\n"
+              "print(json.dumps(out))\n")
+    splits = sorted(set(inc["split"]))
+    r = subprocess.run([sys.executable, "-c", script, str(out / "torchvision"), *splits], capture_output=True,
+                       text=True, cwd=root, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout) == {f"{s}/{lab}": n for (s, lab), n in expected.items()}
     for fmt in ("torchvision", "imagefolder", "webdataset", "parquet"):
         assert export.verify(out / fmt) == [], fmt
 

@@ -340,6 +340,58 @@ def test_pages_import_only_light_readers():
 CHROMIUM = Path("/usr/bin/chromium")
 
 
+@pytest.mark.slow
+def test_the_dashboard_starts_from_an_installed_wheel(bundle, tmp_path):
+    """`pixelscope dashboard` from a wheel in a fresh venv (the dependencies come from the project's venv
+    through a .pth): the app is found inside the installed packages. It used to point at
+    dashboards/app.py beside the source tree, which only the source checkout has."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import sysconfig
+    import time
+    import urllib.request
+
+    import psutil
+
+    src, dist, env_dir, elsewhere = (tmp_path / d for d in ("src", "dist", "venv", "elsewhere"))
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        if (REPO / f).is_file():
+            (src / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, src / f)
+    run = dict(capture_output=True, text=True, timeout=600)
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                        str(dist), str(src)], **run)
+    assert r.returncode == 0, r.stderr[-3000:]
+    wheel = next(dist.glob("pixelscope-*.whl"))
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True, **run)
+    py = env_dir / "bin" / "python"
+    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, **run).stdout.strip()
+    (Path(site) / "project_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")  # streamlit & co.
+    r = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "-q", str(wheel)], **run)
+    assert r.returncode == 0, r.stderr[-3000:]
+    elsewhere.mkdir()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PIXELSCOPE_BUNDLE")}
+    proc = subprocess.Popen([str(env_dir / "bin" / "pixelscope"), "dashboard", str(bundle), "--port", str(port)],
+                            cwd=elsewhere, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        assert wait_healthy(f"http://127.0.0.1:{port}"), proc.stdout.read() if proc.poll() is not None else "no answer"
+        apps = [a for c in psutil.Process(proc.pid).children(recursive=True) for a in c.cmdline() if a.endswith("app.py")]
+        assert apps and all(a.startswith(site) for a in apps), (apps, site)  # the wheel's copy of the app
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as page:
+            assert page.status == 200
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        time.sleep(0.5)
+
+
 @pytest.fixture(scope="module")
 def served(bundle):
     """`streamlit run` over the bundle, as `pixelscope dashboard` starts it (127.0.0.1, headless)."""

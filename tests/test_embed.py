@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -348,3 +350,23 @@ def test_embed_step_incremental_errors_and_profile(demo_raw, tmp_path):
 
     proj = pq.read_table(Path(fourth.outputs["store"]) / "projection.parquet").to_pydict()
     assert len(proj["id"]) == s2.counts["ok"] and all(np.isfinite(proj["x"]))
+
+
+def test_the_torchvision_hook_acts_only_when_the_extension_cannot_load(tmp_path):
+    """The .pth hook's test of torchvision's compiled extension: a library that loads (or none at all)
+    means leave torchvision alone; one that fails to load means define the stand-in operators."""
+    import importlib.machinery
+
+    from pixelscope.embed import torchcompat
+
+    assert torchcompat._extension_loads([str(tmp_path)])  # no _C library: nothing to stand in for
+    (tmp_path / f"_C{importlib.machinery.EXTENSION_SUFFIXES[0]}").write_bytes(b"not a shared library")
+    assert not torchcompat._extension_loads([str(tmp_path)])
+    r = subprocess.run([sys.executable, "-c", "import sys, torchvision, torchvision.models\n"
+                        "from pixelscope.embed import torchcompat\n"
+                        "print(torchcompat.shimmed(), 'torchcompat' in repr(sys.meta_path), '+cu' in torchvision.__version__)"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    shimmed, finder_left, tv_cuda_build = r.stdout.split()
+    cuda_build_beside_cpu_torch = tv_cuda_build == "True" and torch.version.cuda is None
+    assert shimmed == str(cuda_build_beside_cpu_torch) and finder_left == "False"  # stand-ins only where needed

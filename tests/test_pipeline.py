@@ -444,6 +444,21 @@ def test_transient_task_failure_is_retried(piped, prefect_server, monkeypatch):
     assert len(calls) == 2
 
 
+def test_a_plain_torchvision_script_loads_the_demo_export_with_the_ledgers_count(piped):
+    """What the README shows a user: in the project's venv, a fresh interpreter that never imports
+    pixelscope runs `import torchvision` and loads the curated ImageFolder tree (the venv's
+    torchvision is a CUDA build beside a CPU torch: the .pth hook of `make install` makes it load)."""
+    project, _ = piped
+    ledger = pq.read_table(project / "data/curated/curation.parquet").to_pandas()
+    expected = ledger[ledger["included"]].groupby("split").size().to_dict()
+    script = ("import json, sys, torchvision\n"
+              "print(json.dumps({s: len(torchvision.datasets.ImageFolder(f'data/curated/torchvision/{s}'))"
+              " for s in sys.argv[1:]}))\n"
+              "assert 'pixelscope.curate' not in sys.modules\n")
+    r = sh([sys.executable, "-c", script, *sorted(expected)], project)
+    assert json.loads(r.stdout) == expected and sum(expected.values()) > 0
+
+
 def test_the_pipeline_command_writes_its_overrides_once(piped, prefect_server, monkeypatch):
     """`python -m flows.pipeline --set ...` validates the overrides, writes them into params.yaml once
     (the flow does, so DVC records what ran) and runs; it used to write them twice."""
@@ -662,7 +677,7 @@ def test_served_deployment_runs_with_parameters_and_ctrl_c_stops_it(tmp_path):
         assert "Completed" in run.stdout + run.stderr
         assert (project / "reports/publish/summary.json").exists()
         assert "up to date" in dvc("status", cwd=project).stdout
-        # a single-stage deployment (made by the flow factory) loads from its entrypoint and runs
+        # a single-stage deployment (flows/steps.py:publish_flow) loads from its entrypoint and runs
         (project / "reports/publish/summary.json").unlink()
         one = subprocess.run([sys.executable, "-m", "prefect", "deployment", "run", "publish/pixelscope",
                               "--param", f"project={project}", "--watch"], env=env, capture_output=True, text=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -13,14 +14,21 @@ import typer
 
 from pixelscope.cli.common import out, user_errors
 from pixelscope.errors import InputMissing
-from pixelscope.pipeline.stages import SOURCE_ROOT
 
-APP = SOURCE_ROOT / "dashboards" / "app.py"
+
+def app_file() -> Path:
+    """The Streamlit app: the `dashboards` package installed beside pixelscope (from a wheel, or this
+    source tree in an editable install); found by import, not by a path next to the source."""
+    spec = importlib.util.find_spec("dashboards")
+    app = Path(spec.origin).parent / "app.py" if spec is not None and spec.origin else None
+    if app is None or not (app.parent / "views" / "overview.py").exists():
+        raise InputMissing("the dashboard app is not installed: pip install 'pixelscope[dashboard]'")
+    return app
 
 
 def streamlit_command(port: int) -> list[str]:
     """Private and offline: loopback only, headless, no usage statistics."""
-    return [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", "127.0.0.1",
+    return [sys.executable, "-m", "streamlit", "run", str(app_file()), "--server.address", "127.0.0.1",
             "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
             "--global.developmentMode", "false", "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal"]
 
