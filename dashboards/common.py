@@ -4,7 +4,6 @@ missing parts, and the thumbnail grid. Pages only read the bundle; nothing here 
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,11 @@ COLUMNS = 6
 
 def bundle_folder() -> Path:
     return Path(os.environ.get(BUNDLE_ENV, "reports/publish")).resolve()
+
+
+def allowed_roots() -> list[Path]:
+    """What a link may name on this machine: the project the dashboard runs in and its bundle."""
+    return [Path.cwd().resolve(), bundle_folder()]
 
 
 @st.cache_resource(show_spinner=False)
@@ -124,22 +128,22 @@ def section(key: str, part: str) -> dict[str, Any]:
     return s[key]
 
 
-_images_lock = threading.Lock()
-
-
-@st.cache_resource(show_spinner=False, max_entries=2)
-def _images(folder: str, stamp: float):
-    from pixelscope.curate.select import Images  # the curate filter engine (DuckDB)
-
-    return Images.over(table("images"))  # over the cached images table, scanned in place
+FILTER_TIMEOUT_S = 10.0  # a filter from a link is stopped after this long
 
 
 def where(expression: str) -> Any:
-    """Boolean per images row for a curate-style SQL filter (DuckDB, no file access)."""
+    """Boolean per images row for a curate-style SQL filter (DuckDB, no file access). Each browser
+    session has its own DuckDB connection (threads, memory and time bounded) over the one cached
+    images table, so one slow link cannot hold up anyone else's filter."""
+    from pixelscope.curate.select import Images  # the curate filter engine (DuckDB)
+
     b = bundle()
-    eng = guarded(_images, str(b.folder), _stamp(b, "manifest") + _stamp(b, "issues"))
-    with _images_lock:  # one DuckDB connection: one query at a time
-        return eng.where(expression, "filter")
+    key = f"images-engine:{b.folder}:{_stamp(b, 'manifest') + _stamp(b, 'issues')}"
+    if key not in st.session_state:
+        for old in [k for k in st.session_state if str(k).startswith("images-engine:")]:
+            del st.session_state[old]
+        st.session_state[key] = guarded(Images.over, table("images"))  # scanned in place, not copied
+    return st.session_state[key].where(expression, "filter", timeout_s=FILTER_TIMEOUT_S)
 
 
 # --- shareable state -----------------------------------------------------------------------

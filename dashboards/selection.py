@@ -5,11 +5,13 @@ because AppTest cannot drive a Plotly selection."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from pixelscope.errors import BadInput
 from pixelscope.profile.sketches import NumericSketch
 
 PAGE_SIZE = 24
@@ -171,3 +173,23 @@ def moved_band(ref: NumericSketch, cur: NumericSketch, points: int = 257) -> tup
     q = cur.quantiles([float(min(max(fr[k], 0.0), 1.0))])[0]
     a, b = sorted((x, q if q is not None else x))
     return float(a), float(b), float(abs(fc[k] - fr[k]))
+
+
+MAX_LINKED_PROFILE_BYTES = 256 * 1024 * 1024  # a profile file is kilobytes to a few megabytes
+
+
+def linked_profile(text: str, roots: Sequence[Path]) -> Path:
+    """The profile a Compare link names (a bundle folder or a profile file), only when it resolves,
+    symlinks followed, to a regular file of bounded size under one of `roots` (the project and the
+    bundle the dashboard serves). Anything else is refused with the same message, so a link cannot
+    learn whether a server path exists or make the dashboard read /dev/zero."""
+    refused = BadInput(f"{text!r}: not a bundle folder or profile file under {', '.join(str(r) for r in roots)}")
+    try:
+        f = Path(text).expanduser()
+        f = (f / "profile.json" if f.is_dir() else f).resolve(strict=True)
+        inside = any(f.is_relative_to(root.resolve()) for root in roots)
+        if not inside or not f.is_file() or f.stat().st_size > MAX_LINKED_PROFILE_BYTES:
+            raise refused
+    except (OSError, ValueError, RuntimeError):
+        raise refused from None
+    return f

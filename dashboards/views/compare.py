@@ -2,14 +2,13 @@
 profile file): overlaid CDFs per feature, and every feature's difference sorted by effect
 size (KS distance for numbers, total variation for categories), all from the sketches."""
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboards.common import guarded, has, param, profile, set_param
+from dashboards.common import allowed_roots, guarded, has, param, profile, set_param
+from dashboards.selection import linked_profile
 from pixelscope.profile import Profile
 from pixelscope.profile.sketches import CategoricalSketch, NumericSketch
 from pixelscope.validate.drift import ks_statistic
@@ -36,8 +35,8 @@ def pick(slot: str, default: int) -> dict:
         set_param(f"{slot}_path", path)
         if not path:
             st.stop()
-        f = Path(path)
-        prof = guarded(Profile.load, f / "profile.json" if f.is_dir() else f)
+        f = guarded(linked_profile, path, allowed_roots())
+        prof = guarded(Profile.load, f)
         return {"name": path, "columns": prof.columns}
     part, segment = choices[label]
     prof = profile(part)

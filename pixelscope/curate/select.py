@@ -3,18 +3,27 @@
 The two Parquet files are loaded into an in-memory DuckDB table `images` (one row per
 manifest file, the issue columns beside the manifest's); then external access is switched
 off and the configuration locked, so a filter expression can read that table and nothing
-else: no files, no network, no Python. A bad expression is a ConfigError that names the
-key, the expression and DuckDB's reason (e.g. the unknown column and its candidates).
+else: no files, no network, no Python. A filter is parsed by DuckDB as exactly one expression
+(never pasted into a query, so it cannot close a parenthesis and add a FROM or a LIMIT), must
+be a condition (BOOLEAN), and gives one value per row, in manifest order. Each query runs with
+THREADS threads, MEMORY_LIMIT for DuckDB's own buffers and a timeout (an interrupt). A bad
+expression is a ConfigError that names the key, the expression and DuckDB's reason (e.g. the
+unknown column and its candidates).
 """
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pixelscope.errors import BadInput, ConfigError
+
+THREADS = 2
+MEMORY_LIMIT = "1GB"  # DuckDB's buffers (joins, sorts, aggregates); one giant string is allocated outside them
+TIMEOUT_S = 60.0  # per filter in curate; the dashboard passes a shorter one
 
 
 class Images:
@@ -40,14 +49,19 @@ class Images:
             self.db.execute("CREATE TABLE images AS SELECT * FROM m ORDER BY _row")
         self.db.execute("DROP TABLE m")
         self.db.execute("DROP TABLE IF EXISTS i")
-        self.db.execute("SET enable_external_access = false")
-        self.db.execute("SET lock_configuration = true")
+        self._lock_down()
         self.rows = self._count("SELECT count(*) FROM images")
 
+    def _lock_down(self) -> None:
+        """No files, no network, bounded threads and memory; then nothing can change that."""
+        self.db.execute("SET enable_external_access = false")
+        self.db.execute(f"SET threads = {THREADS}")
+        self.db.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+        self.db.execute("SET lock_configuration = true")
+
     def _count(self, sql: str) -> int:
-        row = self.db.execute(sql).fetchone()
-        assert row is not None  # a count(*) always returns one row
-        return int(row[0])
+        rows = self.db.execute(sql).fetchall()  # fetch all: an unfinished result blocks the connection
+        return int(rows[0][0])
 
     @classmethod
     def over(cls, frame: Any) -> Images:
@@ -59,14 +73,13 @@ class Images:
         self.db = duckdb.connect(":memory:")
         self.db.register("frame", frame)
         self.db.execute("CREATE VIEW images AS SELECT * FROM frame")
-        self.db.execute("SET enable_external_access = false")
         self.db.execute("SET preserve_insertion_order = true")  # results come in frame order (no _row to sort by)
-        self.db.execute("SET lock_configuration = true")
+        self._lock_down()
         self.rows = len(frame)
-        self._order = ""
+        self._sorted = False
         return self
 
-    _order = "ORDER BY _row"
+    _sorted = True  # the table has _row (manifest order) to sort by
 
     def _columns(self, table: str) -> list[str]:
         return [r[0] for r in self.db.execute(f"DESCRIBE {table}").fetchall()]
@@ -75,16 +88,40 @@ class Images:
     def columns(self) -> list[str]:
         return [c for c in self._columns("images") if c != "_row"]
 
-    def where(self, expression: str, key: str) -> np.ndarray:
+    def where(self, expression: str, key: str, timeout_s: float = TIMEOUT_S) -> np.ndarray:
         """Boolean per manifest row: the expression is true (null counts as false)."""
         import duckdb
 
-        if ";" in expression:
-            raise ConfigError(f"{key}: {expression!r}: one expression, no ';'")
         try:
-            got = self.db.execute(f"SELECT coalesce(CAST(({expression}) AS BOOLEAN), false) FROM images "
-                                  f"{self._order}").fetchnumpy()
+            parsed = duckdb.SQLExpression(expression)
+        except duckdb.Error as e:
+            raise ConfigError(f"{key}: {expression!r} is not one SQL expression: {str(e).splitlines()[0]}") from None
+        images = self.db.table("images")
+        try:
+            kind = str(images.select(parsed).types[0])  # binding: unknown columns and functions fail here
+            if kind not in ("BOOLEAN", '"NULL"'):
+                raise ConfigError(f"{key}: {expression!r} is {kind}, not a condition: compare it (e.g. `{expression} > 0`)")
+            mask = duckdb.CoalesceOperator(parsed, duckdb.ConstantExpression(False))
+            rel = (images.select(mask, duckdb.ColumnExpression("_row")).sort(duckdb.ColumnExpression("_row"))
+                   if self._sorted else images.select(mask))
+            got = self._run(rel, timeout_s)
+        except duckdb.InterruptException:
+            raise ConfigError(f"{key}: {expression!r} ran longer than {timeout_s:g} s and was stopped") from None
+        except duckdb.OutOfMemoryException:
+            raise ConfigError(f"{key}: {expression!r} needs more than the {MEMORY_LIMIT} a filter may use") from None
         except duckdb.Error as e:
             raise ConfigError(f"{key}: {expression!r} is not a valid filter: {str(e).splitlines()[0]} "
                               f"(columns: {', '.join(self.columns)})") from None
-        return np.asarray(next(iter(got.values())), dtype=bool)
+        values = np.asarray(next(iter(got.values())), dtype=bool)
+        if len(values) != self.rows:  # one value per manifest row, or the filter is wrong
+            raise ConfigError(f"{key}: {expression!r} gave {len(values)} values for {self.rows} images")
+        return values
+
+    def _run(self, rel: Any, timeout_s: float) -> dict[str, Any]:
+        """Fetch a relation, interrupted after timeout_s (DuckDB checks between vectors)."""
+        timer = threading.Timer(timeout_s, self.db.interrupt)
+        timer.start()
+        try:
+            return rel.fetchnumpy()
+        finally:
+            timer.cancel()

@@ -1,0 +1,175 @@
+"""Hostile input, crafted links and faults: each case a probe found, kept so that it stays closed.
+
+Untrusted: image files, file names, annotation / predictions / label-fix files, dashboard URLs and
+anything a link carries (SECURITY.md). Each test names the hole it guards.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pixelscope.curate.select import Images
+from pixelscope.errors import ConfigError
+
+LABELS = ["cat", "dog", "a;b", "cat", "bird", "dog", "cat"]
+
+
+@pytest.fixture(scope="module")
+def engines(tmp_path_factory):
+    """The filter engine both ways it runs: over the manifest + issues files (curate) and over a
+    frame in memory (the dashboard)."""
+    root = tmp_path_factory.mktemp("where")
+    n = len(LABELS)
+    manifest = pa.table({"id": [f"{i:064x}" for i in range(n)], "path": [f"{lab}/{i}.jpg" for i, lab in enumerate(LABELS)],
+                         "label": LABELS, "split": [None] * n, "status": ["ok"] * n, "width": list(range(10, 10 + n))})
+    pq.write_table(manifest, root / "m.parquet")
+    issues = pa.table({"id": manifest["id"], "path": manifest["path"], "blurry": [i % 2 == 0 for i in range(n)]})
+    pq.write_table(issues, root / "i.parquet")
+    return Images(root / "m.parquet", root / "i.parquet"), Images.over(manifest.to_pandas())
+
+
+# --- 2. `where` cannot break out of its wrapper ---------------------------------------------------
+
+BREAKOUTS = ["label = 'cat') AS BOOLEAN), false) FROM images ORDER BY random() --",
+             "true) AS BOOLEAN), false) FROM images LIMIT 3 --",
+             "true; DROP TABLE images", "label = 'cat', width > 1", "1) FROM images UNION ALL SELECT true --"]
+
+
+@pytest.mark.parametrize("expression", BREAKOUTS)
+def test_a_filter_is_one_expression_and_cannot_close_its_wrapper(engines, expression):
+    """It was pasted into `SELECT coalesce(CAST((...) AS BOOLEAN), false) FROM images`: the first of
+    these silently selected other images, the second crashed the CLI and the dashboard."""
+    for engine in engines:
+        with pytest.raises(ConfigError, match=r"curate.where: .* is not one SQL expression"):
+            engine.where(expression, "curate.where")
+
+
+def test_a_semicolon_inside_a_string_is_a_value_not_a_separator(engines):
+    """`label <> 'a;b'` was refused because of its ';'."""
+    want = np.array([lab != "a;b" for lab in LABELS])
+    for engine in engines:
+        assert (engine.where("label <> 'a;b'", "curate.where") == want).all()
+
+
+def test_a_filter_must_be_a_condition_and_keeps_manifest_order(engines):
+    sorted_engine, frame_engine = engines
+    for engine in engines:
+        with pytest.raises(ConfigError, match=r"'width \+ 1' is BIGINT, not a condition"):
+            engine.where("width + 1", "curate.where")
+        got = engine.where("width >= 12 AND label = 'cat'", "curate.where")
+        assert got.tolist() == [w >= 12 and lab == "cat" for w, lab in zip(range(10, 17), LABELS)]
+    assert sorted_engine.where("blurry", "curate.where").tolist() == [i % 2 == 0 for i in range(len(LABELS))]
+
+
+# --- 3. a query has limits ------------------------------------------------------------------------
+
+def test_a_runaway_filter_is_stopped_and_says_so(engines):
+    """`range(1e11)` used to run until killed (and held the dashboard's one lock meanwhile)."""
+    for engine in engines:
+        t0 = time.perf_counter()
+        with pytest.raises(ConfigError, match=r"ran longer than 1 s and was stopped"):
+            engine.where("(SELECT count(*) FROM range(100000000000)) > 0", "filter", timeout_s=1)
+        assert time.perf_counter() - t0 < 10
+        assert engine.where("label = 'dog'", "filter").sum() == 2  # the engine still answers afterwards
+
+
+def test_the_engine_runs_with_bounded_threads_and_memory_and_cannot_unset_them(engines):
+    for engine in engines:
+        settings_now = dict(engine.db.execute(
+            "SELECT name, value FROM duckdb_settings() WHERE name IN ('threads', 'memory_limit', "
+            "'enable_external_access', 'lock_configuration')").fetchall())
+        assert settings_now["threads"] == "2" and settings_now["enable_external_access"] == "false"
+        assert settings_now["lock_configuration"] == "true" and settings_now["memory_limit"].startswith("953")  # 1 GB
+        with pytest.raises(ConfigError):
+            engine.where("(SELECT 1 FROM (SET threads = 64)) = 1", "filter")
+
+
+# --- property: random expressions never escape, never crash, one value per row --------------------
+
+TOKENS = ["label", "width", "blurry", "id", "'cat'", "'a;b'", "1", "0.5", "NULL", "true", "(", ")", ")", "=", "<>",
+          ">", "AND", "OR", "NOT", "IN", ",", ";", "--", "'", "SELECT", "FROM", "images", "LIMIT", "ORDER BY",
+          "random()", "count(*)", "length(label)", "CAST(", "AS BOOLEAN", "UNION", "read_csv('/etc/passwd')"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(TOKENS), min_size=1, max_size=12))
+def test_random_expressions_never_escape_never_crash_and_give_one_value_per_row(engines, tokens):
+    expression = " ".join(tokens)
+    for engine in engines:
+        try:
+            got = engine.where(expression, "filter", timeout_s=5)
+        except ConfigError:
+            continue
+        assert got.dtype == bool and got.shape == (len(LABELS),)
+
+
+def test_reading_files_from_a_filter_is_refused(engines):
+    for engine in engines:
+        with pytest.raises(ConfigError, match="not a valid filter"):
+            engine.where("(SELECT count(*) FROM read_csv('/etc/passwd')) > 0", "filter")
+
+
+def test_the_frame_engine_scans_the_frame_in_place():
+    frame = pd.DataFrame({"label": LABELS})
+    assert Images.over(frame).where("label = 'cat'", "filter").sum() == 3
+
+
+# --- 4. a Compare link names only profiles under the project and its bundle ----------------------
+
+def test_a_compare_link_cannot_probe_or_read_server_paths(tmp_path):
+    """`?a_path=/etc/shadow` was an existence oracle and `/dev/zero` ate memory: outside the allowed
+    roots, not a regular file, or too big, every answer is the same refusal."""
+    import os
+
+    from dashboards.selection import linked_profile
+    from pixelscope.errors import BadInput
+
+    root = tmp_path / "project"
+    (root / "reports" / "publish").mkdir(parents=True)
+    good = root / "reports" / "publish" / "profile.json"
+    good.write_text("{}")
+    (root / "escape.json").symlink_to("/etc/passwd")
+    os.mkfifo(root / "fifo.json")
+    assert linked_profile(str(root / "reports" / "publish"), [root]) == good.resolve()
+    assert linked_profile(str(good), [root]) == good.resolve()
+    answers = set()
+    for hostile in ("/etc/shadow", "/etc/passwd", "/nonexistent/x.json", "/dev/zero", str(root / "escape.json"),
+                    str(root / "fifo.json"), str(root / ".." / ".." / "etc" / "passwd"), "\0bad"):
+        with pytest.raises(BadInput) as e:
+            linked_profile(hostile, [root])
+        answers.add(str(e.value).replace(repr(hostile), "PATH"))
+    assert len(answers) == 1  # the same words whether the path exists or not
+
+
+@pytest.mark.slow
+def test_the_compare_page_refuses_a_server_path_from_the_url(demo_raw, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import REPO, ingest_to
+    from pixelscope.config import parse_params
+    from pixelscope.profile import Profile
+
+    bundle = tmp_path / "bundle"
+    p = parse_params({"ingest": {"workers": 1}})
+    ingest_to(p, demo_raw / "raw", tmp_path / "m.parquet")
+    bundle.mkdir()
+    Profile.from_manifest(tmp_path / "m.parquet").save(bundle / "profile.json")
+    (bundle / "summary.json").write_text('{"versions": {"raw": {}}, "manifest": {}}')
+    monkeypatch.setenv("PIXELSCOPE_BUNDLE", str(bundle))
+    monkeypatch.chdir(tmp_path)
+    at = AppTest.from_file(str(REPO / "dashboards" / "app.py"), default_timeout=120)
+    at.query_params["a"] = "another bundle or profile file…"
+    at.query_params["a_path"] = "/etc/passwd"
+    at.run()
+    at.switch_page("views/compare.py")
+    at.run()
+    errors = [e.value for e in at.error]
+    assert any("not a bundle folder or profile file under" in e for e in errors), errors
