@@ -173,3 +173,57 @@ def test_the_compare_page_refuses_a_server_path_from_the_url(demo_raw, tmp_path,
     at.run()
     errors = [e.value for e in at.error]
     assert any("not a bundle folder or profile file under" in e for e in errors), errors
+
+
+# --- 13. two writers of one output; 16. permissions ---------------------------------------------
+
+def test_a_sweep_leaves_the_temporary_files_of_a_live_writer(tmp_path):
+    """Two ingests to the same -o: the second's sweep of stale temp files deleted the first's live one
+    (FileNotFoundError). Only a dead writer's leftovers are swept now."""
+    import subprocess
+    import sys
+
+    from pixelscope.io.atomic import atomic_path, sweep_stale_temps
+
+    target = tmp_path / "manifest.parquet"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        theirs = tmp_path / f".manifest.parquet.{live.pid}.k3j2h1g0.tmp"
+        theirs.write_bytes(b"being written")
+        dead = tmp_path / f".manifest.parquet.{gone.stdout.strip()}.a1b2c3d4.tmp"  # its writer has exited
+        dead.write_bytes(b"left by kill -9")
+        old_style = tmp_path / ".manifest.parquet.abcdefgh.tmp"  # from before pids were written
+        old_style.write_bytes(b"left by kill -9")
+        assert sweep_stale_temps(target) == 2
+        assert theirs.exists() and not dead.exists() and not old_style.exists()
+        with atomic_path(target) as tmp:  # a second writer runs beside the first, and finishes
+            tmp.write_bytes(b"second")
+        assert target.read_bytes() == b"second" and theirs.exists()
+    finally:
+        live.kill()
+        live.wait()
+    assert sweep_stale_temps(target) == 1 and not theirs.exists()
+
+
+def test_artifacts_are_readable_by_the_group_as_the_umask_says(tmp_path):
+    """mkstemp makes files 0600 and they kept it: a colleague could not read a published bundle."""
+    import os
+    import stat
+
+    from pixelscope.io.atomic import write_bytes_atomic
+
+    old = os.umask(0o022)
+    try:
+        import importlib
+
+        import pixelscope.io.atomic as atomic
+
+        importlib.reload(atomic)
+        atomic.write_bytes_atomic(tmp_path / "summary.json", b"{}")
+        assert stat.S_IMODE((tmp_path / "summary.json").stat().st_mode) == 0o644
+    finally:
+        os.umask(old)
+        importlib.reload(atomic)
+    write_bytes_atomic(tmp_path / "other.json", b"{}")
+    assert stat.S_IMODE((tmp_path / "other.json").stat().st_mode) == 0o666 & ~old

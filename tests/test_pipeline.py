@@ -250,11 +250,11 @@ def test_a_label_fixes_csv_becomes_a_dvc_dep_once_set(piped):
     assert "up to date" in dvc("status", cwd=project).stdout
 
 
-def test_editing_quality_code_reruns_only_validate_and_publish(piped):
+def test_editing_drift_code_reruns_only_validate_and_publish(piped):
     """Code deps are per stage: an edit in pixelscope/validate/ leaves ingest .. profile alone."""
     project, _ = piped
     assert "up to date" in dvc("status", cwd=project).stdout
-    drift = project / "pixelscope" / "quality" / "drift.py"
+    drift = project / "pixelscope" / "validate" / "drift.py"
     drift.write_text(drift.read_text() + "\n# an edit\n")
     status = dvc("status", cwd=project).stdout
     assert "validate:" in status and not any(f"{s}:" in status for s in ("ingest", "preprocess", "embed", "profile"))

@@ -29,6 +29,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pixelscope.io.atomic import alive, writer_pid
+
 SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.+-]{0,63}$")
 
 
@@ -71,7 +73,9 @@ class Staged:
 
     def __enter__(self) -> Path:
         for stale in self.final.parent.glob(f".tmp-{self.final.name}-*"):  # left by a killed run
-            shutil.rmtree(stale, ignore_errors=True)
+            pid = writer_pid(stale.name, f".tmp-{self.final.name}-")
+            if pid is None or not alive(pid):  # not another run's folder, still being written
+                shutil.rmtree(stale, ignore_errors=True)
         self.tmp.mkdir(parents=True)
         return self.tmp
 
