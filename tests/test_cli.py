@@ -103,6 +103,11 @@ def test_not_a_profile_or_manifest(tmp_path):
 
     pq.write_table(pa.table({"a": [1]}), junk_parquet)
     assert_clean_error(cli("profile", junk_parquet, "-o", tmp_path / "p.json"), 1, "not a pixelscope manifest")
+    # with models' columns to join (predictions here; the embed store's semantic columns alike), the
+    # junk was read for the join first: an Arrow traceback instead of the message
+    (tmp_path / "preds.csv").write_text("path,prediction\na.jpg,cat\n")
+    assert_clean_error(cli("profile", junk_parquet, "-o", tmp_path / "p.json", "--set", "profile.predictions=preds.csv",
+                           cwd=tmp_path), 1, "not a pixelscope manifest")
 
 
 @pytest.mark.slow

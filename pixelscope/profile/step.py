@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from pixelscope.config import IssuesConfig, Params
 from pixelscope.errors import InputMissing
+from pixelscope.io.manifest import column_kinds
 from pixelscope.io.store import CURRENT, ShardStore, current_store
 from pixelscope.pipeline.steps import ProgressFn, StepResult, write_metrics
 from pixelscope.profile.embedding import EmbeddingStats, stats_from_store
@@ -30,6 +31,7 @@ def plan_profile(params: Params, project: str | Path) -> list[list[int]]:
     manifest = params.paths.under(project).manifest
     if not manifest.exists():
         raise InputMissing(f"manifest not found: {manifest} (run `pixelscope ingest` first)")
+    column_kinds(manifest)  # a pixelscope manifest, or BadInput naming it, before any join reads its columns
     groups = pq.ParquetFile(manifest).metadata.num_row_groups
     per = max(1, params.pipeline.shard_size // params.ingest.chunk_rows)
     return [list(range(i, min(groups, i + per))) for i in range(0, groups, per)] or [[]]
