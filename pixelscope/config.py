@@ -59,6 +59,7 @@ class IngestConfig(_Strict):
         ]
     )
     max_image_pixels: int = Field(default=178_956_970, gt=0)
+    max_file_bytes: int = Field(default=1 << 30, gt=0)  # larger files are error rows (too_large), never read whole
     exif_errors: Literal["warn", "error"] = "warn"
     workers: int = Field(default=0, ge=0, description="0 = one per CPU core")
     chunk_rows: int = Field(default=2048, gt=0)

@@ -14,7 +14,8 @@ from pixelscope.features.hashes import hamming
 from pixelscope.ingest.step import _Settings, process_file
 from pixelscope.io.discover import FileEntry
 
-SETTINGS = _Settings(working_size=256, max_pixels=10**8, exif_errors="warn", dark_level=16, bright_level=239, plugins=())
+SETTINGS = _Settings(working_size=256, max_pixels=10**8, max_bytes=1 << 30, exif_errors="warn", dark_level=16,
+                     bright_level=239, plugins=())
 
 
 def analyze(tmp_path, data: bytes, name: str = "img.png") -> dict:

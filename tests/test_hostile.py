@@ -227,3 +227,164 @@ def test_artifacts_are_readable_by_the_group_as_the_umask_says(tmp_path):
         importlib.reload(atomic)
     write_bytes_atomic(tmp_path / "other.json", b"{}")
     assert stat.S_IMODE((tmp_path / "other.json").stat().st_mode) == 0o666 & ~old
+
+
+# --- 7 / 15. label fixes: named errors that never quote a file that is not one ------------------
+
+@pytest.mark.parametrize("content, message", [
+    (b"root:x:0:0:secret-first-line\n", r"needs a header line with `id` or `path`.*its first line has 1 other fields"),
+    (b"path,new_label\na.jpg,cat\na.jpg,dog\n", r"row 3: path 'a.jpg' is fixed twice \(also row 2\)"),
+    (b"path,new_label\na.jpg,\n", r"row 2: empty new_label for 'a.jpg'"),
+    (b"path,new_label\na.jpg\n", r"row 2: 1 fields where the header has 2"),
+    (b"path,new_label\na.jpg,cat,extra\n", r"row 2: 3 fields where the header has 2"),
+    (b"path,new_label\n\xff\xfe.jpg,cat\n", r"is not UTF-8 text"),
+])
+def test_a_bad_label_fixes_file_is_a_named_error(tmp_path, content, message):
+    from pixelscope.curate.ledger import read_label_fixes
+    from pixelscope.errors import BadInput
+
+    path = tmp_path / "fixes.csv"
+    path.write_bytes(content)
+    with pytest.raises(BadInput, match=message) as e:
+        read_label_fixes(path)
+    assert "secret" not in str(e.value) and "root:x" not in str(e.value)
+
+
+def test_downloaded_torchvision_weights_load_without_pickle():
+    """torch.hub.load_state_dict_from_url defaults to weights_only=False (arbitrary pickle)."""
+    import ast
+
+    from conftest import REPO
+
+    tree = ast.parse((REPO / "pixelscope" / "embed" / "models.py").read_text())
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") in
+             ("load_state_dict_from_url", "load")]
+    assert calls and all(any(k.arg == "weights_only" and getattr(k.value, "value", None) is True for k in c.keywords)
+                         for c in calls)
+
+
+# --- 8-10. files people really have: FIFOs, devices, huge files, bytes for names, odd folders ----
+
+def small_jpeg(path) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (40, 30), (120, 60, 30)).save(path, quality=90)
+
+
+def test_only_regular_files_of_bounded_size_are_read_and_the_run_goes_on(tmp_path):
+    """A FIFO named x.jpg hung the run; a link to /dev/zero or a huge sparse file raised MemoryError
+    and the whole run was lost."""
+    import os
+
+    from conftest import ingest_to
+    from pixelscope.config import parse_params
+
+    raw = tmp_path / "raw"
+    small_jpeg(raw / "a" / "ok.jpg")
+    os.mkfifo(raw / "a" / "fifo.jpg")
+    (raw / "a" / "zero.jpg").symlink_to("/dev/zero")
+    with open(raw / "a" / "huge.jpg", "wb") as fh:  # sparse: 3 GiB on paper, nothing on disk
+        fh.truncate(3 << 30)
+    p = parse_params({"ingest": {"workers": 1}})
+    t0 = time.perf_counter()
+    r = ingest_to(p, raw, tmp_path / "m.parquet")
+    assert time.perf_counter() - t0 < 60
+    rows = {row["path"]: row for row in pq.read_table(tmp_path / "m.parquet").to_pylist()}
+    assert rows["a/ok.jpg"]["status"] == "ok"
+    assert rows["a/fifo.jpg"]["reason"] == "not_a_file" and "FIFO" in rows["a/fifo.jpg"]["detail"]
+    assert rows["a/zero.jpg"]["reason"] == "not_a_file" and "device" in rows["a/zero.jpg"]["detail"]
+    assert rows["a/huge.jpg"]["reason"] == "too_large" and "ingest.max_file_bytes" in rows["a/huge.jpg"]["detail"]
+    assert r.counts["files_seen"] == 4 == r.counts["ok"] + r.counts["errors"]
+    small = parse_params({"ingest": {"workers": 1, "max_file_bytes": 100}})
+    assert ingest_to(small, raw, tmp_path / "m2.parquet").counts["ok"] == 0  # the limit is the configured one
+
+
+def test_a_file_name_that_is_not_utf8_is_an_error_row_not_a_crash(tmp_path):
+    """A non-UTF-8 name crashed ingest (UnicodeEncodeError, no manifest)."""
+    import os
+
+    from conftest import ingest_to
+    from pixelscope.config import parse_params
+
+    raw = tmp_path / "raw"
+    small_jpeg(raw / "cats" / "fine.jpg")
+    small_jpeg(raw / "cats" / "other.jpg")
+    os.rename(raw / "cats" / "other.jpg", os.path.join(os.fsencode(raw / "cats"), b"caf\xe9.jpg"))
+    os.mkdir(os.path.join(os.fsencode(raw), b"d\xfcr"))
+    small_jpeg(raw / "tmp.jpg")
+    os.rename(raw / "tmp.jpg", os.path.join(os.fsencode(raw), b"d\xfcr", b"x.jpg"))
+    r = ingest_to(parse_params({"ingest": {"workers": 1}}), raw, tmp_path / "m.parquet")
+    rows = {row["path"]: row for row in pq.read_table(tmp_path / "m.parquet").to_pylist()}
+    assert rows["cats/fine.jpg"]["status"] == "ok"
+    assert rows["cats/caf\\xe9.jpg"]["reason"] == "undecodable_name"
+    assert rows["d\\xfcr/x.jpg"]["reason"] == "undecodable_name"
+    assert r.counts["files_seen"] == 3 and r.counts["errors"] == 2
+
+
+def test_folder_symlinks_and_unreadable_folders_are_counted_not_silent(tmp_path):
+    """They used to be skipped without a word. Folder symlinks are not followed (they can lead out of
+    the raw folder or loop); both kinds are listed by the walk and named in the step's notes. A folder
+    that cannot be listed: mode 000 for a normal user; as root (who reads anything) one whose path is
+    longer than the system allows (ENAMETOOLONG), which os.walk cannot list either."""
+    import os
+
+    from pixelscope.io.discover import walk
+
+    raw = tmp_path / "raw"
+    small_jpeg(raw / "a" / "ok.jpg")
+    small_jpeg(tmp_path / "outside" / "secret.jpg")
+    (raw / "link").symlink_to(tmp_path / "outside", target_is_directory=True)
+    if os.geteuid() != 0:
+        (raw / "locked").mkdir()
+        small_jpeg(raw / "locked" / "hidden.jpg")
+        os.chmod(raw / "locked", 0)
+        unreadable = "locked"
+    else:
+        fd = os.open(raw, os.O_RDONLY)
+        for _ in range(17):  # 17 x 256 characters > PATH_MAX (4096)
+            os.mkdir("d" * 255, dir_fd=fd)
+            fd, old = os.open("d" * 255, os.O_RDONLY, dir_fd=fd), fd
+            os.close(old)
+        os.close(fd)
+        unreadable = "/".join(["d" * 255] * 16)
+    try:
+        w = walk(raw, [])
+    finally:
+        if os.geteuid() != 0:
+            os.chmod(raw / "locked", 0o755)
+    assert w.files == ["a/ok.jpg"] and w.linked_dirs == ["link"]
+    assert [u.startswith(unreadable) for u in w.unreadable_dirs] == [True]
+
+
+def test_the_ingest_notes_name_what_the_listing_left_out():
+    from pixelscope.ingest.step import listing_notes
+    from pixelscope.io.discover import Walk
+
+    notes = listing_notes(Walk(["a.jpg"], 0, ["locked"], [f"link{i}" for i in range(7)]))
+    assert notes[0] == "folders that could not be read (skipped): locked"
+    assert notes[1].startswith("folder symlinks (not followed") and "(7 in all)" in notes[1]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.binary(min_size=1, max_size=12).filter(lambda b: b"/" not in b and b"\0" not in b
+                                                          and b not in (b".", b"..")), min_size=1, max_size=6, unique=True))
+def test_any_bytes_for_a_file_name_give_a_row_never_a_crash(tmp_path_factory, names):
+    import os
+
+    from pixelscope.config import parse_params
+    from pixelscope.ingest.step import ingest_shard, manifest_columns
+    from pixelscope.io.discover import discover
+    from pixelscope.io.manifest import ManifestWriter
+
+    raw = tmp_path_factory.mktemp("names")
+    for name in names:
+        with open(os.path.join(os.fsencode(raw), name), "wb") as fh:
+            fh.write(b"\xff\xd8\xff\xe0 not really a jpeg")
+    p = parse_params({"ingest": {"workers": 1, "exclude": []}})
+    entries, listing = discover(raw, p.ingest)
+    assert len(entries) == len(names) and listing.excluded == 0
+    with ManifestWriter(raw.parent / f"{raw.name}.parquet", 64, manifest_columns()) as w:
+        for row in ingest_shard(entries, p.ingest, p.features):
+            w.add(row)
+    assert w.seen == len(names) == w.ok + w.errors

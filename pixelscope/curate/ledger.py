@@ -27,19 +27,38 @@ DUPLICATES = ("exact_duplicate", "near_duplicate")
 
 
 def read_label_fixes(path: Path) -> dict[str, str]:
-    """CSV with a header: `id` or `path`, and `label` (or `new_label`) -> {id or path: new label}."""
-    if not path.exists():
+    """CSV with a header: `id` or `path`, and `label` (or `new_label`) -> {id or path: new label}.
+    Every fault is an error naming the file and the row; none quotes a line that is not a
+    well-formed label fix (the path could name any file)."""
+    if not path.is_file():
         raise InputMissing(f"curate.label_fixes: no file {path}")
-    with path.open(newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    if not rows:
-        return {}
-    cols = set(rows[0])
-    key = "id" if "id" in cols else "path" if "path" in cols else None
-    new = "new_label" if "new_label" in cols else "label" if "label" in cols else None
-    if key is None or new is None:
-        raise BadInput(f"{path}: needs a header with `id` or `path`, and `new_label` (or `label`); got {sorted(cols)}")
-    return {r[key]: r[new] for r in rows if r.get(key)}
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            cols = set(reader.fieldnames or [])
+            key = "id" if "id" in cols else "path" if "path" in cols else None
+            new = "new_label" if "new_label" in cols else "label" if "label" in cols else None
+            if key is None or new is None:
+                raise BadInput(f"curate.label_fixes: {path} needs a header line with `id` or `path`, and `new_label` "
+                               f"(or `label`); its first line has {len(cols)} other fields")
+            fixes: dict[str, str] = {}
+            first_row: dict[str, int] = {}
+            for n, row in enumerate(reader, start=2):  # line 1 is the header
+                if None in row or None in row.values():  # csv: extra fields under None, missing ones None
+                    fields = sum(v is not None for k, v in row.items() if k is not None) + len(row.get(None) or [])
+                    raise BadInput(f"curate.label_fixes: {path} row {n}: {fields} fields where the header has {len(cols)}")
+                target, label = row[key].strip(), row[new].strip()
+                if not target:
+                    continue
+                if not label:
+                    raise BadInput(f"curate.label_fixes: {path} row {n}: empty {new} for {target!r}")
+                if target in first_row:
+                    raise BadInput(f"curate.label_fixes: {path} row {n}: {key} {target!r} is fixed twice "
+                                   f"(also row {first_row[target]})")
+                first_row[target], fixes[target] = n, label
+    except UnicodeDecodeError as e:
+        raise BadInput(f"curate.label_fixes: {path} is not UTF-8 text (byte {e.start})") from None
+    return fixes
 
 
 def inside(raw: Path, rel: str) -> bool:

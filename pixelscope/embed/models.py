@@ -150,7 +150,7 @@ def _torchvision(arch: str, cfg: EmbedConfig) -> Model:
         cached = Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]
         if not cached.is_file():
             try:
-                torch.hub.load_state_dict_from_url(weights.url, progress=False, check_hash=True)
+                torch.hub.load_state_dict_from_url(weights.url, progress=False, check_hash=True, weights_only=True)
             except Exception as e:  # noqa: BLE001 - offline, proxy, HTTP error: say how to fix it
                 raise WeightsError(f"weights for {arch} are not cached and could not be downloaded "
                                    f"({type(e).__name__}: {e}). {fix}") from None

@@ -2,12 +2,17 @@
 
 Streaming: files are decoded in worker processes, rows come back in order and are written
 to Parquet in chunks, so memory does not grow with the number of files. A bad file is an
-error row with a reason code; the run always goes on. files seen = ok + errors.
+error row with a reason code; the run always goes on. files seen = ok + errors. Only regular
+files are read (a FIFO, a device or a socket named like an image is `not_a_file`), at most
+ingest.max_file_bytes of them (`too_large`); running out of memory on one file is that file's
+error row (`out_of_memory`), not the end of the run.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 import threading
 import time
 from collections import deque
@@ -22,12 +27,16 @@ from pixelscope.config import FeaturesConfig, IngestConfig, Params
 from pixelscope.errors import InputMissing, StepError
 from pixelscope.features import ImageView, compute_features, feature_columns, load_plugins
 from pixelscope.io.decode import FEATURE_ERROR, READ_ERROR, ImageError, decode
-from pixelscope.io.discover import FileEntry, discover
+from pixelscope.io.discover import FileEntry, Walk, discover
 from pixelscope.io.manifest import BASE_COLUMNS, Column, ManifestWriter
 from pixelscope.io.parallel import pool_context, resolve_workers
 from pixelscope.pipeline.steps import ProgressFn, StepResult, by_reason, reason_notes, write_metrics
 
 STAGE = "ingest"
+NOT_A_FILE = "not_a_file"
+TOO_LARGE = "too_large"
+OUT_OF_MEMORY = "out_of_memory"
+UNDECODABLE_NAME = "undecodable_name"
 
 
 def manifest_columns(plugins: list[str] | tuple[str, ...] = ()) -> list[Column]:
@@ -40,6 +49,7 @@ def manifest_columns(plugins: list[str] | tuple[str, ...] = ()) -> list[Column]:
 class _Settings:
     working_size: int
     max_pixels: int
+    max_bytes: int
     exif_errors: str
     dark_level: int
     bright_level: int
@@ -51,14 +61,48 @@ def _init_worker(settings: _Settings) -> None:
     load_plugins(list(settings.plugins))
 
 
+def read_file(path: str, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most max_bytes; ImageError otherwise. Opened without
+    blocking (a FIFO with no writer would hang a plain open) and checked on the open descriptor."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        raise ImageError(READ_ERROR, f"{type(e).__name__}: {e}") from None
+    with open(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode) or
+                    stat.S_ISBLK(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+            raise ImageError(NOT_A_FILE, f"{kind}, not a regular file")
+        if st.st_size > max_bytes:
+            raise ImageError(TOO_LARGE, f"{st.st_size:,} bytes, more than ingest.max_file_bytes ({max_bytes:,})")
+        try:
+            data = fh.read(max_bytes + 1)
+        except OSError as e:
+            raise ImageError(READ_ERROR, f"{type(e).__name__}: {e}") from None
+    if len(data) > max_bytes:  # it grew while it was read
+        raise ImageError(TOO_LARGE, f"more than ingest.max_file_bytes ({max_bytes:,}) bytes")
+    return data
+
+
 def process_file(entry: FileEntry, s: _Settings) -> dict[str, Any]:
     """One file -> one manifest row. Never raises for a bad file."""
     row: dict[str, Any] = {"path": entry.rel, "source": entry.source, "label": entry.label, "split": entry.split}
+    if entry.undecodable:
+        return {**row, "status": "error", "reason": UNDECODABLE_NAME,
+                "detail": "the file name is not UTF-8 (shown with \\x escapes): rename the file to include it"}
     try:
-        with open(entry.path, "rb") as fh:
-            data = fh.read()
-    except OSError as e:
-        return {**row, "status": "error", "reason": READ_ERROR, "detail": f"{type(e).__name__}: {e}"}
+        return _process(entry, s, row)
+    except MemoryError:
+        return {**{k: row[k] for k in ("path", "source", "label", "split")}, "status": "error",
+                "reason": OUT_OF_MEMORY, "detail": "ran out of memory reading or decoding this file"}
+
+
+def _process(entry: FileEntry, s: _Settings, row: dict[str, Any]) -> dict[str, Any]:
+    try:
+        data = read_file(entry.path, s.max_bytes)
+    except ImageError as e:
+        return {**row, "status": "error", "reason": e.reason, "detail": e.detail}
     row["id"] = hashlib.sha256(data).hexdigest()
     row["bytes"] = len(data)
     try:
@@ -117,7 +161,7 @@ class _Runner:
 
 
 def settings_for(ingest_cfg: IngestConfig, features_cfg: FeaturesConfig) -> _Settings:
-    return _Settings(features_cfg.working_size, ingest_cfg.max_image_pixels, ingest_cfg.exif_errors,
+    return _Settings(features_cfg.working_size, ingest_cfg.max_image_pixels, ingest_cfg.max_file_bytes, ingest_cfg.exif_errors,
                      features_cfg.dark_level, features_cfg.bright_level, tuple(features_cfg.plugins))
 
 
@@ -168,7 +212,11 @@ class IngestPlan:
     raw: Path
     manifest: Path
     shards: list[list[FileEntry]]
-    excluded: int
+    listing: Walk
+
+    @property
+    def excluded(self) -> int:
+        return self.listing.excluded
 
     @property
     def files(self) -> int:
@@ -183,12 +231,25 @@ def plan_ingest(params: Params, project: str | Path) -> IngestPlan:
     cfg = params.ingest
     if cfg.labels_csv is not None:
         cfg = cfg.model_copy(update={"labels_csv": Path(project) / cfg.labels_csv})
-    entries, excluded = discover(paths.raw, cfg)
+    entries, listing = discover(paths.raw, cfg)
     if not entries:
         paths.manifest.unlink(missing_ok=True)
-        raise StepError(f"no files to ingest in {paths.raw} ({excluded} excluded by ingest.exclude)")
+        raise StepError(f"no files to ingest in {paths.raw} ({listing.excluded} excluded by ingest.exclude)")
     size = params.pipeline.shard_size
-    return IngestPlan(paths.raw, paths.manifest, [entries[i:i + size] for i in range(0, len(entries), size)], excluded)
+    return IngestPlan(paths.raw, paths.manifest, [entries[i:i + size] for i in range(0, len(entries), size)], listing)
+
+
+def listing_notes(listing: Walk) -> list[str]:
+    """What the listing left out besides ingest.exclude, named (a few) and counted."""
+    def some(names: list[str]) -> str:
+        return ", ".join(names[:5]) + (f", ... ({len(names)} in all)" if len(names) > 5 else "")
+
+    notes = []
+    if listing.unreadable_dirs:
+        notes.append(f"folders that could not be read (skipped): {some(listing.unreadable_dirs)}")
+    if listing.linked_dirs:
+        notes.append(f"folder symlinks (not followed; link the files, or copy the folder in): {some(listing.linked_dirs)}")
+    return notes
 
 
 def ingest_part(entries: list[FileEntry], params: Params, *, in_pool: bool) -> list[dict[str, Any]]:
@@ -215,13 +276,15 @@ def finish_ingest(params: Params, project: str | Path, plan: IngestPlan, parts: 
     seconds = time.perf_counter() - t0
     reasons = dict(sorted(writer.reasons.items()))
     counts = {"files_seen": writer.seen, "ok": writer.ok, "errors": writer.errors, "excluded": plan.excluded,
-              "warnings": writer.warnings}
+              "warnings": writer.warnings, "unreadable_folders": len(plan.listing.unreadable_dirs),
+              "linked_folders": len(plan.listing.linked_dirs)}
     rate = writer.seen / seconds if seconds > 0 else 0.0
     metrics = {**counts, "seconds": round(seconds, 3), "images_per_s": round(rate, 1), **by_reason("errors_", reasons)}
     summary = (f"ingested {writer.seen} files from {plan.raw} in {seconds:.1f}s ({rate:,.0f} img/s, {workers} workers): "
                f"{writer.ok} ok, {writer.errors} errors" + (f", {plan.excluded} excluded" if plan.excluded else ""))
     result = StepResult(stage=STAGE, summary=summary, seconds=seconds, counts=counts,
-                        outputs={"manifest": str(plan.manifest)}, metrics=metrics, notes=reason_notes(reasons),
+                        outputs={"manifest": str(plan.manifest)}, metrics=metrics,
+                        notes=reason_notes(reasons) + listing_notes(plan.listing),
                         details={"root": str(plan.raw), "workers": workers, "errors_by_reason": reasons,
                                  "images_per_s": round(rate, 1)})
     return write_metrics(params, project, result)

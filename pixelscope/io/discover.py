@@ -1,4 +1,11 @@
-"""Find the files of a raw folder and attach label, source and split from their paths."""
+"""Find the files of a raw folder and attach label, source and split from their paths.
+
+Directory symlinks are not followed (a link can lead anywhere, or in a loop); they and the
+folders that cannot be read are counted, and the ingest step names the counts in its notes. A
+name that is not valid UTF-8 (bytes that os.walk hands over surrogate-escaped) is kept, shown
+with backslash escapes, and marked: the ingest step makes it an error row (`undecodable_name`)
+instead of failing to write the manifest.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,7 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from pixelscope.config import IngestConfig
@@ -20,10 +27,34 @@ SPLIT_NAMES = {"train", "training", "val", "valid", "validation", "dev", "test",
 @dataclass(frozen=True, slots=True)
 class FileEntry:
     path: str  # absolute
-    rel: str  # relative to the raw root, POSIX
+    rel: str  # relative to the raw root, POSIX (backslash-escaped where the name is not UTF-8)
     source: str | None
     label: str | None
     split: str | None
+    undecodable: bool = False  # the real name is not UTF-8: rel shows it escaped
+
+
+@dataclass
+class Walk:
+    """A raw folder's files (relative POSIX paths, sorted) and what the listing left out."""
+
+    files: list[str]
+    excluded: int = 0  # by ingest.exclude
+    unreadable_dirs: list[str] = field(default_factory=list)  # permission denied and the like
+    linked_dirs: list[str] = field(default_factory=list)  # directory symlinks: not followed
+
+
+def shown(name: str) -> str:
+    """A name as text that UTF-8 can hold: undecodable bytes as \\xNN."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def decodable(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _matcher(patterns: list[str]) -> Callable[[str], bool]:
@@ -34,24 +65,29 @@ def _matcher(patterns: list[str]) -> Callable[[str], bool]:
     return lambda name: rx.match(os.path.normcase(name)) is not None
 
 
-def walk(root: Path, exclude: list[str]) -> tuple[list[str], int]:
-    """Relative POSIX paths of every file under root (sorted), and how many were excluded."""
+def walk(root: Path, exclude: list[str]) -> Walk:
+    """Every file under root (relative POSIX paths, sorted), and what was left out and why."""
     excluded = _matcher(exclude)
-    found: list[str] = []
-    skipped = 0
-    for dirpath, dirnames, filenames in os.walk(root):
-        kept_dirs = [d for d in dirnames if not excluded(d)]
-        skipped += sum(_count_files(Path(dirpath, d)) for d in dirnames if d not in kept_dirs)
-        dirnames[:] = kept_dirs
+    out = Walk([])
+    unreadable = out.unreadable_dirs
+
+    def not_listed(e: OSError) -> None:
+        unreadable.append(shown(os.path.relpath(str(e.filename), root)) if e.filename else str(e))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=not_listed):
         rel_dir = Path(dirpath).relative_to(root).as_posix()
         prefix = "" if rel_dir == "." else rel_dir + "/"
+        out.linked_dirs += [shown(prefix + d) for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+        kept_dirs = [d for d in dirnames if not excluded(d)]
+        out.excluded += sum(_count_files(Path(dirpath, d)) for d in dirnames if d not in kept_dirs)
+        dirnames[:] = kept_dirs
         for name in filenames:
             if excluded(name):
-                skipped += 1
+                out.excluded += 1
             else:
-                found.append(prefix + name)
-    found.sort()
-    return found, skipped
+                out.files.append(prefix + name)
+    out.files.sort()
+    return out
 
 
 def _count_files(folder: Path) -> int:
@@ -91,18 +127,24 @@ def _intern(value: str | None) -> str | None:
     return None if value is None else sys.intern(value)
 
 
-def discover(root: str | Path, cfg: IngestConfig) -> tuple[list[FileEntry], int]:
-    """List files to ingest with their label/source/split; returns (entries, excluded count)."""
+def discover(root: str | Path, cfg: IngestConfig) -> tuple[list[FileEntry], Walk]:
+    """List files to ingest with their label/source/split; returns the entries and the listing."""
     root = Path(root)
     if not root.exists():
         raise InputMissing(f"raw folder not found: {root}")
     if not root.is_dir():
         raise BadInput(f"not a folder: {root}")
-    rels, skipped = walk(root, cfg.exclude)
+    listing = walk(root, cfg.exclude)
     csv_labels = read_labels_csv(cfg.labels_csv) if cfg.labels == "csv" and cfg.labels_csv else {}
     entries = []
     base = str(root)  # string joins: a Path per file costs more than the rest of discovery
-    for rel in rels:
+    for rel in listing.files:
+        path = rel if base == "." else os.path.join(base, rel)
+        if not decodable(rel):
+            rel = shown(rel)
+            parts = tuple(rel.split("/"))
+            entries.append(FileEntry(path, rel, parts[0] if len(parts) > 1 else None, None, None, undecodable=True))
+            continue
         parts = tuple(rel.split("/"))
         if cfg.labels == "folder":
             label = _label_from_folders(parts)
@@ -112,6 +154,5 @@ def discover(root: str | Path, cfg: IngestConfig) -> tuple[list[FileEntry], int]
             label = None
         source = parts[0] if len(parts) > 1 else None
         split = _split_from_folders(parts)
-        path = rel if base == "." else os.path.join(base, rel)
-        entries.append(FileEntry(path, rel, *(_intern(v) for v in (source, label, split))))
-    return entries, skipped
+        entries.append(FileEntry(path, rel, _intern(source), _intern(label), _intern(split)))
+    return entries, listing

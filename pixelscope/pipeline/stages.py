@@ -92,7 +92,7 @@ STAGES: tuple[Stage, ...] = (
           params=("versioning",), dvc=False, flow="version-raw-data", command="version-data"),
     Stage("ingest", "pixelscope.ingest.step:ingest_step",
           "Read every file of the raw folder into a Parquet manifest: metadata, EXIF, features, or an error row.",
-          params=("ingest.labels", "ingest.labels_csv", "ingest.exclude", "ingest.max_image_pixels",
+          params=("ingest.labels", "ingest.labels_csv", "ingest.exclude", "ingest.max_image_pixels", "ingest.max_file_bytes",
                   "ingest.exif_errors", "features"),
           deps=("${paths.raw}",), outs=(Out("${paths.manifest}"),), metrics=True, sharded=True),
     Stage("preprocess", "pixelscope.embed.step:preprocess_step",
