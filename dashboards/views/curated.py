@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboards.common import bundle, grid, need, section, table
+from dashboards.selection import md
 
 st.title("Curated set")
 c = section("curated", "ledger")
@@ -29,7 +30,7 @@ with right:
 st.subheader("Examples of each exclusion reason")
 reasons = [r for r in c["excluded_by_first_reason"]]
 if reasons:
-    tabs = st.tabs(reasons)
+    tabs = st.tabs([md(r) for r in reasons])
     for tab, reason in zip(tabs, reasons):
         with tab:
             ex = ledger[~ledger["included"] & (ledger["first_reason"] == reason)].head(6)
@@ -39,4 +40,6 @@ st.dataframe(pd.DataFrame({"format": c["recipe"]["formats"]}), hide_index=True)
 st.subheader("Dataset card")
 if need("card"):
     card = bundle().card()
-    st.markdown(re.sub(r"\A---\n.*?\n---\n", "", card, flags=re.S))
+    # shown as text: a card is rendered from the data (labels, paths, the recipe), so as Markdown an image
+    # or a link in it would make the browser fetch it
+    st.code(re.sub(r"\A---\n.*?\n---\n", "", card, flags=re.S), language="markdown", wrap_lines=True)

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboards.common import grid, has, need, paged, param, profile, set_param, table
-from dashboards.selection import moved_band
+from dashboards.selection import md, moved_band
 from pixelscope.profile.sketches import CategoricalSketch, NumericSketch
 
 st.title("Drift")
@@ -33,7 +33,7 @@ choice = st.selectbox("row to inspect", labels, index=labels.index(wanted) if wa
 set_param("row", choice)
 row = shown.iloc[labels.index(choice)]
 feature, segment = row["feature"], row["segment"]
-st.markdown(f"**{feature}** in **{segment}**, {row['test']}: statistic {row['statistic']:.4g} "
+st.markdown(f"**{md(feature)}** in **{md(segment)}**, {md(row['test'])}: statistic {row['statistic']:.4g} "
             f"(threshold {row['threshold']:.4g}), adjusted p {row['p_adjusted']:.3g} → "
             f"{'**drift**' if row['drift'] else 'no drift'}")
 
@@ -79,9 +79,9 @@ if isinstance(ref, NumericSketch) and isinstance(cur, NumericSketch):
                       yaxis_title="share below", height=380)
     st.plotly_chart(fig, width="stretch")
     band = images[in_segment & images[feature].between(lo, hi)].sort_values(feature)
-    st.subheader(f"Current images with {feature} in [{lo:.4g}, {hi:.4g}] (where the CDFs differ by {d:.3f})")
+    st.subheader(f"Current images with {md(feature)} in \\[{lo:.4g}, {hi:.4g}\\] (where the CDFs differ by {d:.3f})")
     rows = paged(band, key="p")
-    grid(rows, [f"{p} · {v:.4g}" for p, v in zip(rows["path"], rows[feature])], key="band")
+    grid(rows, [f"{p} · {v:.4g}" for p, v in zip(rows["path"], rows[feature])], key="band")  # grid escapes captions
 elif isinstance(ref, CategoricalSketch) and isinstance(cur, CategoricalSketch):
     fr, fc = ref.frequencies(), cur.frequencies()
     values = sorted(set(fr) | set(fc))
@@ -91,8 +91,8 @@ elif isinstance(ref, CategoricalSketch) and isinstance(cur, CategoricalSketch):
     shares = shares.sort_values("change", key=abs, ascending=False)
     st.bar_chart(shares.set_index("value")[["reference", "current"]], stack=False)
     top = shares.iloc[0]["value"] if len(shares) else None
-    st.subheader(f"Current images with {feature} = {top} (the value whose share moved most)")
+    st.subheader(f"Current images with {md(feature)} = {md(top)} (the value whose share moved most)")
     rows = paged(images[in_segment & (images[feature].astype(str) == str(top))], key="p")
     grid(rows, key="cat")
 else:
-    st.info(f"no sketches of {feature} in {segment} in both profiles")
+    st.info(f"no sketches of {md(feature)} in {md(segment)} in both profiles")

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboards.common import grid, has, paged, param, set_param, table, thumbnails, where
-from dashboards.selection import rows_of, sort_rows
+from dashboards.selection import md, rows_of, sort_rows
 from pixelscope.errors import ConfigError
 from pixelscope.io.values import fmt
 
@@ -16,10 +16,10 @@ chosen = param("image")
 if chosen:
     hit = rows_of(images, [chosen])
     if hit.empty:
-        st.warning(f"no image with id {chosen}")
+        st.warning(f"no image with id {md(chosen)}")
     else:
         r = hit.iloc[0]
-        st.subheader(r["path"])
+        st.subheader(md(r["path"]))
         if st.button("back to the grid"):
             set_param("image", None)
             st.rerun()
@@ -29,9 +29,9 @@ if chosen:
             if r["id"] in t:
                 st.image(t[r["id"]], width="stretch")
             flags = [c for c in images.columns if f"{c}_score" in images.columns and r.get(c) is True]
-            st.markdown("**Issues:** " + (", ".join(flags) if flags else "none"))
+            st.markdown("**Issues:** " + (md(", ".join(flags)) if flags else "none"))
             if isinstance(r.get("reasons"), str) and r["reasons"]:
-                st.caption(r["reasons"])
+                st.caption(md(r["reasons"]))
         with right:
             exif = {c: r[c] for c in images.columns if c.startswith("exif_")}
             other = {c: r[c] for c in images.columns if c not in exif}
@@ -77,7 +77,7 @@ if expression:
     try:
         mask &= where(expression)
     except ConfigError as e:
-        st.error(str(e))
+        st.error(md(e))  # it quotes the filter from the URL
         st.stop()
 if slice_ == "readable":
     mask &= images["status"] == "ok"

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboards.common import grid, need, paged, param, section, set_param, table
+from dashboards.selection import md
 
 st.title("Issues")
 finders = section("issues", "issues")["finders"]
@@ -32,7 +33,7 @@ st.subheader("Leakage across splits")
 pairs = table("pairs") if need("pairs") else pd.DataFrame()
 leaks = pairs[pairs["cross_split"]] if len(pairs) else pairs
 if leaks.empty:
-    st.caption(finders.get("leakage", {}).get("skipped") or "no image shares content with another split")
+    st.caption(md(finders.get("leakage", {}).get("skipped") or "no image shares content with another split"))
 else:
     st.dataframe(leaks[["a", "b", "kind", "signal", "similarity", "distance"]], hide_index=True, width="stretch")
 
@@ -59,12 +60,12 @@ if q.get("by_flag"):
 st.subheader("Dataset-level findings")
 ds = finders.get("dataset", {})
 if ds.get("skipped") or not ds:
-    st.caption(ds.get("skipped", "not run"))
+    st.caption(md(ds.get("skipped", "not run")))
 else:
     st.json(ds, expanded=False)
     imb = ds.get("imbalance", {})
     if imb:
-        st.markdown(f"rarest class **{imb.get('rarest')}** ({imb.get('rarest_share', 0):.1%})"
+        st.markdown(f"rarest class **{md(imb.get('rarest'))}** ({imb.get('rarest_share', 0):.1%})"
                     + (" — **imbalanced**" if imb.get("imbalanced") else ""))
     if ds.get("spurious_features"):
-        st.warning("features that alone predict the label: " + ", ".join(ds["spurious_features"]))
+        st.warning("features that alone predict the label: " + md(", ".join(ds["spurious_features"])))

@@ -6,14 +6,15 @@ import pandas as pd
 import streamlit as st
 
 from dashboards.common import has, summary, table
+from dashboards.selection import md
 
 s = summary()
 m, v = s["manifest"], s["versions"]
 st.title("Overview")
 raw = v["raw"]
-st.markdown(f"**Dataset version** `{raw.get('md5') or 'not versioned'}` · git `{(raw.get('git_commit') or '-')[:12]}`"
-            f"{' (uncommitted changes)' if raw.get('git_dirty') else ''} · published {v.get('published', '-')}"
-            f" · pixelscope {v.get('pixelscope')} · params `{v.get('params')}`")
+st.markdown(f"**Dataset version** {md(raw.get('md5') or 'not versioned')} · git {md((raw.get('git_commit') or '-')[:12])}"
+            f"{' (uncommitted changes)' if raw.get('git_dirty') else ''} · published {md(v.get('published', '-'))}"
+            f" · pixelscope {md(v.get('pixelscope'))} · params {md(v.get('params'))}")
 c = st.columns(5)
 c[0].metric("files seen", f"{m['files_seen']:,}")
 c[1].metric("ok", f"{m['ok']:,}")
@@ -74,4 +75,4 @@ else:
         frame = frame.sort_values("met", key=lambda c: c.map({"NO": 0, "skipped": 2}).fillna(1), kind="stable")
     st.dataframe(frame, hide_index=True, width="stretch")
     if results["failed"]:
-        st.error("\n".join(f"- {f}" for f in results["failed"]))
+        st.error("\n".join(f"- {md(f)}" for f in results["failed"]))
