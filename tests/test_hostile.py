@@ -388,3 +388,60 @@ def test_any_bytes_for_a_file_name_give_a_row_never_a_crash(tmp_path_factory, na
         for row in ingest_shard(entries, p.ingest, p.features):
             w.add(row)
     assert w.seen == len(names) == w.ok + w.errors
+
+
+# --- 5. the pixel limit on every decode path; 6. thin images -------------------------------------
+
+def test_a_huge_image_only_opencv_reads_is_refused_from_its_header(tmp_path):
+    """A Radiance .hdr of 13,400 x 13,400 passed as ok and took 2.8 GB: the pixel limit was checked
+    on Pillow's path only. Its header now says no before any decoding; the message quotes the
+    configured limit."""
+    import subprocess
+    import sys
+
+    from pixelscope.io.decode import header_size
+
+    hdr = b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 13400 +X 13400\n" + b"\x02\x02\x34\x58" * 64
+    assert header_size(hdr) == (13400, 13400)
+    assert header_size(b"PF\n13400 13400\n-1.0\n") == (13400, 13400)
+    assert header_size(b"P7\nWIDTH 9000\nHEIGHT 9000\nDEPTH 3\nMAXVAL 255\nTUPLTYPE RGB\nENDHDR\n") == (9000, 9000)
+    (tmp_path / "big.hdr").write_bytes(hdr)
+    code = ("import resource, sys; from pixelscope.io.decode import decode, ImageError\n"
+            "try:\n    decode(open(sys.argv[1], 'rb').read(), 256, 100_000_000)\n"
+            "except ImageError as e:\n    print(e.reason, '|', e.detail)\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "big.hdr")], capture_output=True, text=True)
+    reason_line, rss_kb = r.stdout.strip().splitlines()
+    assert reason_line.startswith("decompression_bomb |") and "ingest.max_image_pixels=100,000,000" in reason_line
+    assert int(rss_kb) < 600_000  # nothing near 2 GB was allocated
+
+
+def test_pillow_bombs_quote_the_configured_limit(tmp_path):
+    import io as _io
+
+    from PIL import Image
+
+    from pixelscope.io.decode import ImageError, decode
+
+    buf = _io.BytesIO()
+    Image.new("L", (4000, 4000)).save(buf, "PNG")
+    with pytest.raises(ImageError, match=r"ingest.max_image_pixels=1,000,000") as e:
+        decode(buf.getvalue(), 256, 1_000_000)
+    assert e.value.reason == "decompression_bomb" and "89478485" not in e.value.detail
+
+
+def test_a_thin_image_is_refused_before_the_model_resize_blows_it_up(tmp_path):
+    """A 1 x 6,000 PNG (18 KB) cost 1.7 GB in preprocess: the shorter side was resized up to 256."""
+    from PIL import Image
+
+    from pixelscope.config import PreprocessConfig
+    from pixelscope.embed.loader import Item, _load_with
+    from pixelscope.embed.transforms import build
+
+    Image.new("RGB", (6000, 1), (10, 200, 30)).save(tmp_path / "thin.png")
+    Image.new("RGB", (300, 200), (10, 200, 30)).save(tmp_path / "fine.png")
+    prep = build(PreprocessConfig())
+    img, err = _load_with(Item("a" * 64, str(tmp_path / "thin.png")), prep)
+    assert img is None and err["reason"] == "extreme_aspect_ratio" and "32:1" in err["detail"]
+    img, err = _load_with(Item("b" * 64, str(tmp_path / "fine.png")), prep)
+    assert err is None and tuple(img.shape) == (3, 224, 224)

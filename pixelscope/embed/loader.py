@@ -30,7 +30,7 @@ import torch
 from pixelscope.config import IngestConfig, PreprocessConfig
 from pixelscope.embed.transforms import Preprocess, build
 from pixelscope.errors import ConfigError
-from pixelscope.io.decode import READ_ERROR, ImageError, decode
+from pixelscope.io.decode import EXTREME_ASPECT, READ_ERROR, ImageError, decode
 from pixelscope.io.parallel import pool_context, resolve_workers
 
 MAX_PIXELS = IngestConfig().max_image_pixels  # manifest images already passed ingest's own limit
@@ -58,6 +58,19 @@ def error_row(item: Item, reason: str, detail: str) -> dict[str, Any]:
     return {"id": item.id, "path": item.path, "reason": reason, "detail": detail}
 
 
+MAX_ASPECT = 32  # longer / shorter side; a model's resize brings the shorter side up to its input size
+
+
+def check_aspect(height: int, width: int, prep: Preprocess) -> None:
+    """Refuse a thin image before the transforms scale its shorter side up: a 1 x 6,000 PNG (18 KB)
+    became 256 x 1,536,000 pixels (1.7 GB) on the way to a 224 x 224 crop."""
+    short, long_ = min(height, width), max(height, width)
+    if prep.min_side and long_ > MAX_ASPECT * max(1, short):
+        raise ImageError(EXTREME_ASPECT, f"{width}x{height}: sides more than {MAX_ASPECT}:1 apart; resizing the "
+                         f"shorter side to {prep.min_side} would make {prep.min_side * long_ // max(1, short):,} "
+                         "pixels on the longer one")
+
+
 def cpu_image(item: Item, prep: Preprocess) -> torch.Tensor:
     """Read, decode, orient, transform one file on the CPU (raises ImageError)."""
     try:
@@ -66,6 +79,7 @@ def cpu_image(item: Item, prep: Preprocess) -> torch.Tensor:
     except OSError as e:
         raise ImageError(READ_ERROR, f"{type(e).__name__}: {e}") from None
     d = decode(data, working_size=4096, max_pixels=MAX_PIXELS, min_shorter=prep.min_side)
+    check_aspect(d.height, d.width, prep)
     img = torch.from_numpy(np.require(d.rgb, requirements=["C", "W"])).permute(2, 0, 1)  # torch wants writable
     return prep.apply(img, seed_of(item.id))
 
@@ -281,6 +295,10 @@ def _gpu_batch(files: list[tuple[Item, bytes | None]], prep: Preprocess, device:
         for (it, jpeg), img in zip(jpegs, outs):
             if img is not None:
                 img = orient_chw(img, _exif_orientation(jpeg))
+                try:
+                    check_aspect(img.shape[1], img.shape[2], prep)
+                except ImageError:
+                    continue  # the CPU path below makes its error row
                 decoded[it.id] = prep.apply(img, seed_of(it.id))
     results: list[tuple[Item, torch.Tensor | int | None, dict[str, Any] | None]] = []
     for it, data in files:

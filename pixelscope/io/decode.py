@@ -10,6 +10,7 @@ ingest turns into an error row.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,7 @@ DECODE_ERROR = "decode_error"
 EXIF_UNREADABLE = "exif_unreadable"
 READ_ERROR = "read_error"
 FEATURE_ERROR = "feature_error"
+EXTREME_ASPECT = "extreme_aspect_ratio"
 
 
 class ImageError(Exception):
@@ -171,22 +173,56 @@ def _sniff_format(data: bytes) -> str:
     return "UNKNOWN"
 
 
-def _decode_with_opencv(data: bytes, working_size: int) -> Decoded:
-    buf = np.frombuffer(data, dtype=np.uint8)
+_HEADER_SIZE = re.compile(rb"([-+][XY])\s+(\d+)\s+([-+][XY])\s+(\d+)")
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the header of the formats only OpenCV reads here (Radiance HDR, PFM,
+    PAM), without decoding; None for others (Pillow reads their headers first)."""
+    head = data[:4096]
+    if head.startswith((b"#?RADIANCE", b"#?RGBE")):
+        end = head.find(b"\n\n")
+        m = _HEADER_SIZE.match(head[end + 2:]) if end >= 0 else None
+        if m is None:
+            return None
+        sizes = {m.group(1)[1:]: int(m.group(2)), m.group(3)[1:]: int(m.group(4))}
+        return sizes.get(b"X", 0), sizes.get(b"Y", 0)
+    if head[:3] in (b"PF\n", b"Pf\n"):
+        parts = head[3:].split(maxsplit=2)
+        return (int(parts[0]), int(parts[1])) if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit() else None
+    if head.startswith(b"P7\n"):
+        fields = dict(re.findall(rb"(WIDTH|HEIGHT)\s+(\d+)", head))
+        return (int(fields[b"WIDTH"]), int(fields[b"HEIGHT"])) if len(fields) == 2 else None
+    return None
+
+
+def _too_big(w: int, h: int, max_pixels: int) -> ImageError:
+    return ImageError(DECOMPRESSION_BOMB, f"{w}x{h} = {w * h:,} pixels exceeds ingest.max_image_pixels={max_pixels:,}")
+
+
+def _decode_with_opencv(data: bytes, working_size: int, max_pixels: int) -> Decoded:
+    """Formats Pillow does not know. The size is checked before decoding where the header says it
+    (HDR, PFM, PAM), and after for the rest; only the first page is decoded."""
+    size = header_size(data)
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise _too_big(*size, max_pixels)
     try:
-        ok, pages = cv2.imdecodemulti(buf, cv2.IMREAD_COLOR)
+        bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     except cv2.error:
-        ok, pages = False, []
-    if not ok or not pages:
+        bgr = None
+    if bgr is None:
         kind = _sniff_format(data)
         what = "an unknown file type" if kind == "UNKNOWN" else f"a {kind} signature"
         raise ImageError(NOT_AN_IMAGE, f"{what}; neither Pillow nor OpenCV can decode it")
-    bgr = pages[0]
     h, w = bgr.shape[:2]
+    if w * h > max_pixels:
+        raise _too_big(w, h, max_pixels)
+    if bgr.dtype != np.uint8:  # HDR / PFM are float: clip to the displayable range
+        bgr = np.clip(bgr * 255.0, 0, 255).astype(np.uint8) if bgr.dtype.kind == "f" else cv2.convertScaleAbs(bgr)
     rgb = shrink(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), working_size)
     return Decoded(
         format=_sniff_format(data), mode="RGB", decoder="opencv", width=w, height=h,
-        frames=len(pages), has_alpha=False, rgb=rgb,
+        frames=1, has_alpha=False, rgb=rgb,
     )
 
 
@@ -214,11 +250,11 @@ def _jpeg_reduced(data: bytes, longer: int, working_size: int) -> np.ndarray | N
     return bgr
 
 
-def _classify(e: Exception) -> ImageError:
+def _classify(e: Exception, max_pixels: int) -> ImageError:
     msg = str(e) or type(e).__name__
     low = msg.lower()
-    if isinstance(e, Image.DecompressionBombError):
-        return ImageError(DECOMPRESSION_BOMB, f"{msg} (limit: ingest.max_image_pixels)")
+    if isinstance(e, Image.DecompressionBombError):  # Pillow's words quote its own limit, not the configured one
+        return ImageError(DECOMPRESSION_BOMB, f"more than ingest.max_image_pixels={max_pixels:,} pixels")
     if "truncated" in low or "premature end" in low:
         return ImageError(TRUNCATED, msg)
     return ImageError(DECODE_ERROR, f"{type(e).__name__}: {msg}")
@@ -238,17 +274,14 @@ def decode(data: bytes, working_size: int, max_pixels: int, exif_errors: str = "
             warnings.simplefilter("ignore")  # bomb warnings: we apply our own limit below
             im = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        return _decode_with_opencv(data, working_size if min_shorter is None else 4 * min_shorter)
+        return _decode_with_opencv(data, working_size if min_shorter is None else 4 * min_shorter, max_pixels)
     except Exception as e:  # noqa: BLE001 - any decoder failure is an error row
-        raise _classify(e) from None
+        raise _classify(e, max_pixels) from None
 
     with im:
         w0, h0 = im.size
         if w0 * h0 > max_pixels:
-            raise ImageError(
-                DECOMPRESSION_BOMB,
-                f"{w0}x{h0} = {w0 * h0:,} pixels exceeds ingest.max_image_pixels={max_pixels:,}",
-            )
+            raise _too_big(w0, h0, max_pixels)
         fmt, mode = im.format or _sniff_format(data), im.mode
         if min_shorter is not None:
             working_size = -(-min_shorter * max(w0, h0) // max(1, min(w0, h0)))
@@ -268,7 +301,7 @@ def decode(data: bytes, working_size: int, max_pixels: int, exif_errors: str = "
             except ImageError:
                 raise
             except Exception as e:  # noqa: BLE001
-                raise _classify(e) from None
+                raise _classify(e, max_pixels) from None
 
         # EXIF after the pixels: PNG may keep its eXIf chunk after the image data
         exif, problems = read_exif(im)
