@@ -406,10 +406,11 @@ def test_a_huge_image_only_opencv_reads_is_refused_from_its_header(tmp_path):
     assert header_size(b"PF\n13400 13400\n-1.0\n") == (13400, 13400)
     assert header_size(b"P7\nWIDTH 9000\nHEIGHT 9000\nDEPTH 3\nMAXVAL 255\nTUPLTYPE RGB\nENDHDR\n") == (9000, 9000)
     (tmp_path / "big.hdr").write_bytes(hdr)
-    code = ("import resource, sys; from pixelscope.io.decode import decode, ImageError\n"
+    code = ("import sys; from pixelscope.io.decode import decode, ImageError\n"
             "try:\n    decode(open(sys.argv[1], 'rb').read(), 256, 100_000_000)\n"
             "except ImageError as e:\n    print(e.reason, '|', e.detail)\n"
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+            # VmHWM: this process image's peak (ru_maxrss would keep the forking parent's)
+            "print(next(int(x.split()[1]) for x in open('/proc/self/status') if x.startswith('VmHWM')))")
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "big.hdr")], capture_output=True, text=True)
     reason_line, rss_kb = r.stdout.strip().splitlines()
     assert reason_line.startswith("decompression_bomb |") and "ingest.max_image_pixels=100,000,000" in reason_line
