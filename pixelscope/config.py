@@ -7,7 +7,7 @@ key must fail the same way everywhere, naming the key, before any work starts.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -342,13 +342,21 @@ def load_params(path: str | Path | None = "params.yaml", overrides: dict[str, An
     data: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
+        if p.is_dir():
+            raise ConfigError(f"{p}: a folder, not a params file")
         if p.exists():
             try:
-                data = yaml.safe_load(p.read_text()) or {}
+                data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
             except yaml.YAMLError as e:
                 raise ConfigError(f"{p}: not valid YAML: {e}") from None
+            except UnicodeDecodeError as e:
+                raise ConfigError(f"{p}: not a text file (byte {e.start} is not UTF-8)") from None
+            except OSError as e:
+                raise ConfigError(f"{p}: cannot read the params file ({e.strerror})") from None
         elif str(path) != "params.yaml":
             raise ConfigError(f"{p}: params file not found")
+    if not isinstance(data, dict):  # checked before overrides are merged in (they used to hide it)
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
     if overrides:
         data = _deep_merge(data, overrides)
     return parse_params(data, source=str(path or "params"))
@@ -362,7 +370,9 @@ def _deep_merge(base: Any, extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def dotted_overrides(pairs: list[str]) -> dict[str, Any]:
-    """Turn ['ingest.workers=2', ...] into a nested dict; values parsed as YAML scalars."""
+    """Turn ['ingest.workers=2', ...] into a nested dict. A value is parsed as a YAML scalar, except
+    for a key whose type is text (a filter, a path): that takes the raw string, so
+    `curate.where='a' = label` is the SQL it says, not a YAML error."""
     out: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair:
@@ -372,8 +382,33 @@ def dotted_overrides(pairs: list[str]) -> dict[str, Any]:
         parts = key.strip().split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(value)
+        text, nullable = _text_key(parts)
+        if text:
+            node[parts[-1]] = None if nullable and value.strip() in ("", "~", "null", "Null", "NULL") else value
+            continue
+        try:
+            node[parts[-1]] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {key.strip()}: {value!r} is not a value ({str(e).splitlines()[0]})") from None
     return out
+
+
+def _text_key(parts: list[str]) -> tuple[bool, bool]:
+    """Whether the params key at `parts` holds a string or a path, and whether it may be null, by the
+    model's types."""
+    model: Any = Params
+    annotation: Any = None
+    for part in parts:
+        fields = getattr(model, "model_fields", None)
+        if not fields:
+            return False, False
+        field = fields.get(part) or next((f for f in fields.values() if f.alias == part), None)
+        if field is None:
+            return False, False
+        annotation = field.annotation
+        model = annotation
+    kinds = set(get_args(annotation)) or {annotation}
+    return bool(kinds & {str, Path}) and kinds <= {str, Path, type(None)}, type(None) in kinds
 
 
 def set_params(path: str | Path, overrides: dict[str, Any]) -> Params:

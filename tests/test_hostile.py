@@ -446,3 +446,62 @@ def test_a_thin_image_is_refused_before_the_model_resize_blows_it_up(tmp_path):
     assert img is None and err["reason"] == "extreme_aspect_ratio" and "32:1" in err["detail"]
     img, err = _load_with(Item("b" * 64, str(tmp_path / "fine.png")), prep)
     assert err is None and tuple(img.shape) == (3, 224, 224)
+
+
+# --- 15. config edges -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("content, message", [
+    (b"\x89PNG\r\n\x1a\n\x00\x00binary", r"not a text file"),
+    (b"- a\n- b\n", r"the top level must be a mapping, got list"),
+])
+def test_a_bad_params_file_is_one_line_even_with_overrides(tmp_path, content, message):
+    from pixelscope.config import load_params
+
+    path = tmp_path / "params.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=message):
+        load_params(path, {"ingest": {"workers": 1}})  # a list top level was silently replaced by the overrides
+
+
+def test_a_folder_as_params_file_and_the_cli_say_so_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from pixelscope.config import load_params
+
+    with pytest.raises(ConfigError, match="a folder, not a params file"):
+        load_params(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "pixelscope", "ingest", str(tmp_path), "-p", str(tmp_path)],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 2 and "a folder, not a params file" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_text_override_takes_the_raw_string():
+    """`--set curate.where='a' = label` crashed: the value was parsed as YAML."""
+    from pixelscope.config import dotted_overrides, load_params
+
+    o = dotted_overrides(["curate.where='a' = label", "validate.reference=null", "ingest.workers=2",
+                          "curate.mlflow.enabled=true", "paths.raw=data/2026: drop"])
+    assert o == {"curate": {"where": "'a' = label", "mlflow": {"enabled": True}}, "validate": {"reference": None},
+                 "ingest": {"workers": 2}, "paths": {"raw": "data/2026: drop"}}
+    assert load_params(None, o).curate.where == "'a' = label"
+    with pytest.raises(ConfigError, match=r"override ingest.workers: .*is not a value"):
+        dotted_overrides(["ingest.workers=[1"])
+
+
+def test_workers_are_capped_at_the_cores_and_the_items():
+    from pixelscope.io.parallel import cpu_cores, resolve_workers
+
+    assert resolve_workers(32) == cpu_cores() and resolve_workers(32, 1) == 1 and resolve_workers(0, 0) == 1
+
+
+def test_a_nan_or_infinite_confidence_is_refused_like_any_out_of_range_value(tmp_path):
+    from pixelscope.errors import BadInput
+    from pixelscope.io.predictions import read_predictions
+
+    for bad in ("nan", "inf"):
+        (tmp_path / "p.csv").write_text(f"path,prediction,confidence\na.jpg,cat,0.5\nb.jpg,dog,{bad}\nc.jpg,cat,\n")
+        with pytest.raises(BadInput, match=r"confidence` must be in \[0, 1\]; row 2 holds"):
+            read_predictions(tmp_path / "p.csv")
+    (tmp_path / "p.csv").write_text("path,prediction,confidence\na.jpg,cat,0.5\nc.jpg,cat,\n")
+    assert read_predictions(tmp_path / "p.csv")[1].num_rows == 2  # an empty cell is no value, still fine

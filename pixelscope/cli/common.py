@@ -6,7 +6,6 @@ clear message and exit non-zero without a traceback; anything else is a bug and 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,9 +51,12 @@ def load(path: Path, sets: list[str] | None, extra: dict[str, Any] | None = None
     """The params file with --set overrides and a command's own options (dotted key -> value)."""
     overrides = dotted_overrides(sets or [])
     for dotted, value in (extra or {}).items():
-        if value is not None:
-            value = str(value) if isinstance(value, Path) else value
-            _merge(overrides, dotted_overrides([f"{dotted}={json.dumps(value)}"]))
+        if value is not None:  # a command's own option: already typed, nested as it is
+            *parents, leaf = dotted.split(".")
+            node = {leaf: str(value) if isinstance(value, Path) else value}
+            for part in reversed(parents):
+                node = {part: node}
+            _merge(overrides, node)
     return load_params(path, overrides)
 
 

@@ -150,7 +150,7 @@ def _write_all(run: CurateRun, seconds: dict[str, float], out: Path) -> dict[str
     write_curated_profile(run, out)
     checked = validate_curated(run, out)
     done: dict[str, Any] = {}
-    workers = resolve_workers(cfg.workers)
+    workers = resolve_workers(cfg.workers, len(items))
     for fmt in cfg.formats:
         t0 = time.perf_counter()
         if fmt == "torchvision":

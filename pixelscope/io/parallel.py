@@ -7,14 +7,19 @@ import os
 import threading
 
 
-def resolve_workers(workers: int) -> int:
-    """0 means one worker per CPU core this process may use."""
-    if workers > 0:
-        return workers
+def cpu_cores() -> int:
+    """The CPU cores this process may use."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - non-Linux
         return max(1, os.cpu_count() or 1)
+
+
+def resolve_workers(workers: int, items: int | None = None) -> int:
+    """0 means one worker per CPU core this process may use; more than the cores (or, when known,
+    the items to process) is capped: `-w 32` on 5 files starts 2 processes on 2 cores, not 32."""
+    n = min(workers, cpu_cores()) if workers > 0 else cpu_cores()
+    return max(1, min(n, items) if items is not None else n)
 
 
 def pool_start_method() -> str:

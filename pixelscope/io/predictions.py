@@ -48,7 +48,8 @@ def _read(path: Path) -> pa.Table:
             with path.open(newline="", encoding="utf-8") as fh:
                 names = next(csv.reader(fh), [])
             return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
-                column_types={n: pa.string() for n in names}, strings_can_be_null=True))
+                column_types={n: pa.string() for n in names}, strings_can_be_null=True,
+                null_values=[""]))  # only an empty cell is no value: "nan" or "N/A" written in one is checked
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as e:
         raise BadInput(f"{path}: not a readable {suffix[1:]} file ({e})") from None
     raise BadInput(f"{path}: predictions must be a .parquet or .csv file")
@@ -73,14 +74,16 @@ def _numeric(path: Path, table: pa.Table, source: str, lo: float | None, hi: flo
         col = pc.cast(col, pa.float64())
     else:
         raise BadInput(f"{path}: column `{source}` must be numeric, not {col.type}")
-    values = col.to_numpy(zero_copy_only=False)  # nulls are NaN: allowed (no value for that image)
+    values = col.to_numpy(zero_copy_only=False)  # nulls become NaN here: allowed (no value for that image)
+    nulls = col.is_null().to_numpy(zero_copy_only=False)
     with np.errstate(invalid="ignore"):
         bad = (values < lo) if lo is not None else np.zeros(len(values), bool)
         if hi is not None:
             bad |= values > hi
         if integer:
             bad |= values != np.floor(values)
-    bad &= ~np.isnan(values)
+    bad |= ~np.isfinite(values)  # a written nan or inf is not a number in range
+    bad &= ~nulls
     if bad.any():
         row = int(np.argmax(bad))
         want = f"an integer >= {lo:g}" if integer else f"in [{lo:g}, {hi:g}]"
