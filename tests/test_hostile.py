@@ -505,3 +505,35 @@ def test_a_nan_or_infinite_confidence_is_refused_like_any_out_of_range_value(tmp
             read_predictions(tmp_path / "p.csv")
     (tmp_path / "p.csv").write_text("path,prediction,confidence\na.jpg,cat,0.5\nc.jpg,cat,\n")
     assert read_predictions(tmp_path / "p.csv")[1].num_rows == 2  # an empty cell is no value, still fine
+
+
+# --- 14. -o never overwrites an input or a file of another kind ------------------------------------
+
+def test_an_output_flag_cannot_overwrite_an_input_or_a_foreign_file(tmp_path):
+    """`-o params.yaml` (or `profile M -o M`) overwrote an input: every later command then failed with
+    a traceback."""
+    import subprocess
+    import sys
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "pixelscope", *map(str, args), "-q", "-w", "1"],
+                              capture_output=True, text=True, cwd=tmp_path, timeout=300)
+
+    raw = tmp_path / "raw"
+    small_jpeg(raw / "a" / "x.jpg")
+    params = tmp_path / "params.yaml"
+    params.write_text("ingest:\n  workers: 1\n")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    before = params.read_bytes()
+    for target in (params, notes):
+        r = cli("ingest", raw, "-o", target)
+        assert r.returncode == 2 and "-o" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert params.read_bytes() == before and notes.read_text() == "my notes\n"
+    assert cli("ingest", raw, "-o", tmp_path / "m.parquet").returncode == 0
+    assert cli("ingest", raw, "-o", tmp_path / "m.parquet").returncode == 0  # a manifest may be rewritten
+    manifest = (tmp_path / "m.parquet").read_bytes()
+    r = subprocess.run([sys.executable, "-m", "pixelscope", "profile", "m.parquet", "-o", "m.parquet", "-q"],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 2 and "that is an input of this run" in r.stderr
+    assert (tmp_path / "m.parquet").read_bytes() == manifest

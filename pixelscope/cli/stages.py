@@ -35,9 +35,42 @@ def run_stage(name: str, params_file: Path, sets: list[str] | None, quiet: bool,
         given["paths.metrics"] = output.parent / "metrics"
     with user_errors():
         params = load(params_file, sets, given)
+        if output is not None:
+            guard_output(name, output, params_file, params)
         with progress(name, quiet) as bar:
             result = stage(name).run(params, ".", progress=bar, **options)
     return params, result
+
+
+def guard_output(stage_name: str, output: Path, params_file: Path, params: Params) -> None:
+    """`-o` must not name an input of the run (`-o params.yaml`, `profile M -o M`), a folder, or a file
+    that exists and is not what the stage writes: each of those used to be overwritten silently."""
+    from pixelscope.errors import BadInput, ConfigError
+
+    out = output.resolve()
+    p = params.paths
+    inputs = [params_file, p.manifest if stage_name == "profile" else None, params.profile.predictions,
+              params.ingest.labels_csv, params.curate.label_fixes]
+    for given in inputs:
+        if given is not None and Path(given).resolve() == out:
+            raise ConfigError(f"-o {output}: that is an input of this run; write the {stage_name} output elsewhere")
+    if out.is_dir():
+        raise ConfigError(f"-o {output}: a folder; name the file to write")
+    if not out.exists():
+        return
+    try:
+        if stage_name == "ingest":
+            from pixelscope.io.manifest import column_kinds
+
+            column_kinds(out)
+        else:
+            from pixelscope.profile import Profile
+
+            Profile.load(out)
+    except (BadInput, OSError, ValueError):
+        what = "a pixelscope manifest" if stage_name == "ingest" else "a pixelscope profile"
+        raise ConfigError(f"-o {output}: exists and is not {what}; not overwriting it (remove it first if it "
+                          "should go)") from None
 
 
 def report(result: StepResult, as_json: bool = False, shown: Any = None) -> None:
