@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -14,6 +15,7 @@ import typer
 
 from pixelscope.cli.common import out, user_errors
 from pixelscope.errors import InputMissing
+from pixelscope.io.parallel import die_with_parent
 
 
 def app_file() -> Path:
@@ -70,10 +72,16 @@ def register(app: typer.Typer) -> None:
             out.print(f"dashboard over {folder}: http://127.0.0.1:{port}", soft_wrap=True)
             sys.stdout.flush()  # before streamlit writes: the address comes first, also through a pipe
             env = {**os.environ, "PIXELSCOPE_BUNDLE": str(folder.resolve())}
+            # Streamlit stops with this command: on Ctrl-C, on SIGTERM (which used to leave it serving),
+            # and when this process is killed outright (the kernel's parent-death signal)
+            child = subprocess.Popen(streamlit_command(port), env=env, preexec_fn=lambda: die_with_parent(signal.SIGTERM))
+            previous = signal.signal(signal.SIGTERM, lambda *_: child.terminate())
             try:
-                subprocess.run(streamlit_command(port), env=env, check=False)
+                child.wait()
             except KeyboardInterrupt:
-                pass
+                child.terminate()
+                child.wait(timeout=30)
             finally:
+                signal.signal(signal.SIGTERM, previous)
                 if tmp is not None:
                     tmp.cleanup()

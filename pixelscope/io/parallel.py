@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
 import threading
 
 
@@ -20,6 +22,35 @@ def resolve_workers(workers: int, items: int | None = None) -> int:
     the items to process) is capped: `-w 32` on 5 files starts 2 processes on 2 cores, not 32."""
     n = min(workers, cpu_cores()) if workers > 0 else cpu_cores()
     return max(1, min(n, items) if items is not None else n)
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """End this process with `sig` when the process that started it dies, so `kill -9` of a step
+    leaves no worker running. Every worker pool's initializer calls it. Two ways, for the two ways a
+    pool starts: the kernel's parent-death signal (Linux; the parent is the step when forked), and
+    a thread that waits on multiprocessing's sentinel for the step (with a fork server, the parent is
+    the fork server, which itself stays up while any of its workers does)."""
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+    if os.getppid() != parent:  # the parent died before the request took
+        os.kill(os.getpid(), sig)
+    step = multiprocessing.parent_process()
+    sentinel = getattr(step, "sentinel", None) if step is not None else None
+    if sentinel is not None:
+        from multiprocessing.connection import wait
+
+        def watch() -> None:
+            wait([sentinel])
+            os.kill(os.getpid(), sig)
+
+        threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
 def pool_start_method() -> str:
