@@ -584,3 +584,48 @@ def test_hostile_names_a_hostile_filter_and_a_hostile_card_fetch_nothing_off_loo
         proc.wait(timeout=20)
     assert offsite == [], offsite
     assert "198.51.100.7" in body or "not a bundle folder" in body  # the hostile text is shown, as text
+
+
+@pytest.mark.slow
+def test_publish_is_one_set_and_leaves_out_parts_of_another_run_or_manifest(bundle, tmp_path, monkeypatch):
+    """A kill between the files of publish (summary first, then parts) or of issues (four files)
+    left a mixed set that looked complete. Publish now renames the whole bundle in, and leaves out
+    issues written by two runs or describing another manifest, and a ledger of another manifest."""
+    import os
+
+    import pixelscope.publish.step as publish
+    from pixelscope.io.atomic import SET_KEY, set_id_of
+    from pixelscope.publish.bundle import Bundle
+
+    root = tmp_path / "project"
+    shutil.copytree(bundle.parents[1], root, symlinks=True)
+    p = bundle_params()
+    paths = p.paths.under(root)
+    ids = {set_id_of(f) for f in (paths.issues, paths.issue_pairs, paths.neighbours, paths.issues_summary)}
+    assert len(ids) == 1 and None not in ids  # the issues step stamps its four files with one id
+    before = {f.name: f.read_bytes() for f in (root / "reports" / "publish").iterdir() if f.is_file()}
+
+    def killed(*a, **k):  # publish dies after the summary and the parts are written, before the thumbnails
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(publish, "update_thumbnails", killed)
+    with pytest.raises(KeyboardInterrupt):
+        publish.publish_step(p, root)
+    monkeypatch.undo()
+    after = {f.name: f.read_bytes() for f in (root / "reports" / "publish").iterdir() if f.is_file()}
+    assert after == before  # the previous bundle, whole
+    assert not [f for f in (root / "reports").iterdir() if f.name.startswith((".tmp-", ".old-"))]
+
+    # an interrupted issues run: one file of the set from another run
+    pairs = pq.read_table(paths.issue_pairs)
+    pq.write_table(pairs.replace_schema_metadata({**(pairs.schema.metadata or {}), SET_KEY.encode(): b"another-run"}),
+                   paths.issue_pairs)
+    ledger = pq.read_table(paths.curated / "curation.parquet")  # and a ledger of another manifest
+    pq.write_table(ledger.slice(0, ledger.num_rows - 1), paths.curated / "curation.parquet")
+    r = publish.publish_step(p, root)
+    assert any("not published: issues (its files come from different runs" in n for n in r.notes), r.notes
+    assert any("not published: ledger (it describes another manifest" in n for n in r.notes)
+    b = Bundle.open(root / "reports" / "publish")
+    assert not b.has("issues") and not b.has("pairs") and not b.has("ledger")
+    assert "issues" not in b.summary() and "curated" not in b.summary()
+    assert b.has("thumbnails") and os.listdir(root / "reports" / "publish" / "thumbnails")  # kept, not remade

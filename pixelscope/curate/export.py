@@ -1,6 +1,6 @@
 """Exports of the curated set, each loadable by the consumer it is for, all with the same
 membership and labels, each with a SHA256SUMS of its files. They are written into the curate
-step's staging folder (`Staged`: the whole curated folder is renamed into place at the end,
+step's staging folder (`io.atomic.Staged`: the whole curated folder is renamed into place at the end,
 so a killed run leaves the previous set, never half of a new one).
 
 - imagefolder: `<split>/<label>/<file>` + `<split>/metadata.jsonl` (Hugging Face imagefolder)
@@ -28,8 +28,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from pixelscope.io.atomic import alive, writer_pid
 
 SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.+-]{0,63}$")
 
@@ -62,32 +60,6 @@ def safe_name(path: str, image_id: str) -> str:
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("._")[:80] or "image"
     ext = re.sub(r"[^A-Za-z0-9.]", "", ext.lower())[:10]
     return f"{image_id[:12]}-{stem}{ext}"
-
-
-class Staged:
-    """Write into <root>/.tmp-<name>, then replace <root>/<name> in one rename."""
-
-    def __init__(self, root: Path, name: str):
-        self.final = root / name
-        self.tmp = root / f".tmp-{name}-{os.getpid()}"
-
-    def __enter__(self) -> Path:
-        for stale in self.final.parent.glob(f".tmp-{self.final.name}-*"):  # left by a killed run
-            pid = writer_pid(stale.name, f".tmp-{self.final.name}-")
-            if pid is None or not alive(pid):  # not another run's folder, still being written
-                shutil.rmtree(stale, ignore_errors=True)
-        self.tmp.mkdir(parents=True)
-        return self.tmp
-
-    def __exit__(self, kind, *exc) -> None:
-        if kind is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        old = self.final.with_name(f".old-{self.final.name}-{os.getpid()}")
-        if self.final.exists():
-            self.final.rename(old)
-        self.tmp.rename(self.final)
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _fresh(folder: Path) -> Path:

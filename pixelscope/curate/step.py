@@ -20,7 +20,7 @@ from pixelscope.curate import card, export
 from pixelscope.curate.ledger import build_ledger, summary
 from pixelscope.curate.select import Images
 from pixelscope.errors import InputMissing
-from pixelscope.io.atomic import atomic_path, write_bytes_atomic
+from pixelscope.io.atomic import Staged, atomic_path, write_bytes_atomic
 from pixelscope.io.manifest import manifest_frame
 from pixelscope.io.parallel import resolve_workers
 from pixelscope.io.values import plain
@@ -129,7 +129,7 @@ def write_outputs(run: CurateRun, seconds: dict[str, float]) -> dict[str, Any]:
     temp folder beside paths.curated and renamed into place at the end, so a killed run leaves the
     previous set whole (ledger and exports together). Export times -> seconds."""
     run.paths.curated.parent.mkdir(parents=True, exist_ok=True)
-    with export.Staged(run.paths.curated.parent, run.paths.curated.name) as out:
+    with Staged(run.paths.curated.parent, run.paths.curated.name) as out:
         return _write_all(run, seconds, out)
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,6 +82,72 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+SET_KEY = "pixelscope.set"  # Parquet schema metadata / JSON key: the run a file of a set was written by
+
+
+def new_set_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def set_id_of(path: Path) -> str | None:
+    """The set id a file was written with (Parquet metadata, or a JSON object's key); None if none."""
+    try:
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            value = (pq.read_schema(path).metadata or {}).get(SET_KEY.encode())
+            return value.decode() if value else None
+        import json
+
+        data = json.loads(path.read_text())
+        return data.get(SET_KEY) if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+@contextlib.contextmanager
+def atomic_set(targets: list[Path]) -> Iterator[list[Path]]:
+    """Temporary paths for files that belong together (a step's outputs in several places): none is
+    renamed into place until every one is written, so a failure leaves the previous set whole. The
+    renames themselves follow one another: writers stamp each file with one set id (SET_KEY), and
+    readers that need the set whole compare the ids (a kill between two renames shows as two ids)."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(atomic_path(t)) for t in targets]
+
+
 def write_bytes_atomic(target: str | Path, data: bytes) -> None:
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
+
+
+class Staged:
+    """A folder written as a whole: into <root>/.tmp-<name>-<pid>, then put in place of <root>/<name>
+    by renames at the end (curate's set, publish's bundle), so a killed run leaves the previous
+    folder whole. A staging folder of a run still going is left alone."""
+
+    def __init__(self, root: Path, name: str):
+        self.final = root / name
+        self.tmp = root / f".tmp-{name}-{os.getpid()}"
+
+    def __enter__(self) -> Path:
+        for prefix in (f".tmp-{self.final.name}-", f".old-{self.final.name}-"):  # left by a killed run
+            for stale in self.final.parent.glob(f"{prefix}*"):
+                pid = writer_pid(stale.name, prefix)
+                if pid is not None and alive(pid):  # another run's folder, still being written
+                    continue
+                if prefix.startswith(".old") and not self.final.exists():
+                    stale.rename(self.final)  # killed between its two renames: the previous folder comes back
+                else:
+                    shutil.rmtree(stale, ignore_errors=True)
+        self.tmp.mkdir(parents=True)
+        return self.tmp
+
+    def __exit__(self, kind, *exc) -> None:
+        if kind is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        old = self.final.with_name(f".old-{self.final.name}-{os.getpid()}")
+        if self.final.exists():
+            self.final.rename(old)
+        self.tmp.rename(self.final)
+        shutil.rmtree(old, ignore_errors=True)

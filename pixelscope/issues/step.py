@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from pixelscope.config import Params
 from pixelscope.errors import ConfigError, InputMissing
-from pixelscope.io.atomic import atomic_path, write_bytes_atomic
+from pixelscope.io.atomic import SET_KEY, atomic_set, new_set_id
 from pixelscope.io.values import plain
 from pixelscope.issues import FINDERS, Dataset, Finding, registered
 from pixelscope.issues.base import load_embeddings
@@ -120,17 +120,17 @@ def issues_step(params: Params, project: str | Path = ".", *, progress: Progress
     timings: dict[str, float] = {}
     found = run_finders(data, params.issues.finders, timings)
     paths = params.paths.under(project)
-    with atomic_path(paths.issues) as tmp:
-        pq.write_table(issues_table(data, found), tmp)
-    with atomic_path(paths.issue_pairs) as tmp:
-        pq.write_table(pairs_table(data, found), tmp)
-    with atomic_path(paths.neighbours) as tmp:
-        pq.write_table(neighbours_table(data), tmp)
     summary = {"files": len(data.frame), "embeddings": about_embeddings,
                "reference": data.reference_name or None,
                "finders": {name: {**f.summary, **({"skipped": f.skipped} if f.skipped else {})}
                            for name, f in found.items()}}
-    write_bytes_atomic(paths.issues_summary, json.dumps(plain(summary), indent=1).encode())
+    # the four outputs are one set: all written before any is renamed in, each stamped with the set id
+    set_id = new_set_id()
+    tables = (issues_table(data, found), pairs_table(data, found), neighbours_table(data))
+    with atomic_set([paths.issues, paths.issue_pairs, paths.neighbours, paths.issues_summary]) as tmps:
+        for table, tmp in zip(tables, tmps):
+            pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), SET_KEY: set_id}), tmp)
+        tmps[3].write_bytes(json.dumps({**plain(summary), SET_KEY: set_id}, indent=1).encode())
     seconds = time.perf_counter() - t0
     flagged = {name: f.flagged for name, f in found.items() if not f.skipped and f.columns}
     counts = {"files_seen": len(data.frame), **flagged}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from collections import Counter
@@ -28,7 +29,7 @@ import pyarrow.parquet as pq
 from pixelscope import __version__
 from pixelscope.config import Params
 from pixelscope.errors import InputMissing
-from pixelscope.io.atomic import atomic_path, write_bytes_atomic
+from pixelscope.io.atomic import Staged, atomic_path, set_id_of, write_bytes_atomic
 from pixelscope.io.store import current_store
 from pixelscope.io.values import dumps
 from pixelscope.pipeline.steps import ProgressFn, StepResult
@@ -148,17 +149,72 @@ def publish_step(params: Params, project: str | Path = ".", *, progress: Progres
     }
     bundle["embedding"] = profile.embedding.summary() if profile.embedding is not None else None
     bundle["agreement"] = agreement(profile)  # label / prediction agreement per class (profile.predictions)
-    if paths.issues_summary.exists():  # counts per finder, thresholds, dataset-level findings
+    stale = stale_parts(paths)
+    if paths.issues_summary.exists() and "issues" not in stale:  # counts per finder, thresholds, findings
         bundle["issues"] = json.loads(paths.issues_summary.read_text())
     curated = paths.curated / "curate.json"
-    if curated.exists():  # the curated set: counts that add up, per split and label, exports
+    if curated.exists() and "ledger" not in stale:  # the curated set: counts that add up, per split and label
         bundle["curated"] = json.loads(curated.read_text())
     results = project / params.validate_.results
     if (results / "results.json").exists():
         v = json.loads((results / "results.json").read_text())
         bundle["validation"] = {k: v[k] for k in ("success", "failed", "drifted", "reference")}
-    out = paths.publish
-    out.mkdir(parents=True, exist_ok=True)
+    final = paths.publish
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with Staged(final.parent, final.name) as out:  # the bundle is renamed in whole: never a mixed set
+        keep_thumbnails(final / PARTS["thumbnails"].file, out / PARTS["thumbnails"].file)
+        written, thumbs = _write_bundle(params, project, profile, bundle, stale, out, progress)
+    written = {name: str(final / Path(path).relative_to(out)) for name, path in written.items()}
+    m = bundle["manifest"]
+    summary = (f"published {params.paths.publish}: {m['files_seen']} files, {m['ok']} ok, {m['errors']} errors; "
+               f"{thumbs['thumbnails']} thumbnails ({thumbs['made']} new); raw version {bundle['versions']['raw']['md5']}")
+    counts = {k: m[k] for k in ("files_seen", "ok", "errors")}
+    notes = [f"not published: {name} ({why})" for name, why in stale.items()]
+    return StepResult(stage=STAGE, summary=summary, seconds=time.perf_counter() - t0, counts=counts, outputs=written,
+                      details={**bundle, "thumbnails": thumbs}, notes=notes)
+
+
+def keep_thumbnails(previous: Path, staged: Path) -> None:
+    """The last bundle's thumbnails, hard-linked into the staged one: they are made once per id."""
+    staged.mkdir(parents=True, exist_ok=True)
+    for f in sorted(previous.glob("*.parquet")) if previous.is_dir() else []:
+        try:
+            os.link(f, staged / f.name)
+        except OSError:  # another filesystem: copy
+            shutil.copyfile(f, staged / f.name)
+
+
+def _describes(table: Path, manifest: Path) -> bool:
+    """The table has one row per manifest row, in the same order (the same paths)."""
+    try:
+        paths = [pq.read_table(f, columns=["path"]).column(0).cast(pa.large_string()) for f in (table, manifest)]
+        return paths[0].equals(paths[1])
+    except (OSError, KeyError, pa.ArrowInvalid):
+        return False
+
+
+def stale_parts(paths: Any) -> dict[str, str]:
+    """Parts that do not belong with the manifest being published (name -> why); they are left out
+    of the bundle rather than shown beside numbers they do not match."""
+    stale: dict[str, str] = {}
+    issue_files = [f for f in (paths.issues, paths.issue_pairs, paths.neighbours, paths.issues_summary) if f.exists()]
+    why = None
+    if len({set_id_of(f) for f in issue_files}) > 1:
+        why = "its files come from different runs of the issues step (one was interrupted): rerun `pixelscope issues`"
+    elif paths.issues.exists() and not _describes(paths.issues, paths.manifest):
+        why = "it describes another manifest: rerun `pixelscope issues`"
+    if why:
+        stale.update({name: why for name in ("issues", "pairs", "neighbours")})
+    ledger = paths.curated / "curation.parquet"
+    if ledger.exists() and not _describes(ledger, paths.manifest):
+        stale["ledger"] = "it describes another manifest: rerun `pixelscope curate`"
+    return stale
+
+
+def _write_bundle(params: Params, project: Path, profile: Profile, bundle: dict[str, Any], stale: dict[str, str],
+                  out: Path, progress: ProgressFn | None) -> tuple[dict[str, str], dict[str, int]]:
+    paths = params.paths.under(project)
+    results = project / params.validate_.results
     written = {"summary": str(out / "summary.json")}
     write_bytes_atomic(out / "summary.json", dumps(bundle, indent=1).encode())
     for name, src in (("profile", paths.profile), ("manifest", paths.manifest), ("issues", paths.issues),
@@ -166,7 +222,8 @@ def publish_step(params: Params, project: str | Path = ".", *, progress: Progres
                       ("drift", results / "drift.parquet"), ("validation", results / "results.json"),
                       ("ledger", paths.curated / "curation.parquet"), ("card", paths.curated / "README.md"),
                       ("history", paths.history)):
-        _copy(src, out, name, written)
+        if name not in stale:
+            _copy(src, out, name, written)
     add_model_outputs(params, project, out / PARTS["manifest"].file)
     reference = load_reference(params, project)
     if reference is not None:
@@ -188,9 +245,4 @@ def publish_step(params: Params, project: str | Path = ".", *, progress: Progres
     thumbs = update_thumbnails(out / PARTS["thumbnails"].file, ok, params.ingest.max_image_pixels,
                                params.ingest.workers, progress)
     written["thumbnails"] = str(out / PARTS["thumbnails"].file)
-    m = bundle["manifest"]
-    summary = (f"published {params.paths.publish}: {m['files_seen']} files, {m['ok']} ok, {m['errors']} errors; "
-               f"{thumbs['thumbnails']} thumbnails ({thumbs['made']} new); raw version {bundle['versions']['raw']['md5']}")
-    counts = {k: m[k] for k in ("files_seen", "ok", "errors")}
-    return StepResult(stage=STAGE, summary=summary, seconds=time.perf_counter() - t0, counts=counts, outputs=written,
-                      details={**bundle, "thumbnails": thumbs})
+    return written, thumbs
