@@ -13,7 +13,6 @@ import contextlib
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,8 +84,22 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
 SET_KEY = "pixelscope.set"  # Parquet schema metadata / JSON key: the run a file of a set was written by
 
 
-def new_set_id() -> str:
-    return uuid.uuid4().hex[:16]
+def content_set_id(tables: list, texts: list[bytes]) -> str:
+    """A set id from the set's own content (Arrow tables and bytes), so the same inputs give the
+    same files byte for byte (DVC, and comparing runs, need that) while two different runs differ."""
+    import hashlib
+
+    import pyarrow as pa
+
+    h = hashlib.sha256()
+    for table in tables:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        h.update(sink.getvalue().to_pybytes())
+    for text in texts:
+        h.update(text)
+    return h.hexdigest()[:16]
 
 
 def set_id_of(path: Path) -> str | None:

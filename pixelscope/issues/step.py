@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from pixelscope.config import Params
 from pixelscope.errors import ConfigError, InputMissing
-from pixelscope.io.atomic import SET_KEY, atomic_set, new_set_id
+from pixelscope.io.atomic import SET_KEY, atomic_set, content_set_id
 from pixelscope.io.values import plain
 from pixelscope.issues import FINDERS, Dataset, Finding, registered
 from pixelscope.issues.base import load_embeddings
@@ -125,8 +125,8 @@ def issues_step(params: Params, project: str | Path = ".", *, progress: Progress
                "finders": {name: {**f.summary, **({"skipped": f.skipped} if f.skipped else {})}
                            for name, f in found.items()}}
     # the four outputs are one set: all written before any is renamed in, each stamped with the set id
-    set_id = new_set_id()
-    tables = (issues_table(data, found), pairs_table(data, found), neighbours_table(data))
+    tables = [issues_table(data, found), pairs_table(data, found), neighbours_table(data)]
+    set_id = content_set_id(tables, [json.dumps(plain(summary), sort_keys=True).encode()])
     with atomic_set([paths.issues, paths.issue_pairs, paths.neighbours, paths.issues_summary]) as tmps:
         for table, tmp in zip(tables, tmps):
             pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), SET_KEY: set_id}), tmp)
