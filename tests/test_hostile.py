@@ -690,3 +690,46 @@ def test_kill_9_mid_stage_then_a_rerun_gives_the_uninterrupted_outputs(demo_raw,
     assert r.returncode == 0, r.stderr[-2000:]
     assert tree(killed / out, skip) == tree(clean / out, skip)
     assert not [f for f in (killed / out).parent.iterdir() if f.name.startswith((".tmp-", ".old-"))]
+
+
+# --- disk full -------------------------------------------------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MB tmpfs (root only; skipped where mounting is not allowed)."""
+    import os
+    import subprocess
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_disk_full_while_writing_leaves_the_previous_manifest_whole(demo_raw, small_disk):
+    """ENOSPC in the middle of a write: the error says so, the previous manifest stays as it was and
+    no temporary file is left behind."""
+    import errno
+
+    from conftest import ingest_to
+    from pixelscope.config import parse_params
+
+    p = parse_params({"ingest": {"workers": 1}})
+    target = small_disk / "manifest.parquet"
+    ingest_to(p, demo_raw / "raw", target)
+    before = target.read_bytes()
+    filler = small_disk / "filler"
+    with open(filler, "wb") as fh:  # leave a few kilobytes: less than a manifest
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+        except OSError:
+            pass
+    with pytest.raises(OSError) as e:
+        ingest_to(p, demo_raw / "raw", target)
+    assert e.value.errno == errno.ENOSPC
+    assert target.read_bytes() == before
+    assert sorted(f.name for f in small_disk.iterdir()) == ["filler", "manifest.parquet", "metrics"]

@@ -108,7 +108,11 @@ class ManifestWriter:
 
     def __enter__(self) -> ManifestWriter:
         tmp = self._stack.enter_context(atomic_path(self.path))
-        self._writer = self._stack.enter_context(pq.ParquetWriter(tmp, self.schema, compression="zstd"))
+        try:
+            self._writer = self._stack.enter_context(pq.ParquetWriter(tmp, self.schema, compression="zstd"))
+        except BaseException as e:  # e.g. no room for even the header: the temporary file goes too
+            self._stack.__exit__(type(e), e, e.__traceback__)
+            raise
         return self
 
     def add(self, row: dict[str, Any]) -> None:
@@ -138,7 +142,11 @@ class ManifestWriter:
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc_type is None and (self._buf or self.seen == 0):
-            self._flush()
+            try:
+                self._flush()
+            except BaseException as e:  # e.g. the disk filled up: the temporary file goes, the target stays
+                self._stack.__exit__(type(e), e, e.__traceback__)
+                raise
         return bool(self._stack.__exit__(exc_type, exc, tb))
 
 
