@@ -115,3 +115,15 @@ def profile_to(params: Params, manifest: Path, profile: Path, embeddings: Path |
 
     return profile_step(with_paths(params, profile=profile, manifest=manifest,
                                    embeddings=embeddings or Path(profile).parent / "no-embeddings"), ".")
+
+
+@pytest.fixture(autouse=True)
+def main_module_kept():  # every test: AppTest runs in test_dashboard.py and test_hostile.py
+    """AppTest leaves sys.modules["__main__"] pointing at dashboards/app.py; forkserver and spawn
+    workers started later (ingest pools, when other threads run) would re-run the app and die
+    at start, and multiprocessing.Pool waits for them forever. Put the real __main__ back."""
+    import sys
+
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main

@@ -59,18 +59,6 @@ def bundle(demo_raw, tmp_path_factory) -> Path:
     return root / "reports" / "publish"
 
 
-@pytest.fixture(autouse=True)
-def main_module_kept():
-    """AppTest leaves sys.modules["__main__"] pointing at dashboards/app.py; forkserver and spawn
-    workers started later (ingest pools, when other threads run) would re-run the app and die
-    at start, and multiprocessing.Pool waits for them forever. Put the real __main__ back."""
-    import sys
-
-    main = sys.modules["__main__"]
-    yield
-    sys.modules["__main__"] = main
-
-
 def app(bundle: Path, page: str, monkeypatch, **query):
     from streamlit.testing.v1 import AppTest
 

@@ -542,18 +542,6 @@ def test_an_output_flag_cannot_overwrite_an_input_or_a_foreign_file(tmp_path):
 
 # --- 12. children die with their parent -------------------------------------------------------------
 
-SLOW_FEATURE = '''
-import time
-from pathlib import Path
-from pixelscope.features import feature
-
-@feature("slow_marker", kind="numeric")
-def slow_marker(view):
-    time.sleep(30)  # a long job, as a big export shard is: a worker must not finish it after its step died
-    return 1.0
-'''
-
-
 def survivors(pids: list[int], seconds: float = 15) -> list[int]:
     import psutil
 
@@ -565,44 +553,24 @@ def survivors(pids: list[int], seconds: float = 15) -> list[int]:
     return alive
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("method", ["fork", "forkserver"])
-def test_kill_9_of_a_step_leaves_no_worker_running(tmp_path, method):
-    """kill -9 of curate orphaned its pool (fork server, resource tracker, two workers: ~340 MB for
-    minutes). Every pool's workers now ask for their parent's death signal; checked on the ingest
-    pool, both ways a pool is started (fork; a fork server when other threads run)."""
+def test_an_ingest_pool_finishes_under_both_start_methods(tmp_path, method):
+    """A guard for the next try at item 12 (workers dying with their step): a first try ended healthy
+    workers under a fork server, and the pool restarted them forever."""
     import os
-    import signal
     import subprocess
     import sys
 
-    import psutil
-
     raw = tmp_path / "raw"
-    for i in range(40):
+    for i in range(12):
         small_jpeg(raw / "a" / f"{i}.jpg")
-    (tmp_path / "slowplug.py").write_text(SLOW_FEATURE)
-    (tmp_path / "params.yaml").write_text("ingest:\n  workers: 2\nfeatures:\n  plugins: [slowplug]\n")
     code = ("import threading, sys, time\n"
             f"if {method!r} == 'forkserver':\n    threading.Thread(target=time.sleep, args=(600,), daemon=True).start()\n"
-            "from pixelscope.cli import app\nsys.argv = ['pixelscope', 'ingest', 'raw', '-q']\napp()\n")
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 60
-        kids: list[int] = []
-        while time.time() < deadline and len(kids) < 2:
-            time.sleep(0.3)
-            kids = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)
-                    if "resource_tracker" not in " ".join(c.cmdline())]
-        assert len(kids) >= 2, "the ingest pool did not start"
-        time.sleep(1.0)  # the workers are busy in the slow feature
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        assert survivors(kids, seconds=10) == [], f"{method}: workers outlived kill -9 of their step"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+            "from pixelscope.cli import app\nsys.argv = ['pixelscope', 'ingest', 'raw', '-q', '-w', '2', '--json']\napp()\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                       env={**os.environ})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert '"ok": 12' in r.stdout
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ import typer
 
 from pixelscope.cli.common import out, user_errors
 from pixelscope.errors import InputMissing
-from pixelscope.io.parallel import die_with_parent
+from pixelscope.io.parallel import end_with_this_process
 
 
 def app_file() -> Path:
@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:
             env = {**os.environ, "PIXELSCOPE_BUNDLE": str(folder.resolve())}
             # Streamlit stops with this command: on Ctrl-C, on SIGTERM (which used to leave it serving),
             # and when this process is killed outright (the kernel's parent-death signal)
-            child = subprocess.Popen(streamlit_command(port), env=env, preexec_fn=lambda: die_with_parent(signal.SIGTERM))
+            child = subprocess.Popen(streamlit_command(port), env=env, preexec_fn=end_with_this_process)
             previous = signal.signal(signal.SIGTERM, lambda *_: child.terminate())
             try:
                 child.wait()

@@ -11,7 +11,6 @@ error row (`out_of_memory`), not the end of the run.
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
 import stat
 import threading
@@ -30,7 +29,7 @@ from pixelscope.features import ImageView, compute_features, feature_columns, lo
 from pixelscope.io.decode import FEATURE_ERROR, READ_ERROR, ImageError, decode
 from pixelscope.io.discover import FileEntry, Walk, discover
 from pixelscope.io.manifest import BASE_COLUMNS, Column, ManifestWriter
-from pixelscope.io.parallel import die_with_parent, pool_context, resolve_workers
+from pixelscope.io.parallel import pool_context, resolve_workers
 from pixelscope.pipeline.steps import ProgressFn, StepResult, by_reason, reason_notes, write_metrics
 
 STAGE = "ingest"
@@ -59,8 +58,6 @@ class _Settings:
 
 def _init_worker(settings: _Settings) -> None:
     Image.MAX_IMAGE_PIXELS = settings.max_pixels
-    if multiprocessing.parent_process() is not None:  # a pool worker (not ingest_shard in this process)
-        die_with_parent()
     load_plugins(list(settings.plugins))
 
 

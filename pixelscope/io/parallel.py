@@ -27,30 +27,40 @@ def resolve_workers(workers: int, items: int | None = None) -> int:
 PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent(sig: int = signal.SIGKILL) -> None:
-    """End this process with `sig` when the process that started it dies, so `kill -9` of a step
-    leaves no worker running. Every worker pool's initializer calls it. Two ways, for the two ways a
-    pool starts: the kernel's parent-death signal (Linux; the parent is the step when forked), and
-    a thread that waits on multiprocessing's sentinel for the step (with a fork server, the parent is
-    the fork server, which itself stays up while any of its workers does)."""
-    parent = os.getppid()
+def end_with_this_process(sig: int = signal.SIGTERM) -> None:
+    """For `preexec_fn` of a child this process waits on in its main thread (the dashboard's
+    Streamlit): the kernel sends `sig` to the child when this process dies, even by SIGKILL."""
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
     except (OSError, AttributeError):  # pragma: no cover - not Linux
         pass
-    if os.getppid() != parent:  # the parent died before the request took
-        os.kill(os.getpid(), sig)
-    step = multiprocessing.parent_process()
-    sentinel = getattr(step, "sentinel", None) if step is not None else None
-    if sentinel is not None:
-        from multiprocessing.connection import wait
 
-        def watch() -> None:
-            wait([sentinel])
-            os.kill(os.getpid(), sig)
 
-        threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+def _watch(pid: int, sig: int) -> None:
+    """Wait for process `pid` to end (a pidfd where the kernel has them, else a poll a second), then
+    end this one. (multiprocessing's parent sentinel is no use here: under a fork server it is the
+    pipe the job came through, at its end as soon as the job is read.)"""
+    import select
+    import time
+
+    try:
+        fd = os.pidfd_open(pid)
+    except (OSError, AttributeError):
+        while _alive(pid):
+            time.sleep(1.0)
+    else:
+        select.select([fd], [], [])
+    os.kill(os.getpid(), sig)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def pool_start_method() -> str:
