@@ -118,7 +118,7 @@ def test_reading_files_from_a_filter_is_refused(engines):
             engine.where("(SELECT count(*) FROM read_csv('/etc/passwd')) > 0", "filter")
 
 
-def test_the_frame_engine_scans_the_frame_in_place():
+def test_the_frame_engine_filters_a_dataframe():
     frame = pd.DataFrame({"label": LABELS})
     assert Images.over(frame).where("label = 'cat'", "filter").sum() == 3
 

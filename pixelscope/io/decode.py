@@ -217,8 +217,6 @@ def _decode_with_opencv(data: bytes, working_size: int, max_pixels: int) -> Deco
     h, w = bgr.shape[:2]
     if w * h > max_pixels:
         raise _too_big(w, h, max_pixels)
-    if bgr.dtype != np.uint8:  # HDR / PFM are float: clip to the displayable range
-        bgr = np.clip(bgr * 255.0, 0, 255).astype(np.uint8) if bgr.dtype.kind == "f" else cv2.convertScaleAbs(bgr)
     rgb = shrink(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), working_size)
     return Decoded(
         format=_sniff_format(data), mode="RGB", decoder="opencv", width=w, height=h,

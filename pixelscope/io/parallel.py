@@ -36,33 +36,6 @@ def end_with_this_process(sig: int = signal.SIGTERM) -> None:
         pass
 
 
-def _watch(pid: int, sig: int) -> None:
-    """Wait for process `pid` to end (a pidfd where the kernel has them, else a poll a second), then
-    end this one. (multiprocessing's parent sentinel is no use here: under a fork server it is the
-    pipe the job came through, at its end as soon as the job is read.)"""
-    import select
-    import time
-
-    try:
-        fd = os.pidfd_open(pid)
-    except (OSError, AttributeError):
-        while _alive(pid):
-            time.sleep(1.0)
-    else:
-        select.select([fd], [], [])
-    os.kill(os.getpid(), sig)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def pool_start_method() -> str:
     """fork when this process has one thread (fast; works from unguarded scripts and notebooks);
     forkserver when other threads run (Prefect's engine, say), whose held locks a forked child
