@@ -114,9 +114,9 @@ def _run(jobs: list[_Job], workers: int) -> None:
         for j in jobs:
             _write(j)
         return
-    from pixelscope.io.parallel import pool_start_method
+    from pixelscope.io.parallel import die_with_parent, pool_start_method
 
-    with get_context(pool_start_method()).Pool(workers) as pool:
+    with get_context(pool_start_method()).Pool(workers, initializer=die_with_parent) as pool:
         for _ in pool.imap_unordered(_write, jobs, chunksize=32):
             pass
 

@@ -376,10 +376,11 @@ def test_the_dashboard_starts_from_an_installed_wheel(bundle, tmp_path):
                             start_new_session=True)
     try:
         assert wait_healthy(f"http://127.0.0.1:{port}"), proc.stdout.read() if proc.poll() is not None else "no answer"
-        apps = [a for c in psutil.Process(proc.pid).children(recursive=True) for a in c.cmdline() if a.endswith("app.py")]
+        apps = [a for c in psutil.Process(proc.pid).children(recursive=True) for a in c.cmdline()
+                if a.endswith("dashboards/server.py")]
         assert apps and all(a.startswith(site) for a in apps), (apps, site)  # the wheel's copy of the app
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as page:
-            assert page.status == 200
+            assert page.status == 200 and "default-src 'self'" in page.headers["content-security-policy"]
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
@@ -521,7 +522,8 @@ def hostile_copy(bundle: Path, dest: Path) -> dict[str, str]:
 def test_hostile_names_a_hostile_filter_and_a_hostile_card_fetch_nothing_off_loopback(bundle, tmp_path):
     """Text from the data or the URL was rendered as Markdown: a folder named ![t](https:HOST) on the
     Compare, Images, Issues and Curated pages, or a filter whose DuckDB error() message carries the
-    labels, made the browser fetch from HOST. Every off-loopback request is aborted and counted."""
+    labels, made the browser fetch from HOST. Every off-loopback request is aborted and counted; an
+    image planted in the page after load is blocked by the Content-Security-Policy before any request."""
     import os
     import subprocess
     from urllib.parse import quote, urlparse
@@ -565,7 +567,20 @@ def test_hostile_names_a_hostile_filter_and_a_hostile_card_fetch_nothing_off_loo
             body = page.inner_text("body")
             page.goto(f"{served}/images?where={leak}")
             finished(page)
-            assert "is not a valid filter" in page.inner_text("body") or "198.51.100.14" in page.inner_text("body")
+            assert "may not use" in page.inner_text("body") or "198.51.100.14" in page.inner_text("body")
+            # a second line of defence: the page's Content-Security-Policy blocks what escaping might miss
+            response = page.goto(f"{served}/")
+            assert response is not None and "img-src 'self'" in response.headers.get("content-security-policy", "")
+            finished(page)
+            blocked = page.evaluate("""() => new Promise(done => {
+                const seen = [];
+                document.addEventListener('securitypolicyviolation', e => seen.push(e.blockedURI));
+                const img = document.createElement('img');
+                img.src = 'http://198.51.100.9/csp.png';
+                document.body.appendChild(img);
+                setTimeout(() => done(seen), 1500);
+            })""")
+            assert any("198.51.100.9" in u for u in blocked), blocked
             browser.close()
     finally:
         proc.terminate()

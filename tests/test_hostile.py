@@ -6,6 +6,7 @@ anything a link carries (SECURITY.md). Each test names the hole it guards.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -73,13 +74,43 @@ def test_a_filter_must_be_a_condition_and_keeps_manifest_order(engines):
 # --- 3. a query has limits ------------------------------------------------------------------------
 
 def test_a_runaway_filter_is_stopped_and_says_so(engines):
-    """`range(1e11)` used to run until killed (and held the dashboard's one lock meanwhile)."""
+    """`range(1e11)` used to run until killed (and held the dashboard's one lock meanwhile); it is now
+    refused before it runs, so a self-join of `images` twelve times (7^12 rows) stands in for a
+    query that is allowed and slow."""
+    runaway = "(SELECT count(*) FROM " + ", ".join(f"images t{i}" for i in range(12)) + ") > 0"
     for engine in engines:
         t0 = time.perf_counter()
         with pytest.raises(ConfigError, match=r"ran longer than 1 s and was stopped"):
-            engine.where("(SELECT count(*) FROM range(100000000000)) > 0", "filter", timeout_s=1)
+            engine.where(runaway, "filter", timeout_s=1)
         assert time.perf_counter() - t0 < 10
         assert engine.where("label = 'dog'", "filter").sum() == 2  # the engine still answers afterwards
+
+
+@pytest.mark.parametrize("expression, refused", [
+    ("length(repeat('x', 1500000000)) > 0", "repeat"),  # measured before: 2.9 GB outside DuckDB's limit
+    ("length(lpad(label, 1500000000, 'x')) > 0", "lpad"),
+    ("len(range(100000000000)) > 0", "range"),
+    ("(SELECT count(*) FROM range(100000000000)) > 0", "table other than images"),
+    ("(SELECT count(*) FROM read_csv('/etc/passwd')) > 0", "table other than images"),
+    ("(SELECT count(*) FROM duckdb_settings()) > 0", "table other than images"),
+    ("length(format('{:>1500000000}', label)) > 0", "format"),
+])
+def test_a_filter_that_could_allocate_without_bound_is_refused_before_it_runs(engines, expression, refused):
+    for engine in engines:
+        t0 = time.perf_counter()
+        with pytest.raises(ConfigError, match=re.escape(refused)):
+            engine.where(expression, "curate.where")
+        assert time.perf_counter() - t0 < 1
+
+
+def test_the_allowlist_keeps_the_filters_people_write(engines):
+    for engine in engines:
+        for expression, hits in [("width > (SELECT avg(width) FROM images)", 3),
+                                 ("regexp_matches(path, '^(cat|dog)/') AND width % 2 = 1", 3),
+                                 ("lower(label) IN ('cat', 'dog') OR starts_with(path, 'bird')", 6),
+                                 ("coalesce(split, 'train') = 'train' AND abs(width - 12) <= 1", 3),
+                                 ("label LIKE 'c%' AND label <> 'a;b' AND width::DOUBLE / 2 > 5", 2)]:
+            assert engine.where(expression, "curate.where").sum() == hits, expression
 
 
 def test_the_engine_runs_with_bounded_threads_and_memory_and_cannot_unset_them(engines):
@@ -113,9 +144,14 @@ def test_random_expressions_never_escape_never_crash_and_give_one_value_per_row(
 
 
 def test_reading_files_from_a_filter_is_refused(engines):
+    """Refused twice: by the allowlist before anything runs, and by the locked engine underneath it."""
+    import duckdb
+
     for engine in engines:
-        with pytest.raises(ConfigError, match="not a valid filter"):
+        with pytest.raises(ConfigError, match="a table other than images"):
             engine.where("(SELECT count(*) FROM read_csv('/etc/passwd')) > 0", "filter")
+        with pytest.raises(duckdb.PermissionException):
+            engine.db.execute("SELECT count(*) FROM read_csv('/etc/passwd')").fetchall()
 
 
 def test_the_frame_engine_filters_a_dataframe():
@@ -573,6 +609,79 @@ def test_an_ingest_pool_finishes_under_both_start_methods(tmp_path, method):
     assert '"ok": 12' in r.stdout
 
 
+POOL_SCRIPT = """
+import multiprocessing, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from pixelscope.io.parallel import die_with_parent
+method, kind, guarded = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+ctx = multiprocessing.get_context(method)
+init = die_with_parent if guarded else None
+if kind == "executor":
+    pool = ProcessPoolExecutor(2, mp_context=ctx, initializer=init)
+    jobs = [pool.submit(time.sleep, 0.5) for _ in range(200)]
+else:
+    pool = ctx.Pool(2, initializer=init)
+    jobs = pool.map_async(time.sleep, [0.5] * 200)
+time.sleep(1.5)
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+@pytest.mark.parametrize("kind", ["executor", "pool"])
+def test_kill_9_of_a_step_leaves_no_pool_process_behind(tmp_path, method, kind):
+    """kill -9 of curate left its process pool running for minutes (the workers; under a fork server
+    also the server and the resource tracker). Every pool in pixelscope starts its workers with
+    die_with_parent; here a ProcessPoolExecutor (curate's exports, publish's thumbnails) and a
+    multiprocessing Pool (ingest, preprocess, the demo) busy with work are killed with their
+    parent. Without the initializer the executor's workers are shown to outlive it, so the check
+    can fail."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    def run(guarded: bool) -> list[int]:
+        proc = subprocess.Popen([sys.executable, "-c", POOL_SCRIPT, method, kind, "1" if guarded else "0"],
+                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        kids: list[int] = []
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+            kids = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+            assert len(kids) >= 2
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+            return survivors(kids, seconds=10 if guarded else 3)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            for pid in kids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+    if kind == "executor":
+        assert run(guarded=False), "an unguarded executor's workers died anyway: this check would prove nothing"
+    assert run(guarded=True) == [], f"{kind} under {method}: processes outlived kill -9 of their parent"
+
+
+def test_every_pool_in_pixelscope_starts_its_workers_with_die_with_parent():
+    import re
+
+    root = Path(__file__).resolve().parents[1] / "pixelscope"
+    for path in root.rglob("*.py"):
+        text = path.read_text()
+        for m in re.finditer(r"(ProcessPoolExecutor|\.Pool)\(", text):
+            call = text[m.start():text.index(" as pool" if " as pool" in text[m.start():m.start() + 300] else "\n", m.start())]
+            assert "initializer=" in call, f"{path.name}: {call!r} starts workers that would outlive a killed step"
+    init = (root / "ingest" / "step.py").read_text()
+    assert "die_with_parent()" in init and "die_with_parent()" in (root / "embed" / "loader.py").read_text()
+
+
 @pytest.mark.slow
 def test_sigterm_or_kill_9_of_the_dashboard_command_stops_streamlit(tmp_path):
     """SIGTERM to `pixelscope dashboard` left Streamlit serving."""
@@ -613,17 +722,41 @@ def tree(folder: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file() and p.name not in skip}
 
 
+def writing_seen(out: Path, proc, timeout: float = 120) -> bool:
+    """Wait until the stage has a temporary file or folder next to or under its output, that is,
+    until it is writing; False if it ended first."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        try:  # two levels down at most: a store's shard folder; listing more is too slow to catch a short write
+            folders = [out.parent, out, *(d for d in out.iterdir() if d.is_dir())] if out.is_dir() else [out.parent]
+            if any(temporary(f) for folder in folders for f in folder.iterdir()):
+                return True
+        except FileNotFoundError:  # a folder renamed while listed
+            pass
+        time.sleep(0.002)
+    return False
+
+
+def temporary(f: Path) -> bool:
+    """A file or folder that io.atomic writes before renaming it in place."""
+    return f.name.startswith((".tmp-", ".old-")) or (f.name.startswith(".") and f.name.endswith(".tmp"))
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("stage, out, skip", [
-    ("curate", "data/curated", ()),
-    ("publish", "reports/publish", ("summary.json",)),  # its summary carries the time it was published
+@pytest.mark.parametrize("stage, out, skip, delays", [
+    # the projection carries absolute paths, which differ between the two projects
+    ("preprocess", "data/processed/tensors", (), (0.0, 0.3)),
+    ("embed", "data/processed/embeddings", ("projection.parquet",), (0.0, 0.3)),
+    ("issues", "data/processed", ("projection.parquet",), (0.0, 0.3)),
+    ("validate", "reports/validate", (), (0.0, 0.3)),
+    ("curate", "data/curated", (), (0.0, 0.5, 1.5)),
+    ("publish", "reports/publish", ("summary.json",), (0.0, 0.5, 1.5)),  # its summary carries the time it was published
 ])
-def test_kill_9_mid_stage_then_a_rerun_gives_the_uninterrupted_outputs(demo_raw, tmp_path, stage, out, skip):
+def test_kill_9_mid_stage_then_a_rerun_gives_the_uninterrupted_outputs(demo_raw, tmp_path, stage, out, skip, delays):
     """A stage killed while it writes leaves the previous outputs whole (or none), and its rerun
-    gives byte for byte what a run that was never interrupted gives."""
-    import os
+    gives byte for byte what a run that was never interrupted gives. (Validate's data docs are
+    named by the time of the run: only its results file and the docs index are compared.)"""
     import shutil
-    import signal
     import subprocess
     import sys
 
@@ -646,18 +779,30 @@ def test_kill_9_mid_stage_then_a_rerun_gives_the_uninterrupted_outputs(demo_raw,
     clean, killed = project("clean"), project("killed")
     cmd = [sys.executable, "-m", "pixelscope", stage, "-q"]
     assert subprocess.run(cmd, cwd=clean, capture_output=True, timeout=600).returncode == 0
-    for delay in (0.5, 1.5, 3.0):  # kill at a few moments of the run
+    caught = 0
+    for delay in delays:  # kill at a few moments after the stage starts writing
         proc = subprocess.Popen(cmd, cwd=killed, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        caught += writing_seen(killed / out, proc)
         time.sleep(delay)
-        os.kill(proc.pid, signal.SIGKILL)
+        proc.kill()
         proc.wait(timeout=30)
         target = killed / out
-        if target.exists():  # never a half-written set: either none yet, or a whole earlier one
+        if stage in ("curate", "publish") and target.exists():  # never half a set: none yet, or a whole one
             assert (target / ("curation.parquet" if stage == "curate" else "summary.json")).exists()
+        if stage == "issues":  # the four files: none, or four of one run
+            from pixelscope.io.atomic import set_id_of
+
+            names = ["issues.parquet", "issues_pairs.parquet", "neighbours.parquet", "issues.json"]
+            ids = {set_id_of(target / n) if (target / n).exists() else "absent" for n in names}
+            assert len(ids) == 1, f"killed after {delay} s: a mixed issues set {ids}"
+    assert caught, "no kill landed while the stage was writing: this run tested nothing"
     r = subprocess.run(cmd, cwd=killed, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert tree(killed / out, skip) == tree(clean / out, skip)
-    assert not [f for f in (killed / out).parent.iterdir() if f.name.startswith((".tmp-", ".old-"))]
+    if stage == "validate":
+        assert (killed / out / "results.json").read_bytes() == (clean / out / "results.json").read_bytes()
+    else:
+        assert tree(killed / out, skip) == tree(clean / out, skip)
+    assert not [f for f in (killed / out).parent.rglob("*") if temporary(f)]
 
 
 # --- disk full -------------------------------------------------------------------------------------
@@ -701,3 +846,40 @@ def test_disk_full_while_writing_leaves_the_previous_manifest_whole(demo_raw, sm
     assert e.value.errno == errno.ENOSPC
     assert target.read_bytes() == before
     assert sorted(f.name for f in small_disk.iterdir()) == ["filler", "manifest.parquet", "metrics"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage, out", [("curate", "curated"), ("publish", "publish")])
+def test_disk_full_during_curate_or_publish_leaves_the_previous_set_whole(demo_raw, tmp_path, small_disk, stage, out):
+    """ENOSPC while curate or publish writes its set: an OSError that says so, the previous set
+    byte for byte as it was, and no staging folder left on the full disk."""
+    import errno
+    import shutil
+
+    from conftest import REPO
+    from pixelscope.config import parse_params
+    from pixelscope.pipeline.stages import STAGES
+
+    root = tmp_path / "project"
+    shutil.copytree(demo_raw / "raw", root / "data" / "raw")
+    shutil.copytree(REPO / "expectations", root / "expectations")
+    raw = {"ingest": {"workers": 1}, "paths": {out: str(small_disk / out)}}
+    p = parse_params(raw)
+    for s in STAGES[1:]:
+        s.run(p, root)
+        if s.name == stage:
+            break
+    before = tree(small_disk / out)
+    assert before
+    with open(small_disk / "filler", "wb") as fh:  # leave a few kilobytes: less than a set
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+        except OSError:
+            pass
+    changed = parse_params({**raw, "curate": {"formats": ["imagefolder", "parquet"]}}) if stage == "curate" else p
+    with pytest.raises(OSError) as e:
+        next(s for s in STAGES if s.name == stage).run(changed, root)
+    assert e.value.errno == errno.ENOSPC
+    assert tree(small_disk / out) == before
+    assert sorted(f.name for f in small_disk.iterdir()) == sorted(["filler", out])

@@ -18,19 +18,20 @@ from pixelscope.errors import InputMissing
 from pixelscope.io.parallel import end_with_this_process
 
 
-def app_file() -> Path:
-    """The Streamlit app: the `dashboards` package installed beside pixelscope (from a wheel, or this
-    source tree in an editable install); found by import, not by a path next to the source."""
+def app_file(name: str = "app.py") -> Path:
+    """A file of the Streamlit app: the `dashboards` package installed beside pixelscope (from a wheel,
+    or this source tree in an editable install); found by import, not by a path next to the source."""
     spec = importlib.util.find_spec("dashboards")
-    app = Path(spec.origin).parent / "app.py" if spec is not None and spec.origin else None
-    if app is None or not (app.parent / "views" / "overview.py").exists():
+    app = Path(spec.origin).parent / name if spec is not None and spec.origin else None
+    if app is None or not app.exists() or not (app.parent / "views" / "overview.py").exists():
         raise InputMissing("the dashboard app is not installed: pip install 'pixelscope[dashboard]'")
     return app
 
 
 def streamlit_command(port: int) -> list[str]:
-    """Private and offline: loopback only, headless, no usage statistics."""
-    return [sys.executable, "-m", "streamlit", "run", str(app_file()), "--server.address", "127.0.0.1",
+    """Private and offline: loopback only, headless, no usage statistics; served through
+    dashboards/server.py, which adds a Content-Security-Policy to every response."""
+    return [sys.executable, "-m", "streamlit", "run", str(app_file("server.py")), "--server.address", "127.0.0.1",
             "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
             "--global.developmentMode", "false", "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal"]
 

@@ -135,9 +135,10 @@ def _in_parallel(fn: Callable[..., str], jobs: list[tuple], workers: int) -> lis
         return [fn(*job) for job in jobs]
     from concurrent.futures import ProcessPoolExecutor
 
-    from pixelscope.io.parallel import pool_context
+    from pixelscope.io.parallel import die_with_parent, pool_context
 
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=pool_context(__name__)) as pool:
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=pool_context(__name__),
+                             initializer=die_with_parent) as pool:
         return list(pool.map(fn, *zip(*jobs)))
 
 

@@ -5,10 +5,14 @@ manifest file, the issue columns beside the manifest's); then external access is
 off and the configuration locked, so a filter expression can read that table and nothing
 else: no files, no network, no Python. A filter is parsed by DuckDB as exactly one expression
 (never pasted into a query, so it cannot close a parenthesis and add a FROM or a LIMIT), must
-be a condition (BOOLEAN), and gives one value per row, in manifest order. Each query runs with
-THREADS threads, MEMORY_LIMIT for DuckDB's own buffers and a timeout (an interrupt). A bad
-expression is a ConfigError that names the key, the expression and DuckDB's reason (e.g. the
-unknown column and its candidates).
+be a condition (BOOLEAN), and gives one value per row, in manifest order. Its functions come
+from an allowlist (FUNCTIONS: comparisons, arithmetic, string tests, aggregates and window
+functions over `images`): none of them makes a value much larger than its inputs, so with
+DuckDB's vectorised execution a filter's memory stays bounded (`repeat('x', 1.5e9)` or
+`range(1e11)` are refused before they run), and a subquery may read only `images`. Each query
+runs with THREADS threads, MEMORY_LIMIT for DuckDB's own buffers and a timeout (an interrupt).
+A bad expression is a ConfigError that names the key, the expression and DuckDB's reason (e.g.
+the unknown column and its candidates).
 """
 
 from __future__ import annotations
@@ -22,8 +26,28 @@ import numpy as np
 from pixelscope.errors import BadInput, ConfigError
 
 THREADS = 2
-MEMORY_LIMIT = "1GB"  # DuckDB's buffers (joins, sorts, aggregates); one giant string is allocated outside them
+MEMORY_LIMIT = "1GB"  # DuckDB's buffers (joins, sorts, aggregates); one giant value is allocated outside them
 TIMEOUT_S = 60.0  # per filter in curate; the dashboard passes a shorter one
+
+# Functions a filter may call: each gives a value of about the size of its inputs (no repeat, lpad,
+# range, format, replace: one call of those can allocate gigabytes outside MEMORY_LIMIT).
+FUNCTIONS = frozenset("""
+    + - * / // % ^ ** & | << >> @ ~~ !~~ ~~* !~~* ~~~ !~~~ || like ilike not_like not_ilike glob
+    abs round floor ceil ceiling sqrt cbrt ln log log2 log10 exp pow power sign mod greatest least
+    isnan isinf isfinite random hash even
+    lower upper lcase ucase length len strlen char_length length_grapheme contains starts_with
+    ends_with prefix suffix instr position strpos substring substr left right trim ltrim rtrim
+    split_part concat concat_ws regexp_matches regexp_full_match regexp_extract levenshtein
+    jaccard jaro_winkler_similarity md5 sha256
+    coalesce ifnull nullif if typeof
+    list_value list_contains list_has array_contains list_has_any list_has_all array_length
+    list_extract array_extract list_position
+    date_part datepart year month day hour minute second epoch dayofweek strftime
+    count count_star avg mean sum min max median quantile quantile_cont quantile_disc mode stddev
+    stddev_samp stddev_pop variance var_samp var_pop approx_count_distinct bool_and bool_or
+    any_value first last arg_min arg_max corr
+    row_number rank dense_rank percent_rank cume_dist ntile lag lead first_value last_value nth_value
+""".split())
 
 
 class Images:
@@ -96,6 +120,7 @@ class Images:
             parsed = duckdb.SQLExpression(expression)
         except duckdb.Error as e:
             raise ConfigError(f"{key}: {expression!r} is not one SQL expression: {str(e).splitlines()[0]}") from None
+        self._check_calls(parsed, expression, key)
         images = self.db.table("images")
         try:
             kind = str(images.select(parsed).types[0])  # binding: unknown columns and functions fail here
@@ -117,6 +142,28 @@ class Images:
             raise ConfigError(f"{key}: {expression!r} gave {len(values)} values for {self.rows} images")
         return values
 
+    def _check_calls(self, parsed: Any, expression: str, key: str) -> None:
+        """Refuse a function outside FUNCTIONS, a table function, or a table other than `images`,
+        anywhere in the expression (subqueries included), before anything runs."""
+        import json
+
+        import duckdb
+
+        try:  # DuckDB renders its own parse of the one expression; serialising parses, never runs
+            tree = json.loads(self.db.execute("SELECT json_serialize_sql(?)", [f"SELECT {parsed}"]).fetchall()[0][0])
+        except duckdb.Error as e:
+            raise ConfigError(f"{key}: {expression!r} could not be checked: {str(e).splitlines()[0]}") from None
+        if tree.get("error"):
+            raise ConfigError(f"{key}: {expression!r} could not be checked: {tree.get('error_message', '')}")
+        for node in _nodes(tree):
+            name = str(node.get("function_name") or "").lower()
+            if node.get("class") in ("FUNCTION", "WINDOW") and name not in FUNCTIONS:
+                raise ConfigError(f"{key}: {expression!r} calls {name}(), which a filter may not use "
+                                  "(it could allocate without bound, or reach outside the images table)")
+            if node.get("type") == "TABLE_FUNCTION" or (node.get("type") == "BASE_TABLE" and (
+                    node.get("table_name") != "images" or node.get("schema_name") or node.get("catalog_name"))):
+                raise ConfigError(f"{key}: {expression!r} reads a table other than images")
+
     def _run(self, rel: Any, timeout_s: float) -> dict[str, Any]:
         """Fetch a relation, interrupted after timeout_s (DuckDB checks between vectors)."""
         timer = threading.Timer(timeout_s, self.db.interrupt)
@@ -125,3 +172,15 @@ class Images:
             return rel.fetchnumpy()
         finally:
             timer.cancel()
+
+
+def _nodes(tree: Any) -> Any:
+    """Every JSON object inside a parsed statement."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            yield node
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)

@@ -31,7 +31,7 @@ from pixelscope.config import IngestConfig, PreprocessConfig
 from pixelscope.embed.transforms import Preprocess, build
 from pixelscope.errors import ConfigError
 from pixelscope.io.decode import EXTREME_ASPECT, READ_ERROR, ImageError, decode
-from pixelscope.io.parallel import pool_context, resolve_workers
+from pixelscope.io.parallel import die_with_parent, pool_context, resolve_workers
 
 MAX_PIXELS = IngestConfig().max_image_pixels  # manifest images already passed ingest's own limit
 _PREP: Preprocess | None = None
@@ -87,6 +87,7 @@ def cpu_image(item: Item, prep: Preprocess) -> torch.Tensor:
 def _init(cfg: PreprocessConfig, worker: bool = True) -> None:
     global _PREP
     if worker:
+        die_with_parent()
         torch.set_num_threads(1)  # one core per worker; the model gets the rest
     _PREP = build(cfg)
 

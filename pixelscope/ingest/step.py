@@ -29,7 +29,7 @@ from pixelscope.features import ImageView, compute_features, feature_columns, lo
 from pixelscope.io.decode import FEATURE_ERROR, READ_ERROR, ImageError, decode
 from pixelscope.io.discover import FileEntry, Walk, discover
 from pixelscope.io.manifest import BASE_COLUMNS, Column, ManifestWriter
-from pixelscope.io.parallel import pool_context, resolve_workers
+from pixelscope.io.parallel import die_with_parent, pool_context, resolve_workers
 from pixelscope.pipeline.steps import ProgressFn, StepResult, by_reason, reason_notes, write_metrics
 
 STAGE = "ingest"
@@ -56,7 +56,9 @@ class _Settings:
     plugins: tuple[str, ...]
 
 
-def _init_worker(settings: _Settings) -> None:
+def _init_worker(settings: _Settings, worker: bool = False) -> None:
+    if worker:
+        die_with_parent()
     Image.MAX_IMAGE_PIXELS = settings.max_pixels
     load_plugins(list(settings.plugins))
 
@@ -143,7 +145,7 @@ class _Runner:
         self.pool = None
         if workers > 1 or always_pool:
             ctx = pool_context("pixelscope.ingest")  # a fork server preloads the decoders
-            self.pool = ctx.Pool(workers, initializer=_init_worker, initargs=(s,))
+            self.pool = ctx.Pool(workers, initializer=_init_worker, initargs=(s, True))
         else:
             _init_worker(s)
         self.workers = workers

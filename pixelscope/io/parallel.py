@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
+import select
 import signal
 import threading
 
@@ -34,6 +35,30 @@ def end_with_this_process(sig: int = signal.SIGTERM) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
     except (OSError, AttributeError):  # pragma: no cover - not Linux
         pass
+
+
+def die_with_parent() -> None:
+    """Pool initializer: this worker exits when the process that asked for it dies, even by SIGKILL.
+
+    A killed step otherwise leaves its workers (and, under a fork server, the server and the
+    resource tracker) running for minutes. The worker's real parent is the fork server under
+    forkserver, so the watch is on multiprocessing's `parent_process()` (the step), through a
+    pidfd: no polling, and a pid reused later cannot fool it. A step already gone at start ends
+    the worker at once; a kernel without pidfd (< 5.3) keeps the old behaviour."""
+    parent = multiprocessing.parent_process()
+    pid = parent.pid if parent is not None and parent.pid is not None else os.getppid()
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os._exit(1)
+    except (OSError, AttributeError):  # pragma: no cover - old kernel or not Linux
+        return
+
+    def watch() -> None:
+        select.select([fd], [], [])  # a pidfd turns readable when that process exits
+        os._exit(1)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
 def pool_start_method() -> str:

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pixelscope.io.atomic import atomic_path
-from pixelscope.io.parallel import pool_context, resolve_workers
+from pixelscope.io.parallel import die_with_parent, pool_context, resolve_workers
 
 SIDE = 160
 QUALITY = 70
@@ -61,7 +61,8 @@ def _made(todo: list[tuple[str, str]], max_pixels: int, workers: int) -> Iterato
         for c in chunks:
             yield _batch((c, max_pixels))
         return
-    with ProcessPoolExecutor(workers, mp_context=pool_context("pixelscope.io.decode")) as pool:
+    with ProcessPoolExecutor(workers, mp_context=pool_context("pixelscope.io.decode"),
+                             initializer=die_with_parent) as pool:
         yield from pool.map(_batch, [(c, max_pixels) for c in chunks])
 
 

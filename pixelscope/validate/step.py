@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from pixelscope.config import Params
 from pixelscope.errors import InputMissing, ValidationFailed
-from pixelscope.io.atomic import atomic_path, write_bytes_atomic
+from pixelscope.io.atomic import Staged, atomic_path, write_bytes_atomic
 from pixelscope.io.manifest import manifest_frame
 from pixelscope.pipeline.steps import ProgressFn, StepResult
 from pixelscope.profile import Profile
@@ -75,8 +75,8 @@ def validate_step(params: Params, project: str | Path = ".", *, progress: Progre
         results[suite]["results"].extend(missing)
     docs = project / "gx" / "uncommitted" / "data_docs" / "local_site"
     if docs.exists():
-        shutil.rmtree(out / "data_docs", ignore_errors=True)
-        shutil.copytree(docs, out / "data_docs")
+        with Staged(out, "data_docs") as staged:  # a killed run leaves the previous docs whole
+            shutil.copytree(docs, staged, dirs_exist_ok=True)
     failed = [_failure(suite, r) for suite, s in results.items() for r in s["results"] if not r["success"]]
     summary = {"success": not failed, "failed": failed, "drifted": drifted,
                "reference": str(v.reference or v.reference_rev or ""), "on_failure": v.on_failure, "suites": results}
