@@ -257,7 +257,8 @@ class CurateConfig(_Strict):
     slices: dict[str, str] = Field(default_factory=dict)  # name -> WHERE expression, recorded per image
     plugins: list[str] = Field(default_factory=list)  # modules with @curate_filter / @sort_key functions
     filters: list[str] = Field(default_factory=list)  # plugin filters to apply, in order (True = keep)
-    label_fixes: Path | None = None  # CSV: id or path, new_label (applied on export, raw untouched)
+    label_fixes: Path | None = None  # CSV: id or path, new_label (the older way; curate.decisions supersedes it)
+    decisions: Path | None = Path("curation/decisions.jsonl")  # review decisions (`pixelscope decide`, the dashboard)
     accept_suggested_above: float | None = Field(default=None, ge=0, le=1)  # take label_error suggestions >= score
     balance: BalanceConfig = Field(default_factory=BalanceConfig)
     splits: SplitsConfig = Field(default_factory=SplitsConfig)

@@ -67,6 +67,7 @@ def make_project(root: Path, per_class: int = 8) -> Path:
         shutil.copy(REPO / name, root / name)
     shutil.copytree(REPO / "pixelscope", root / "pixelscope", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "expectations", root / "expectations")
+    shutil.copytree(REPO / "curation", root / "curation")  # the (empty) review decisions: a dep of curate
     sh(["git", "init", "-q"], root)
     sh(["git", "config", "user.email", "t@example.com"], root)
     sh(["git", "config", "user.name", "test"], root)

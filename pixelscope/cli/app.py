@@ -8,6 +8,7 @@
     pixelscope diff A B    what changed between two dataset versions (revs, bundles, files)
     pixelscope history     one row per dataset version: counts, quantiles, drift (reports/history/)
     pixelscope monitor DROP  a new data drop against the reference, rolled into its window
+    pixelscope decide ...  review decisions (exclude, relabel, keep, tag, undo, list) that curate applies
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Annotated
 
 import typer
 
-from pixelscope.cli import dashboard, profiles, stages, suites, versions
+from pixelscope.cli import dashboard, decide, profiles, stages, suites, versions
 from pixelscope.cli.common import out
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -28,6 +29,7 @@ profiles.register(app)
 suites.register(app)
 dashboard.register(app)
 versions.register(app)
+decide.register(app)
 
 
 @app.command("demo-data")

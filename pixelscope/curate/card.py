@@ -70,6 +70,12 @@ def render(*, ledger: pd.DataFrame, counts: dict[str, Any], classes: list[str], 
             f"{why} {_threshold(quality[why])} ({quality[why].get('source')})" for why in used) + "."]
     if counts["labels_fixed"]:
         lines += ["", f"{counts['labels_fixed']} labels were changed (the ledger keeps the original)."]
+    if counts.get("decisions"):
+        lines += ["", "## Review decisions", "", "Decisions in force (`curate.decisions`, the ledger's `review` column "
+                  "says which changed each image):", "", "| action | entries |", "|---|---:|"]
+        lines += [f"| {action} | {n} |" for action, n in counts["decisions"].items()]
+        if counts.get("decisions_stale"):
+            lines += ["", f"{counts['decisions_stale']} decisions name images no longer in the dataset (not applied)."]
     lines += ["", "## How", "", "Recipe (`params.yaml` `curate:`):", "", "```yaml",
               yaml.safe_dump(recipe, sort_keys=False).rstrip(), "```", ""]
     if issues is not None:

@@ -3,8 +3,12 @@ final label (and the original when fixed), a split, its duplicate group and the 
 falls in. Counts add up by construction: files = included + excluded + unreadable.
 
 Order (each step sees only what the previous ones kept): unreadable -> outside the raw
-folder -> curate.exclude (issue flags; duplicates keep their representative) -> curate.where
--> plugin filters (curate.filters) -> label fixes -> balance -> splits.
+folder -> review exclusions (curate.decisions) -> curate.exclude (issue flags; duplicates keep
+their representative, which a review `keep` may change) -> curate.where -> plugin filters
+(curate.filters) -> label fixes, then review labels -> balance -> splits. An image a review
+included is exempt from the flags, the filters and the balance caps (not from being unreadable
+or outside the raw folder); one whose label a review settled (relabelled, suggestion accepted
+or rejected) is not left out as a label_error. The `review` column says which decisions changed a row.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import pandas as pd
 
 from pixelscope.config import CurateConfig, IssuesConfig
 from pixelscope.curate.balance import caps, choose
+from pixelscope.curate.decisions import Decision, Review
 from pixelscope.curate.plugins import FILTERS, SORT_KEYS
 from pixelscope.curate.select import Images
 from pixelscope.curate.splits import assign
@@ -71,10 +76,51 @@ def inside(raw: Path, rel: str) -> bool:
         return False
 
 
+class ReviewRows:
+    """The decisions in force, placed on manifest rows (by id; by path too when byte copies share an id)."""
+
+    def __init__(self, frame: pd.DataFrame, review: Review | None):
+        self.review = review or Review()
+        self.n = len(frame)
+        self._rows: dict[str, list[int]] = {}
+        for r, i in enumerate(frame["id"].to_numpy(dtype=object)):
+            self._rows.setdefault(i, []).append(r)
+        self._paths = frame["path"].to_numpy(dtype=object)
+        self.notes: list[list[str]] = [[] for _ in range(self.n)]
+        self.stale = [d for d in self.review.active if d.id is not None and d.id not in self._rows]
+
+    def rows(self, d: Decision) -> list[int]:
+        rows = self._rows.get(d.id or "", [])
+        same_path = [r for r in rows if self._paths[r] == d.path]
+        return same_path if len(rows) > 1 and same_path else rows
+
+    def mask(self, decisions: dict[str, Decision], *actions: str) -> np.ndarray:
+        out = np.zeros(self.n, dtype=bool)
+        for d in decisions.values():
+            if d.action in actions:
+                out[self.rows(d)] = True
+        return out
+
+    def tags(self) -> list[list[str]]:
+        out: list[list[str]] = [[] for _ in range(self.n)]
+        for entries in self.review.tag_entries.values():
+            for d in entries:
+                for r in self.rows(d):
+                    out[r] = sorted({*out[r], d.value or ""})
+        return out
+
+
+def _say(d: Decision) -> str:
+    """`: blurry cat (ana, 2026-12-07)`, or ` (ana, 2026-12-07)` without a reason."""
+    return f": {d.reason} {d.credit()}" if d.reason else f" {d.credit()}"
+
+
 def build_ledger(images: Images, frame: pd.DataFrame, cfg: CurateConfig, issues_cfg: IssuesConfig, raw: Path,
-                 vectors: dict[str, np.ndarray] | None, skipped: dict[str, str], project: Path) -> pd.DataFrame:
+                 vectors: dict[str, np.ndarray] | None, skipped: dict[str, str], project: Path,
+                 review: ReviewRows | None = None) -> pd.DataFrame:
     """The ledger: one row per manifest row (same order)."""
     n = len(frame)
+    review = review or ReviewRows(frame, None)
     reasons: list[list[str]] = [[] for _ in range(n)]
     alive = (frame["status"] == "ok").to_numpy().copy()
     for r in map(int, np.flatnonzero(~alive)):
@@ -84,6 +130,18 @@ def build_ledger(images: Images, frame: pd.DataFrame, cfg: CurateConfig, issues_
             reasons[r].append("outside the raw folder (path or symlink escapes it)")
             alive[r] = False
 
+    for d in review.review.inclusion.values():
+        for r in review.rows(d):
+            if d.action == "exclude" and alive[r]:
+                reasons[r].append(f"excluded in review: {d.reason or 'no reason given'} {d.credit()}")
+                alive[r] = False
+            elif d.action == "include":
+                review.notes[r].append(f"included in review{_say(d)}")
+    protected = review.mask(review.review.inclusion, "include")  # exempt from flags, filters and caps
+    label_reviewed = review.mask(review.review.label, "reject_suggestion", "accept_suggestion", "relabel")
+    if review.review.keep:
+        frame = _kept(frame, review)
+
     rep_path = _representative_paths(frame)
     for name in cfg.exclude:
         if name not in frame:
@@ -91,7 +149,9 @@ def build_ledger(images: Images, frame: pd.DataFrame, cfg: CurateConfig, issues_
                 continue  # its finder was skipped (no labels, no splits, ...): nothing to exclude; the step notes it
             raise ConfigError(f"curate.exclude: {name!r} is not an issue column (issues.parquet has: "
                               f"{', '.join(c for c in frame.columns if frame[c].dtype == bool)})")
-        flagged = frame[name].fillna(False).to_numpy(dtype=bool)
+        flagged = frame[name].fillna(False).to_numpy(dtype=bool) & ~protected
+        if name == "label_error":
+            flagged = flagged & ~label_reviewed  # a reviewer settled the label: no longer a suspect
         if name in DUPLICATES:
             if "representative" not in frame:
                 raise ConfigError(f"curate.exclude: {name} keeps each group's representative, which the "
@@ -103,7 +163,7 @@ def build_ledger(images: Images, frame: pd.DataFrame, cfg: CurateConfig, issues_
         alive = alive & ~flagged
 
     if cfg.where:
-        keep = images.where(cfg.where, "curate.where")
+        keep = images.where(cfg.where, "curate.where") | protected
         for r in map(int, np.flatnonzero(alive & ~keep)):
             reasons[r].append(f"filter: {cfg.where}")
         alive = alive & keep
@@ -113,7 +173,7 @@ def build_ledger(images: Images, frame: pd.DataFrame, cfg: CurateConfig, issues_
             if name not in FILTERS:
                 raise ConfigError(f"curate.filters: unknown filter {name!r} (registered: {', '.join(FILTERS.names()) or 'none'}; "
                                   "a module with @curate_filter goes under curate.plugins)")
-            keep = np.asarray(pd.Series(FILTERS[name](frame), index=frame.index).fillna(False), dtype=bool)
+            keep = np.asarray(pd.Series(FILTERS[name](frame), index=frame.index).fillna(False), dtype=bool) | protected
             for r in map(int, np.flatnonzero(alive & ~keep)):
                 reasons[r].append(f"filter: {name}")
             alive = alive & keep
@@ -125,7 +185,7 @@ def build_ledger(images: Images, frame: pd.DataFrame, cfg: CurateConfig, issues_
     if cfg.accept_suggested_above is not None and "suggested_label" in frame:
         score = frame["label_error_score"].fillna(0).to_numpy()
         take = frame["label_error"].fillna(False).to_numpy(dtype=bool) & (score >= cfg.accept_suggested_above) \
-            & frame["suggested_label"].notna().to_numpy()
+            & frame["suggested_label"].notna().to_numpy() & ~label_reviewed
         label[take] = frame["suggested_label"].to_numpy(dtype=object)[take]
         fixed_by[take] = f"suggested label (score >= {cfg.accept_suggested_above:g})"
     if cfg.label_fixes is not None:
@@ -138,6 +198,14 @@ def build_ledger(images: Images, frame: pd.DataFrame, cfg: CurateConfig, issues_
             new = fixes.get(paths[r], fixes.get(ids[r]))
             if new is not None and new != label[r]:
                 label[r], fixed_by[r] = new, f"label fix ({cfg.label_fixes})"
+    for d in review.review.label.values():
+        for r in review.rows(d):
+            if d.action == "reject_suggestion":
+                review.notes[r].append(f"label {label[r]} verified in review (suggestion rejected){_say(d)}")
+            elif d.value != label[r]:
+                verb = "relabelled" if d.action == "relabel" else "suggestion accepted:"
+                fixed_by[r] = f"{verb} {label[r]} → {d.value} in review{_say(d)}"
+                label[r] = d.value
 
     b = cfg.balance
     if b.max_per_class is not None or b.target_share:
@@ -147,7 +215,8 @@ def build_ledger(images: Images, frame: pd.DataFrame, cfg: CurateConfig, issues_
         counts = labels_alive.value_counts(dropna=True).to_dict()
         cap = caps(counts, b.max_per_class, b.target_share)
         for cls, k in cap.items():
-            rows = labels_alive.index[labels_alive == cls].to_numpy()
+            rows = np.array([r for r in labels_alive.index[labels_alive == cls] if not protected[r]], dtype=int)
+            k = max(0, k - sum(1 for r in labels_alive.index[labels_alive == cls] if protected[r]))
             if k >= len(rows):
                 continue
             vecs = None
@@ -173,7 +242,36 @@ def build_ledger(images: Images, frame: pd.DataFrame, cfg: CurateConfig, issues_
         "duplicate_group": group.astype("Int64"), "group_key": keys,
         "label": label, "original_label": original, "label_fixed_by": fixed_by,
         "slices": [[name for name, hit in slice_hits.items() if hit[r]] for r in range(n)],
+        "tags": review.tags(),
+        "review": ["; ".join(x) if x else None for x in review.notes],
     })
+
+
+def _kept(frame: pd.DataFrame, review: ReviewRows) -> pd.DataFrame:
+    """The frame with each review `keep` made its duplicate group's representative (the latest keep
+    in a group wins); a kept image outside any group is noted, nothing else changes."""
+    if "duplicate_group" not in frame or "representative" not in frame:
+        return frame
+    frame = frame.copy()
+    group = frame["duplicate_group"]
+    rep = frame["representative"].fillna(False).astype(bool).to_numpy().copy()
+    ids = frame["id"].to_numpy(dtype=object)
+    winners: dict[int, tuple[int, Decision]] = {}
+    for d in sorted(review.review.keep.values(), key=lambda d: d.time):  # file order breaks ties (stable sort)
+        for r in review.rows(d)[:1]:
+            if pd.isna(group.iat[r]):
+                review.notes[r].append(f"kept in review{_say(d)}, but it is in no duplicate group")
+            else:
+                winners[int(group.iat[r])] = (r, d)
+    for g, (r, d) in winners.items():
+        members = np.flatnonzero((group == g).fillna(False).to_numpy())
+        before = [ids[m][:12] for m in members if rep[m] and m != r]
+        rep[members] = False
+        rep[r] = True
+        if before:
+            review.notes[r].append(f"kept instead of {', '.join(before)} in review{_say(d)}")
+    frame["representative"] = rep
+    return frame
 
 
 def _representative_rows(frame: pd.DataFrame) -> dict[int, int]:

@@ -53,7 +53,8 @@ FUNCTIONS = frozenset("""
 class Images:
     """A read-only SQL view of manifest + issues, row-aligned with the manifest."""
 
-    def __init__(self, manifest: Path, issues: Path | None):
+    def __init__(self, manifest: Path, issues: Path | None, tags: list[list[str]] | None = None):
+        """tags: per manifest row, the review tags in force (a `tags` list column for filters)."""
         import duckdb
 
         self.db = duckdb.connect(":memory:")
@@ -73,6 +74,17 @@ class Images:
             self.db.execute("CREATE TABLE images AS SELECT * FROM m ORDER BY _row")
         self.db.execute("DROP TABLE m")
         self.db.execute("DROP TABLE IF EXISTS i")
+        if tags is not None:
+            import pyarrow as pa
+
+            tag_table = pa.table({"_row": pa.array(range(len(tags)), pa.int64()),
+                                  "tags": pa.array(tags, pa.list_(pa.string()))})
+            self.db.register("tag_table", tag_table)
+            self.db.execute("CREATE TABLE tagged AS SELECT images.*, coalesce(t.tags, []::VARCHAR[]) AS tags "
+                            "FROM images LEFT JOIN tag_table t USING (_row) ORDER BY _row")
+            self.db.execute("DROP TABLE images")
+            self.db.execute("ALTER TABLE tagged RENAME TO images")
+            self.db.unregister("tag_table")
         self._lock_down()
         self.rows = self._count("SELECT count(*) FROM images")
 

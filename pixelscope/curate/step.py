@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pixelscope.config import CurateConfig, Params, PathsConfig
-from pixelscope.curate import card, export
-from pixelscope.curate.ledger import build_ledger, summary
+from pixelscope.curate import card, decisions, export
+from pixelscope.curate.ledger import ReviewRows, build_ledger, summary
 from pixelscope.curate.select import Images
 from pixelscope.errors import InputMissing
 from pixelscope.io.atomic import Staged, atomic_path, write_bytes_atomic
@@ -91,11 +91,19 @@ def curate_step(params: Params, project: str | Path = ".", *, progress: Progress
     if diverse:
         emb, _ = load_embeddings(params, project, frame)
         vectors = dict(zip(emb.ids, emb.vectors)) if emb is not None else None
-    ledger = build_ledger(Images(paths.manifest, issues), frame, cfg, params.issues, paths.raw, vectors, skipped, project)
+    review = ReviewRows(frame, decisions.load(project / cfg.decisions)[1] if cfg.decisions else None)
+    ledger = build_ledger(Images(paths.manifest, issues, tags=review.tags()), frame, cfg, params.issues, paths.raw,
+                          vectors, skipped, project, review)
     run = CurateRun(params, project, paths, frame, ledger, summary(ledger))
     counts = run.counts
+    counts["decisions"] = review.review.counts()
+    counts["decisions_stale"] = len(review.stale)
     notes = [f"{name}: not excluded — its finder was skipped ({skipped[name]})"
              for name in cfg.exclude if name in skipped and name not in frame]
+    if review.stale:
+        d = review.stale[0]
+        notes.append(f"{len(review.stale)} decisions name images no longer in the dataset (not applied; e.g. "
+                     f"{d.action} {d.id[:12] if d.id else ''} {d.path}, entry {d.entry})")
     if diverse and vectors is None:
         notes.append("balance.keep diverse: no embeddings for every image, kept by quality instead")
     details: dict[str, Any] = {"counts": counts, "recipe": plain(cfg.model_dump(mode="json"))}
