@@ -4,6 +4,8 @@
 
 The bundle folder comes from $PIXELSCOPE_BUNDLE (default reports/publish); pages read only
 that folder. Page, filters, selection and the chosen image live in the URL's query string.
+Review actions (dashboards/actions.py) write the project's decisions file ($PIXELSCOPE_PROJECT,
+default the working folder) when the dashboard is bound to loopback and not read-only.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `dashboards.*` when run by `streamlit run`
 
+from dashboards import actions  # noqa: E402
 from dashboards.common import bundle, bundle_folder, summary  # noqa: E402
 from dashboards.selection import md  # noqa: E402
 
@@ -29,6 +32,7 @@ PAGES = [
     st.Page("views/images.py", title="Images"),
     st.Page("views/issues.py", title="Issues"),
     st.Page("views/curated.py", title="Curated set"),
+    st.Page("views/decisions.py", title="Decisions"),
     st.Page("views/versions.py", title="Versions"),
 ]
 
@@ -39,4 +43,8 @@ with st.sidebar:
     v = summary()["versions"]
     st.caption(f"raw data {md(v['raw'].get('md5') or '?')} · git {md((v['raw'].get('git_commit') or '?')[:10])}"
                + (" (dirty)" if v["raw"].get("git_dirty") else ""))
+    if actions.writable():
+        actions.sidebar(summary().get("curated", {}).get("decisions_applied"))
+    else:
+        st.caption("read-only: actions are hidden")
 page.run()

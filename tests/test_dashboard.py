@@ -26,7 +26,8 @@ from pixelscope.profile import Profile
 from pixelscope.profile.sketches import NumericSketch
 
 APP = str(REPO / "dashboards" / "app.py")
-PAGES = ["overview", "features", "compare", "drift", "embedding_map", "images", "issues", "curated", "versions"]
+PAGES = ["overview", "features", "compare", "drift", "embedding_map", "images", "issues", "curated", "versions",
+         "decisions"]
 
 
 def bundle_params():
@@ -310,9 +311,13 @@ def test_moved_band_is_where_the_cdfs_differ():
 
 def test_pages_import_only_light_readers():
     allowed = {"__future__", "streamlit", "plotly", "pandas", "numpy", "pathlib", "re", "os", "sys", "threading", "json",
-               "typing", "collections", "dashboards", "pixelscope", "starlette"}  # starlette: the server Streamlit runs on
+               "typing", "collections", "dashboards", "pixelscope", "starlette",  # starlette: the server Streamlit runs on
+               "subprocess"}  # Apply starts the steps in a process of their own
     light = {"pixelscope.publish.bundle", "pixelscope.profile", "pixelscope.profile.sketches", "pixelscope.errors",
-             "pixelscope.validate.drift", "pixelscope.curate.select", "pixelscope.io.values"}
+             "pixelscope.validate.drift", "pixelscope.curate.select", "pixelscope.io.values",
+             # review actions: the decisions file and its API, the apply launcher, saved slices
+             "pixelscope.config", "pixelscope.curate.review", "pixelscope.curate.decisions", "pixelscope.curate.apply",
+             "pixelscope.curate.slices", "pixelscope.curate"}
     for path in (REPO / "dashboards").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
@@ -324,7 +329,8 @@ def test_pages_import_only_light_readers():
     import subprocess
     import sys
 
-    code = ("import sys, dashboards.common, dashboards.selection, pixelscope.curate.select; "
+    code = ("import sys, dashboards.common, dashboards.selection, pixelscope.curate.select, dashboards.actions, "
+            "pixelscope.curate.review, pixelscope.curate.apply, pixelscope.curate.slices; "
             "print(sorted({m.split('.')[0] for m in sys.modules}))")
     loaded = set(json.loads(re.sub("'", '"', subprocess.run([sys.executable, "-c", code], capture_output=True,
                                                             text=True, cwd=REPO, check=True).stdout)))
@@ -632,3 +638,93 @@ def test_publish_is_one_set_and_leaves_out_parts_of_another_run_or_manifest(bund
     assert not b.has("issues") and not b.has("pairs") and not b.has("ledger")
     assert "issues" not in b.summary() and "curated" not in b.summary()
     assert b.has("thumbnails") and os.listdir(root / "reports" / "publish" / "thumbnails")  # kept, not remade
+
+
+@pytest.fixture
+def own_project(bundle, tmp_path, monkeypatch):
+    """A copy of the bundle's project for tests that write decisions (the module's bundle stays as it
+    is), served as a loopback dashboard would be."""
+    from streamlit import config
+
+    root = tmp_path / "project"
+    shutil.copytree(bundle.parents[1], root, symlinks=True)
+    (root / "params.yaml").write_text("ingest:\n  workers: 1\nvalidate:\n  reference: ref/profile.json\n"
+                                      "  on_failure: warn\ncurate:\n  formats: [parquet]\nprofile:\n"
+                                      "  predictions: predictions.csv\n")
+    monkeypatch.setenv("PIXELSCOPE_PROJECT", str(root))
+    monkeypatch.delenv("PIXELSCOPE_READ_ONLY", raising=False)
+    before = config.get_option("server.address")
+    config.set_option("server.address", "127.0.0.1")
+    yield root
+    config.set_option("server.address", before)
+
+
+def decisions_in(root: Path) -> list[dict]:
+    path = root / "curation" / "decisions.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.mark.slow
+def test_acting_on_the_images_page_records_one_entry_per_image_and_apply_replays_them(own_project, monkeypatch):
+    import time
+
+    root = own_project
+    bundle_dir = root / "reports" / "publish"
+    manifest = pq.read_table(bundle_dir / "manifest.parquet").to_pandas()
+    cats = manifest[manifest["label"] == "cat"]
+    at = app(bundle_dir, "images", monkeypatch, where="label = 'cat'")
+    at.toggle(key="all-matching").set_value(True).run()
+    at.selectbox(key="act-grid-action").set_value("exclude")
+    at.text_input(key="act-grid-reason").input("no cats'); DROP TABLE images; --")
+    next(b for b in at.button if b.label.startswith("Record for")).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    got = decisions_in(root)
+    assert sorted(d["path"] for d in got) == sorted(cats["path"]) and len(got) == len(cats) > 0
+    assert {d["action"] for d in got} == {"exclude"} and {d["where"] for d in got} == {"dashboard:images"}
+    assert {d["reason"] for d in got} == {"no cats'); DROP TABLE images; --"}
+    at.run()
+    assert any(f"{len(cats)} decisions not applied yet" in str(w.value) for w in at.sidebar.warning)
+
+    next(b for b in at.sidebar.button if b.label == "Apply decisions").click().run()
+    status = root / ".pixelscope" / "apply" / "status.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and json.loads(status.read_text() if status.exists() else "{}").get("state") \
+            not in ("done", "failed"):
+        time.sleep(1)
+    s = json.loads(status.read_text())
+    assert s["state"] == "done", s
+    readable_cats = cats[cats["status"] == "ok"]
+    ledger = pq.read_table(root / "data" / "curated" / "curation.parquet").to_pandas().set_index("path")
+    assert not ledger.loc[readable_cats["path"], "included"].any()
+    assert ledger.loc[readable_cats["path"], "first_reason"].eq("excluded in review").all()
+    assert set(s["diff"]["dropped"]) <= set(readable_cats["path"]) and s["diff"]["added"] == []
+    at = app(bundle_dir, "decisions", monkeypatch)
+    assert "Last apply" in texts(at) and "dropped" in texts(at)
+    assert not any("not applied yet" in str(w.value) for w in at.sidebar.warning)  # the bundle says they are applied
+
+
+def test_read_only_and_an_address_off_loopback_hide_every_action(bundle, tmp_path, monkeypatch):
+    from streamlit import config
+
+    root = tmp_path / "project"
+    shutil.copytree(bundle.parents[1], root, symlinks=True)
+    monkeypatch.setenv("PIXELSCOPE_PROJECT", str(root))
+    before = config.get_option("server.address")
+    try:
+        for address, read_only in (("127.0.0.1", "1"), ("0.0.0.0", ""), ("", "")):
+            config.set_option("server.address", address)
+            monkeypatch.setenv("PIXELSCOPE_READ_ONLY", read_only)
+            for page, query in (("images", {"where": "label = 'cat'"}), ("issues", {}), ("decisions", {})):
+                at = app(root / "reports" / "publish", page, monkeypatch, **query)
+                labels = [b.label for b in at.button] + [b.label for b in at.sidebar.button]
+                assert not [x for x in labels if x.startswith(("Record for", "Apply", "keep", "accept", "Undo"))], \
+                    (address, read_only, page, labels)
+                assert not [e for e in at.expander if str(e.label).startswith("Act on")]
+                assert any("read-only" in str(c.value) for c in at.sidebar.caption)
+        config.set_option("server.address", "127.0.0.1")
+        monkeypatch.setenv("PIXELSCOPE_READ_ONLY", "")
+        at = app(root / "reports" / "publish", "images", monkeypatch, where="label = 'cat'")
+        assert any(b.label == "Apply decisions" for b in at.sidebar.button)  # the check above can fail
+    finally:
+        config.set_option("server.address", before)
+    assert not (root / "curation" / "decisions.jsonl").exists() or not (root / "curation" / "decisions.jsonl").read_text()

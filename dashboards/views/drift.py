@@ -7,6 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from dashboards import actions
 from dashboards.common import grid, has, need, paged, param, profile, set_param, table
 from dashboards.selection import md, moved_band
 from pixelscope.profile.sketches import CategoricalSketch, NumericSketch
@@ -65,6 +66,7 @@ if feature.startswith("embedding"):
     far = proj.merge(images.loc[in_segment, ["id"]], on="id").sort_values("reference_distance", ascending=False)
     rows = paged(far, key="p")
     grid(rows, [f"{p} · {d:.3f}" for p, d in zip(rows["path"], rows["reference_distance"])], key="far")
+    actions.act(far, where="drift:embedding", key="far", what="every image in this list")
     st.stop()
 
 ref, cur = sketches(ref_p, feature), sketches(cur_p, feature)
@@ -82,6 +84,7 @@ if isinstance(ref, NumericSketch) and isinstance(cur, NumericSketch):
     st.subheader(f"Current images with {md(feature)} in \\[{lo:.4g}, {hi:.4g}\\] (where the CDFs differ by {d:.3f})")
     rows = paged(band, key="p")
     grid(rows, [f"{p} · {v:.4g}" for p, v in zip(rows["path"], rows[feature])], key="band")  # grid escapes captions
+    actions.act(band, where=f"drift:{feature}", key="band", what="every image in the moved band")
 elif isinstance(ref, CategoricalSketch) and isinstance(cur, CategoricalSketch):
     fr, fc = ref.frequencies(), cur.frequencies()
     values = sorted(set(fr) | set(fc))
@@ -92,7 +95,9 @@ elif isinstance(ref, CategoricalSketch) and isinstance(cur, CategoricalSketch):
     st.bar_chart(shares.set_index("value")[["reference", "current"]], stack=False)
     top = shares.iloc[0]["value"] if len(shares) else None
     st.subheader(f"Current images with {md(feature)} = {md(top)} (the value whose share moved most)")
-    rows = paged(images[in_segment & (images[feature].astype(str) == str(top))], key="p")
+    hits = images[in_segment & (images[feature].astype(str) == str(top))]
+    rows = paged(hits, key="p")
     grid(rows, key="cat")
+    actions.act(hits, where=f"drift:{feature}", key="cat", what="every image with this value")
 else:
     st.info(f"no sketches of {md(feature)} in {md(segment)} in both profiles")

@@ -8,6 +8,7 @@ over all points, so nothing inside it is missed."""
 import plotly.express as px
 import streamlit as st
 
+from dashboards import actions
 from dashboards.common import grid, need, paged, param, set_param, stamps, table
 from dashboards.selection import (
     MAP_POINTS,
@@ -82,3 +83,4 @@ if ids:
            for p, lab, r in zip(rows["path"], rows.get("label", [""] * len(rows)),
                                 rows.get("reasons", [""] * len(rows)))]
     grid(rows, cap, key="sel")
+    actions.act(rows_of(frame, ids), where="map", key="map", what="the selection")

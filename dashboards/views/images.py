@@ -5,7 +5,8 @@ issues, near-duplicates and nearest neighbours."""
 import pandas as pd
 import streamlit as st
 
-from dashboards.common import grid, has, paged, param, set_param, table, thumbnails, where
+from dashboards import actions
+from dashboards.common import grid, has, paged, param, set_param, summary, table, thumbnails, where
 from dashboards.selection import md, rows_of, sort_rows
 from pixelscope.errors import ConfigError
 from pixelscope.io.values import fmt
@@ -39,12 +40,15 @@ if chosen:
                          hide_index=True, width="stretch", height=300)
             st.dataframe(pd.DataFrame({"EXIF": list(exif), "value": [fmt(v) for v in exif.values()]}),
                          hide_index=True, width="stretch")
+        actions.act(hit.head(1), where="images:image", key="one", what="this image")
         if has("pairs"):
             pairs = table("pairs")
             mine = pairs[(pairs["a_id"] == r["id"]) | (pairs["b_id"] == r["id"])]
             other_ids = [b if a == r["id"] else a for a, b in zip(mine["a_id"], mine["b_id"])]
             st.subheader(f"Near-duplicates and leaks ({len(other_ids)})")
-            grid(rows_of(images, other_ids).head(12), key="dups")
+            dups = rows_of(images, other_ids).head(12)
+            grid(dups, key="dups")
+            actions.act(dups, where="images:near-duplicates", key="dups", what="these near-duplicates")
         if has("neighbours"):
             nb = table("neighbours")
             got = nb[nb["id"] == r["id"]]
@@ -53,12 +57,15 @@ if chosen:
                 rows = rows_of(images, ids)
                 st.subheader("Nearest neighbours (embedding cosine)")
                 grid(rows, [f"{p} · {s:.3f}" for p, s in zip(rows["path"], sims)], key="nn")
+                actions.act(rows, where="images:neighbours", key="nn", what="these neighbours")
         st.stop()
 
 expression = st.text_input("filter (SQL over manifest + issue columns, as in curate.where)", param("where"),
                            placeholder="label = 'cat' AND sharpness < 100")
 set_param("where", expression)
+saved = dict(summary().get("curated", {}).get("recipe", {}).get("slices", {}))  # curate.slices, as applied
 slices = ["all images", "readable", "errors"] + [c for c in images.columns if f"{c}_score" in images.columns]
+slices += [f"slice: {name}" for name in saved]
 if has("ledger"):
     slices += ["curated: included", "curated: excluded"]
 wanted = param("slice", "all images")
@@ -87,9 +94,36 @@ elif slice_.startswith("curated: "):
     ledger = table("ledger")
     inc = set(ledger.loc[ledger["included"], "id"])
     mask &= images["id"].isin(inc) if slice_.endswith("included") else ~images["id"].isin(inc)
+elif slice_.startswith("slice: "):
+    try:
+        mask &= where(saved[slice_.removeprefix("slice: ")])
+    except ConfigError as e:
+        st.error(md(e))
+        st.stop()
 elif slice_ != "all images":
     mask &= images[slice_].fillna(False).astype(bool)
 shown = sort_rows(images[mask], sort, desc)
 st.markdown(f"**{len(shown):,} images** match")
 rows = paged(shown)
+picked = rows
+if actions.writable() and len(rows):
+    every = st.toggle(f"select all {len(shown):,} matching this filter", key="all-matching")
+    ticks = st.dataframe(rows[["path", "label"]] if "label" in rows else rows[["path"]], hide_index=True,
+                         width="stretch", on_select="rerun", selection_mode="multi-row", key="ticks", height=180)
+    ticked = rows.iloc[ticks.selection.rows] if ticks and ticks.selection.rows else rows.iloc[0:0]
+    picked = shown if every else ticked
 grid(rows, [f"{p} · {fmt(v)}" if sort != "path" else str(p) for p, v in zip(rows["path"], rows[sort])])
+if actions.writable():
+    actions.act(picked, where="images", key="grid",
+                what=f"all {len(shown):,} matching" if len(picked) == len(shown) else "the ticked images")
+    if expression:
+        with st.expander("Save this filter as a slice (curate.slices in params.yaml)"):
+            name = st.text_input("slice name", key="slice-name")
+            if st.button("Save slice", disabled=not name):
+                from pixelscope.curate.slices import save_slice
+
+                try:
+                    save_slice(actions.params_file(), name, expression)
+                    st.toast(f"saved slice {name!r}: the next curate records it, the Images page lists it after Apply")
+                except ConfigError as e:
+                    st.error(md(e))

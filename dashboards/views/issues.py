@@ -5,6 +5,7 @@ quality flags; dataset-level findings."""
 import pandas as pd
 import streamlit as st
 
+from dashboards import actions
 from dashboards.common import grid, need, paged, param, section, set_param, table
 from dashboards.selection import md
 
@@ -28,6 +29,13 @@ else:
     members = groups[groups["duplicate_group"] == g].sort_values("representative", ascending=False)
     grid(members.head(24), [("KEPT · " if rep else "") + str(p) for p, rep in zip(members["path"],
                                                                              members["representative"])], key="grp")
+    if actions.writable():
+        others = members[~members["representative"].fillna(False).astype(bool)]
+        if len(others):
+            c1, c2 = st.columns([3, 1])
+            choice = c1.selectbox("keep another one instead", others["path"].tolist(), key="keep-choice")
+            with c2:
+                actions.keep_button(others[others["path"] == choice].iloc[0], where="issues:duplicates", key="grp")
 
 st.subheader("Leakage across splits")
 pairs = table("pairs") if need("pairs") else pd.DataFrame()
@@ -40,10 +48,20 @@ else:
 st.subheader("Label-error candidates")
 if "label_error" in images:
     cand = images[images["label_error"].fillna(False).astype(bool)].sort_values("label_error_score", ascending=False)
-    st.caption(f"{len(cand)} candidates")
-    rows = paged(cand, key="lp")
+    settled = actions.decided("accept_suggestion", "reject_suggestion", "relabel") if actions.writable() else set()
+    open_ = cand[~cand["id"].isin(settled)]  # a candidate a reviewer settled is not offered again
+    st.caption(f"{len(open_)} candidates" + (f" ({len(cand) - len(open_)} settled in review)" if settled else ""))
+    rows = paged(open_, key="lp")
     grid(rows, [f"{p} · given {g} → {sug}" for p, g, sug in zip(rows["path"], rows["label"], rows["suggested_label"])],
          key="lab")
+    if actions.writable():
+        for k, (_, row) in enumerate(rows.iterrows()):
+            c1, c2 = st.columns([4, 2])
+            c1.caption(f"{md(row['path'])}: {md(row['label'])} → {md(row['suggested_label'])}")
+            with c2:
+                actions.suggestion_buttons(row, where="issues:label-errors", key=f"{k}-{row['id'][:12]}")
+        actions.act(rows, where="issues:label-errors", key="lab", what="the candidates on this page",
+                    actions=("relabel", "exclude", "include", "tag"))
 
 st.subheader("Quality flags")
 q = finders.get("quality", {})

@@ -54,9 +54,12 @@ def register(app: typer.Typer) -> None:
     def dashboard(
         bundle: Annotated[Optional[str], typer.Argument(help="bundle folder, or a git rev (read through DVC)")] = None,
         port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8501,
-        project: Annotated[Path, typer.Option(help="project folder (for a git rev)")] = Path("."),
+        project: Annotated[Path, typer.Option(help="project folder: its decisions file, and a git rev's bundle")] = Path("."),
+        read_only: Annotated[bool, typer.Option("--read-only", help="hide every action (nothing is written)")] = False,
+        params: Annotated[Path, typer.Option("--params", "-p", help="the project's params file")] = Path("params.yaml"),
     ) -> None:
-        """Review a dataset version in the browser: http://127.0.0.1:PORT (Ctrl-C stops it)."""
+        """Review a dataset version in the browser: http://127.0.0.1:PORT (Ctrl-C stops it). On this
+        loopback address the pages can record review decisions; `--read-only` hides every action."""
         from pixelscope.config import Params
 
         with user_errors():
@@ -72,7 +75,8 @@ def register(app: typer.Typer) -> None:
             Bundle.open(folder)
             out.print(f"dashboard over {folder}: http://127.0.0.1:{port}", soft_wrap=True)
             sys.stdout.flush()  # before streamlit writes: the address comes first, also through a pipe
-            env = {**os.environ, "PIXELSCOPE_BUNDLE": str(folder.resolve())}
+            env = {**os.environ, "PIXELSCOPE_BUNDLE": str(folder.resolve()), "PIXELSCOPE_PROJECT": str(project.resolve()),
+                   "PIXELSCOPE_PARAMS": str(params), "PIXELSCOPE_READ_ONLY": "1" if read_only or tmp is not None else ""}
             # Streamlit stops with this command: on Ctrl-C, on SIGTERM (which used to leave it serving),
             # and when this process is killed outright (the kernel's parent-death signal)
             child = subprocess.Popen(streamlit_command(port), env=env, preexec_fn=end_with_this_process)

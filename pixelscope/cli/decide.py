@@ -40,7 +40,9 @@ def _decide(action: str, ids: list[str] | None, paths: list[str] | None, where: 
         rows = review.pick(p, project, ids=ids or [], paths=paths or [], where=where, frame=frame)
         if not rows:
             raise ConfigError(f"decide {action}: no image picked (give --id, --path or a --where that matches)")
-        entries = review.record(p, project, action, rows, value=value, reason=reason, where="cli", frame=frame)
+        values = review.suggestions_of(frame, rows) if action == "accept_suggestion" else None
+        entries = review.record(p, project, action, review.targets_of(frame, rows), value=value, values=values,
+                                reason=reason, where="cli")
     if as_json:
         print(dumps([e.__dict__ for e in entries]))
     else:

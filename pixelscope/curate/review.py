@@ -85,33 +85,39 @@ def filter_mask(params: Params, project: Path, where: str) -> np.ndarray:
     return Images(paths.manifest, issues, tags=tags).where(where, "--where")
 
 
-def record(params: Params, project: Path, action: str, rows: Sequence[int], *, value: str | None = None,
-           reason: str = "", where: str = "cli", frame: pd.DataFrame | None = None,
-           author: str | None = None) -> list[Decision]:
-    """One entry per picked row, appended to the decisions file. `accept_suggestion` takes each image's
-    current suggestion as its value (an image without one is an error, nothing is written)."""
-    frame = images_frame(params, project) if frame is None else frame
+def targets_of(frame: pd.DataFrame, rows: Sequence[int]) -> list[tuple[str, str]]:
     ids, paths = frame["id"].to_numpy(dtype=object), frame["path"].to_numpy(dtype=object)
-    targets = [(str(ids[r]), str(paths[r])) for r in rows]
-    if action == "accept_suggestion":
-        if "suggested_label" not in frame:
-            raise InputMissing("accept: no label suggestions (run `pixelscope issues` with labels and embeddings)")
-        suggested = frame["suggested_label"].to_numpy(dtype=object)
-        lacking = [paths[r] for r in rows if not isinstance(suggested[r], str)]
-        if lacking:
-            raise BadInput(f"accept: {len(lacking)} of {len(rows)} images have no suggested label (e.g. {lacking[0]})")
-        groups: dict[str, list[tuple[str, str]]] = {}
-        for r, t in zip(rows, targets):
-            groups.setdefault(str(suggested[r]), []).append(t)
-        entries: list[Decision] = []
-        batch = None
-        for label, group in groups.items():
-            made = decisions.make(action, group, value=label, reason=reason, where=where, author=author, project=project)
-            batch = batch or made[0].batch
-            entries += [replace(d, batch=batch) for d in made]  # one action, one batch
-    else:
+    return [(str(ids[r]), str(paths[r])) for r in rows]
+
+
+def suggestions_of(frame: pd.DataFrame, rows: Sequence[int]) -> list[str]:
+    """Each row's current label suggestion; an image without one is an error."""
+    if "suggested_label" not in frame:
+        raise InputMissing("accept: no label suggestions (run `pixelscope issues` with labels and embeddings)")
+    suggested, paths = frame["suggested_label"].to_numpy(dtype=object), frame["path"].to_numpy(dtype=object)
+    lacking = [paths[r] for r in rows if not isinstance(suggested[r], str)]
+    if lacking:
+        raise BadInput(f"accept: {len(lacking)} of {len(rows)} images have no suggested label (e.g. {lacking[0]})")
+    return [str(suggested[r]) for r in rows]
+
+
+def record(params: Params, project: Path, action: str, targets: Sequence[tuple[str, str]], *,
+           value: str | None = None, values: Sequence[str] | None = None, reason: str = "", where: str = "cli",
+           author: str | None = None) -> list[Decision]:
+    """One entry per target (id, path), one batch, appended to the decisions file. `values` gives each
+    target its own value (accepting suggestions: each image's suggested label)."""
+    if values is None:
         entries = decisions.make(action, targets, value=value, reason=reason, where=where, author=author,
                                  project=project)
+    else:
+        groups: dict[str, list[tuple[str, str]]] = {}
+        for t, v in zip(targets, values, strict=True):
+            groups.setdefault(v, []).append(t)
+        entries, batch = [], None
+        for v, group in groups.items():
+            made = decisions.make(action, group, value=v, reason=reason, where=where, author=author, project=project)
+            batch = batch or made[0].batch
+            entries += [replace(d, batch=batch) for d in made]  # one action, one batch
     decisions.append(decisions_file(params, project), entries)
     return entries
 
@@ -132,4 +138,5 @@ def listing(params: Params, project: Path) -> list[dict]:
     return [{**d.__dict__, "undone": d.entry in review.undone} for d in reversed(all_entries)]
 
 
-__all__ = ["decisions_file", "filter_mask", "images_frame", "listing", "pick", "record", "undo"]
+__all__ = ["decisions_file", "filter_mask", "images_frame", "listing", "pick", "record", "suggestions_of", "targets_of",
+           "undo"]

@@ -91,13 +91,15 @@ def curate_step(params: Params, project: str | Path = ".", *, progress: Progress
     if diverse:
         emb, _ = load_embeddings(params, project, frame)
         vectors = dict(zip(emb.ids, emb.vectors)) if emb is not None else None
-    review = ReviewRows(frame, decisions.load(project / cfg.decisions)[1] if cfg.decisions else None)
+    entries, resolved = decisions.load(project / cfg.decisions) if cfg.decisions else ([], None)
+    review = ReviewRows(frame, resolved)
     ledger = build_ledger(Images(paths.manifest, issues, tags=review.tags()), frame, cfg, params.issues, paths.raw,
                           vectors, skipped, project, review)
     run = CurateRun(params, project, paths, frame, ledger, summary(ledger))
     counts = run.counts
     counts["decisions"] = review.review.counts()
     counts["decisions_stale"] = len(review.stale)
+    counts["decisions_applied"] = len(entries)  # entries of the file replayed (the dashboard's "not applied yet")
     notes = [f"{name}: not excluded — its finder was skipped ({skipped[name]})"
              for name in cfg.exclude if name in skipped and name not in frame]
     if review.stale:

@@ -1,0 +1,75 @@
+"""Decisions: every review decision in the project's file (filter by author, action, reason,
+date), whether the last applied set has it, undo; and what the last Apply changed, with
+thumbnails (added / dropped / relabelled / moved)."""
+
+import pandas as pd
+import streamlit as st
+
+from dashboards import actions
+from dashboards.common import grid, has, summary, table
+from dashboards.selection import md, rows_of
+from pixelscope.errors import PixelscopeError
+
+st.title("Decisions")
+try:
+    from pixelscope.curate.review import listing
+
+    rows = pd.DataFrame(listing(actions.params(), actions.project()))
+except PixelscopeError as e:
+    st.error(md(e))
+    st.stop()
+applied = int(summary().get("curated", {}).get("decisions_applied", 0) or 0)
+if rows.empty:
+    st.info("No decisions yet. Act on images from the Images, Embedding map or Issues pages "
+            "(or `pixelscope decide ...`); they are listed here.")
+else:
+    rows["applied"] = (len(rows) - rows.index) <= applied  # newest first: the file's first `applied` lines
+    c1, c2, c3 = st.columns(3)
+    who = c1.multiselect("author", sorted(rows["author"].unique()))
+    what = c2.multiselect("action", sorted(rows["action"].unique()))
+    text = c3.text_input("reason contains")
+    days = sorted(rows["time"].str[:10].unique())
+    since = st.select_slider("from day", days, value=days[0]) if len(days) > 1 else days[0]
+    shown = rows[(rows["author"].isin(who) if who else True) & (rows["action"].isin(what) if what else True)
+                 & (rows["reason"].str.contains(text, regex=False) if text else True) & (rows["time"].str[:10] >= since)]
+    if has("ledger"):
+        ledger = table("ledger").drop_duplicates("id").set_index("id")["included"]
+        shown = shown.assign(in_set=shown["id"].map(ledger).map({True: "included", False: "excluded"}).fillna(""))
+    st.caption(f"{len(shown):,} of {len(rows):,} entries; `applied`: replayed by the last curate")
+    view = shown[[c for c in ("time", "author", "action", "path", "value", "reason", "where", "applied", "in_set",
+                              "undone", "entry", "batch") if c in shown]]
+    picked = st.dataframe(view, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row",
+                          key="decisions")
+    chosen = shown.iloc[picked.selection.rows] if picked and picked.selection.rows else shown.iloc[0:0]
+    if actions.writable() and len(chosen):
+        reason = st.text_input("why undo (optional)")
+        if st.button(f"Undo {len(chosen)} selected entr{'ies' if len(chosen) != 1 else 'y'}"):
+            from pixelscope.curate.review import undo
+
+            for entry in chosen["entry"]:
+                undo(actions.params(), actions.project(), entry, reason=reason, where="dashboard:decisions")
+            st.toast(f"undid {len(chosen)} entries; Apply to rebuild the set")
+            st.rerun()
+
+st.subheader("Last apply")
+s = actions.status()
+if not s:
+    st.caption("not applied from this dashboard yet")
+elif s.get("state") == "failed":
+    st.error("the apply failed: " + md(s.get("error", "")))
+elif s.get("state") == "running":
+    st.info(f"running: {md(s.get('step', ''))}")
+else:
+    st.caption(f"ran by {md(s.get('runner', ''))}: " + md("; ".join(s.get("results", {}).values())))
+    if s.get("validation") is not None:
+        st.caption("validation of the new set: " + md(str(s["validation"])[:300]))
+    d = s.get("diff")
+    if d:
+        images = table("images")
+        by_path = images.drop_duplicates("path").set_index("path")["id"]
+        for kind in ("added", "dropped", "relabeled", "moved"):
+            paths = d.get(kind, [])
+            st.markdown(f"**{kind}: {len(paths):,}**")
+            ids = [by_path[p] for p in paths[:24] if p in by_path.index]
+            if ids:
+                grid(rows_of(images, ids), key=f"diff-{kind}", pick=False)
