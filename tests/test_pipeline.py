@@ -221,6 +221,40 @@ def test_a_recipe_change_reruns_only_curate_and_publish(piped):
     assert "up to date" in dvc("status", cwd=project).stdout
 
 
+def test_a_decision_makes_curate_stale_and_dvc_repro_gives_what_apply_gave(piped):
+    """After a review decision, `dvc status` shows curate stale (the decisions file is its dep); the
+    dashboard's Apply (curate + publish in a process of its own) and `dvc repro` give the same ledger
+    and exports; undoing it and repro-ing gives the earlier set back, byte for byte."""
+    project, _ = piped
+    curated = project / "data" / "curated"
+    files = ["curation.parquet", "torchvision/SHA256SUMS", "webdataset/SHA256SUMS", "parquet/SHA256SUMS"]
+
+    def hashes() -> dict[str, str]:
+        return {f: sha(curated / f) for f in files if (curated / f).exists()}
+
+    before = hashes()
+    led = pq.read_table(curated / "curation.parquet").to_pandas()
+    target = led[led["included"]].iloc[0]["path"]
+    r = sh([sys.executable, "-m", "pixelscope", "decide", "exclude", "--path", target, "--reason", "review"], project)
+    assert "recorded 1 exclude decision" in r.stdout
+    status = dvc("status", cwd=project).stdout
+    assert "curate:" in status and "curation/decisions.jsonl" in status, status
+    sh([sys.executable, "-m", "pixelscope.curate.apply", "--project", str(project)], project)
+    applied = hashes()
+    assert applied != before
+    ledger = pq.read_table(curated / "curation.parquet").to_pandas().set_index("path")
+    assert not ledger.at[target, "included"] and ledger.at[target, "first_reason"] == "excluded in review"
+    out = dvc("repro", cwd=project).stdout
+    assert "Running stage 'curate'" in out and "Running stage 'embed'" not in out
+    assert hashes() == applied  # dvc repro replays the file to the set Apply made
+    batch = json.loads((project / "curation" / "decisions.jsonl").read_text().splitlines()[-1])["batch"]
+    sh([sys.executable, "-m", "pixelscope", "decide", "undo", batch], project)
+    dvc("repro", cwd=project)
+    assert hashes() == before
+    (project / "curation" / "decisions.jsonl").write_text("")  # leave the shared project as it was
+    dvc("repro", cwd=project)
+
+
 def test_a_label_fixes_csv_becomes_a_dvc_dep_once_set(piped):
     """Setting curate.label_fixes adds the CSV to the curate stage's deps (after regenerating
     dvc.yaml, which `--check` demands): editing the CSV then reruns curate."""

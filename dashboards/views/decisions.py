@@ -2,6 +2,8 @@
 date), whether the last applied set has it, undo; and what the last Apply changed, with
 thumbnails (added / dropped / relabelled / moved)."""
 
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
@@ -10,11 +12,23 @@ from dashboards.common import grid, has, summary, table
 from dashboards.selection import md, rows_of
 from pixelscope.errors import PixelscopeError
 
+
+@st.cache_data(show_spinner=False, max_entries=2)
+def entries_frame(path: str, stamp: tuple[int, int]) -> pd.DataFrame:
+    """Every entry, newest first, with `undone` (cached until the file changes: size and mtime)."""
+    from pixelscope.curate import decisions
+
+    got, state = decisions.load(Path(path))
+    frame = pd.DataFrame([d.__dict__ for d in reversed(got)], columns=list(decisions.FIELDS))
+    return frame.assign(undone=frame["entry"].isin(state.undone))
+
+
+MAX_ROWS = 2_000
 st.title("Decisions")
 try:
-    from pixelscope.curate.review import listing
-
-    rows = pd.DataFrame(listing(actions.params(), actions.project()))
+    file = actions.decisions_path()
+    info = file.stat() if file is not None and file.exists() else None
+    rows = entries_frame(str(file), (info.st_size, info.st_mtime_ns)) if info else pd.DataFrame()
 except PixelscopeError as e:
     st.error(md(e))
     st.stop()
@@ -23,7 +37,7 @@ if rows.empty:
     st.info("No decisions yet. Act on images from the Images, Embedding map or Issues pages "
             "(or `pixelscope decide ...`); they are listed here.")
 else:
-    rows["applied"] = (len(rows) - rows.index) <= applied  # newest first: the file's first `applied` lines
+    rows = rows.assign(applied=(len(rows) - rows.index) <= applied)  # newest first: the file's first `applied` lines
     c1, c2, c3 = st.columns(3)
     who = c1.multiselect("author", sorted(rows["author"].unique()))
     what = c2.multiselect("action", sorted(rows["action"].unique()))
@@ -32,10 +46,13 @@ else:
     since = st.select_slider("from day", days, value=days[0]) if len(days) > 1 else days[0]
     shown = rows[(rows["author"].isin(who) if who else True) & (rows["action"].isin(what) if what else True)
                  & (rows["reason"].str.contains(text, regex=False) if text else True) & (rows["time"].str[:10] >= since)]
+    matching = len(shown)
+    shown = shown.head(MAX_ROWS)  # newest first; the filters above reach the rest
     if has("ledger"):
         ledger = table("ledger").drop_duplicates("id").set_index("id")["included"]
         shown = shown.assign(in_set=shown["id"].map(ledger).map({True: "included", False: "excluded"}).fillna(""))
-    st.caption(f"{len(shown):,} of {len(rows):,} entries; `applied`: replayed by the last curate")
+    st.caption(f"{matching:,} of {len(rows):,} entries match" + (f" (the newest {MAX_ROWS:,} listed)" if matching > MAX_ROWS
+                                                                   else "") + "; `applied`: replayed by the last curate")
     view = shown[[c for c in ("time", "author", "action", "path", "value", "reason", "where", "applied", "in_set",
                               "undone", "entry", "batch") if c in shown]]
     picked = st.dataframe(view, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row",
