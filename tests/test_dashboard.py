@@ -797,7 +797,7 @@ def test_review_in_a_real_browser_box_exclude_accept_keep_apply_undo(bundle, tmp
                             stderr=subprocess.DEVNULL)
     served = f"http://127.0.0.1:{port}"
     hosts: set[str] = set()
-    shots = REPO / "docs" / "images" if os.environ.get("PIXELSCOPE_SCREENSHOTS") else tmp_path  # README pictures
+    shots = REPO / "docs" / "dashboard" if os.environ.get("PIXELSCOPE_SCREENSHOTS") else tmp_path  # README pictures
 
     def click(page, text: str) -> None:
         page.get_by_role("button", name=text).first.click()

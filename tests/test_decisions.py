@@ -210,3 +210,17 @@ def test_cli_picks_images_by_id_prefix_path_and_filter_and_refuses_bad_picks(pla
 def planted_project(corpus, tmp_path):
     p, root = project(tmp_path / "p", {"ants": photos(corpus, "ants", 3)})
     return root
+
+
+def test_the_curate_diff_names_added_dropped_moved_and_relabelled():
+    import pandas as pd
+
+    from pixelscope.curate.diff import diff
+
+    old = pd.DataFrame({"path": ["a", "b", "c", "d", "e"], "included": [True, True, True, True, False],
+                        "split": ["train", "val", None, "train", None], "label": ["x", "y", "z", None, "x"]})
+    new = pd.DataFrame({"path": ["a", "b", "c", "d", "e"], "included": [True, False, True, True, True],
+                        "split": ["val", "val", None, "train", "test"], "label": ["x", "y", "w", None, "x"]})
+    d = diff(old, new, {"recipe": 1}, {"recipe": 1})
+    assert d["added"] == ["e"] and d["dropped"] == ["b"] and d["moved"] == ["a"] and d["relabeled"] == ["c"]
+    assert d["moves"] == {"a": ["train", "val"]} and d["kept"] == 3 and d["stable"] is False

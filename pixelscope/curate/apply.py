@@ -64,13 +64,19 @@ def run(project: Path, params_file: Path, status_file: Path) -> int:
                 if (curated / name).exists():
                     shutil.copy2(curated / name, before / name)
             old = read_curated(params, project, folder=before)
+        seconds = status.setdefault("seconds", {})
+        seconds["start"] = round(time.time() - status["started"], 3)  # imports and the ledger snapshot
         for step, fn in (("curate", curate_step), ("publish", publish_step)):
             status.update(step=step, progress=STEPS.index(step) / len(STEPS))
             _write(status_file, status)
+            t0 = time.perf_counter()
             result = fn(params, project)
+            seconds[step] = round(time.perf_counter() - t0, 3)
             status.setdefault("results", {})[step] = result.summary
+        t0 = time.perf_counter()
         new = read_curated(params, project)
         status["diff"] = diff(old[0], new[0], old[1], new[1]) if old is not None else None
+        seconds["diff"] = round(time.perf_counter() - t0, 3)
         status["validation"] = new[1].get("validation")
         status.update(state="done", step="done", progress=1.0, finished=time.time())
         _write(status_file, status)

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
@@ -43,10 +44,16 @@ def diff(old: pd.DataFrame, new: pd.DataFrame, old_meta: dict[str, Any], new_met
     a = old[old["included"]].set_index("path")
     b = new[new["included"]].set_index("path")
     both = a.index.intersection(b.index)
-    moved = [p for p in both if a.at[p, "split"] != b.at[p, "split"]]
-    relabeled = [p for p in both if a.at[p, "label"] != b.at[p, "label"]]
+    sa, sb = a.loc[both], b.loc[both]  # vectorised: a Python loop over .at took seconds at 100k
+
+    def differs(col: str) -> np.ndarray:
+        return sa[col].astype(object).fillna("\0").to_numpy() != sb[col].astype(object).fillna("\0").to_numpy()
+
+    moved_mask = differs("split")
+    moved = both[moved_mask].tolist()
+    relabeled = both[differs("label")].tolist()
     recipe_changed = old_meta.get("recipe") != new_meta.get("recipe")
     return {"added": sorted(b.index.difference(a.index)), "dropped": sorted(a.index.difference(b.index)),
             "moved": sorted(moved), "relabeled": sorted(relabeled), "kept": len(both),
             "recipe_changed": recipe_changed, "stable": not moved or recipe_changed,
-            "moves": {p: [a.at[p, "split"], b.at[p, "split"]] for p in moved}}
+            "moves": {p: [x, y] for p, x, y in zip(moved, sa["split"][moved_mask], sb["split"][moved_mask])}}
