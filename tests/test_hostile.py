@@ -454,6 +454,50 @@ def test_a_huge_image_only_opencv_reads_is_refused_from_its_header(tmp_path):
     assert int(rss_kb) < 600_000  # nothing near 2 GB was allocated
 
 
+def test_frame_floods_and_compressed_chunk_bombs_cost_little_and_give_a_row(tmp_path):
+    """Cases that already passed, kept in the suite: a GIF of 3,000 frames and a PNG whose zTXt chunk
+    inflates to 200 MB are each one row, read in seconds, without inflating the chunk."""
+    import struct
+    import zlib
+
+    import psutil
+    from PIL import Image
+
+    from conftest import ingest_to
+    from pixelscope.config import parse_params
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    frames = [Image.new("RGB", (8, 8), (k % 256, k // 256 * 40, 0)) for k in range(3000)]
+    frames[0].save(raw / "flood.gif", save_all=True, append_images=frames[1:], duration=10)
+    with Image.open(raw / "flood.gif") as im:
+        assert im.n_frames == 3000  # the flood is real
+    png = (raw / "ok.png")
+    Image.new("RGB", (16, 16), (10, 20, 30)).save(png)
+    data = png.read_bytes()
+    bomb = zlib.compress(b"\0" * 200_000_000, 9)
+    chunk = b"zTXt" + b"comment\0\0" + bomb
+    ztxt = struct.pack(">I", len(chunk) - 4) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    (raw / "chunk_bomb.png").write_bytes(data[:33] + ztxt + data[33:])  # after the 8-byte signature + IHDR
+    before = psutil.Process().memory_info().rss
+    t0 = time.perf_counter()
+    rows = ingest_to(parse_params({"ingest": {"workers": 1}}), raw, tmp_path / "m.parquet")
+    assert time.perf_counter() - t0 < 60
+    assert psutil.Process().memory_info().rss - before < 150 * 2**20  # never the 200 MB the chunk inflates to
+    by = {r["path"]: r for r in pq.read_table(tmp_path / "m.parquet").to_pylist()}
+    assert set(by) == {"flood.gif", "ok.png", "chunk_bomb.png"} and rows is not None
+    assert by["flood.gif"]["status"] == "ok" and by["ok.png"]["status"] == "ok"
+
+
+def test_a_yaml_tag_in_params_builds_nothing_and_runs_nothing(tmp_path):
+    from pixelscope.config import load_params
+
+    (tmp_path / "params.yaml").write_text(f"ingest: !!python/object/apply:os.system ['touch {tmp_path}/pwned']\n")
+    with pytest.raises(ConfigError):
+        load_params(tmp_path / "params.yaml")
+    assert not (tmp_path / "pwned").exists()
+
+
 def test_pillow_bombs_quote_the_configured_limit(tmp_path):
     import io as _io
 
