@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import cache
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
@@ -46,6 +47,38 @@ def base_photo(label: str) -> Image.Image:
     return Image.fromarray(np.asarray(arr)[..., :3].astype(np.uint8)).convert("RGB")
 
 
+BACKGROUNDS = ("brick", "grass", "gravel", "moon", "camera", "retina", "immunohistochemistry", "cell", "coins")
+
+
+@cache
+def background_photo(name: str) -> Image.Image:
+    import skimage.data as data
+
+    arr = np.asarray(getattr(data, name)())
+    if arr.ndim == 2:
+        arr = np.stack([arr] * 3, axis=-1)
+    return Image.fromarray(arr[..., :3].astype(np.uint8)).convert("RGB")
+
+
+def _in_scene(obj: Image.Image, rng: np.random.Generator, share: tuple[float, float]) -> Image.Image:
+    """The object photo, shrunk, pasted at a random place on a tinted crop of another photo: the same
+    subject in different surroundings, so two images of a class are not near-copies of each other."""
+    w, h = obj.size
+    bg = background_photo(BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))])
+    bw, bh = bg.size
+    f = rng.uniform(0.3, 0.8)
+    cw, ch = max(16, int(bw * f)), max(16, int(bh * f))
+    x, y = int(rng.integers(0, bw - cw + 1)), int(rng.integers(0, bh - ch + 1))
+    canvas = bg.crop((x, y, x + cw, y + ch)).resize((w, h), Image.Resampling.BILINEAR)
+    tint = Image.new("RGB", (w, h), tuple(int(v) for v in rng.integers(60, 230, 3)))
+    canvas = Image.blend(canvas, tint, float(rng.uniform(0.2, 0.5)))
+    s = rng.uniform(*share)
+    ow, oh = max(8, int(w * s)), max(8, int(h * s))
+    canvas.paste(obj.resize((ow, oh), Image.Resampling.BILINEAR),
+                 (int(rng.integers(0, w - ow + 1)), int(rng.integers(0, h - oh + 1))))
+    return canvas
+
+
 @dataclass(frozen=True)
 class Style:
     """How one batch of images is produced; the new batch shifts these."""
@@ -56,6 +89,9 @@ class Style:
     blur_radius: tuple[float, float] = (0.5, 1.0)
     gray_prob: float = 0.0
     size: tuple[int, int, int, int] = (320, 240, 1280, 960)  # min w, min h, max w, max h
+    crop: tuple[float, float] = (0.45, 0.95)  # the crop's share of the base photo's sides
+    rotate: float = 0.0  # up to this many degrees either way
+    scene: tuple[float, float] | None = None  # paste the crop, at this share of the frame, on another photo
 
 
 REFERENCE = Style()
@@ -76,14 +112,18 @@ def synth_image(label: str, seed: int, style: Style = REFERENCE) -> tuple[Image.
     rng = np.random.default_rng(seed)
     base = base_photo(label)
     bw, bh = base.size
-    frac = rng.uniform(0.45, 0.95)
+    frac = rng.uniform(*style.crop)
     cw, ch = max(16, int(bw * frac)), max(16, int(bh * frac * rng.uniform(0.75, 1.0)))
     x, y = int(rng.integers(0, bw - cw + 1)), int(rng.integers(0, bh - ch + 1))
     img = base.crop((x, y, x + cw, y + ch))
+    if style.rotate:
+        img = img.rotate(rng.uniform(-style.rotate, style.rotate), Image.Resampling.BILINEAR, expand=False)
     min_w, min_h, max_w, max_h = style.size
     w = int(rng.integers(min_w, max_w + 1))
     h = int(np.clip(round(w * rng.uniform(0.6, 0.8)), min_h, max_h))
     img = img.resize((w, h), Image.Resampling.BILINEAR)
+    if style.scene is not None:
+        img = _in_scene(img, rng, style.scene)
     if rng.random() < 0.5:
         img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     img = ImageEnhance.Brightness(img).enhance(rng.uniform(*style.brightness))
@@ -150,6 +190,93 @@ def build_demo(out: str | Path = "data/raw", new_batch: str | Path | None = "dat
     broken.write_bytes(synth_jpeg("cat", seed + 99)[:2000])
     (out / "field" / "coffee" / "coffee_empty.jpg").write_bytes(b"")
     return {"images": len(jobs) + 2}
+
+
+SHOWCASE = Style(crop=(0.25, 0.6), rotate=15.0, scene=(0.3, 0.5))
+SHOWCASE_SHIFTED = Style(quality=(25, 55), brightness=(0.6, 0.85), blur_prob=0.4, blur_radius=(1.0, 2.0), gray_prob=0.15,
+                         crop=(0.25, 0.6), rotate=15.0, scene=(0.3, 0.5))
+SHOWCASE_LABELS = ["astronaut", "cat", "coffee", "rocket", "motorcycle"]
+SPLIT_OF = ["train"] * 14 + ["val"] * 3 + ["test"] * 3  # by index mod 20: 70 / 15 / 15
+
+
+def build_showcase(out: str | Path = "data/raw", new_batch: str | Path | None = "data/new_batch", per_class: int = 40,
+                   seed: int = 0, workers: int = 2) -> dict[str, Any]:
+    """The demo `make demo` shows: something real on every page to look at and decide about.
+
+    Five classes, each subject photographed (pasted) in different surroundings so that most
+    images are not copies of each other; two sources (studio, field) with train / val / test
+    folders; and planted faults, listed in `<out>/../demo_planted.json`: byte copies and
+    re-encoded near-copies (some in another split: leakage), label flips (an image in another
+    class's folder), dark and blurry images, a truncated and an empty file. `predictions.csv`
+    beside the raw folder is a model's output (right 85 % of the time, mostly wrong on the dark
+    ones). The new batch is the same classes shifted (darker, blurrier, compressed harder, partly
+    grayscale, twice the cats, no motorcycles): the drift reference's opposite number.
+    """
+    import json
+    import shutil
+
+    out = Path(out)
+    rng = np.random.default_rng(seed)
+    jobs: list[_Job] = []
+    i = 0
+    for label in SHOWCASE_LABELS:
+        for j in range(per_class):
+            source, split = ("studio", "field")[j % 2], SPLIT_OF[(j // 2 + j) % 20]
+            jobs.append(_Job(str(out / source / split / label / f"{label}_{j:04d}.jpg"), label, seed * 1_000_003 + i,
+                             SHOWCASE))
+            i += 1
+    if new_batch is not None:
+        shifted = {lb: per_class // 2 for lb in SHOWCASE_LABELS if lb != "motorcycle"}
+        shifted["cat"] = per_class
+        jobs += list(_class_jobs(Path(new_batch), shifted, SHOWCASE_SHIFTED, seed + 1, ["studio", "field"]))
+    _run(jobs, workers)
+    made = sorted(Path(j.path) for j in jobs if Path(j.path).is_relative_to(out))
+    pick = list(rng.permutation(len(made)))
+    take = lambda k: [made[pick.pop()] for _ in range(k)]  # noqa: E731 - distinct images, each used once
+    n = len(made)
+    planted: dict[str, list[str]] = {"exact_copies": [], "near_copies": [], "leaks": [], "label_flips": [],
+                                     "dark": [], "blurry": [], "broken": []}
+    for k, src in enumerate(take(max(2, n // 40))):  # byte copies; every third in the test split (a leak)
+        dst = src.with_name(f"{src.stem}_copy.jpg")
+        if k % 3 == 0:
+            dst = out / src.parts[-4] / "test" / src.parent.name / f"{src.stem}_copy.jpg"
+            planted["leaks"].append(dst.relative_to(out).as_posix())
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, dst)
+        planted["exact_copies"].append(dst.relative_to(out).as_posix())
+    for src in take(max(2, n // 40)):  # re-encoded at 80 % size and a lower quality
+        im = Image.open(src)
+        dst = src.with_name(f"{src.stem}_small.jpg")
+        im.resize((im.width * 4 // 5, im.height * 4 // 5), Image.Resampling.BILINEAR).save(dst, quality=60)
+        planted["near_copies"].append(dst.relative_to(out).as_posix())
+    for src in take(4):  # an image filed under another class
+        others = [lb for lb in SHOWCASE_LABELS if lb != src.parent.name]
+        dst = src.parent.parent / others[int(rng.integers(len(others)))] / f"flipped_{src.name}"
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        src.rename(dst)
+        planted["label_flips"].append(dst.relative_to(out).as_posix())
+    for src in take(4):
+        ImageEnhance.Brightness(Image.open(src)).enhance(0.12).save(src, quality=90)
+        planted["dark"].append(src.relative_to(out).as_posix())
+    for src in take(4):
+        Image.open(src).filter(ImageFilter.GaussianBlur(6)).save(src, quality=90)
+        planted["blurry"].append(src.relative_to(out).as_posix())
+    broken = out / "field" / "train" / "cat" / "cat_truncated.jpg"
+    broken.write_bytes(synth_jpeg("cat", seed + 99, SHOWCASE)[:2000])
+    (out / "field" / "train" / "coffee" / "coffee_empty.jpg").write_bytes(b"")
+    planted["broken"] = [broken.relative_to(out).as_posix(), "field/train/coffee/coffee_empty.jpg"]
+    files = sorted(p for p in out.rglob("*.jpg") if p.stat().st_size > 2000)
+    lines = ["path,prediction,confidence"]
+    dark = set(planted["dark"])
+    for p in files:
+        rel = p.relative_to(out).as_posix()
+        truth = p.parent.name
+        wrong = rng.random() < (0.75 if rel in dark else 0.15)
+        pred = [lb for lb in SHOWCASE_LABELS if lb != truth][int(rng.integers(4))] if wrong else truth
+        lines.append(f"{rel},{pred},{rng.uniform(0.35, 0.7) if wrong else rng.uniform(0.6, 0.99):.3f}")
+    (out.parent / "predictions.csv").write_text("\n".join(lines) + "\n")
+    (out.parent / "demo_planted.json").write_text(json.dumps(planted, indent=1))
+    return {"images": len(list(out.rglob("*.jpg"))), "new_batch": len(jobs) - len(made), "planted": planted}
 
 
 def build_benchmark_set(out: str | Path, n: int, seed: int = 0, workers: int = 2) -> Path:
