@@ -882,3 +882,20 @@ def test_review_in_a_real_browser_box_exclude_accept_keep_apply_undo(bundle, tmp
         proc.wait(timeout=30)
     assert {f: (curated / f / "SHA256SUMS").read_bytes() for f in sums} == sums  # the earlier set, byte for byte
     assert hosts == {served.split("/")[2]}, hosts
+
+
+def test_a_filter_saved_as_a_slice_lands_in_params_with_comments_kept_and_is_listed(own_project, monkeypatch):
+    root = own_project
+    (root / "params.yaml").write_text("# my project\ningest:\n  workers: 1  # keep it small\ncurate:\n"
+                                      "  formats: [parquet]\n  slices: {}  # named filters\n")
+    at = app(root / "reports" / "publish", "images", monkeypatch, where="label = 'cat' AND width > 100")
+    at.text_input(key="slice-name").input("big_cats").run()
+    next(b for b in at.button if b.label == "Save slice").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    text = (root / "params.yaml").read_text()
+    assert "# my project" in text and "workers: 1  # keep it small" in text and "# named filters" in text
+    from pixelscope.config import load_params
+
+    assert load_params(root / "params.yaml").curate.slices == {"big_cats": "label = 'cat' AND width > 100"}
+    at = app(root / "reports" / "publish", "images", monkeypatch)
+    assert "slice: big_cats" in next(s for s in at.selectbox if s.label == "slice").options

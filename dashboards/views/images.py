@@ -63,7 +63,12 @@ if chosen:
 expression = st.text_input("filter (SQL over manifest + issue columns, as in curate.where)", param("where"),
                            placeholder="label = 'cat' AND sharpness < 100")
 set_param("where", expression)
-saved = dict(summary().get("curated", {}).get("recipe", {}).get("slices", {}))  # curate.slices, as applied
+saved = dict(summary().get("curated", {}).get("recipe", {}).get("slices", {}))  # curate.slices, as applied ...
+if actions.writable():
+    try:
+        saved.update(actions.params().curate.slices)  # ... and as params.yaml has them now (saved here, say)
+    except ConfigError as e:
+        st.warning(md(e))
 slices = ["all images", "readable", "errors"] + [c for c in images.columns if f"{c}_score" in images.columns]
 slices += [f"slice: {name}" for name in saved]
 if has("ledger"):
