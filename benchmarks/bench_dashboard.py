@@ -158,13 +158,14 @@ class PeakRSS:
         return self.peak
 
 
-def serve(bundle: Path) -> tuple[subprocess.Popen, str]:
+def serve(bundle: Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """`pixelscope dashboard`'s Streamlit over bundle (extra environment: env) on a free port."""
     from pixelscope.cli.dashboard import streamlit_command
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen(streamlit_command(port), env={**os.environ, "PIXELSCOPE_BUNDLE": str(bundle)},
+    proc = subprocess.Popen(streamlit_command(port), env={**os.environ, "PIXELSCOPE_BUNDLE": str(bundle), **(env or {})},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
     url = f"http://127.0.0.1:{port}"
     for _ in range(240):

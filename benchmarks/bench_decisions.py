@@ -21,12 +21,10 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))
-from bench_dashboard import CHROMIUM, ScriptRuns, make_bundle, timed  # noqa: E402
+from bench_dashboard import CHROMIUM, ScriptRuns, make_bundle, serve, timed  # noqa: E402
 
 PARAMS_YAML = """paths: {{raw: raw, manifest: manifest.parquet, profile: profile.json, embeddings: embeddings,
   issues: issues.parquet, issue_pairs: pairs.parquet, issues_summary: issues.json, neighbours: neighbours.parquet,
@@ -42,26 +40,6 @@ PARAMS_YAML = """paths: {{raw: raw, manifest: manifest.parquet, profile: profile
 validate: {{suites: {suites}, results: validate, reference: reference.json, on_failure: warn}}
 curate: {{formats: [], decisions: decisions.jsonl}}
 """
-
-
-def serve(bundle: Path, project: Path) -> tuple[subprocess.Popen, str]:
-    from pixelscope.cli.dashboard import streamlit_command
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "PIXELSCOPE_BUNDLE": str(bundle), "PIXELSCOPE_PROJECT": str(project)}
-    proc = subprocess.Popen(streamlit_command(port), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            cwd=REPO)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(240):
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                return proc, url
-        except OSError:
-            time.sleep(0.25)
-    proc.kill()
-    raise SystemExit("streamlit did not start")
 
 
 def main() -> None:
@@ -112,7 +90,7 @@ def main() -> None:
     out["read_resolve_50k_s"] = time.perf_counter() - t0
     from playwright.sync_api import sync_playwright
 
-    proc, url = serve(bundle, root)
+    proc, url = serve(bundle, {"PIXELSCOPE_PROJECT": str(root)})
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
