@@ -36,18 +36,25 @@ decide.register(app)
 def demo_data(
     out_dir: Annotated[Path, typer.Argument(help="where the reference images go")] = Path("data/raw"),
     new_batch: Annotated[Path, typer.Option(help="where the shifted new batch goes")] = Path("data/new_batch"),
-    per_class: Annotated[int, typer.Option(min=20, help="images per class")] = 40,
+    per_class: Annotated[int, typer.Option(min=1, help="images per class")] = 50,
     force: Annotated[bool, typer.Option(help="rebuild even when the folder has files")] = False,
+    showcase: Annotated[bool, typer.Option(help="the review showcase: 5 classes in new surroundings, "
+                                                "train/val/test, planted faults, predictions.csv")] = False,
 ) -> None:
-    """Build the demo dataset from real photos that scikit-image ships (no downloads): five classes in
-    two sources and train / val / test folders, with planted copies, leaks, label flips, dark and
-    blurry images and broken files (listed in demo_planted.json), and a model's predictions.csv."""
-    from pixelscope.demo import build_showcase
+    """Build the demo dataset from real photos that scikit-image ships (no downloads). With --showcase:
+    five classes in two sources and train / val / test folders, with planted copies, leaks, label
+    flips, dark and blurry images and broken files (listed in demo_planted.json), and a model's
+    predictions.csv (its validation fails on the planted leaks, by design)."""
+    from pixelscope.demo import build_demo, build_showcase
 
     if out_dir.exists() and any(out_dir.rglob("*.jpg")) and not force:
         out.print(f"demo data already in {out_dir} (use --force to rebuild)")
         return
-    info = build_showcase(out_dir, new_batch, per_class=per_class)
+    if not showcase:
+        info = build_demo(out_dir, new_batch, per_class=per_class)
+        out.print(f"demo data: {info['images']} files in {out_dir} and {new_batch}")
+        return
+    info = build_showcase(out_dir, new_batch, per_class=min(per_class, 40))
     planted = ", ".join(f"{len(v)} {k.replace('_', ' ')}" for k, v in info["planted"].items())
     out.print(f"demo data: {info['images']} files in {out_dir} (planted: {planted}; "
               f"{out_dir.parent / 'demo_planted.json'}), {info['new_batch']} in {new_batch}, "
