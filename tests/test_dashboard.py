@@ -899,3 +899,40 @@ def test_a_filter_saved_as_a_slice_lands_in_params_with_comments_kept_and_is_lis
     assert load_params(root / "params.yaml").curate.slices == {"big_cats": "label = 'cat' AND width > 100"}
     at = app(root / "reports" / "publish", "images", monkeypatch)
     assert "slice: big_cats" in next(s for s in at.selectbox if s.label == "slice").options
+
+
+@pytest.mark.slow
+def test_pixelscope_dashboard_read_only_shows_no_action_in_the_browser(bundle, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium; .ci/run does it)")
+    root = tmp_path / "project"
+    shutil.copytree(bundle.parents[1], root, symlinks=True)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "pixelscope", "dashboard", str(root / "reports" / "publish"),
+                             "--port", str(port), "--project", str(root), "--read-only"], cwd=root,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={k: v for k, v in os.environ.items() if not k.startswith("PIXELSCOPE_")})
+    served = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_healthy(served), "the dashboard did not start"
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            for path in ("images?where=label%20%3D%20'cat'", "issues", "decisions", "embedding_map"):
+                page.goto(f"{served}/{path}")
+                finished(page)
+                body = page.inner_text("body")
+                assert not re.search(r"Act on (the|these|this|all|every) ", body), path  # an action panel's title
+                assert "Apply decisions" not in body and "keep this one" not in body and "Record for" not in body, path
+                assert "read-only" in body
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert not (root / "curation" / "decisions.jsonl").exists() or not (root / "curation" / "decisions.jsonl").read_text()
