@@ -119,12 +119,22 @@ def suggestion_buttons(row: pd.Series, *, where: str, key: str) -> None:
         record("reject_suggestion", pd.DataFrame([row]), where=where)
 
 
-def decided(*actions: str) -> set[str]:
-    """Ids with a decision in force among `actions` (e.g. label suggestions already settled)."""
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _resolved(path: str, stamp: tuple[int, int]) -> Any:
     from pixelscope.curate import decisions
 
+    return decisions.load(Path(path))[1]
+
+
+def decided(*actions: str) -> set[str]:
+    """Ids with a decision in force among `actions` (e.g. label suggestions already settled); the
+    replay is cached until the file changes (size, mtime)."""
+    path = decisions_path()
+    if path is None or not path.is_file():
+        return set()
+    info = path.stat()
     try:
-        state = decisions.resolve(entries())
+        state = _resolved(str(path), (info.st_size, info.st_mtime_ns))
     except PixelscopeError:
         return set()
     return {i for i, d in {**state.label, **state.inclusion, **state.keep}.items() if d.action in actions}

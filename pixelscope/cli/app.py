@@ -51,8 +51,8 @@ def demo_data(
         out.print(f"demo data already in {out_dir} (use --force to rebuild)")
         return
     if not showcase:
-        info = build_demo(out_dir, new_batch, per_class=per_class)
-        out.print(f"demo data: {info['images']} files in {out_dir} and {new_batch}")
+        made = build_demo(out_dir, new_batch, per_class=per_class)
+        out.print(f"demo data: {made['images']} files in {out_dir} and {new_batch}")
         return
     info = build_showcase(out_dir, new_batch, per_class=min(per_class, 40))
     planted = ", ".join(f"{len(v)} {k.replace('_', ' ')}" for k, v in info["planted"].items())
