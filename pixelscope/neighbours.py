@@ -120,20 +120,30 @@ def blocks(x: np.ndarray):
         yield np.ascontiguousarray(x[s:s + BLOCK], dtype=np.float32)
 
 
+Search = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+
+
+def searcher(vectors: np.ndarray, exact_max: int, reduce_dim: int = 128) -> tuple[Search, str]:
+    """search(queries, k) -> (cosines, rows) over unit vectors, best first: exact up to exact_max,
+    else IVF over a PCA, re-ranked with the full vectors; and the search used, in words. The kNN
+    graph of the issue finders and `pixelscope similar` both search through this."""
+    n, d = vectors.shape
+    if n > exact_max:
+        return _approximate(vectors, reduce_dim)
+    flat = faiss.IndexFlatIP(d)
+    for b in blocks(vectors):
+        flat.add(b)
+
+    def search(q: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+        return flat.search(np.ascontiguousarray(q, dtype=np.float32), min(kk, n))
+
+    return search, "exact inner product (faiss IndexFlatIP)"
+
+
 def knn_graph(vectors: np.ndarray, k: int, exact_max: int, reduce_dim: int = 128) -> Graph:
     """The kNN graph of unit vectors: exact up to exact_max, else IVF over a PCA, re-ranked."""
-    n, d = vectors.shape
-    if n <= exact_max:
-        flat = faiss.IndexFlatIP(d)
-        for b in blocks(vectors):
-            flat.add(b)
-
-        def search(q: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
-            return flat.search(np.ascontiguousarray(q, dtype=np.float32), min(kk, n))
-
-        used = "exact inner product (faiss IndexFlatIP)"
-    else:
-        search, used = _approximate(vectors, reduce_dim)
+    n = len(vectors)
+    search, used = searcher(vectors, exact_max, reduce_dim)
     found = [_drop_self(*search(b, k + 1), k, start) for start, b in zip(range(0, n, BLOCK), blocks(vectors))]
     sims = np.concatenate([f[0] for f in found]) if found else np.empty((0, k), np.float32)
     nbrs = np.concatenate([f[1] for f in found]) if found else np.empty((0, k), np.int64)

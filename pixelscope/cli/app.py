@@ -9,6 +9,7 @@
     pixelscope history     one row per dataset version: counts, quantiles, drift (reports/history/)
     pixelscope monitor DROP  a new data drop against the reference, rolled into its window
     pixelscope decide ...  review decisions (exclude, relabel, keep, tag, undo, list) that curate applies
+    pixelscope similar IMAGE  the dataset images most like an image (faiss over the embeddings)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Annotated
 
 import typer
 
-from pixelscope.cli import dashboard, decide, profiles, stages, suites, versions
+from pixelscope.cli import dashboard, decide, profiles, similar, stages, suites, versions
 from pixelscope.cli.common import out
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -30,6 +31,7 @@ suites.register(app)
 dashboard.register(app)
 versions.register(app)
 decide.register(app)
+similar.register(app)
 
 
 @app.command("demo-data")
