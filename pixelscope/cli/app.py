@@ -10,6 +10,7 @@
     pixelscope monitor DROP  a new data drop against the reference, rolled into its window
     pixelscope decide ...  review decisions (exclude, relabel, keep, tag, undo, list) that curate applies
     pixelscope similar IMAGE  the dataset images most like an image (faiss over the embeddings)
+    pixelscope evaluate    the model's predictions: confusion, per-class F1, calibration, failing slices
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Annotated
 
 import typer
 
-from pixelscope.cli import dashboard, decide, profiles, similar, stages, suites, versions
+from pixelscope.cli import dashboard, decide, evaluate, profiles, similar, stages, suites, versions
 from pixelscope.cli.common import out
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -32,6 +33,7 @@ dashboard.register(app)
 versions.register(app)
 decide.register(app)
 similar.register(app)
+evaluate.register(app)
 
 
 @app.command("demo-data")
