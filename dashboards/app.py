@@ -33,6 +33,7 @@ PAGES = [
     st.Page("views/issues.py", title="Issues"),
     st.Page("views/curated.py", title="Curated set"),
     st.Page("views/decisions.py", title="Decisions"),
+    st.Page("views/evaluation.py", title="Evaluation"),
     st.Page("views/versions.py", title="Versions"),
 ]
 

@@ -75,7 +75,7 @@ def evaluate(frame: pd.DataFrame, min_slice: int = MIN_SLICE) -> dict[str, Any]:
     readable = frame[frame["status"] == "ok"] if "status" in frame else frame
     if "pred_label" not in frame or "label" not in frame:
         raise InputMissing("evaluate needs labels and predictions (pred_label)")
-    rows = readable[readable["label"].notna() & readable["pred_label"].notna()]
+    rows = evaluated_rows(frame)
     if rows.empty:
         raise InputMissing("no readable image has both a label and a prediction")
     truth, pred = rows["label"].astype(str).to_numpy(), rows["pred_label"].astype(str).to_numpy()
@@ -146,6 +146,20 @@ def _candidates(rows: pd.DataFrame) -> list[tuple[str, str, np.ndarray]]:
     return out
 
 
+def evaluated_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows evaluate() scores: readable, with a label and a prediction."""
+    readable = frame[frame["status"] == "ok"] if "status" in frame else frame
+    return readable[readable["label"].notna() & readable["pred_label"].notna()]
+
+
+def slice_mask(rows: pd.DataFrame, name: str) -> np.ndarray:
+    """The mask of a slice by the name evaluate() gave it (over the same rows)."""
+    for _, described, mask in _candidates(rows):
+        if described == name:
+            return mask
+    raise KeyError(name)
+
+
 def failing_slices(rows: pd.DataFrame, right: np.ndarray, min_slice: int) -> list[dict[str, Any]]:
     found = []
     for col, name, mask in _candidates(rows):
@@ -164,4 +178,4 @@ def failing_slices(rows: pd.DataFrame, right: np.ndarray, min_slice: int) -> lis
     return sorted(found, key=lambda s: -s["z"])
 
 
-__all__ = ["evaluate", "load_frame", "wilson"]
+__all__ = ["evaluate", "evaluated_rows", "load_frame", "slice_mask", "wilson"]

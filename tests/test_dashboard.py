@@ -27,7 +27,7 @@ from pixelscope.profile.sketches import NumericSketch
 
 APP = str(REPO / "dashboards" / "app.py")
 PAGES = ["overview", "features", "compare", "drift", "embedding_map", "images", "issues", "curated", "versions",
-         "decisions"]
+         "decisions", "evaluation"]
 
 
 def bundle_params():
@@ -317,7 +317,7 @@ def test_pages_import_only_light_readers():
              "pixelscope.validate.drift", "pixelscope.curate.select", "pixelscope.io.values",
              # review actions: the decisions file and its API, the apply launcher, saved slices
              "pixelscope.config", "pixelscope.curate.review", "pixelscope.curate.decisions", "pixelscope.curate.apply",
-             "pixelscope.curate.slices", "pixelscope.curate"}
+             "pixelscope.curate.slices", "pixelscope.curate", "pixelscope.evaluate"}
     for path in (REPO / "dashboards").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
@@ -936,3 +936,15 @@ def test_pixelscope_dashboard_read_only_shows_no_action_in_the_browser(bundle, t
         proc.terminate()
         proc.wait(timeout=30)
     assert not (root / "curation" / "decisions.jsonl").exists() or not (root / "curation" / "decisions.jsonl").read_text()
+
+
+def test_the_evaluation_page_shows_the_models_numbers_and_a_confusion_cells_images(bundle, monkeypatch):
+    manifest = pq.read_table(bundle / "manifest.parquet").to_pandas()
+    rows = manifest[(manifest["status"] == "ok") & manifest["label"].notna() & manifest["pred_label"].notna()]
+    accuracy = float((rows["label"] == rows["pred_label"]).mean())
+    cell = int(((rows["label"] == "rocket") & (rows["pred_label"] == "cat")).sum())
+    assert 0 < accuracy < 1 and cell > 0
+    at = app(bundle, "evaluation", monkeypatch, true="rocket", pred="cat")
+    assert metric(at, "accuracy") == f"{accuracy:.3f}" and metric(at, "evaluated") == f"{len(rows):,}"
+    assert f"{cell:,} images labelled rocket, predicted cat" in texts(at)
+    assert len(at.get("plotly_chart")) >= 1
