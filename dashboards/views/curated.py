@@ -6,6 +6,7 @@ import re
 import pandas as pd
 import streamlit as st
 
+from dashboards import actions
 from dashboards.common import bundle, grid, need, section, table
 from dashboards.selection import md
 
@@ -33,8 +34,11 @@ if reasons:
     tabs = st.tabs([md(r) for r in reasons])
     for tab, reason in zip(tabs, reasons):
         with tab:
-            ex = ledger[~ledger["included"] & (ledger["first_reason"] == reason)].head(6)
+            every = ledger[~ledger["included"] & (ledger["first_reason"] == reason)]
+            ex = every.head(6)
             grid(ex, [str(r) for r in ex["reasons"]], key=f"ex-{reason}")
+            actions.act(every, where=f"curated:{reason}", key=f"ex-{reason}",
+                        what=f"every image excluded as {reason}", actions=("include", "exclude", "relabel", "tag"))
 st.subheader("Exports")
 st.dataframe(pd.DataFrame({"format": c["recipe"]["formats"]}), hide_index=True)
 st.subheader("Dataset card")
