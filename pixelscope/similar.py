@@ -18,10 +18,9 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from pixelscope.config import Params
+from pixelscope.curate.review import MIN_PREFIX  # one rule for id prefixes, as `pixelscope decide --id`
 from pixelscope.errors import BadInput, ConfigError, InputMissing
 from pixelscope.io.decode import ImageError
-
-MIN_PREFIX = 6
 
 
 @dataclass
