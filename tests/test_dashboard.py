@@ -195,6 +195,10 @@ def test_the_versions_page_shows_the_history_that_publish_carries(bundle, tmp_pa
     assert metric(at, "versions") == "2" and metric(at, "drifted from the previous") == "1"
     shown = next(d.value for d in at.dataframe if "vs previous" in d.value.columns)
     assert shown["vs previous"].tolist() == ["-", "DRIFT"] and shown["files"].tolist() == hist["files"].tolist()
+    # the model's accuracy per version: the reference batch has no predictions, the demo set's is the exact mean
+    agrees = pq.read_table(published / "manifest.parquet").to_pandas()
+    agrees = agrees[(agrees["status"] == "ok") & agrees["pred_label"].notna() & agrees["label"].notna()]
+    assert shown["accuracy"].tolist() == ["-", f"{(agrees['pred_label'] == agrees['label']).mean():.3f}"]
     assert len(at.get("plotly_chart")) >= 1 and not at.info  # the quantile bands, no "no history" note
 
 

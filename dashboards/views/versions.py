@@ -30,11 +30,17 @@ if has("history"):
              f"{int(drops['drift_ref'].fillna(False).astype(bool).sum())} drifted" if len(drops) else None,
              delta_color="inverse")
     shown = hist.assign(**{"vs previous": hist["drift_prev"].map(verdict), "vs reference": hist["drift_ref"].map(verdict)})
-    cols = [c for c in ["rev", "kind", "date", "window", "files", "ok", "errors", "validation", "vs previous",
-                        "drift_prev_features", "vs reference", "drift_ref_features"] if c in shown.columns]
+    if "pred_agrees_mean" in hist:  # the model's accuracy on the version: the exact mean of pred_agrees
+        shown = shown.assign(accuracy=hist["pred_agrees_mean"].map(lambda a: "-" if pd.isna(a) else f"{a:.3f}"))
+    cols = [c for c in ["rev", "kind", "date", "window", "files", "ok", "errors", "validation", "accuracy",
+                        "vs previous", "drift_prev_features", "vs reference", "drift_ref_features"] if c in shown.columns]
     st.dataframe(shown[cols], hide_index=True, width="stretch",
                  column_config={"drift_prev_features": "drifted (vs previous)",
                                 "drift_ref_features": "drifted (vs reference)"})
+    if "pred_agrees_mean" in hist and hist["pred_agrees_mean"].notna().sum() > 1:
+        st.plotly_chart(px.line(hist.assign(rev=hist["rev"].astype(str)), x="rev", y="pred_agrees_mean", markers=True,
+                                height=280, labels={"pred_agrees_mean": "accuracy", "rev": "version"},
+                                title="the model's accuracy per version"), width="stretch")
     features = sorted({c.rsplit("_p", 1)[0] for c in hist.columns if c.endswith("_p50")})
     if features:
         f = st.selectbox("feature", features, index=features.index("brightness_mean") if "brightness_mean" in features
