@@ -58,14 +58,6 @@ def decisions_path() -> Path | None:
         return None
 
 
-def entries() -> list[Any]:
-    """Every decision in the project's file (read fresh: another tab or the CLI may have added some)."""
-    from pixelscope.curate import decisions
-
-    path = decisions_path()
-    return decisions.read(path) if path is not None else []
-
-
 def targets(rows: pd.DataFrame) -> list[tuple[str, str]]:
     return [(str(i), str(p)) for i, p in zip(rows["id"], rows["path"])]
 
@@ -170,13 +162,20 @@ def start_apply() -> None:
                          start_new_session=True)
 
 
+@st.cache_data(show_spinner=False, max_entries=2)
+def _lines(path: str, stamp: tuple[int, int]) -> int:
+    with open(path, "rb") as fh:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
+
+
 def entry_count() -> int:
-    """Lines in the decisions file (one per entry): counted, not parsed, for the sidebar's badge."""
+    """Lines in the decisions file (one per entry): counted, not parsed, for the sidebar's badge, and
+    counted again only when the file changes (size, mtime) — every page's run shows the badge."""
     path = decisions_path()
     if path is None or not path.is_file():
         return 0
-    with path.open("rb") as fh:
-        return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
+    info = path.stat()
+    return _lines(str(path), (info.st_size, info.st_mtime_ns))
 
 
 def pending(applied: int | None) -> int:
@@ -184,7 +183,7 @@ def pending(applied: int | None) -> int:
     return max(0, entry_count() - int(applied or 0))
 
 
-__all__ = ["act", "decided", "entries", "keep_button", "pending", "record", "running", "start_apply", "status",
+__all__ = ["act", "decided", "keep_button", "pending", "record", "running", "start_apply", "status",
            "suggestion_buttons", "writable"]
 
 

@@ -224,3 +224,25 @@ def test_the_curate_diff_names_added_dropped_moved_and_relabelled():
     d = diff(old, new, {"recipe": 1}, {"recipe": 1})
     assert d["added"] == ["e"] and d["dropped"] == ["b"] and d["moved"] == ["a"] and d["relabeled"] == ["c"]
     assert d["moves"] == {"a": ["train", "val"]} and d["kept"] == 3 and d["stable"] is False
+
+
+def test_undo_takes_several_entries_as_one_batch_and_names_a_missing_one():
+    a, b = ("a" * 64, "x.jpg"), ("b" * 64, "y.jpg")
+    made = decisions.make("exclude", [a], author="ana") + decisions.make("tag", [b], value="t", author="ana")
+    undone = decisions.undo_entries([d.entry for d in made], made, author="bo")
+    assert [u.value for u in undone] == [d.entry for d in made] and len({u.batch for u in undone}) == 1
+    assert decisions.resolve(made + undone).ids() == set()
+    with pytest.raises(ConfigError, match="e-missing"):
+        decisions.undo_entries([made[0].entry, "e-missing"], made, author="bo")
+
+
+def test_saving_a_slice_into_a_broken_params_file_is_a_named_error_and_writes_nothing(tmp_path):
+    from pixelscope.curate.slices import save_slice
+
+    params = tmp_path / "params.yaml"
+    params.write_text("curate: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        save_slice(params, "dark", "brightness_mean < 0.2")
+    assert params.read_text() == "curate: [unclosed\n"
+    with pytest.raises(ConfigError, match="slice name"):
+        save_slice(params, "no spaces", "width > 1")

@@ -15,12 +15,10 @@ from pixelscope.errors import PixelscopeError
 
 @st.cache_data(show_spinner=False, max_entries=2)
 def entries_frame(path: str, stamp: tuple[int, int]) -> pd.DataFrame:
-    """Every entry, newest first, with `undone` (cached until the file changes: size and mtime)."""
+    """decisions.history, cached until the file changes (size and mtime)."""
     from pixelscope.curate import decisions
 
-    got, state = decisions.load(Path(path))
-    frame = pd.DataFrame([d.__dict__ for d in reversed(got)], columns=list(decisions.FIELDS))
-    return frame.assign(undone=frame["entry"].isin(state.undone))
+    return pd.DataFrame(decisions.history(Path(path)), columns=[*decisions.FIELDS, "undone"])
 
 
 MAX_ROWS = 2_000
@@ -63,8 +61,7 @@ else:
         if st.button(f"Undo {len(chosen)} selected entr{'ies' if len(chosen) != 1 else 'y'}"):
             from pixelscope.curate.review import undo
 
-            for entry in chosen["entry"]:
-                undo(actions.params(), actions.project(), entry, reason=reason, where="dashboard:decisions")
+            undo(actions.params(), actions.project(), chosen["entry"].tolist(), reason=reason, where="dashboard:decisions")
             st.toast(f"undid {len(chosen)} entries; Apply to rebuild the set")
             st.rerun()
 

@@ -65,7 +65,7 @@ def run(project: Path, params_file: Path, status_file: Path) -> int:
                     shutil.copy2(curated / name, before / name)
             old = read_curated(params, project, folder=before)
         seconds = status.setdefault("seconds", {})
-        seconds["start"] = round(time.time() - status["started"], 3)  # imports and the ledger snapshot
+        seconds["start"] = round(time.time() - status["started"], 3)  # params and the ledger snapshot (imports before)
         for step, fn in (("curate", curate_step), ("publish", publish_step)):
             status.update(step=step, progress=STEPS.index(step) / len(STEPS))
             _write(status_file, status)

@@ -125,22 +125,27 @@ def make(action: str, targets: Sequence[tuple[str, str]], *, value: str | None =
         raise ConfigError(f"decision: {action} names no image")
     if action == "keep" and len(targets) != 1:
         raise ConfigError(f"decision: keep names one image (the one its duplicate group keeps), not {len(targets)}")
+    return _entries(action, [(i, p, value) for i, p in targets], reason, where, author, project)
+
+
+def _entries(action: str, rows: Sequence[tuple[str | None, str | None, str | None]], reason: str, where: str,
+             author: str | None, project: Path) -> list[Decision]:
+    """One batch: an entry per (id, path, value), with one author, time and batch id."""
     reason = _text("reason", reason, False) or ""
     who, when, batch = author or author_name(project), _now(), f"b-{uuid.uuid4().hex[:12]}"
-    return [Decision(entry=f"e-{uuid.uuid4().hex[:16]}", batch=batch, action=action, id=i, path=p, value=value,
-                     reason=reason, author=who, time=when, where=where) for i, p in targets]
+    return [Decision(entry=f"e-{uuid.uuid4().hex[:16]}", batch=batch, action=action, id=i, path=p, value=v,
+                     reason=reason, author=who, time=when, where=where) for i, p, v in rows]
 
 
-def undo_entries(target: str, decisions: Sequence[Decision], *, reason: str = "", where: str = "cli",
+def undo_entries(targets: str | Sequence[str], decisions: Sequence[Decision], *, reason: str = "", where: str = "cli",
                  author: str | None = None, project: Path = Path(".")) -> list[Decision]:
-    """An undo of one entry, or of every entry of a batch (one undo line per entry)."""
-    hits = [d for d in decisions if target in (d.entry, d.batch)]
-    if not hits:
-        raise ConfigError(f"decide undo: no entry or batch {target!r} in the decisions file")
-    who, when, batch = author or author_name(project), _now(), f"b-{uuid.uuid4().hex[:12]}"
-    return [Decision(entry=f"e-{uuid.uuid4().hex[:16]}", batch=batch, action="undo", id=None, path=None,
-                     value=d.entry, reason=_text("reason", reason, False) or "", author=who, time=when, where=where)
-            for d in hits]
+    """Undos of entries or of every entry of batches (one undo line per entry), as one batch."""
+    wanted = {targets} if isinstance(targets, str) else set(targets)
+    hits = [d for d in decisions if d.entry in wanted or d.batch in wanted]
+    missing = wanted - {d.entry for d in hits} - {d.batch for d in hits}
+    if missing:
+        raise ConfigError(f"decide undo: no entry or batch {sorted(missing)[0]!r} in the decisions file")
+    return _entries("undo", [(None, None, d.entry) for d in hits], reason, where, author, project)
 
 
 def append(path: Path, entries: Iterable[Decision]) -> int:
@@ -276,5 +281,12 @@ def load(path: Path) -> tuple[list[Decision], Review]:
     return decisions, resolve(decisions)
 
 
-__all__ = ["ACTIONS", "Decision", "Review", "append", "author_name", "load", "make", "read", "resolve",
+def history(path: Path) -> list[dict[str, Any]]:
+    """Every entry, newest first, with `undone` (taken back by a later undo): `decide list --json`
+    prints it, the Decisions page shows it."""
+    decisions, review = load(path)
+    return [{**asdict(d), "undone": d.entry in review.undone} for d in reversed(decisions)]
+
+
+__all__ = ["ACTIONS", "Decision", "Review", "append", "author_name", "history", "load", "make", "read", "resolve",
            "undo_entries"]

@@ -122,20 +122,19 @@ def record(params: Params, project: Path, action: str, targets: Sequence[tuple[s
     return entries
 
 
-def undo(params: Params, project: Path, target: str, *, reason: str = "", where: str = "cli",
+def undo(params: Params, project: Path, targets: str | Sequence[str], *, reason: str = "", where: str = "cli",
          author: str | None = None) -> list[Decision]:
-    """Take back one entry or a whole batch."""
+    """Take back entries or whole batches (the file is read once, the undos appended as one batch)."""
     path = decisions_file(params, project)
-    entries = decisions.undo_entries(target, decisions.read(path), reason=reason, where=where, author=author,
+    entries = decisions.undo_entries(targets, decisions.read(path), reason=reason, where=where, author=author,
                                      project=project)
     decisions.append(path, entries)
     return entries
 
 
 def listing(params: Params, project: Path) -> list[dict]:
-    """Every entry, newest first, with `undone` (taken back by a later undo) — what `decide list --json` prints."""
-    all_entries, review = decisions.load(decisions_file(params, project))
-    return [{**d.__dict__, "undone": d.entry in review.undone} for d in reversed(all_entries)]
+    """Every entry, newest first, with `undone` — what `decide list --json` prints."""
+    return decisions.history(decisions_file(params, project))
 
 
 __all__ = ["decisions_file", "filter_mask", "images_frame", "listing", "pick", "record", "suggestions_of", "targets_of",

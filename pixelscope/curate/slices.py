@@ -27,7 +27,12 @@ def save_slice(params_file: Path, name: str, expression: str) -> None:
     yaml.width = 4096  # no re-wrapping of long lines
     yaml.indent(mapping=2, sequence=4, offset=2)
     yaml.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
-    data = yaml.load(params_file.read_text()) if params_file.exists() else None
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        data = yaml.load(params_file.read_text()) if params_file.exists() else None
+    except YAMLError as e:
+        raise ConfigError(f"{params_file}: not valid YAML, the slice was not saved ({str(e).splitlines()[0]})") from None
     data = data if data is not None else CommentedMap()
     if not isinstance(data, dict):
         raise ConfigError(f"{params_file}: the top level is not a mapping")
