@@ -25,21 +25,24 @@ $(STAMP): requirements.txt pyproject.toml
 
 install: $(STAMP)
 
-## demo: build the demo images, run the whole pipeline (Prefect, no server needed), show the profile
+## demo: the demo project demo/ (git + DVC): v1 through the whole pipeline (Prefect, no server needed),
+## v1 as the drift reference, a shifted batch as v2, both versions in the history; then its profile
+DEMO ?= demo
 demo: $(STAMP)
-	$(BIN)/pixelscope demo-data
-	$(BIN)/python -m flows.pipeline
-	$(BIN)/pixelscope show data/processed/profile.json
+	$(BIN)/python -m flows.demo --project $(DEMO)
+	$(BIN)/pixelscope show $(DEMO)/data/processed/profile.json
 	@echo
-	@echo "manifest: data/interim/manifest.parquet   profile: data/processed/profile.json   bundle: reports/publish/"
-	@echo "issues: data/processed/issues.parquet (pixelscope issues --show duplicates | label | blurry ...)"
-	@echo "curated: data/curated/ (ledger curation.parquet, README.md card, torchvision / imagefolder / webdataset / parquet)"
-	@echo "next: 'make dashboard' (http://127.0.0.1:8501), dvc status / dvc repro / dvc metrics show, or 'make serve' for the Prefect UI"
+	@echo "the demo project: $(DEMO)/ (its own git + DVC repo: git log, git tag, dvc status, dvc repro work there)"
+	@echo "manifest: $(DEMO)/data/interim/manifest.parquet   profile: $(DEMO)/data/processed/profile.json   bundle: $(DEMO)/reports/publish/"
+	@echo "issues: $(DEMO)/data/processed/issues.parquet (cd $(DEMO) && pixelscope issues --show duplicates | label | blurry ...)"
+	@echo "curated: $(DEMO)/data/curated/ (ledger curation.parquet, README.md card, torchvision / imagefolder / webdataset / parquet)"
+	@echo "next: 'make dashboard' (http://127.0.0.1:8501: review, decide, Apply), or 'make serve' for the Prefect UI"
 
-## dashboard: review the published bundle in the browser (Streamlit, http://127.0.0.1:$(DASHBOARD_PORT))
+## dashboard: review the demo project in the browser (Streamlit, http://127.0.0.1:$(DASHBOARD_PORT)); decisions
+## go to $(DEMO)/curation/decisions.jsonl and Apply re-curates $(DEMO)/. Your own project: pixelscope dashboard
 DASHBOARD_PORT ?= 8501
 dashboard: $(STAMP)
-	$(BIN)/pixelscope dashboard reports/publish --port $(DASHBOARD_PORT)
+	$(BIN)/pixelscope dashboard --project $(DEMO) --port $(DASHBOARD_PORT)
 
 ## pipeline: the Prefect pipeline on data/raw (skips stages DVC reports up to date)
 pipeline: $(STAMP)
@@ -80,3 +83,4 @@ bench-quick: $(STAMP)
 
 clean:
 	rm -rf data/interim data/processed reports .pytest_cache .hypothesis
+	if [ -f $(DEMO)/.pixelscope-demo ]; then rm -rf $(DEMO); fi

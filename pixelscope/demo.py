@@ -226,8 +226,8 @@ def build_showcase(out: str | Path = "data/raw", new_batch: str | Path | None = 
                              SHOWCASE))
             i += 1
     if new_batch is not None:
-        shifted = {lb: per_class // 2 for lb in SHOWCASE_LABELS if lb != "motorcycle"}
-        shifted["cat"] = per_class
+        shifted = {lb: per_class for lb in SHOWCASE_LABELS if lb != "motorcycle"}
+        shifted["cat"] = per_class * 2
         jobs += list(_class_jobs(Path(new_batch), shifted, SHOWCASE_SHIFTED, seed + 1, ["studio", "field"]))
     _run(jobs, workers)
     made = sorted(Path(j.path) for j in jobs if Path(j.path).is_relative_to(out))
@@ -265,18 +265,25 @@ def build_showcase(out: str | Path = "data/raw", new_batch: str | Path | None = 
     broken.write_bytes(synth_jpeg("cat", seed + 99, SHOWCASE)[:2000])
     (out / "field" / "train" / "coffee" / "coffee_empty.jpg").write_bytes(b"")
     planted["broken"] = [broken.relative_to(out).as_posix(), "field/train/coffee/coffee_empty.jpg"]
-    files = sorted(p for p in out.rglob("*.jpg") if p.stat().st_size > 2000)
-    lines = ["path,prediction,confidence"]
-    dark = set(planted["dark"])
-    for p in files:
-        rel = p.relative_to(out).as_posix()
-        truth = p.parent.name
-        wrong = rng.random() < (0.75 if rel in dark else 0.15)
-        pred = [lb for lb in SHOWCASE_LABELS if lb != truth][int(rng.integers(4))] if wrong else truth
-        lines.append(f"{rel},{pred},{rng.uniform(0.35, 0.7) if wrong else rng.uniform(0.6, 0.99):.3f}")
-    (out.parent / "predictions.csv").write_text("\n".join(lines) + "\n")
+    write_predictions(out, {p: 0.75 for p in planted["dark"]}, seed)
     (out.parent / "demo_planted.json").write_text(json.dumps(planted, indent=1))
     return {"images": len(list(out.rglob("*.jpg"))), "new_batch": len(jobs) - len(made), "planted": planted}
+
+
+def write_predictions(raw: Path, error_rate: dict[str, float], seed: int = 0, default_error: float = 0.15) -> Path:
+    """`predictions.csv` beside the raw folder: a model's output for every readable demo image
+    (path relative to raw, prediction, confidence), wrong with probability error_rate[path]
+    (else default_error), less confident when wrong. The true class is the image's folder."""
+    rng = np.random.default_rng(seed + 7)
+    lines = ["path,prediction,confidence"]
+    for p in sorted(p for p in raw.rglob("*.jpg") if p.stat().st_size > 2000):
+        rel, truth = p.relative_to(raw).as_posix(), p.parent.name
+        wrong = rng.random() < error_rate.get(rel, default_error)
+        pred = [lb for lb in SHOWCASE_LABELS if lb != truth][int(rng.integers(len(SHOWCASE_LABELS) - 1))] if wrong else truth
+        lines.append(f"{rel},{pred},{rng.uniform(0.35, 0.7) if wrong else rng.uniform(0.6, 0.99):.3f}")
+    out = raw.parent / "predictions.csv"
+    out.write_text("\n".join(lines) + "\n")
+    return out
 
 
 def build_benchmark_set(out: str | Path, n: int, seed: int = 0, workers: int = 2) -> Path:

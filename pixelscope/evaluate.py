@@ -13,8 +13,11 @@ that is of the readable images is reported (a predictions file may cover part of
   class, issue flags, ...) and over the quartiles of every numeric feature, each with its size,
   accuracy, Wilson 95 % interval and the gap to the rest. A slice is listed only when the model
   is worse there with 95 % confidence — the slice's Wilson upper bound is below the accuracy on
-  the rest — and only at MIN_SLICE images or more; listed slices are sorted by how sure the gap
-  is (the two-proportion z), not by its size.
+  the rest, and a two-proportion z-test of slice against rest says so one-sided at 95 %
+  (z >= 1.645: a rest of a handful of images proves nothing) — and only when the slice and the
+  rest both hold MIN_SLICE images or more; listed slices are sorted by how sure the gap is (z),
+  not by its size. Each slice is tested on its own (no correction for the many slices tried):
+  a listed slice is a lead to look at, the top of the list the surest.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from pixelscope.errors import InputMissing
 MIN_SLICE = 20
 BINS = 10
 Z95 = 1.959963984540054
+Z_ONE_SIDED = 1.6448536269514722  # a slice worse than the rest, one-sided at 95 %
 SKIP = {"id", "path", "status", "reason", "detail", "pred_label", "pred_confidence", "pred_agrees", "pred_boxes",
         "pred_box_area", "warning", "exif_datetime", "phash", "dhash", "ahash", "whash", "duplicate_group",
         "group_key", "representative"}
@@ -164,7 +168,7 @@ def failing_slices(rows: pd.DataFrame, right: np.ndarray, min_slice: int) -> lis
     found = []
     for col, name, mask in _candidates(rows):
         n, rest = int(mask.sum()), int((~mask).sum())
-        if n < min_slice or rest == 0:
+        if n < min_slice or rest < min_slice:
             continue
         hits, rest_hits = int(right[mask].sum()), int(right[~mask].sum())
         acc, rest_acc = hits / n, rest_hits / rest
@@ -173,8 +177,11 @@ def failing_slices(rows: pd.DataFrame, right: np.ndarray, min_slice: int) -> lis
             continue  # not worse than the rest with 95 % confidence
         pooled = (hits + rest_hits) / (n + rest)
         se = math.sqrt(max(pooled * (1 - pooled) * (1 / n + 1 / rest), 1e-12))
+        z = (rest_acc - acc) / se
+        if z < Z_ONE_SIDED:
+            continue
         found.append({"slice": name, "column": col, "size": n, "accuracy": acc, "interval": [lo, hi],
-                      "rest_accuracy": rest_acc, "gap": rest_acc - acc, "z": (rest_acc - acc) / se})
+                      "rest_accuracy": rest_acc, "gap": rest_acc - acc, "z": z})
     return sorted(found, key=lambda s: -s["z"])
 
 

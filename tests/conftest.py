@@ -69,6 +69,18 @@ def prefect_server():
         yield PREFECT_API_URL.value()
 
 
+@pytest.fixture(scope="session")
+def demo_project(tmp_path_factory, prefect_server) -> Path:
+    """The project `make demo` builds (flows/demo.py, the same 40 images per class): v1 through the
+    pipeline, v1 as the reference, a shifted batch as v2, both in the history. Tests that write
+    into it work on a copy."""
+    from flows.demo import demo
+
+    root = tmp_path_factory.mktemp("make-demo") / "demo"
+    demo(str(root), per_class=40)
+    return root
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1 (for servers a test starts)."""
     import socket

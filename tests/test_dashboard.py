@@ -748,53 +748,38 @@ def wait_applied(root: Path, timeout: float = 300) -> dict:
 
 
 @pytest.mark.slow
-def test_review_in_a_real_browser_box_exclude_accept_keep_apply_undo(bundle, tmp_path):
-    """On a copy of the demo project, in Chromium: a box on the map -> exclude with a reason -> Apply:
-    the Curated page counts them excluded with that reason and the export shrinks by as many; accept
-    a label-error suggestion -> the image sits under the new class in the torchvision export; "keep
-    this one" -> the ledger's representative changes; undo everything -> Apply -> the earlier set,
-    SHA256SUMS byte for byte. Every request goes to 127.0.0.1; screenshots for the README."""
+def test_review_in_a_real_browser_box_exclude_accept_keep_apply_undo(demo_project, tmp_path):
+    """On a copy of the project `make demo` builds, in Chromium: accept the label-error finder's top
+    suggestion (a planted label flip) -> a box on the map away from it -> exclude with a reason ->
+    "keep this one" in a duplicate group -> Apply: the Curated page counts the boxed images excluded
+    with that reason, the export shrinks by as many, the flipped image sits under its true class in
+    the torchvision export, the group's representative changes; `dvc status` then shows curate stale
+    and `dvc repro` gives the ledger and exports Apply gave; undo everything -> Apply -> the earlier
+    set, SHA256SUMS byte for byte. Every request goes to 127.0.0.1; screenshots for the README."""
     import os
     import subprocess
+    import sys
 
     from playwright.sync_api import sync_playwright
 
     from pixelscope.cli.dashboard import streamlit_command
-    from pixelscope.curate.step import curate_step
-    from pixelscope.publish.step import publish_step
 
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed (apt-get install -y chromium; .ci/run does it)")
-    root = tmp_path / "project"
-    shutil.copytree(bundle.parents[1], root, symlinks=True)
-    p = parse_params({**bundle_params().model_dump(mode="json", exclude_unset=True),
-                      "curate": {"formats": ["torchvision", "parquet"]}})
-    (root / "params.yaml").write_text("ingest:\n  workers: 1\nvalidate:\n  reference: ref/profile.json\n"
-                                      "  on_failure: warn\ncurate:\n  formats: [torchvision, parquet]\nprofile:\n"
-                                      "  predictions: predictions.csv\n")
-    issues = pq.read_table(root / p.paths.issues)  # one cat the label-error finder doubts: it suggests rocket
-    frame_ = issues.to_pandas()
-    # the included cat farthest right on the map (the box below covers its left third)
-    xs = pq.read_table(bundle / "projection.parquet").to_pandas().set_index("id")["x"]
-    included = pq.read_table(root / "data" / "curated" / "curation.parquet").to_pandas()
-    cats = included[included["included"] & (included["label"] == "cat")]
-    suspect_x = cats["id"].map(xs).max()
-    suspect = cats.loc[cats["id"].map(xs) == suspect_x, "path"].iloc[0]
-    pad = 0.04 * float(xs.max() - xs.min())  # the map's x range, as the page sets it
-    box_right = float(min(0.35, 0.8 * (suspect_x - xs.min() + pad) / (xs.max() - xs.min() + 2 * pad)))
-    flag = [x == suspect for x in frame_["path"]]
-    for name, values, kind in (("label_error", flag, pa.bool_()), ("label_error_score", [0.9 if f else 0.0 for f in flag],
-                                                                      pa.float64()),
-                               ("suggested_label", ["rocket" if f else None for f in flag], pa.string())):
-        if name in issues.schema.names:
-            issues = issues.drop_columns([name])
-        issues = issues.append_column(pa.field(name, kind), pa.array(values, kind))
-    pq.write_table(issues.replace_schema_metadata(pq.read_schema(root / p.paths.issues).metadata), root / p.paths.issues)
-    curate_step(p, root)
-    publish_step(p, root)
+    root = tmp_path / "demo"
+    shutil.copytree(demo_project, root, symlinks=True)
     curated = root / "data" / "curated"
-    sums = {f: (curated / f / "SHA256SUMS").read_bytes() for f in ("torchvision", "parquet")}
+    formats = ("torchvision", "imagefolder", "webdataset", "parquet")
+    sums = {f: (curated / f / "SHA256SUMS").read_bytes() for f in formats}
     led0 = pq.read_table(curated / "curation.parquet").to_pandas()
+    planted = json.loads((root / "data" / "demo_planted.json").read_text())
+    issues = pq.read_table(root / "data" / "processed" / "issues.parquet").to_pandas()
+    top = issues[issues["label_error"].fillna(False)].sort_values("label_error_score", ascending=False).iloc[0]
+    assert top["path"] in planted["label_flips"]  # the page's first suggestion is a planted flip
+    xs = pq.read_table(root / "reports" / "publish" / "projection.parquet").to_pandas().set_index("id")["x"]
+    pad = 0.04 * float(xs.max() - xs.min())  # the map's x range, as the page sets it
+    u = float((xs[top["id"]] - xs.min() + pad) / (xs.max() - xs.min() + 2 * pad))  # the flip's place, 0..1
+    box = (0.0, min(0.35, 0.8 * u)) if u > 0.5 else (max(0.65, 1 - 0.8 * (1 - u)), 1.0)  # a third away from it
     port = free_port()
     env = {**os.environ, "PIXELSCOPE_BUNDLE": str(root / "reports" / "publish"), "PIXELSCOPE_PROJECT": str(root)}
     proc = subprocess.Popen(streamlit_command(port), env=env, cwd=root, stdout=subprocess.DEVNULL,
@@ -817,19 +802,32 @@ def test_review_in_a_real_browser_box_exclude_accept_keep_apply_undo(bundle, tmp
         page.wait_for_timeout(2500)  # the sidebar's poll notices, the app reruns on the new bundle
         return s
 
+    def entries() -> list[dict]:
+        return [json.loads(x) for x in (root / "curation" / "decisions.jsonl").read_text().splitlines()]
+
+    def hashes() -> dict[str, bytes]:
+        return {f: (curated / f).read_bytes() for f in ("curation.parquet", *(f"{x}/SHA256SUMS" for x in formats))}
+
     try:
         assert wait_healthy(served), "streamlit did not start"
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
             page.on("request", lambda r: hosts.add(r.url.split("/")[2]))
-            # 1. a box over the left third of the map, excluded with a reason
+            # 1. accept the top label-error suggestion
+            page.goto(f"{served}/issues")
+            finished(page)
+            click(page, "accept")
+            accepted = entries()[-1]
+            assert (accepted["action"], accepted["path"], accepted["value"]) == \
+                ("accept_suggestion", top["path"], top["suggested_label"])
+            # 2. a box over a third of the map away from that image, excluded with a reason
             page.goto(f"{served}/embedding_map")
             finished(page)
             plot = page.locator(".nsewdrag").first.bounding_box()
-            page.mouse.move(plot["x"] + 2, plot["y"] + 2)
+            page.mouse.move(plot["x"] + plot["width"] * box[0] + 2, plot["y"] + 2)
             page.mouse.down()
-            page.mouse.move(plot["x"] + plot["width"] * box_right, plot["y"] + plot["height"] - 2, steps=12)
+            page.mouse.move(plot["x"] + plot["width"] * box[1] - 2, plot["y"] + plot["height"] - 2, steps=12)
             page.mouse.up()
             page.wait_for_function("() => document.body.innerText.includes(' selected')", timeout=60_000)
             finished(page)
@@ -839,17 +837,15 @@ def test_review_in_a_real_browser_box_exclude_accept_keep_apply_undo(bundle, tmp
             page.get_by_label("reason (optional; stored as written)").fill("left cluster: <b>not</b> ours")
             page.screenshot(path=str(shots / "review-action.png"))
             click(page, f"Record for {selected:,} images")
-            decided = [json.loads(x) for x in (root / "curation" / "decisions.jsonl").read_text().splitlines()]
+            decided = entries()[1:]
             assert len(decided) == selected and {d["action"] for d in decided} == {"exclude"}
-            # 2. accept the planted label-error suggestion
+            assert top["path"] not in {d["path"] for d in decided}
+            # 3. keep another copy of the first duplicate group
             page.goto(f"{served}/issues")
             finished(page)
-            click(page, "accept")
-            # 3. keep another copy of the first duplicate group
             click(page, "keep this one")
             s = apply(page)
-            entries = [json.loads(x) for x in (root / "curation" / "decisions.jsonl").read_text().splitlines()]
-            assert [e["action"] for e in entries[selected:]] == ["accept_suggestion", "keep"]
+            assert [e["action"] for e in entries()] == ["accept_suggestion"] + ["exclude"] * selected + ["keep"]
             led = pq.read_table(curated / "curation.parquet").to_pandas()
             boxed = {d["path"] for d in decided}
             was_in = led0[led0["path"].isin(boxed) & led0["included"]]["path"]
@@ -859,23 +855,33 @@ def test_review_in_a_real_browser_box_exclude_accept_keep_apply_undo(bundle, tmp
             assert (review_out["first_reason"] == "excluded in review").all()
             assert review_out["reasons"].str.contains("left cluster: <b>not</b> ours", regex=False).all()
             assert set(was_in) <= set(s["diff"]["dropped"])
-            assert any((curated / "torchvision").glob(f"*/rocket/*{Path(suspect).stem}*"))  # accepted: a rocket now
-            kept = entries[-1]["path"]
+            flip = Path(top["path"])  # accepted: under its true class now
+            assert list((curated / "torchvision").glob(f"*/{top['suggested_label']}/*{flip.stem}*"))
+            assert not list((curated / "torchvision").glob(f"*/{flip.parent.name}/*{flip.stem}*"))
+            kept = entries()[-1]["path"]
             group = now.at[kept, "duplicate_group"]  # the group's representative is the kept image now
-            assert set(now.loc[now["duplicate_group"] == group, "group_key"]) == {entries[-1]["id"]}
+            assert set(now.loc[now["duplicate_group"] == group, "group_key"]) == {entries()[-1]["id"]}
             assert "kept instead of" in now.at[kept, "review"]
             page.goto(f"{served}/curated")
             finished(page)
             assert "excluded in review" in page.inner_text("body")
+            # 4. DVC sees the decisions: curate is stale, and `dvc repro` gives what Apply gave
+            applied = hashes()
+            venv = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}  # stages call `pixelscope`
+            status = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=root, capture_output=True, text=True)
+            assert "curate:" in status.stdout and "curation/decisions.jsonl" in status.stdout, status.stdout
+            repro = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=root, capture_output=True, text=True, env=venv)
+            assert repro.returncode == 0 and "Running stage 'curate'" in repro.stdout, repro.stdout + repro.stderr
+            assert hashes() == applied
             page.goto(f"{served}/decisions")
             finished(page)
             page.screenshot(path=str(shots / "review-decisions.png"))
-            # 4. undo everything from the Decisions page: the header's row marker selects every row
+            # 5. undo everything from the Decisions page: the header's row marker selects every row
             grid_box = page.locator("[data-testid='stDataFrame']").first.bounding_box()
             page.mouse.click(grid_box["x"] + 18, grid_box["y"] + 18)
             page.wait_for_timeout(500)
             finished(page)
-            click(page, f"Undo {len(entries)} selected entries")
+            click(page, f"Undo {len(entries())} selected entries")
             apply(page)
             page.goto(f"{served}/decisions")
             finished(page)
@@ -884,7 +890,7 @@ def test_review_in_a_real_browser_box_exclude_accept_keep_apply_undo(bundle, tmp
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    assert {f: (curated / f / "SHA256SUMS").read_bytes() for f in sums} == sums  # the earlier set, byte for byte
+    assert {f: (curated / f / "SHA256SUMS").read_bytes() for f in formats} == sums  # the earlier set, byte for byte
     assert hosts == {served.split("/")[2]}, hosts
 
 

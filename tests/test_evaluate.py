@@ -54,6 +54,22 @@ def test_a_planted_weak_slice_is_the_top_one_and_a_random_one_is_not_listed():
     assert [s["z"] for s in slices] == sorted((s["z"] for s in slices), reverse=True)
 
 
+def test_a_slice_is_not_listed_against_a_handful_of_other_images():
+    """`odd_aspect = False` (403 images, 74 % right) against the 7 odd ones (6 right) was listed on
+    the demo: its Wilson upper bound (0.78) is below 6/7, but 7 images say nothing (z = 0.7). The rest
+    must be as big as a slice may be, and the gap sure by a two-proportion test (one-sided 95 %)."""
+    n = 410
+    odd = np.arange(n) < 7
+    right = np.where(odd, np.arange(n) != 0, np.arange(n) % 4 != 0)  # 6 of 7 odd right; 75 % of the rest
+    label = np.array(["cat"] * n)
+    frame = pd.DataFrame({"status": "ok", "label": label, "pred_label": np.where(right, "cat", "dog"), "odd_aspect": odd})
+    assert not [s for s in evaluate(frame)["slices"] if s["column"] == "odd_aspect"]
+    big = np.arange(n) < 60  # 60 images, 30 right, against 75 %: listed
+    right = np.where(big, np.arange(n) % 2 == 0, np.arange(n) % 4 != 0)
+    frame = pd.DataFrame({"status": "ok", "label": label, "pred_label": np.where(right, "cat", "dog"), "odd_aspect": big})
+    assert [s["slice"] for s in evaluate(frame)["slices"] if s["column"] == "odd_aspect"] == ["odd_aspect = True"]
+
+
 def test_without_predictions_or_labels_it_says_so():
     with pytest.raises(InputMissing, match="labels and predictions"):
         evaluate(pd.DataFrame({"status": ["ok"], "label": ["a"]}))
