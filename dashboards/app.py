@@ -29,6 +29,7 @@ PAGES = [
     st.Page("views/compare.py", title="Compare"),
     st.Page("views/drift.py", title="Drift"),
     st.Page("views/embedding_map.py", title="Embedding map"),
+    st.Page("views/clusters.py", title="Clusters"),
     st.Page("views/images.py", title="Images"),
     st.Page("views/issues.py", title="Issues"),
     st.Page("views/curated.py", title="Curated set"),

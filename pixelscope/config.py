@@ -111,6 +111,8 @@ class EmbedConfig(_Strict):
     shard_rows: int = Field(default=4096, ge=1)
     sample_size: int = Field(default=512, ge=2)
     projection: Literal["auto", "umap", "pca"] = "auto"
+    clusters: bool = True  # HDBSCAN clusters of the map (a `cluster` column; embed/projection.py)
+    cluster_min_size: int | None = Field(default=None, ge=2)  # smallest cluster; None: max(5, sqrt(n) / 2)
     semantic: bool = True  # top-1 class + confidence from the model's own classifier (models with named classes)
 
 

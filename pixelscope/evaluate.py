@@ -9,7 +9,7 @@ that is of the readable images is reported (a predictions file may cover part of
 - calibration, when confidences are given: ten equal-width confidence bins (count, mean
   confidence, accuracy) and the expected calibration error (sum over bins of n_b / N times
   |accuracy_b - confidence_b|);
-- where the model fails: slices over every categorical column (label, source, split, semantic
+- where the model fails: slices over every categorical column (label, source, split, cluster, semantic
   class, issue flags, ...) and over the quartiles of every numeric feature, each with its size,
   accuracy, Wilson 95 % interval and the gap to the rest. A slice is listed only when the model
   is worse there with 95 % confidence — the slice's Wilson upper bound is below the accuracy on
@@ -39,6 +39,7 @@ Z_ONE_SIDED = 1.6448536269514722  # a slice worse than the rest, one-sided at 95
 SKIP = {"id", "path", "status", "reason", "detail", "pred_label", "pred_confidence", "pred_agrees", "pred_boxes",
         "pred_box_area", "warning", "exif_datetime", "phash", "dhash", "ahash", "whash", "duplicate_group",
         "group_key", "representative"}
+GROUP_IDS = {"cluster"}  # integer columns that name groups (the embedding map's clusters)
 
 
 def wilson(hits: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -132,7 +133,11 @@ def _candidates(rows: pd.DataFrame) -> list[tuple[str, str, np.ndarray]]:
         if col in SKIP or col.endswith("_score") or col.startswith("exif_"):
             continue
         s = rows[col]
-        if pd.api.types.is_bool_dtype(s) or pd.api.types.is_string_dtype(s) or isinstance(s.dtype, pd.CategoricalDtype):
+        if col in GROUP_IDS:  # ids of groups, not quantities: each value is a slice
+            values = s.dropna()
+            for v in sorted(values.unique()) if 1 < values.nunique() <= 200 else []:
+                out.append((col, f"{col} = {int(v)}", (s == v).fillna(False).to_numpy(dtype=bool)))
+        elif pd.api.types.is_bool_dtype(s) or pd.api.types.is_string_dtype(s) or isinstance(s.dtype, pd.CategoricalDtype):
             values = s.dropna().astype(object)
             plain = all(isinstance(v, (str, bool, np.bool_)) for v in values.head(1000))  # not lists (tags)
             if plain and 1 < values.nunique() <= 50:

@@ -26,8 +26,8 @@ from pixelscope.profile import Profile
 from pixelscope.profile.sketches import NumericSketch
 
 APP = str(REPO / "dashboards" / "app.py")
-PAGES = ["overview", "features", "compare", "drift", "embedding_map", "images", "issues", "curated", "versions",
-         "decisions", "evaluation"]
+PAGES = ["overview", "features", "compare", "drift", "embedding_map", "clusters", "images", "issues", "curated",
+         "versions", "decisions", "evaluation"]
 
 
 def bundle_params():
@@ -128,6 +128,25 @@ def test_every_page_runs_and_shows_the_bundles_numbers(bundle, monkeypatch):
 
     for page in ("compare", "embedding_map", "versions"):
         app(bundle, page, monkeypatch)
+
+
+def test_the_clusters_page_lists_the_bundles_clusters_and_opens_one_in_images(bundle, monkeypatch):
+    clusters = pq.read_table(bundle / "clusters.parquet").to_pandas()
+    issues = pq.read_table(bundle / "issues.parquet").to_pandas()
+    real = clusters[clusters["cluster"] >= 0]
+    assert len(real) >= 1 and int(clusters["size"].sum()) == int(issues["cluster"].notna().sum())
+    at = app(bundle, "clusters", monkeypatch)
+    assert metric(at, "clusters") == f"{len(real):,}"
+    assert metric(at, "images in a cluster") == f"{int(real['size'].sum()):,}"
+    first = clusters.iloc[0]
+    assert at.subheader[0].value.startswith(f"Cluster {int(first['cluster'])}:" if first["cluster"] >= 0 else "Noise")
+    c = int(real.iloc[-1]["cluster"])
+    at.selectbox[0].set_value(c).run()
+    assert at.subheader[0].value == f"Cluster {c}: {int(real.iloc[-1]['size']):,} images"
+    next(b for b in at.button if b.label.startswith("Open all")).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.query_params["where"] in (f"cluster = {c}", [f"cluster = {c}"])
+    assert f"**{int(real.iloc[-1]['size']):,} images** match" in texts(at)
 
 
 def test_a_big_map_draws_a_sample_and_a_box_still_selects_every_point_inside(bundle, monkeypatch):
@@ -316,7 +335,8 @@ def test_moved_band_is_where_the_cdfs_differ():
 def test_pages_import_only_light_readers():
     allowed = {"__future__", "streamlit", "plotly", "pandas", "numpy", "pathlib", "re", "os", "sys", "threading", "json",
                "typing", "collections", "dashboards", "pixelscope", "starlette",  # starlette: the server Streamlit runs on
-               "subprocess"}  # Apply starts the steps in a process of their own
+               "subprocess",  # Apply starts the steps in a process of their own; so does a search by a dropped file
+               "hashlib", "tempfile"}  # ... which is written to a temporary file, cached by its sha256
     light = {"pixelscope.publish.bundle", "pixelscope.profile", "pixelscope.profile.sketches", "pixelscope.errors",
              "pixelscope.validate.drift", "pixelscope.curate.select", "pixelscope.io.values",
              # review actions: the decisions file and its API, the apply launcher, saved slices
@@ -334,11 +354,12 @@ def test_pages_import_only_light_readers():
     import sys
 
     code = ("import sys, dashboards.common, dashboards.selection, pixelscope.curate.select, dashboards.actions, "
-            "pixelscope.curate.review, pixelscope.curate.apply, pixelscope.curate.slices; "
+            "pixelscope.curate.review, pixelscope.curate.apply, pixelscope.curate.slices, dashboards.search; "
             "print(sorted({m.split('.')[0] for m in sys.modules}))")
     loaded = set(json.loads(re.sub("'", '"', subprocess.run([sys.executable, "-c", code], capture_output=True,
                                                             text=True, cwd=REPO, check=True).stdout)))
-    assert not loaded & {"torch", "cv2", "prefect", "great_expectations", "faiss", "onnxruntime"}
+    assert not loaded & {"torch", "cv2", "prefect", "great_expectations", "faiss", "onnxruntime", "umap", "numba",
+                         "sklearn"}
 
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -464,6 +485,27 @@ def test_a_real_browser_opens_every_page_selects_on_the_map_and_stays_on_loopbac
         projection = pq.read_table(bundle / "projection.parquet")
         assert f"{projection.num_rows:,} selected" in text
         assert page.locator("[data-testid='stImage']").count() > 0 and "box=" in page.url
+
+        # in click mode, a click on one point (the most isolated, so no neighbour is hit instead) opens it
+        page.goto(f"{served}/embedding_map?color=cluster&click=1")
+        finished(page)
+        proj = projection.to_pandas()
+        xy = proj[["x", "y"]].to_numpy()
+        span = xy.max(axis=0) - xy.min(axis=0)
+        lo, hi = xy.min(axis=0) - 0.04 * span, xy.max(axis=0) + 0.04 * span  # the axes the page sets
+        rel = (xy - lo) / (hi - lo)
+        d = ((rel[:, None, :] - rel[None, :, :]) ** 2).sum(-1)
+        np.fill_diagonal(d, np.inf)
+        target = int(d.min(axis=1).argmax())
+        plot = page.locator(".nsewdrag").first.bounding_box()
+        page.mouse.click(plot["x"] + float(rel[target, 0]) * plot["width"],
+                         plot["y"] + (1 - float(rel[target, 1])) * plot["height"])
+        page.wait_for_url(re.compile(r"/images\?.*image="), timeout=60_000)
+        finished(page)
+        assert f"image={proj.iloc[target]['id'][:16]}" in page.url
+        page.get_by_text("← back to the map").click()
+        finished(page)
+        assert "embedding_map" in page.url and "color=cluster" in page.url and "click=1" in page.url
         browser.close()
     assert hosts == {served.split("/")[2]}, hosts
 
@@ -891,6 +933,55 @@ def test_review_in_a_real_browser_box_exclude_accept_keep_apply_undo(demo_projec
         proc.terminate()
         proc.wait(timeout=30)
     assert {f: (curated / f / "SHA256SUMS").read_bytes() for f in formats} == sums  # the earlier set, byte for byte
+    assert hosts == {served.split("/")[2]}, hosts
+
+
+@pytest.mark.slow
+def test_more_like_a_dropped_file_finds_its_original_first_in_a_real_browser(demo_project, tmp_path):
+    """A half-size re-encoded copy of a demo image, dropped on the Images page: `pixelscope similar`
+    embeds it in a process of its own and the original comes first; the page stays on loopback."""
+    import os
+    import subprocess
+
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+
+    from pixelscope.cli.dashboard import streamlit_command
+
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium; .ci/run does it)")
+    manifest = pq.read_table(demo_project / "data" / "interim" / "manifest.parquet").to_pandas()
+    original = manifest[(manifest["status"] == "ok") & (manifest["label"] == "rocket")].iloc[3]["path"]
+    im = Image.open(demo_project / "data" / "raw" / original)
+    query = tmp_path / "query.jpg"
+    im.resize((im.width // 2, im.height // 2)).save(query, quality=70)
+    port = free_port()
+    env = {**os.environ, "PIXELSCOPE_BUNDLE": str(demo_project / "reports" / "publish"),
+           "PIXELSCOPE_PROJECT": str(demo_project), "PIXELSCOPE_READ_ONLY": "1"}
+    proc = subprocess.Popen(streamlit_command(port), env=env, cwd=demo_project, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    served = f"http://127.0.0.1:{port}"
+    hosts: set[str] = set()
+    try:
+        assert wait_healthy(served), "streamlit did not start"
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page.on("request", lambda r: hosts.add(r.url.split("/")[2]))
+            page.goto(f"{served}/images")
+            finished(page)
+            page.get_by_text("More like this: drop an image file").click()
+            page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(query))
+            page.wait_for_function("() => document.body.innerText.includes('most like query.jpg')", timeout=120_000)
+            finished(page)
+            captions = page.locator("[data-testid='stImageCaption']").all_inner_texts()
+            first = next(c for c in captions if " · " in c)
+            assert first.startswith(original), (original, captions[:3])
+            assert float(first.rsplit(" · ", 1)[1]) > 0.9
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
     assert hosts == {served.split("/")[2]}, hosts
 
 

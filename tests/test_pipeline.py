@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -809,6 +810,9 @@ def test_the_dashboard_opens_the_bundle_of_a_git_rev_read_through_dvc(piped, tmp
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         first = proc.stdout.readline()
+        # keep reading what the dashboard and Streamlit print, as a terminal would: a full pipe blocks
+        # their writes, and a blocked Streamlit cannot stop on Ctrl-C (seen once in CI under load)
+        threading.Thread(target=proc.stdout.read, daemon=True).start()
         assert first.startswith("dashboard over ") and f"http://127.0.0.1:{port}" in first, first
         folder = Path(first.split("dashboard over ", 1)[1].rsplit(": http", 1)[0].strip())
         assert folder != project / "reports/publish" and (folder / "summary.json").read_bytes() == committed

@@ -1,11 +1,12 @@
 """Images: a thumbnail grid with a SQL filter (the same DuckDB engine as curate's filters), a
 slice picker, sorting by any column, paging; an opened image shows all its columns, EXIF,
-issues, near-duplicates and nearest neighbours."""
+issues, near-duplicates and more like it (its nearest neighbours); a dropped image file finds
+the dataset images most like it (dashboards/search.py)."""
 
 import pandas as pd
 import streamlit as st
 
-from dashboards import actions
+from dashboards import actions, search
 from dashboards.common import grid, has, paged, param, set_param, summary, table, thumbnails, where
 from dashboards.selection import md, rows_of, sort_rows
 from pixelscope.errors import ConfigError
@@ -21,6 +22,9 @@ if chosen:
     else:
         r = hit.iloc[0]
         st.subheader(md(r["path"]))
+        back = {k.removeprefix("map_"): param(k) for k in ("map_color", "map_all", "map_click", "map_box") if param(k)}
+        if back:  # opened by a click on the map: back to the same view
+            st.page_link("views/embedding_map.py", label="← back to the map", query_params=back)
         if st.button("back to the grid"):
             set_param("image", None)
             st.rerun()
@@ -55,10 +59,30 @@ if chosen:
             if len(got):
                 ids, sims = list(got.iloc[0]["neighbours"]), list(got.iloc[0]["similarities"])
                 rows = rows_of(images, ids)
-                st.subheader("Nearest neighbours (embedding cosine)")
+                st.subheader("More like this (nearest by embedding cosine)")
                 grid(rows, [f"{p} · {s:.3f}" for p, s in zip(rows["path"], sims)], key="nn")
                 actions.act(rows, where="images:neighbours", key="nn", what="these neighbours")
         st.stop()
+
+with st.expander("More like this: drop an image file"):
+    why_not = search.available()
+    if why_not:
+        st.caption(md(why_not))
+    else:
+        dropped = st.file_uploader("an image (embedded with the project's model, in a process of its own)",
+                                   key="like-file")
+        if dropped is not None:
+            data = dropped.getvalue()
+            with st.spinner("embedding and searching"):
+                found = search.search_file(search.digest(data), data, "." + dropped.name.rpartition(".")[2], 24)
+            if "error" in found:
+                st.error(md(found["error"]))
+            else:
+                sims = {r["id"]: r["similarity"] for r in found["results"]}
+                like = rows_of(images, list(sims))
+                st.caption(md(f"{len(like):,} most like {dropped.name} — {found['index']}"))
+                grid(like, [f"{p} · {sims[i]:.3f}" for i, p in zip(like["id"], like["path"])], key="like")
+                actions.act(like, where="images:like-file", key="like", what="these images")
 
 expression = st.text_input("filter (SQL over manifest + issue columns, as in curate.where)", param("where"),
                            placeholder="label = 'cat' AND sharpness < 100")

@@ -18,7 +18,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-PAGES = ["overview", "features", "compare", "drift", "embedding_map", "images", "issues", "curated", "decisions",
+PAGES = ["overview", "features", "compare", "drift", "embedding_map", "clusters", "images", "issues", "curated", "decisions",
          "evaluation", "versions"]
 CHROMIUM = Path("/usr/bin/chromium")
 

@@ -167,7 +167,8 @@ def embed_step(params: Params, project: str | Path = ".", *, progress: ProgressF
               else batches(todo, params.preprocess, params.embed.batch_size))
     errors = _consume(stream, _Buffered(store, params.embed.shard_rows), embedder, len(todo), progress)
     seconds = time.perf_counter() - t0
-    method = write_projection(store, items, labels, params.embed.projection)
+    method, n_clusters = write_projection(store, items, labels, params.embed.projection, params.embed.clusters,
+                                          params.embed.cluster_min_size)
     head, classes = embedder.model.head, embedder.model.classes
     semantic = params.embed.semantic and head is not None and bool(classes)
     if semantic and head is not None and classes:
@@ -177,6 +178,6 @@ def embed_step(params: Params, project: str | Path = ".", *, progress: ProgressF
     write_bytes_atomic(paths.embeddings / CURRENT, json.dumps({"key": embedder.key, "model": embedder.model.name,
                                                               "dim": embedder.dim}, indent=1).encode())
     info = {"model": embedder.model.name, "key": embedder.key, "backend": embedder.backend, "device": device,
-            "source": source, "projection": method, "semantic": semantic}
+            "source": source, "projection": method, "clusters": n_clusters, "semantic": semantic}
     result = _result("embed", store, len(items), len(todo), errors, ingest_errors, seconds, info)
     return write_metrics(params, project, result)

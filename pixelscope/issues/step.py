@@ -1,5 +1,6 @@
 """The issues step: manifest (+ embeddings, + reference profile) -> issues.parquet (one row per
-file: `<issue>`, `<issue>_score`, duplicate group, representative, suggested label, reasons),
+file: `<issue>`, `<issue>_score`, duplicate group, representative, suggested label, reasons, and
+the embedding map's `cluster`),
 issues_pairs.parquet (a, b, kind, signal, distance, similarity, cross_split) and issues.json
 (counts per finder, thresholds and where they came from, dataset-level findings)."""
 
@@ -15,8 +16,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pixelscope.config import Params
+from pixelscope.embed.projection import read_clusters
 from pixelscope.errors import ConfigError, InputMissing
 from pixelscope.io.atomic import SET_KEY, atomic_set, content_set_id
+from pixelscope.io.store import current_store
 from pixelscope.io.values import plain
 from pixelscope.issues import FINDERS, Dataset, Finding, registered
 from pixelscope.issues.base import load_embeddings
@@ -66,6 +69,13 @@ def issues_table(data: Dataset, found: dict[str, Finding]) -> pa.Table:
             reasons.setdefault(r, []).extend(why)
     out["reasons"] = pd.Series({r: "; ".join(w) for r, w in reasons.items()}, dtype="string").reindex(frame.index)
     return pa.Table.from_pandas(out, preserve_index=False)
+
+
+def with_clusters(table: pa.Table, params: Params, project: str | Path) -> pa.Table:
+    """The map's `cluster` of each row (embed/projection.py), so filters and slices can use it."""
+    store = current_store(params.paths.under(project).embeddings)
+    found = read_clusters(store.folder, table.column("id").to_pandas()) if store is not None else None
+    return table if found is None else table.append_column(pa.field("cluster", pa.int32()), found)
 
 
 def pairs_table(data: Dataset, found: dict[str, Finding]) -> pa.Table:
@@ -125,7 +135,7 @@ def issues_step(params: Params, project: str | Path = ".", *, progress: Progress
                "finders": {name: {**f.summary, **({"skipped": f.skipped} if f.skipped else {})}
                            for name, f in found.items()}}
     # the four outputs are one set: all written before any is renamed in, each stamped with the set id
-    tables = [issues_table(data, found), pairs_table(data, found), neighbours_table(data)]
+    tables = [with_clusters(issues_table(data, found), params, project), pairs_table(data, found), neighbours_table(data)]
     set_id = content_set_id(tables, [json.dumps(plain(summary), sort_keys=True).encode()])
     with atomic_set([paths.issues, paths.issue_pairs, paths.neighbours, paths.issues_summary]) as tmps:
         for table, tmp in zip(tables, tmps):

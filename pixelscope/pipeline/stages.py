@@ -104,7 +104,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("embed", "pixelscope.embed.step:embed_step",
           "Embed new manifest images with embed.model (paths.embeddings) and write the 2-D projection.",
           params=("preprocess.transforms", "preprocess.plugins", "embed.model", "embed.weights", "embed.plugins",
-                  "embed.projection", "embed.semantic"),
+                  "embed.projection", "embed.clusters", "embed.cluster_min_size", "embed.semantic"),
           deps=("${paths.manifest}", "${paths.tensors}"), outs=(Out("${paths.embeddings}", persist=True),),
           metrics=True),
     Stage("profile", "pixelscope.profile.step:profile_step",

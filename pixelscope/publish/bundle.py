@@ -52,6 +52,8 @@ PARTS: dict[str, Part] = {
                        "pixelscope publish", ("id", "neighbours", "similarities")),
     "projection": Part("projection.parquet", "the 2-D embedding map", "pixelscope embed && pixelscope publish",
                        ("id", "x", "y")),
+    "clusters": Part("clusters.parquet", "the clusters of the map", "pixelscope embed && pixelscope issues && "
+                     "pixelscope publish", ("cluster", "size", "central")),
     "drift": Part("drift.parquet", "the drift table", "set a reference, then pixelscope validate && pixelscope publish",
                   ("feature", "segment", "test", "drift")),
     "validation": Part("validation.json", "the validation results", "pixelscope validate && pixelscope publish"),

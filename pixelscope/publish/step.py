@@ -193,6 +193,23 @@ def _describes(table: Path, manifest: Path) -> bool:
         return False
 
 
+def write_clusters(out: Path) -> bool:
+    """clusters.parquet (pixelscope/clusters.py) from the bundle's own images and map; False when
+    the issues table has no clusters or there is no map."""
+    from pixelscope.clusters import cluster_table
+    from pixelscope.publish.bundle import Bundle
+
+    b = Bundle(out)
+    if not (b.has("issues") and b.has("projection")) or "cluster" not in pq.read_schema(b.path("issues")).names:
+        return False
+    table = cluster_table(b.table("images"), b.table("projection"))
+    if table.empty:
+        return False
+    with atomic_path(out / PARTS["clusters"].file) as tmp:
+        pq.write_table(pa.Table.from_pandas(table, preserve_index=False), tmp)
+    return True
+
+
 def stale_parts(paths: Any) -> dict[str, str]:
     """Parts that do not belong with the manifest being published (name -> why); they are left out
     of the bundle rather than shown beside numbers they do not match."""
@@ -240,6 +257,10 @@ def _write_bundle(params: Params, project: Path, profile: Profile, bundle: dict[
         written["projection"] = str(out / "projection.parquet")
     else:
         (out / "projection.parquet").unlink(missing_ok=True)
+    if not write_clusters(out):
+        (out / PARTS["clusters"].file).unlink(missing_ok=True)
+    else:
+        written["clusters"] = str(out / PARTS["clusters"].file)
     ok = [(i, str(paths.raw / p)) for i, p, s in zip(*(manifest.column(c).to_pylist() for c in ("id", "path", "status")))
           if s == "ok"]
     thumbs = update_thumbnails(out / PARTS["thumbnails"].file, ok, params.ingest.max_image_pixels,
