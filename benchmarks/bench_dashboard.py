@@ -46,7 +46,8 @@ from bench_issues_scale import build  # noqa: E402  (the synthetic manifest + em
 
 WORK = HERE / ".work" / "dashboard"
 CHROMIUM = "/usr/bin/chromium"
-PAGES = ["overview", "features", "compare", "drift", "embedding_map", "images", "issues", "curated", "versions"]
+PAGES = ["overview", "features", "compare", "drift", "embedding_map", "clusters", "images", "issues", "curated", "versions",
+         "evaluation"]
 
 
 def params(root: Path):
@@ -59,6 +60,7 @@ def params(root: Path):
         "validate": {"suites": str(REPO / "expectations"), "results": "validate", "reference": "reference.json",
                      "on_failure": "warn"},
         "ingest": {"workers": 1},
+        "profile": {"predictions": "predictions.parquet"},
     })
 
 
@@ -88,7 +90,7 @@ def fake_thumbnails(folder: Path, ids: list[str]) -> None:
 
 def make_bundle(n: int) -> Path:
     """The real steps on the synthetic project; returns the publish folder (cached under .work)."""
-    from pixelscope.embed.projection import project
+    from pixelscope.embed.projection import clusters, min_cluster_size, project
     from pixelscope.io.store import current_store
     from pixelscope.issues.step import issues_step
     from pixelscope.profile import Profile
@@ -97,7 +99,7 @@ def make_bundle(n: int) -> Path:
     from pixelscope.validate.step import validate_step
 
     root = build(n, WORK / f"n{n}")
-    done = root / ".bundle-complete"
+    done = root / ".bundle-complete-2"  # 2: with clusters of the map and a model's predictions
     if done.exists():
         return root / "publish"
     p = params(root)
@@ -107,10 +109,18 @@ def make_bundle(n: int) -> Path:
     have = store.ids()
     first = manifest[manifest["id"].isin(have)].drop_duplicates("id")
     xy, used = project(store.get(first["id"].tolist()), "pca")
+    found = clusters(xy, min_cluster_size(len(xy)))  # on the PCA map: UMAP at 100k is bench_map's figure
     t = pa.table({"id": first["id"].tolist(), "path": [str(root / "raw" / q) for q in first["path"]],
-                  "label": first["label"].tolist(), "x": xy[:, 0], "y": xy[:, 1]})
+                  "label": first["label"].tolist(), "x": xy[:, 0], "y": xy[:, 1], "cluster": pa.array(found, pa.int32())})
     pq.write_table(t.replace_schema_metadata({"pixelscope.projection": used}), store.folder / "projection.parquet")
-    print(f"projection ({used}) {time.perf_counter() - t0:.0f} s", flush=True)
+    print(f"projection ({used}) and {found.max() + 1} clusters {time.perf_counter() - t0:.0f} s", flush=True)
+    rng = np.random.default_rng(0)  # a model right 80 % of the time, less sure when wrong
+    labels = sorted(first["label"].dropna().unique())
+    wrong = rng.random(len(first)) < 0.2
+    pred = np.where(wrong, rng.choice(labels, len(first)), first["label"].fillna(labels[0]))
+    pq.write_table(pa.table({"id": first["id"].tolist(), "prediction": pred.tolist(),
+                             "confidence": np.where(wrong, rng.uniform(0.3, 0.7, len(first)), rng.uniform(0.6, 1, len(first)))}),
+                   root / "predictions.parquet")
     ref = pq.read_table(root / "manifest.parquet")
     shifted = pa.compute.add(ref.column("brightness_mean"), 0.04)
     ref = ref.set_column(ref.schema.get_field_index("brightness_mean"), "brightness_mean", shifted)

@@ -47,16 +47,39 @@ def kept(x: np.ndarray, xy: np.ndarray, probe: np.ndarray, k: int = 10) -> float
     return float(np.mean([len(set(t[1:]) & set(m[1:])) / k for t, m in zip(true, near)]))
 
 
+def similar_speed(x: np.ndarray, queries: int = 200) -> dict[str, float]:
+    """`pixelscope similar`'s search at this size: building the searcher (the load; exact up to
+    issues.exact_index_max, a re-ranked IVF above, as the finders use) and the median query."""
+    from pixelscope.config import IssuesConfig
+    from pixelscope.neighbours import searcher
+
+    cfg = IssuesConfig()
+    t0 = time.perf_counter()
+    search, used = searcher(x, cfg.exact_index_max, cfg.reduce_dim)
+    load = time.perf_counter() - t0
+    times = []
+    for q in np.random.default_rng(2).choice(len(x), queries, replace=False):
+        t0 = time.perf_counter()
+        search(x[q:q + 1], 11)
+        times.append(time.perf_counter() - t0)
+    return {"similar_load_s": round(load, 2), "similar_query_ms": round(1000 * float(np.median(times)), 2),
+            "similar_query_p95_ms": round(1000 * float(np.percentile(times, 95)), 2), "similar_index": used}
+
+
 def main(argv: list[str]) -> None:
     from sklearn.manifold import trustworthiness
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--out", type=Path, default=HERE / "results" / "map.json")
+    ap.add_argument("--similar-only", action="store_true", help="only the search timings")
     a = ap.parse_args(argv)
     rows = []
     for n in a.sizes:
         x, which = vectors(n)
+        if a.similar_only:
+            print(json.dumps({"images": n, **similar_speed(x)}), flush=True)
+            continue
         rng = np.random.default_rng(1)
         probe = rng.choice(n, 1000, replace=False)
         t0 = time.perf_counter()
@@ -77,7 +100,7 @@ def main(argv: list[str]) -> None:
                "kept_umap": round(kept(x, umap_xy, probe), 3), "kept_pca": round(kept(x, pca, probe), 3),
                "trust_umap": round(float(trustworthiness(x[sub], umap_xy[sub], n_neighbors=10, metric="cosine")), 3),
                "trust_pca": round(float(trustworthiness(x[sub], pca[sub], n_neighbors=10, metric="cosine")), 3),
-               "method": method}
+               "method": method, **similar_speed(x)}
         print(json.dumps(row), flush=True)
         rows.append(row)
     a.out.parent.mkdir(parents=True, exist_ok=True)
