@@ -486,6 +486,21 @@ def test_a_real_browser_opens_every_page_selects_on_the_map_and_stays_on_loopbac
         assert f"{projection.num_rows:,} selected" in text
         assert page.locator("[data-testid='stImage']").count() > 0 and "box=" in page.url
 
+        # a cluster opens its images; a confusion cell shows its images
+        clusters = pq.read_table(bundle / "clusters.parquet").to_pandas()
+        c = int(clusters.iloc[0]["cluster"])
+        page.goto(f"{served}/clusters?cluster={c}")
+        finished(page)
+        page.get_by_role("button", name=re.compile(r"^Open all")).click()
+        page.wait_for_function("() => location.search.includes('where=')", timeout=60_000)
+        finished(page)
+        assert f"{int(clusters.iloc[0]['size']):,} images match" in page.inner_text("body")
+        page.goto(f"{served}/evaluation?true=coffee&pred=cat")
+        finished(page)
+        cell = int(((manifest["status"] == "ok") & (manifest["label"] == "coffee") & (manifest["pred_label"] == "cat")).sum())
+        assert cell > 0 and f"{cell:,} images labelled coffee, predicted cat" in page.inner_text("body")
+        assert page.locator("[data-testid='stImage']").count() > 0
+
         # in click mode, a click on one point (the most isolated, so no neighbour is hit instead) opens it
         page.goto(f"{served}/embedding_map?color=cluster&click=1")
         finished(page)

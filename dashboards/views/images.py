@@ -74,14 +74,14 @@ with st.expander("More like this: drop an image file"):
         if dropped is not None:
             data = dropped.getvalue()
             with st.spinner("embedding and searching"):
-                found = search.search_file(search.digest(data), data, "." + dropped.name.rpartition(".")[2], 24)
-            if "error" in found:
-                st.error(md(found["error"]))
+                result = search.search_file(search.digest(data), data, "." + dropped.name.rpartition(".")[2], 24)
+            if "error" in result:
+                st.error(md(result["error"]))
             else:
-                sims = {r["id"]: r["similarity"] for r in found["results"]}
-                like = rows_of(images, list(sims))
-                st.caption(md(f"{len(like):,} most like {dropped.name} — {found['index']}"))
-                grid(like, [f"{p} · {sims[i]:.3f}" for i, p in zip(like["id"], like["path"])], key="like")
+                like_sims = {r["id"]: r["similarity"] for r in result["results"]}
+                like = rows_of(images, list(like_sims))
+                st.caption(md(f"{len(like):,} most like {dropped.name} — {result['index']}"))
+                grid(like, [f"{p} · {like_sims[i]:.3f}" for i, p in zip(like["id"], like["path"])], key="like")
                 actions.act(like, where="images:like-file", key="like", what="these images")
 
 expression = st.text_input("filter (SQL over manifest + issue columns, as in curate.where)", param("where"),

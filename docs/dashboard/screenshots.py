@@ -21,6 +21,7 @@ from pathlib import Path
 PAGES = ["overview", "features", "compare", "drift", "embedding_map", "clusters", "images", "issues", "curated", "decisions",
          "evaluation", "versions"]
 CHROMIUM = Path("/usr/bin/chromium")
+QUERY = {"embedding_map": "?color=cluster", "clusters": "?cluster=0"}  # what the README's pictures show
 
 
 def free_port() -> int:
@@ -59,7 +60,7 @@ def main(argv: list[str]) -> None:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             for name in PAGES:
-                page.goto(f"{url}/{'' if name == 'overview' else name}")
+                page.goto(f"{url}/{'' if name == 'overview' else name}{QUERY.get(name, '')}")
                 page.wait_for_function("() => document.querySelector('[data-testid=\"stMain\"] h1')", timeout=60_000)
                 page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
                                        timeout=60_000)
