@@ -1,6 +1,7 @@
 """What each cluster of the embedding map is: one row per cluster, for the Clusters page.
 
     table = cluster_table(images, projection)   # images: manifest + issue columns, one row per file
+    read_clusters(store_folder, ids)            # the embed step's cluster of each id (for the issues table)
 
 The clusters are the embed step's (HDBSCAN on the map, embed/projection.py; -1 = noise). Per
 cluster: its size; its label mix and purity (the top label's share of its labelled images); the
@@ -13,12 +14,26 @@ Publish writes the table into the bundle (clusters.parquet); nothing here reads 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 CENTRAL = 6  # central images kept per cluster
 DISTINCT = 3  # distinguishing features kept per cluster
 NOT_FEATURES = {"cluster", "duplicate_group", "x", "y", "reference_distance", "frames", "exif_orientation"}
+
+
+def read_clusters(store_folder: Path, ids: pd.Series) -> pa.Array | None:
+    """The map's cluster of each id (null where it has none), or None without a clustered map."""
+    path = store_folder / "projection.parquet"
+    if not path.exists() or "cluster" not in pq.read_schema(path).names:
+        return None
+    t = pq.read_table(path, columns=["id", "cluster"]).to_pandas()
+    found = ids.map(pd.Series(t["cluster"].to_numpy(), index=t["id"]).groupby(level=0).first())
+    return pa.array(found.astype("Int32"), pa.int32(), from_pandas=True)
 
 
 def _flags(images: pd.DataFrame) -> list[str]:

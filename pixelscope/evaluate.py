@@ -9,8 +9,9 @@ that is of the readable images is reported (a predictions file may cover part of
 - calibration, when confidences are given: ten equal-width confidence bins (count, mean
   confidence, accuracy) and the expected calibration error (sum over bins of n_b / N times
   |accuracy_b - confidence_b|);
-- where the model fails: slices over every categorical column (label, source, split, cluster, semantic
-  class, issue flags, ...) and over the quartiles of every numeric feature, each with its size,
+- where the model fails: slices over every categorical column (label, source, split, cluster, camera
+  make and model, review tags, semantic class, issue flags, ...) and over the quartiles of every
+  numeric feature, each with its size,
   accuracy, Wilson 95 % interval and the gap to the rest. A slice is listed only when the model
   is worse there with 95 % confidence — the slice's Wilson upper bound is below the accuracy on
   the rest, and a two-proportion z-test of slice against rest says so one-sided at 95 %
@@ -40,6 +41,8 @@ SKIP = {"id", "path", "status", "reason", "detail", "pred_label", "pred_confiden
         "pred_box_area", "warning", "exif_datetime", "phash", "dhash", "ahash", "whash", "duplicate_group",
         "group_key", "representative"}
 GROUP_IDS = {"cluster"}  # integer columns that name groups (the embedding map's clusters)
+CAMERA = {"exif_make", "exif_model"}  # the EXIF columns that are slices (the others are values, not groups)
+LISTS = {"tags"}  # list columns: each value is a slice ("tags has x"), from the ledger's review tags
 
 
 def wilson(hits: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -73,7 +76,17 @@ def load_frame(params: Params, project: str | Path) -> pd.DataFrame:
     for name in outputs.kinds:
         if name not in frame:
             frame[name] = joined[name].to_numpy()
-    return frame
+    return with_tags(frame, paths.curated / "curation.parquet")
+
+
+def with_tags(frame: pd.DataFrame, ledger: Path) -> pd.DataFrame:
+    """The review tags of each row (the curate ledger's `tags`, by path), when there is a ledger."""
+    import pyarrow.parquet as pq
+
+    if "tags" in frame or not ledger.exists() or "tags" not in pq.read_schema(ledger).names:
+        return frame
+    tags = pq.read_table(ledger, columns=["path", "tags"]).to_pandas().drop_duplicates("path").set_index("path")["tags"]
+    return frame.assign(tags=frame["path"].map(tags).to_numpy())
 
 
 def evaluate(frame: pd.DataFrame, min_slice: int = MIN_SLICE) -> dict[str, Any]:
@@ -130,10 +143,14 @@ def _candidates(rows: pd.DataFrame) -> list[tuple[str, str, np.ndarray]]:
     """(column, description, mask) for every categorical value and numeric quartile."""
     out = []
     for col in rows.columns:
-        if col in SKIP or col.endswith("_score") or col.startswith("exif_"):
+        if col in SKIP or col.endswith("_score") or (col.startswith("exif_") and col not in CAMERA):
             continue
         s = rows[col]
-        if col in GROUP_IDS:  # ids of groups, not quantities: each value is a slice
+        if col in LISTS:
+            has = s.map(lambda v: set(v) if isinstance(v, (list, tuple, np.ndarray)) else set())
+            for tag in sorted(set().union(*has)) if len(has) else []:
+                out.append((col, f"{col} has {tag}", has.map(lambda t, tag=tag: tag in t).to_numpy(dtype=bool)))
+        elif col in GROUP_IDS:  # ids of groups, not quantities: each value is a slice
             values = s.dropna()
             for v in sorted(values.unique()) if 1 < values.nunique() <= 200 else []:
                 out.append((col, f"{col} = {int(v)}", (s == v).fillna(False).to_numpy(dtype=bool)))

@@ -189,7 +189,7 @@ def test_images_filter_changes_the_count_and_a_bad_filter_names_the_expression(b
     assert "no_such_column > 1" in texts(at) and "is not a valid filter" in texts(at)
     one = manifest[manifest["status"] == "ok"].iloc[0]
     at = app(bundle, "images", monkeypatch, image=one["id"][:16])
-    assert one["path"] in texts(at) and "Nearest neighbours" in texts(at)
+    assert one["path"] in texts(at) and "More like this (nearest by embedding cosine)" in texts(at)
 
 
 @pytest.mark.slow
@@ -993,6 +993,16 @@ def test_more_like_a_dropped_file_finds_its_original_first_in_a_real_browser(dem
             first = next(c for c in captions if " · " in c)
             assert first.startswith(original), (original, captions[:3])
             assert float(first.rsplit(" · ", 1)[1]) > 0.9
+            shots = REPO / "docs" / "dashboard" if os.environ.get("PIXELSCOPE_SCREENSHOTS") else tmp_path
+            page.screenshot(path=str(shots / "similar.png"), full_page=True)
+            # an opened image shows more like it (the neighbours the bundle stores), best first
+            oid = manifest.loc[manifest["path"] == original, "id"].iloc[0]
+            page.goto(f"{served}/images?image={oid[:16]}")
+            finished(page)
+            assert "More like this (nearest by embedding cosine)" in page.inner_text("body")
+            sims = [float(c.rsplit(" · ", 1)[1]) for c in page.locator("[data-testid='stImageCaption']").all_inner_texts()
+                    if re.search(r" · [01]\.\d{3}$", c)]
+            assert len(sims) >= 5 and sims == sorted(sims, reverse=True), sims
             browser.close()
     finally:
         proc.terminate()

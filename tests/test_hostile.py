@@ -728,7 +728,9 @@ def test_every_pool_in_pixelscope_starts_its_workers_with_die_with_parent():
 
 @pytest.mark.slow
 def test_sigterm_or_kill_9_of_the_dashboard_command_stops_streamlit(tmp_path):
-    """SIGTERM to `pixelscope dashboard` left Streamlit serving."""
+    """SIGTERM to `pixelscope dashboard` left Streamlit serving. So did Ctrl-C when the command had
+    been started with SIGINT ignored (inherited: seen in CI, where the test runner's forks carried
+    SIG_IGN): both serving forever."""
     import os
     import signal
     import subprocess
@@ -741,10 +743,12 @@ def test_sigterm_or_kill_9_of_the_dashboard_command_stops_streamlit(tmp_path):
     bundle = tmp_path / "bundle"
     bundle.mkdir()
     (bundle / "summary.json").write_text('{"versions": {"raw": {}}, "manifest": {}}')
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+    for sig in (signal.SIGTERM, signal.SIGKILL, signal.SIGINT):
         port = free_port()
+        ignore_interrupts = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sig == signal.SIGINT else None
         proc = subprocess.Popen([sys.executable, "-m", "pixelscope", "dashboard", str(bundle), "--port", str(port)],
-                                cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                preexec_fn=ignore_interrupts)
         try:
             assert wait_healthy(f"http://127.0.0.1:{port}"), "the dashboard did not start"
             kids = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
@@ -915,7 +919,7 @@ def test_disk_full_during_curate_or_publish_leaves_the_previous_set_whole(demo_r
             break
     before = tree(small_disk / out)
     assert before
-    with open(small_disk / "filler", "wb") as fh:  # leave a few kilobytes: less than a set
+    with open(small_disk / "filler", "wb", buffering=0) as fh:  # leave a few kilobytes (unbuffered: nothing left to flush)
         try:
             while True:
                 fh.write(b"\0" * 65536)

@@ -128,6 +128,11 @@ def test_a_cluster_is_a_slice_in_evaluate_and_a_value_in_filters():
     slices = evaluate(frame)["slices"]
     assert slices[0]["slice"] == "cluster = 0" and slices[0]["size"] == 50
     assert not [s for s in slices if "quartile" in s["slice"] and s["column"] == "cluster"]
+    tagged = frame.assign(tags=[["night"] if i < 30 else [] for i in range(n)], exif_model="X100", exif_iso=100)
+    right = np.r_[np.arange(30) % 3 == 0, np.arange(170) % 10 != 0]  # a third right on "night", 90 % elsewhere
+    tagged["pred_label"] = np.where(right, "cat", "dog")
+    assert "tags has night" in [s["slice"] for s in evaluate(tagged)["slices"]]
+    assert not [s for s in evaluate(tagged)["slices"] if s["column"] == "exif_iso"]
     images = Images.over(pd.DataFrame({"id": [str(i) for i in range(n)], "path": "x", "status": "ok",
                                        "cluster": pd.array(cluster, dtype="Int32")}))
     assert int(images.where("cluster = 0", "curate.where").sum()) == 50

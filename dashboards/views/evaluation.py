@@ -10,13 +10,21 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboards import actions
-from dashboards.common import grid, paged, param, set_param, stamps, table
+from dashboards.common import bundle, grid, has, paged, param, set_param, stamps, table
 from dashboards.selection import md
 from pixelscope.errors import PixelscopeError
-from pixelscope.evaluate import evaluate, evaluated_rows, slice_mask
+from pixelscope.evaluate import evaluate, evaluated_rows, slice_mask, with_tags
 
 st.title("Evaluation")
-images = table("images")
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def tagged(stamp: tuple) -> pd.DataFrame:
+    """The images with the ledger's review tags (slices too); shared, not copied: only read here."""
+    return with_tags(table("images"), bundle().path("ledger")) if has("ledger") else table("images")
+
+
+images = tagged(stamps("manifest", "issues", "ledger"))
 if "pred_label" not in images or "label" not in images:
     st.info("No model predictions in this bundle. Set `profile.predictions` (a CSV or Parquet file with `path` or "
             "`id`, `prediction`, optional `confidence`) and rerun profile and publish.")
@@ -30,7 +38,7 @@ def scored(stamp: tuple, min_slice: int) -> dict:
 
 min_slice = st.number_input("smallest slice", 5, 10_000, 20, step=5)
 try:
-    r = scored(stamps("manifest", "issues"), int(min_slice))
+    r = scored(stamps("manifest", "issues", "ledger"), int(min_slice))
 except PixelscopeError as e:
     st.info(md(e))
     st.stop()

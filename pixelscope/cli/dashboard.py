@@ -81,6 +81,9 @@ def register(app: typer.Typer) -> None:
             # and when this process is killed outright (the kernel's parent-death signal)
             child = subprocess.Popen(streamlit_command(port), env=env, preexec_fn=end_with_this_process)
             previous = signal.signal(signal.SIGTERM, lambda *_: child.terminate())
+            # Ctrl-C stops it even when it was started with SIGINT ignored (a parent inside C's system(),
+            # a background job of a script): such a start left it, and Streamlit, serving forever
+            interrupt = signal.signal(signal.SIGINT, signal.default_int_handler)
             try:
                 child.wait()
             except KeyboardInterrupt:
@@ -88,5 +91,6 @@ def register(app: typer.Typer) -> None:
                 child.wait(timeout=30)
             finally:
                 signal.signal(signal.SIGTERM, previous)
+                signal.signal(signal.SIGINT, interrupt)
                 if tmp is not None:
                     tmp.cleanup()

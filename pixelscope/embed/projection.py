@@ -1,6 +1,7 @@
 """A 2-D map of the embeddings and its clusters, for the dashboard and for slicing: written by
 the embed step into the store (projection.parquet: id, path, label, x, y, cluster), copied into
-the bundle by publish; the issues step carries `cluster` into the issues table, so
+the bundle by publish; the issues step carries `cluster` into the issues table
+(pixelscope.clusters.read_clusters), so
 `curate.where`, slices, the Images filter and `pixelscope evaluate` can use it.
 
 - Map: UMAP (umap-learn, cosine, seeded) by default; it keeps neighbourhoods, where PCA of a
@@ -17,11 +18,9 @@ the bundle by publish; the issues step carries `cluster` into the issues table, 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -114,16 +113,6 @@ def clusters(xy: np.ndarray, min_size: int) -> np.ndarray:
 
     found = HDBSCAN(min_cluster_size=min_size, copy=True).fit_predict(np.asarray(xy, dtype=np.float64))
     return found.astype(np.int32)
-
-
-def read_clusters(store_folder: Path, ids: pd.Series) -> pa.Array | None:
-    """The map's cluster of each id (null where it has none), or None without a clustered map."""
-    path = store_folder / "projection.parquet"
-    if not path.exists() or "cluster" not in pq.read_schema(path).names:
-        return None
-    t = pq.read_table(path, columns=["id", "cluster"]).to_pandas()
-    found = ids.map(pd.Series(t["cluster"].to_numpy(), index=t["id"]).groupby(level=0).first())
-    return pa.array(found.astype("Int32"), pa.int32(), from_pandas=True)
 
 
 def write_projection(store: ShardStore, items: list[Item], labels: dict[str, str | None], method: str,

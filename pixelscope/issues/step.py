@@ -15,8 +15,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pixelscope.clusters import read_clusters
 from pixelscope.config import Params
-from pixelscope.embed.projection import read_clusters
 from pixelscope.errors import ConfigError, InputMissing
 from pixelscope.io.atomic import SET_KEY, atomic_set, content_set_id
 from pixelscope.io.store import current_store
