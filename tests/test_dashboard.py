@@ -995,14 +995,16 @@ def test_more_like_a_dropped_file_finds_its_original_first_in_a_real_browser(dem
             assert float(first.rsplit(" · ", 1)[1]) > 0.9
             shots = REPO / "docs" / "dashboard" if os.environ.get("PIXELSCOPE_SCREENSHOTS") else tmp_path
             page.screenshot(path=str(shots / "similar.png"), full_page=True)
-            # an opened image shows more like it (the neighbours the bundle stores), best first
+            # an opened image shows more like it: the neighbours the bundle stores, with their similarities
             oid = manifest.loc[manifest["path"] == original, "id"].iloc[0]
             page.goto(f"{served}/images?image={oid[:16]}")
             finished(page)
             assert "More like this (nearest by embedding cosine)" in page.inner_text("body")
             sims = [float(c.rsplit(" · ", 1)[1]) for c in page.locator("[data-testid='stImageCaption']").all_inner_texts()
                     if re.search(r" · [01]\.\d{3}$", c)]
-            assert len(sims) >= 5 and sims == sorted(sims, reverse=True), sims
+            nb = pq.read_table(demo_project / "reports" / "publish" / "neighbours.parquet").to_pandas().set_index("id")
+            stored = [round(float(s), 3) for s in nb.at[oid, "similarities"]]
+            assert len(sims) >= 5 and sorted(sims) == sorted(stored), (sims, stored)  # the grid fills column by column
             browser.close()
     finally:
         proc.terminate()
