@@ -179,8 +179,10 @@ def evaluated_rows(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def slice_mask(rows: pd.DataFrame, name: str) -> np.ndarray:
-    """The mask of a slice by the name evaluate() gave it (over the same rows)."""
-    for _, described, mask in _candidates(rows):
+    """The mask of a slice by the name evaluate() gave it (over the same rows). Only the slice's own
+    column is cut again (every column's quartiles took about a second at 100k images)."""
+    column = name.split(" ", 1)[0]
+    for _, described, mask in _candidates(rows[[column]] if column in rows.columns else rows):
         if described == name:
             return mask
     raise KeyError(name)
