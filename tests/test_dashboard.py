@@ -761,6 +761,9 @@ def test_acting_on_the_images_page_records_one_entry_per_image_and_apply_replays
     assert set(s["diff"]["dropped"]) <= set(readable_cats["path"]) and s["diff"]["added"] == []
     at = app(bundle_dir, "decisions", monkeypatch)
     assert "Last apply" in texts(at) and "dropped" in texts(at)
+    v = s["validation"]  # the quality suite over the new set, in words (a failure as an error)
+    assert (f"the new set passes the quality suite ({v['expectations']} expectations)" if v["success"]
+            else "the new set fails the quality suite: " + ", ".join(v["failed"])[:40]) in texts(at)
     assert not any("not applied yet" in str(w.value) for w in at.sidebar.warning)  # the bundle says they are applied
 
 

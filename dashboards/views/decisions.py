@@ -75,8 +75,14 @@ elif s.get("state") == "running":
     st.info(f"running: {md(s.get('step', ''))}")
 else:
     st.caption(f"ran by {md(s.get('runner', ''))}: " + md("; ".join(s.get("results", {}).values())))
-    if s.get("validation") is not None:
-        st.caption("validation of the new set: " + md(str(s["validation"])[:300]))
+    v = s.get("validation")
+    if isinstance(v, dict):  # the quality suite over the new curated set (curate/step.py); a failure stands out
+        if v.get("success"):
+            st.caption(f"the new set passes the quality suite ({v.get('expectations', 0)} expectations)")
+        else:
+            st.error("the new set fails the quality suite: " + md(", ".join(map(str, v.get("failed") or []))[:500]))
+    elif v is not None:
+        st.caption("validation of the new set: " + md(str(v)[:300]))
     d = s.get("diff")
     if d:
         images = table("images")
