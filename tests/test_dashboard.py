@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -455,9 +456,7 @@ def test_a_real_browser_opens_every_page_selects_on_the_map_and_stays_on_loopbac
     manifest = pq.read_table(bundle / "manifest.parquet").to_pandas()
     hosts: set[str] = set()
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.on("request", lambda r: hosts.add(r.url.split("/")[2]))
+        browser, page = chromium_page(p, hosts, height=1000)
         for name in PAGES:
             page.goto(f"{served}/{'' if name == 'overview' else name}")
             finished(page)
@@ -807,6 +806,36 @@ def wait_applied(root: Path, timeout: float = 300) -> dict:
     raise AssertionError("apply did not finish")
 
 
+@contextmanager
+def served_project(root: Path, **env: str):
+    """Streamlit over a project's bundle, as `pixelscope dashboard --project ROOT` starts it (127.0.0.1, a
+    free port): yields its URL; stopped afterwards."""
+    import os
+    import subprocess
+
+    from pixelscope.cli.dashboard import streamlit_command
+
+    port = free_port()
+    proc = subprocess.Popen(streamlit_command(port), cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PIXELSCOPE_BUNDLE": str(root / "reports" / "publish"),
+                                 "PIXELSCOPE_PROJECT": str(root), **env})
+    try:
+        url = f"http://127.0.0.1:{port}"
+        assert wait_healthy(url), "streamlit did not start"
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def chromium_page(pw, hosts: set[str], height: int = 1100):
+    """Debian's Chromium and one page; the host of every request it makes goes into `hosts`."""
+    browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+    page = browser.new_page(viewport={"width": 1400, "height": height})
+    page.on("request", lambda r: hosts.add(r.url.split("/")[2]))
+    return browser, page
+
+
 @pytest.mark.slow
 def test_review_in_a_real_browser_box_exclude_accept_keep_apply_undo(demo_project, tmp_path):
     """On a copy of the project `make demo` builds, in Chromium: accept the label-error finder's top
@@ -821,8 +850,6 @@ def test_review_in_a_real_browser_box_exclude_accept_keep_apply_undo(demo_projec
     import sys
 
     from playwright.sync_api import sync_playwright
-
-    from pixelscope.cli.dashboard import streamlit_command
 
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed (apt-get install -y chromium; .ci/run does it)")
@@ -840,11 +867,6 @@ def test_review_in_a_real_browser_box_exclude_accept_keep_apply_undo(demo_projec
     pad = 0.04 * float(xs.max() - xs.min())  # the map's x range, as the page sets it
     u = float((xs[top["id"]] - xs.min() + pad) / (xs.max() - xs.min() + 2 * pad))  # the flip's place, 0..1
     box = (0.0, min(0.35, 0.8 * u)) if u > 0.5 else (max(0.65, 1 - 0.8 * (1 - u)), 1.0)  # a third away from it
-    port = free_port()
-    env = {**os.environ, "PIXELSCOPE_BUNDLE": str(root / "reports" / "publish"), "PIXELSCOPE_PROJECT": str(root)}
-    proc = subprocess.Popen(streamlit_command(port), env=env, cwd=root, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    served = f"http://127.0.0.1:{port}"
     hosts: set[str] = set()
     shots = REPO / "docs" / "dashboard" if os.environ.get("PIXELSCOPE_SCREENSHOTS") else tmp_path  # README pictures
 
@@ -868,88 +890,81 @@ def test_review_in_a_real_browser_box_exclude_accept_keep_apply_undo(demo_projec
     def hashes() -> dict[str, bytes]:
         return {f: (curated / f).read_bytes() for f in ("curation.parquet", *(f"{x}/SHA256SUMS" for x in formats))}
 
-    try:
-        assert wait_healthy(served), "streamlit did not start"
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1400, "height": 1100})
-            page.on("request", lambda r: hosts.add(r.url.split("/")[2]))
-            # 1. accept the top label-error suggestion
-            page.goto(f"{served}/issues")
-            finished(page)
-            click(page, "accept")
-            accepted = entries()[-1]
-            assert (accepted["action"], accepted["path"], accepted["value"]) == \
-                ("accept_suggestion", top["path"], top["suggested_label"])
-            # 2. a box over a third of the map away from that image, excluded with a reason
-            page.goto(f"{served}/embedding_map")
-            finished(page)
-            plot = page.locator(".nsewdrag").first.bounding_box()
-            page.mouse.move(plot["x"] + plot["width"] * box[0] + 2, plot["y"] + 2)
-            page.mouse.down()
-            page.mouse.move(plot["x"] + plot["width"] * box[1] - 2, plot["y"] + plot["height"] - 2, steps=12)
-            page.mouse.up()
-            page.wait_for_function("() => document.body.innerText.includes(' selected')", timeout=60_000)
-            finished(page)
-            selected = int(re.search(r"([\d,]+) selected", page.inner_text("body")).group(1).replace(",", ""))
-            assert selected > 0
-            page.get_by_text(re.compile(r"^Act on the selection")).click()
-            page.get_by_label("reason (optional; stored as written)").fill("left cluster: <b>not</b> ours")
-            page.screenshot(path=str(shots / "review-action.png"))
-            click(page, f"Record for {selected:,} images")
-            decided = entries()[1:]
-            assert len(decided) == selected and {d["action"] for d in decided} == {"exclude"}
-            assert top["path"] not in {d["path"] for d in decided}
-            # 3. keep another copy of the first duplicate group
-            page.goto(f"{served}/issues")
-            finished(page)
-            click(page, "keep this one")
-            s = apply(page)
-            assert [e["action"] for e in entries()] == ["accept_suggestion"] + ["exclude"] * selected + ["keep"]
-            led = pq.read_table(curated / "curation.parquet").to_pandas()
-            boxed = {d["path"] for d in decided}
-            was_in = led0[led0["path"].isin(boxed) & led0["included"]]["path"]
-            now = led.set_index("path")
-            assert not now.loc[list(boxed), "included"].any()
-            review_out = now.loc[list(was_in)]
-            assert (review_out["first_reason"] == "excluded in review").all()
-            assert review_out["reasons"].str.contains("left cluster: <b>not</b> ours", regex=False).all()
-            assert set(was_in) <= set(s["diff"]["dropped"])
-            flip = Path(top["path"])  # accepted: under its true class now
-            assert list((curated / "torchvision").glob(f"*/{top['suggested_label']}/*{flip.stem}*"))
-            assert not list((curated / "torchvision").glob(f"*/{flip.parent.name}/*{flip.stem}*"))
-            kept = entries()[-1]["path"]
-            group = now.at[kept, "duplicate_group"]  # the group's representative is the kept image now
-            assert set(now.loc[now["duplicate_group"] == group, "group_key"]) == {entries()[-1]["id"]}
-            assert "kept instead of" in now.at[kept, "review"]
-            page.goto(f"{served}/curated")
-            finished(page)
-            assert "excluded in review" in page.inner_text("body")
-            # 4. DVC sees the decisions: curate is stale, and `dvc repro` gives what Apply gave
-            applied = hashes()
-            venv = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}  # stages call `pixelscope`
-            status = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=root, capture_output=True, text=True)
-            assert "curate:" in status.stdout and "curation/decisions.jsonl" in status.stdout, status.stdout
-            repro = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=root, capture_output=True, text=True, env=venv)
-            assert repro.returncode == 0 and "Running stage 'curate'" in repro.stdout, repro.stdout + repro.stderr
-            assert hashes() == applied
-            page.goto(f"{served}/decisions")
-            finished(page)
-            page.screenshot(path=str(shots / "review-decisions.png"))
-            # 5. undo everything from the Decisions page: the header's row marker selects every row
-            grid_box = page.locator("[data-testid='stDataFrame']").first.bounding_box()
-            page.mouse.click(grid_box["x"] + 18, grid_box["y"] + 18)
-            page.wait_for_timeout(500)
-            finished(page)
-            click(page, f"Undo {len(entries())} selected entries")
-            apply(page)
-            page.goto(f"{served}/decisions")
-            finished(page)
-            page.screenshot(path=str(shots / "review-apply-diff.png"))
-            browser.close()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with served_project(root) as served, sync_playwright() as pw:
+        browser, page = chromium_page(pw, hosts)
+        # 1. accept the top label-error suggestion
+        page.goto(f"{served}/issues")
+        finished(page)
+        click(page, "accept")
+        accepted = entries()[-1]
+        assert (accepted["action"], accepted["path"], accepted["value"]) == \
+            ("accept_suggestion", top["path"], top["suggested_label"])
+        # 2. a box over a third of the map away from that image, excluded with a reason
+        page.goto(f"{served}/embedding_map")
+        finished(page)
+        plot = page.locator(".nsewdrag").first.bounding_box()
+        page.mouse.move(plot["x"] + plot["width"] * box[0] + 2, plot["y"] + 2)
+        page.mouse.down()
+        page.mouse.move(plot["x"] + plot["width"] * box[1] - 2, plot["y"] + plot["height"] - 2, steps=12)
+        page.mouse.up()
+        page.wait_for_function("() => document.body.innerText.includes(' selected')", timeout=60_000)
+        finished(page)
+        selected = int(re.search(r"([\d,]+) selected", page.inner_text("body")).group(1).replace(",", ""))
+        assert selected > 0
+        page.get_by_text(re.compile(r"^Act on the selection")).click()
+        page.get_by_label("reason (optional; stored as written)").fill("left cluster: <b>not</b> ours")
+        page.screenshot(path=str(shots / "review-action.png"))
+        click(page, f"Record for {selected:,} images")
+        decided = entries()[1:]
+        assert len(decided) == selected and {d["action"] for d in decided} == {"exclude"}
+        assert top["path"] not in {d["path"] for d in decided}
+        # 3. keep another copy of the first duplicate group
+        page.goto(f"{served}/issues")
+        finished(page)
+        click(page, "keep this one")
+        s = apply(page)
+        assert [e["action"] for e in entries()] == ["accept_suggestion"] + ["exclude"] * selected + ["keep"]
+        led = pq.read_table(curated / "curation.parquet").to_pandas()
+        boxed = {d["path"] for d in decided}
+        was_in = led0[led0["path"].isin(boxed) & led0["included"]]["path"]
+        now = led.set_index("path")
+        assert not now.loc[list(boxed), "included"].any()
+        review_out = now.loc[list(was_in)]
+        assert (review_out["first_reason"] == "excluded in review").all()
+        assert review_out["reasons"].str.contains("left cluster: <b>not</b> ours", regex=False).all()
+        assert set(was_in) <= set(s["diff"]["dropped"])
+        flip = Path(top["path"])  # accepted: under its true class now
+        assert list((curated / "torchvision").glob(f"*/{top['suggested_label']}/*{flip.stem}*"))
+        assert not list((curated / "torchvision").glob(f"*/{flip.parent.name}/*{flip.stem}*"))
+        kept = entries()[-1]["path"]
+        group = now.at[kept, "duplicate_group"]  # the group's representative is the kept image now
+        assert set(now.loc[now["duplicate_group"] == group, "group_key"]) == {entries()[-1]["id"]}
+        assert "kept instead of" in now.at[kept, "review"]
+        page.goto(f"{served}/curated")
+        finished(page)
+        assert "excluded in review" in page.inner_text("body")
+        # 4. DVC sees the decisions: curate is stale, and `dvc repro` gives what Apply gave
+        applied = hashes()
+        venv = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}  # stages call `pixelscope`
+        status = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=root, capture_output=True, text=True)
+        assert "curate:" in status.stdout and "curation/decisions.jsonl" in status.stdout, status.stdout
+        repro = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=root, capture_output=True, text=True, env=venv)
+        assert repro.returncode == 0 and "Running stage 'curate'" in repro.stdout, repro.stdout + repro.stderr
+        assert hashes() == applied
+        page.goto(f"{served}/decisions")
+        finished(page)
+        page.screenshot(path=str(shots / "review-decisions.png"))
+        # 5. undo everything from the Decisions page: the header's row marker selects every row
+        grid_box = page.locator("[data-testid='stDataFrame']").first.bounding_box()
+        page.mouse.click(grid_box["x"] + 18, grid_box["y"] + 18)
+        page.wait_for_timeout(500)
+        finished(page)
+        click(page, f"Undo {len(entries())} selected entries")
+        apply(page)
+        page.goto(f"{served}/decisions")
+        finished(page)
+        page.screenshot(path=str(shots / "review-apply-diff.png"))
+        browser.close()
     assert {f: (curated / f / "SHA256SUMS").read_bytes() for f in formats} == sums  # the earlier set, byte for byte
     assert hosts == {served.split("/")[2]}, hosts
 
@@ -959,12 +974,9 @@ def test_more_like_a_dropped_file_finds_its_original_first_in_a_real_browser(dem
     """A half-size re-encoded copy of a demo image, dropped on the Images page: `pixelscope similar`
     embeds it in a process of its own and the original comes first; the page stays on loopback."""
     import os
-    import subprocess
 
     from PIL import Image
     from playwright.sync_api import sync_playwright
-
-    from pixelscope.cli.dashboard import streamlit_command
 
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed (apt-get install -y chromium; .ci/run does it)")
@@ -973,45 +985,32 @@ def test_more_like_a_dropped_file_finds_its_original_first_in_a_real_browser(dem
     im = Image.open(demo_project / "data" / "raw" / original)
     query = tmp_path / "query.jpg"
     im.resize((im.width // 2, im.height // 2)).save(query, quality=70)
-    port = free_port()
-    env = {**os.environ, "PIXELSCOPE_BUNDLE": str(demo_project / "reports" / "publish"),
-           "PIXELSCOPE_PROJECT": str(demo_project), "PIXELSCOPE_READ_ONLY": "1"}
-    proc = subprocess.Popen(streamlit_command(port), env=env, cwd=demo_project, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    served = f"http://127.0.0.1:{port}"
     hosts: set[str] = set()
-    try:
-        assert wait_healthy(served), "streamlit did not start"
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1400, "height": 1100})
-            page.on("request", lambda r: hosts.add(r.url.split("/")[2]))
-            page.goto(f"{served}/images")
-            finished(page)
-            page.get_by_text("More like this: drop an image file").click()
-            page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(query))
-            page.wait_for_function("() => document.body.innerText.includes('most like query.jpg')", timeout=120_000)
-            finished(page)
-            captions = page.locator("[data-testid='stImageCaption']").all_inner_texts()
-            first = next(c for c in captions if " · " in c)
-            assert first.startswith(original), (original, captions[:3])
-            assert float(first.rsplit(" · ", 1)[1]) > 0.9
-            shots = REPO / "docs" / "dashboard" if os.environ.get("PIXELSCOPE_SCREENSHOTS") else tmp_path
-            page.screenshot(path=str(shots / "similar.png"), full_page=True)
-            # an opened image shows more like it: the neighbours the bundle stores, with their similarities
-            oid = manifest.loc[manifest["path"] == original, "id"].iloc[0]
-            page.goto(f"{served}/images?image={oid[:16]}")
-            finished(page)
-            assert "More like this (nearest by embedding cosine)" in page.inner_text("body")
-            sims = [float(c.rsplit(" · ", 1)[1]) for c in page.locator("[data-testid='stImageCaption']").all_inner_texts()
-                    if re.search(r" · [01]\.\d{3}$", c)]
-            nb = pq.read_table(demo_project / "reports" / "publish" / "neighbours.parquet").to_pandas().set_index("id")
-            stored = [round(float(s), 3) for s in nb.at[oid, "similarities"]]
-            assert len(sims) >= 5 and sorted(sims) == sorted(stored), (sims, stored)  # the grid fills column by column
-            browser.close()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with served_project(demo_project, PIXELSCOPE_READ_ONLY="1") as served, sync_playwright() as pw:
+        browser, page = chromium_page(pw, hosts)
+        page.goto(f"{served}/images")
+        finished(page)
+        page.get_by_text("More like this: drop an image file").click()
+        page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(query))
+        page.wait_for_function("() => document.body.innerText.includes('most like query.jpg')", timeout=120_000)
+        finished(page)
+        captions = page.locator("[data-testid='stImageCaption']").all_inner_texts()
+        first = next(c for c in captions if " · " in c)
+        assert first.startswith(original), (original, captions[:3])
+        assert float(first.rsplit(" · ", 1)[1]) > 0.9
+        shots = REPO / "docs" / "dashboard" if os.environ.get("PIXELSCOPE_SCREENSHOTS") else tmp_path
+        page.screenshot(path=str(shots / "similar.png"), full_page=True)
+        # an opened image shows more like it: the neighbours the bundle stores, with their similarities
+        oid = manifest.loc[manifest["path"] == original, "id"].iloc[0]
+        page.goto(f"{served}/images?image={oid[:16]}")
+        finished(page)
+        assert "More like this (nearest by embedding cosine)" in page.inner_text("body")
+        sims = [float(c.rsplit(" · ", 1)[1]) for c in page.locator("[data-testid='stImageCaption']").all_inner_texts()
+                if re.search(r" · [01]\.\d{3}$", c)]
+        nb = pq.read_table(demo_project / "reports" / "publish" / "neighbours.parquet").to_pandas().set_index("id")
+        stored = [round(float(s), 3) for s in nb.at[oid, "similarities"]]
+        assert len(sims) >= 5 and sorted(sims) == sorted(stored), (sims, stored)  # the grid fills column by column
+        browser.close()
     assert hosts == {served.split("/")[2]}, hosts
 
 

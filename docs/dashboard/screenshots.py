@@ -2,43 +2,24 @@
 
     make demo && .venv/bin/python docs/dashboard/screenshots.py [--project demo] [--out docs/dashboard]
 
-Serves the project read-only on a free loopback port (as `pixelscope dashboard --read-only` does),
-opens each page, waits until Streamlit is idle and writes `<page>.png`. The review pictures
-(review-*.png) come from the browser review test: PIXELSCOPE_SCREENSHOTS=1 pytest -k review_in_a_real_browser.
+Serves the project read-only on a free loopback port (bench_dashboard's `serve`: Streamlit as
+`pixelscope dashboard --read-only` starts it), opens each page, waits until Streamlit is idle and
+writes `<page>.png`. The review pictures (review-*.png) and similar.png come from the browser tests:
+PIXELSCOPE_SCREENSHOTS=1 pytest -k "review_in_a_real_browser or more_like_a_dropped".
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from bench_dashboard import CHROMIUM, serve  # noqa: E402  (one way to start the dashboard for a script)
 
 PAGES = ["overview", "features", "compare", "drift", "embedding_map", "clusters", "images", "issues", "curated", "decisions",
          "evaluation", "versions"]
-CHROMIUM = Path("/usr/bin/chromium")
 QUERY = {"embedding_map": "?color=cluster", "clusters": "?cluster=0"}  # what the README's pictures show
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def healthy(url: str, seconds: float = 60) -> bool:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                return True
-        except OSError:
-            time.sleep(0.5)
-    return False
 
 
 def main(argv: list[str]) -> None:
@@ -48,16 +29,13 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--project", type=Path, default=Path("demo"))
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
     a = ap.parse_args(argv)
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "pixelscope", "dashboard", "--project", str(a.project),
-                             "--port", str(port), "--read-only"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={k: v for k, v in os.environ.items() if not k.startswith("PIXELSCOPE_")})
-    url = f"http://127.0.0.1:{port}"
+    if not (a.project / "reports" / "publish" / "summary.json").exists():
+        raise SystemExit(f"no bundle in {a.project}: run `make demo` first")
+    project = a.project.resolve()
+    proc, url = serve(project / "reports" / "publish", {"PIXELSCOPE_PROJECT": str(project), "PIXELSCOPE_READ_ONLY": "1"})
     try:
-        if not healthy(url):
-            raise SystemExit("the dashboard did not start (run `make demo` first)")
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             for name in PAGES:
                 page.goto(f"{url}/{'' if name == 'overview' else name}{QUERY.get(name, '')}")
