@@ -136,3 +136,38 @@ def test_a_cluster_is_a_slice_in_evaluate_and_a_value_in_filters():
     images = Images.over(pd.DataFrame({"id": [str(i) for i in range(n)], "path": "x", "status": "ok",
                                        "cluster": pd.array(cluster, dtype="Int32")}))
     assert int(images.where("cluster = 0", "curate.where").sum()) == 50
+
+
+def test_an_unchanged_map_is_not_recomputed_and_a_moved_file_or_new_setting_is_seen(tmp_path, monkeypatch):
+    """A rerun of the embed step with the same images and settings keeps the stored map (UMAP at
+    100k takes minutes); a moved file rewrites the paths only; another setting recomputes."""
+    import pixelscope.embed.projection as projection
+    from pixelscope.embed.loader import Item
+    from pixelscope.io.store import ShardStore
+
+    rng = np.random.default_rng(0)
+    store = ShardStore.create(tmp_path / "emb", "k", "float16", (8,), model="m")
+    ids = [f"{i:064x}" for i in range(40)]
+    store.add(ids, rng.normal(size=(40, 8)).astype(np.float16))
+    items = [Item(i, f"a/{k}.jpg") for k, i in enumerate(ids)]
+    labels = {i: "cat" for i in ids}
+    first = projection.write_projection(store, items, labels, "pca", cluster_min_size=5)
+    target = next((tmp_path / "emb").rglob("projection.parquet"))
+    written = pq.read_table(target)
+    stamp = target.stat().st_mtime_ns
+
+    def no_map(*_, **__):
+        raise AssertionError("the map was recomputed")
+
+    monkeypatch.setattr(projection, "project", no_map)
+    assert projection.write_projection(store, items, labels, "pca", cluster_min_size=5) == first
+    assert target.stat().st_mtime_ns == stamp  # nothing changed: not even rewritten
+    moved = [Item(items[0].id, "b/moved.jpg"), *items[1:]]
+    projection.write_projection(store, moved, labels, "pca", cluster_min_size=5)
+    again = pq.read_table(target)
+    assert again.column("path")[0].as_py() == "b/moved.jpg"
+    assert again.select(["id", "x", "y", "cluster"]).equals(written.select(["id", "x", "y", "cluster"]))
+    with pytest.raises(AssertionError, match="recomputed"):
+        projection.write_projection(store, moved, labels, "pca", cluster_min_size=6)
+    with pytest.raises(AssertionError, match="recomputed"):
+        projection.write_projection(store, moved[:-1], labels, "pca", cluster_min_size=5)

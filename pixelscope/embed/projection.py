@@ -18,6 +18,7 @@ the bundle by publish; the issues step carries `cluster` into the issues table
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -121,15 +122,39 @@ def write_projection(store: ShardStore, items: list[Item], labels: dict[str, str
     manifest image. Returns the method used and the number of clusters found."""
     have = store.ids()
     ids = [it.id for it in items if it.id in have]
-    xy, used = project(store.get(ids) if ids else np.empty((0, store.meta["row_shape"][0])), method)
+    target = store.folder / "projection.parquet"
+    request = f"{method}; clusters {cluster}; min size {cluster_min_size}"
     size = min_cluster_size(len(ids), cluster_min_size)
-    found = clusters(xy, size) if cluster else np.full(len(ids), -1, dtype=np.int32)
+    kept = _same_map(target, ids, request)
+    if kept is not None:  # the same images and settings give the same map (UMAP is seeded): not recomputed
+        xy, found, used = kept
+    else:
+        xy, used = project(store.get(ids) if ids else np.empty((0, store.meta["row_shape"][0])), method)
+        found = clusters(xy, size) if cluster else np.full(len(ids), -1, dtype=np.int32)
     paths = {it.id: it.path for it in items}
     table = pa.table({"id": ids, "path": [paths[i] for i in ids], "label": [labels[i] for i in ids],
                       "x": xy[:, 0], "y": xy[:, 1], "cluster": pa.array(found, pa.int32())})
     n_clusters = int(found.max()) + 1 if len(found) else 0
     table = table.replace_schema_metadata({"pixelscope.projection": used, "pixelscope.clusters": str(n_clusters),
-                                           "pixelscope.cluster_min_size": str(size)})
-    with atomic_path(store.folder / "projection.parquet") as tmp:
-        pq.write_table(table, tmp)
+                                           "pixelscope.cluster_min_size": str(size),
+                                           "pixelscope.projection_request": request})
+    if kept is None or not pq.read_table(target, columns=["path", "label"]).equals(table.select(["path", "label"])):
+        with atomic_path(target) as tmp:  # rewritten when the map or a path / label changed
+            pq.write_table(table, tmp)
     return used, n_clusters
+
+
+def _same_map(path: Path, ids: list[str], request: str) -> tuple[np.ndarray, np.ndarray, str] | None:
+    """(xy, clusters, method) of the stored map when it covers exactly these ids, in this order, and
+    was made with the same settings; else None (also when it cannot be read)."""
+    try:
+        meta = pq.read_schema(path).metadata or {}
+        if meta.get(b"pixelscope.projection_request", b"").decode() != request:
+            return None
+        t = pq.read_table(path, columns=["id", "x", "y", "cluster"])
+    except (OSError, pa.ArrowException):
+        return None
+    if t.column("id").to_pylist() != ids:
+        return None
+    xy = np.stack([t.column("x").to_numpy(), t.column("y").to_numpy()], axis=1).astype(np.float32)
+    return xy, t.column("cluster").to_numpy().astype(np.int32), meta[b"pixelscope.projection"].decode()
