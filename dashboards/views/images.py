@@ -69,7 +69,7 @@ with st.expander("More like this: drop an image file"):
     if why_not:
         st.caption(md(why_not))
     else:
-        dropped = st.file_uploader("an image (embedded with the project's model, in a process of its own)",
+        dropped = st.file_uploader("an image (embedded with the dataset's model, in a process of its own)",
                                    key="like-file")
         if dropped is not None:
             data = dropped.getvalue()

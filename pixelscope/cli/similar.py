@@ -16,19 +16,24 @@ def register(app: typer.Typer) -> None:
     def similar(
         image: Annotated[str, typer.Argument(help="a dataset image (id, id prefix, manifest path) or any image file")],
         k: Annotated[int, typer.Option("--k", min=1, max=1000, help="how many results")] = 10,
+        bundle: Annotated[Path | None, typer.Option(
+            "--bundle", help="search this bundle's compressed index (re-ranked by the project's store when it "
+                             "is at hand; a bundle alone needs no project)")] = None,
         params: ParamsOpt = Path("params.yaml"),
         set_: SetOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
         """More like this: rank, id, path, label and cosine similarity of the nearest dataset images
-        (faiss over the embedding store; a file is embedded with the project's model)."""
+        (faiss over the embedding store, or a bundle's compressed index; a file is embedded with the
+        project's model)."""
         from rich.markup import escape
         from rich.table import Table
 
         from pixelscope.similar import similar as search
 
         with user_errors():
-            found = search(load(params, set_), Path("."), image, k)
+            settings = None if bundle is not None and not params.exists() and not set_ else load(params, set_)
+            found = search(settings, Path("."), image, k, bundle)
         if as_json:
             print(dumps(found))
             return

@@ -54,6 +54,7 @@ PARTS: dict[str, Part] = {
                        ("id", "x", "y")),
     "clusters": Part("clusters.parquet", "the clusters of the map", "pixelscope embed && pixelscope issues && "
                      "pixelscope publish", ("cluster", "size", "central")),
+    "search": Part("search", "the compressed search index", "pixelscope embed && pixelscope publish"),
     "drift": Part("drift.parquet", "the drift table", "set a reference, then pixelscope validate && pixelscope publish",
                   ("feature", "segment", "test", "drift")),
     "validation": Part("validation.json", "the validation results", "pixelscope validate && pixelscope publish"),
@@ -87,7 +88,9 @@ class Bundle:
 
     def has(self, name: str) -> bool:
         p = self.path(name)
-        return any(p.glob("*.parquet")) if name == "thumbnails" else p.exists()
+        if name == "thumbnails":
+            return any(p.glob("*.parquet"))
+        return (p / "model.json").is_file() if name == "search" else p.exists()
 
     def missing(self, name: str) -> str:
         part = PARTS[name]

@@ -5,7 +5,8 @@ the profile summary, the versions (raw data, git, pixelscope, params), the step 
 the embedding, issue, curation and validation summaries. Beside it: copies of the profile,
 the reference profile, the manifest, the issue tables, the neighbours, the drift table, the
 validation results, the curation ledger and card; the 2-D embedding map with paths relative
-to the raw folder (and each image's distance to the reference's embedding sample); and the
+to the raw folder (and each image's distance to the reference's embedding sample); the
+compressed search index (search/, kept while the images and the model are unchanged); and the
 thumbnails. A part whose source is gone is removed, so the bundle never shows stale results.
 The folder is a persistent DVC out: the thumbnails are kept between runs and only new ids
 are made.
@@ -210,6 +211,27 @@ def write_clusters(out: Path) -> bool:
     return True
 
 
+def write_search(params: Params, store: Any, previous: Path, out: Path) -> bool:
+    """search/ (pixelscope/compressed_index.py) over the bundle's readable images, kept from the last
+    bundle when the ids and the store key are unchanged; False (no part) when the store lacks an image."""
+    from pixelscope import compressed_index
+    from pixelscope.neighbours import unit_vectors
+
+    folder = out / PARTS["search"].file
+    shutil.rmtree(folder, ignore_errors=True)
+    ids = compressed_index.row_ids(out / PARTS["manifest"].file)
+    if store is None or not ids or not set(ids) <= store.ids():
+        return False
+    key = store.meta["key"]
+    if compressed_index.reusable(previous, ids, key):
+        compressed_index.keep(previous, folder)
+        return True
+    model = {"key": key, "model": store.meta.get("model"), "embed": params.embed.model_dump(mode="json"),
+             "preprocess": params.preprocess.model_dump(mode="json")}
+    compressed_index.write(folder, ids, unit_vectors(store, ids), model)
+    return True
+
+
 def stale_parts(paths: Any) -> dict[str, str]:
     """Parts that do not belong with the manifest being published (name -> why); they are left out
     of the bundle rather than shown beside numbers they do not match."""
@@ -261,6 +283,8 @@ def _write_bundle(params: Params, project: Path, profile: Profile, bundle: dict[
         (out / PARTS["clusters"].file).unlink(missing_ok=True)
     else:
         written["clusters"] = str(out / PARTS["clusters"].file)
+    if write_search(params, store, paths.publish / PARTS["search"].file, out):
+        written["search"] = str(out / PARTS["search"].file)
     ok = [(i, str(paths.raw / p)) for i, p, s in zip(*(manifest.column(c).to_pylist() for c in ("id", "path", "status")))
           if s == "ok"]
     thumbs = update_thumbnails(out / PARTS["thumbnails"].file, ok, params.ingest.max_image_pixels,
