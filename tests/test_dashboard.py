@@ -972,7 +972,8 @@ def test_review_in_a_real_browser_box_exclude_accept_keep_apply_undo(demo_projec
 @pytest.mark.slow
 def test_more_like_a_dropped_file_finds_its_original_first_in_a_real_browser(demo_project, tmp_path):
     """A half-size re-encoded copy of a demo image, dropped on the Images page: `pixelscope similar`
-    embeds it in a process of its own and the original comes first; the page stays on loopback."""
+    embeds it in a process of its own and the original comes first — with the project (the bundle's
+    index re-ranked by the store) and from the bundle alone; the page stays on loopback."""
     import os
 
     from PIL import Image
@@ -1012,6 +1013,21 @@ def test_more_like_a_dropped_file_finds_its_original_first_in_a_real_browser(dem
         assert len(sims) >= 5 and sorted(sims) == sorted(stored), (sims, stored)  # the grid fills column by column
         browser.close()
     assert hosts == {served.split("/")[2]}, hosts
+    # the bundle alone, copied where there is no project: its compressed index still finds the original
+    alone = tmp_path / "alone"
+    shutil.copytree(demo_project / "reports" / "publish", alone / "reports" / "publish")
+    with served_project(alone, PIXELSCOPE_READ_ONLY="1") as served, sync_playwright() as pw:
+        browser, page = chromium_page(pw, hosts)
+        page.goto(f"{served}/images")
+        finished(page)
+        page.get_by_text("More like this: drop an image file").click()
+        page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(query))
+        page.wait_for_function("() => document.body.innerText.includes('most like query.jpg')", timeout=120_000)
+        finished(page)
+        assert "decoded vectors (approximate)" in page.inner_text("body")  # no store here: the codes, said so
+        captions = page.locator("[data-testid='stImageCaption']").all_inner_texts()
+        assert next(c for c in captions if " · " in c).startswith(original), (original, captions[:3])
+        browser.close()
 
 
 def test_a_filter_saved_as_a_slice_lands_in_params_with_comments_kept_and_is_listed(own_project, monkeypatch):
