@@ -183,12 +183,17 @@ class IssuesConfig(_Strict):
     knn: int = Field(default=10, ge=1)
     min_per_class: int = Field(default=5, ge=2)
     # quality: absolute thresholds
+    # overexposed and blurry bars: chosen by benchmarks/bench_quality.py (leave-one-source-out, BENCHMARKS.md);
+    # dark's predates it and is scored there as is
     dark_max_brightness: float = Field(default=0.12, ge=0, le=1)
-    bright_min_brightness: float = Field(default=0.92, ge=0, le=1)
+    bright_min_brightness: float = Field(default=0.5, ge=0, le=1)  # overexposed: the mean as second signal
+    overexposed_min_clipped: float = Field(default=0.3, ge=0, le=1)  # share of pixels with a channel >= 250
     low_information_max_entropy: float = Field(default=2.5, ge=0, le=8)
     tiny_min_side: int = Field(default=224, ge=1)
     grayscale_max_share: float = Field(default=0.5, ge=0, le=1)  # grayscale is odd while rarer than this
     # quality: relative thresholds, from the reference profile's quantiles (else this dataset's)
+    blurry_mode: Literal["absolute", "reference"] = "absolute"  # reference: below blurry_quantile of the reference
+    blurry_max_detail: float = Field(default=0.05, gt=0)  # absolute: Laplacian variance / (255 x RMS contrast)^2
     blurry_quantile: float = Field(default=0.02, gt=0, lt=1)
     odd_quantile: float = Field(default=0.005, gt=0, lt=0.5)  # aspect ratio and megapixels outside [q, 1-q]
     outlier_quantile: float = Field(default=0.99, gt=0, lt=1)

@@ -40,6 +40,7 @@ def test_all_black(tmp_path):
     assert r["status"] == "ok"
     assert r["brightness_mean"] == 0 and r["brightness_p95"] == 0
     assert r["dark_fraction"] == 1.0 and r["bright_fraction"] == 0.0
+    assert r["clipped_shadows"] == 1.0 and r["clipped_highlights"] == 0.0
     assert r["contrast_rms"] == 0 and r["entropy"] == 0 and r["sharpness"] == 0
     assert r["edge_density"] == 0
     assert r["is_grayscale"] == "true" and r["dominant_hue"] == "neutral" and r["hue_mean"] is None
@@ -50,6 +51,7 @@ def test_all_white(tmp_path):
     r = analyze(tmp_path, png_bytes(const(255)))
     assert r["brightness_mean"] == 1.0 and r["brightness_p05"] == 1.0
     assert r["bright_fraction"] == 1.0 and r["dark_fraction"] == 0.0
+    assert r["clipped_highlights"] == 1.0 and r["clipped_shadows"] == 0.0
     assert r["saturation_mean"] == 0
 
 
@@ -228,3 +230,15 @@ def test_feature_values_unchanged_on_the_corpus(corpus):
                 changed.append(f"{path}: {name} {w!r} -> {g!r}")
     assert not changed, f"{len(changed)} values changed:\n" + "\n".join(changed[:20])
     assert sum(r["status"] == "ok" for r in golden.values()) > 300  # the comparison covers real photos
+
+
+def test_clipping_is_per_channel(tmp_path):
+    """A pure red pixel is blown in one channel (luma only 76): clipped_highlights counts it, bright_fraction
+    does not; a dark navy pixel has one channel above 5, so it is not a crushed shadow."""
+    a = const(128, (100, 100, 3))
+    a[:25] = (255, 0, 0)  # blown red
+    a[25:50] = (0, 0, 40)  # navy: not crushed
+    a[50:60] = (2, 3, 1)  # crushed
+    r = analyze(tmp_path, png_bytes(a))
+    assert r["clipped_highlights"] == pytest.approx(0.25) and r["bright_fraction"] == 0.0
+    assert r["clipped_shadows"] == pytest.approx(0.10)

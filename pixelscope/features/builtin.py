@@ -104,6 +104,21 @@ def bright_fraction(v: ImageView) -> float:
     return float(1.0 - (v.luma_cdf[v.bright_level - 1] if v.bright_level > 0 else 0.0))
 
 
+CLIP_HIGH, CLIP_LOW = 250, 5  # "at or near" 255 and 0: JPEG ringing keeps a blown sky a few levels below 255
+
+
+@_builtin("clipped_highlights", doc="share of pixels with any colour channel >= 250 (blown highlights, per channel)")
+def clipped_highlights(v: ImageView) -> float:
+    mx = v.channel_max
+    return cv2.countNonZero(cv2.compare(mx, CLIP_HIGH - 1, cv2.CMP_GT)) / mx.size  # type: ignore[call-overload]  # a scalar operand
+
+
+@_builtin("clipped_shadows", doc="share of pixels with every colour channel <= 5 (crushed shadows)")
+def clipped_shadows(v: ImageView) -> float:
+    mx = v.channel_max
+    return cv2.countNonZero(cv2.compare(mx, CLIP_LOW, cv2.CMP_LE)) / mx.size  # type: ignore[call-overload]  # a scalar operand
+
+
 @_builtin("entropy", doc="Shannon entropy of the luma histogram, bits (0-8)")
 def entropy(v: ImageView) -> float:
     p = v.luma_hist[v.luma_hist > 0] / v.luma_hist.sum()

@@ -83,10 +83,21 @@ class ImageView:
         return r, g, b
 
     @cached_property
+    def channel_max(self) -> np.ndarray:
+        """max(R,G,B) per pixel."""
+        r, g, b = self.channels
+        return cv2.max(cv2.max(r, g), b)
+
+    @cached_property
+    def channel_min(self) -> np.ndarray:
+        """min(R,G,B) per pixel."""
+        r, g, b = self.channels
+        return cv2.min(cv2.min(r, g), b)
+
+    @cached_property
     def chroma(self) -> np.ndarray:
         """max(R,G,B) - min(R,G,B) per pixel."""
-        r, g, b = self.channels
-        return cv2.subtract(cv2.max(cv2.max(r, g), b), cv2.min(cv2.min(r, g), b))
+        return cv2.subtract(self.channel_max, self.channel_min)
 
 
 
