@@ -39,16 +39,28 @@ def hash_bits(hexes: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
     return codes, have
 
 
-def hamming_pairs(codes: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All pairs (i < j) within max_distance bits: (i, j, distance)."""
+def hamming_pairs(codes: np.ndarray, max_distance: int, queries: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All pairs (i < j) within max_distance bits: (i, j, distance). With queries (one code per row of
+    codes, e.g. the hash of each image mirrored): pairs whose query of one is within max_distance of the
+    other's code, the smaller distance of the two directions kept."""
     if len(codes) < 2:
         return (np.empty(0, np.int64),) * 2 + (np.empty(0, np.int32),)
     index = faiss.IndexBinaryFlat(64)
     index.add(codes)
-    lims, dist, idx = index.range_search(codes, max_distance + 1)  # radius is exclusive
+    lims, dist, idx = index.range_search(codes if queries is None else queries, max_distance + 1)  # exclusive
     rows = np.repeat(np.arange(len(codes)), np.diff(lims).astype(np.int64))
-    keep = rows < idx
-    return rows[keep], idx[keep].astype(np.int64), dist[keep]
+    idx = idx.astype(np.int64)
+    if queries is None:
+        keep = rows < idx
+        return rows[keep], idx[keep], dist[keep]
+    keep = rows != idx
+    i, j, d = np.minimum(rows, idx)[keep], np.maximum(rows, idx)[keep], dist[keep]
+    order = np.lexsort((d, j, i))  # per pair, the smaller distance first
+    i, j, d = i[order], j[order], d[order]
+    first = np.ones(len(i), bool)
+    first[1:] = (i[1:] != i[:-1]) | (j[1:] != j[:-1])
+    return i[first], j[first], d[first]
 
 
 @dataclass

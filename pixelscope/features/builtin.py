@@ -32,31 +32,12 @@ def aspect_ratio(v: ImageView) -> float:
     return v.meta["width"] / v.meta["height"]
 
 
-def _flat(lines: np.ndarray) -> np.ndarray:
-    """Which lines (rows of `lines`) are flat: luma range <= 6, padding-like."""
-    return (lines.max(axis=1).astype(np.int16) - lines.min(axis=1)) <= 6
-
-
-def _leading_flat(lines: np.ndarray) -> int:
-    """How many lines from the start are flat. The first line decides for most photos (no
-    border: one 256-pixel check instead of a pass over the image)."""
-    if not _flat(lines[:1])[0]:
-        return 0
-    off = np.flatnonzero(~_flat(lines))
-    return int(off[0]) if off.size else len(lines)
-
-
 @_builtin("border_fraction", doc="share of the image in uniform borders (letterbox / pillarbox padding), 0-1")
 def border_fraction(v: ImageView) -> float:
-    luma = v.luma
-    h, w = luma.shape
-    top = _leading_flat(luma)
-    if top == h:
+    if v.borders is None:
         return 1.0  # one flat colour
-    bottom = _leading_flat(luma[::-1])
-    left, right = _leading_flat(luma.T), _leading_flat(luma.T[::-1])
-    if top + bottom >= h or left + right >= w:
-        return 1.0
+    top, bottom, left, right = v.borders
+    h, w = v.luma.shape
     return 1 - (h - top - bottom) * (w - left - right) / (h * w)
 
 
@@ -224,6 +205,11 @@ def edge_density(v: ImageView) -> float:
 @_builtin("phash", kind="distinct", doc="64-bit DCT perceptual hash, hex")
 def _phash(v: ImageView) -> str:
     return f"{phash(v.thumb32):016x}"
+
+
+@_builtin("phash_mirror", kind="distinct", doc="pHash of the left-right mirrored image, hex (finds flipped copies)")
+def _phash_mirror(v: ImageView) -> str:
+    return f"{phash(v.thumb32, mirrored=True):016x}"
 
 
 @_builtin("dhash", kind="distinct", doc="64-bit difference hash, hex")

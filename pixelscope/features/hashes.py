@@ -12,9 +12,14 @@ def _pack(bits: np.ndarray) -> int:
     return int((bits.ravel().astype(np.uint64) * _BITS).sum())
 
 
-def phash(thumb32: np.ndarray) -> int:
-    """DCT hash: 2-D DCT of the 32x32 thumbnail, low 8x8 frequencies vs their median."""
-    low = cv2.dct(thumb32.astype(np.float32))[:8, :8].ravel()
+_MIRROR = np.where(np.arange(8) % 2, -1.0, 1.0).astype(np.float32)  # DCT-II of x[N-1-n] = (-1)^k X[k]
+
+
+def phash(thumb32: np.ndarray, mirrored: bool = False) -> int:
+    """DCT hash: 2-D DCT of the 32x32 thumbnail, low 8x8 frequencies vs their median. mirrored: the hash
+    of the left-right mirrored thumbnail, from the same DCT (odd horizontal frequencies change sign)."""
+    low = cv2.dct(thumb32.astype(np.float32))[:8, :8]
+    low = (low * _MIRROR[None, :] if mirrored else low).ravel()
     ordered = np.sort(low)
     return _pack(low > (ordered[31] + ordered[32]) / 2)
 

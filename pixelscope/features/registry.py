@@ -32,6 +32,23 @@ from pixelscope.registry import Registry
 _TYPES: dict[str, pa.DataType] = {"numeric": pa.float64(), "categorical": pa.string(), "distinct": pa.string()}
 
 
+PADDING_LEVELS, PADDING_SHARE = 16, 0.9
+
+
+def _flat(lines: np.ndarray) -> np.ndarray:
+    """Which lines (rows of `lines`) are flat: luma range <= 6, padding-like."""
+    return (lines.max(axis=1).astype(np.int16) - lines.min(axis=1)) <= 6
+
+
+def _leading_flat(lines: np.ndarray) -> int:
+    """How many lines from the start are flat. The first line decides for most photos (no
+    border: one 256-pixel check instead of a pass over the image)."""
+    if not _flat(lines[:1])[0]:
+        return 0
+    off = np.flatnonzero(~_flat(lines))
+    return int(off[0]) if off.size else len(lines)
+
+
 class ImageView:
     """Working-resolution pixels plus lazily computed, shared intermediates.
 
@@ -58,9 +75,54 @@ class ImageView:
         return c / c[-1]
 
     @cached_property
+    def borders(self) -> tuple[int, int, int, int] | None:
+        """Uniform border widths (top, bottom, left, right) of the luma, in lines (a line is flat when its
+        luma range is <= 6); None when the image is one flat colour, all border."""
+        luma = self.luma
+        h, w = luma.shape
+        top = _leading_flat(luma)
+        if top == h:
+            return None
+        bottom = _leading_flat(luma[::-1])
+        left, right = _leading_flat(luma.T), _leading_flat(luma.T[::-1])
+        if top + bottom >= h or left + right >= w:
+            return None
+        return top, bottom, left, right
+
+    @cached_property
+    def padding(self) -> tuple[int, int, int, int]:
+        """Letterbox / pillarbox padding (top, bottom, left, right), in lines, as the hashes crop it: a line
+        is padding when 90 % of its pixels are within 16 levels of the outermost line's median (JPEG
+        ringing next to the content stays padding), and only padding on both opposite sides counts, so
+        a flat sky above a photo is content. Repeated inside the crop (up to 3 times), so padding added
+        around an image whose own edges are uniform ends where the image's own does."""
+
+        def lines(side: np.ndarray) -> int:
+            near = np.abs(side.astype(np.int16) - int(np.median(side[0]))) <= PADDING_LEVELS
+            off = np.flatnonzero(near.mean(axis=1) < PADDING_SHARE)
+            return int(off[0]) if off.size else len(side)
+
+        box = [0, 0, 0, 0]
+        for _ in range(3):
+            h, w = self.luma.shape
+            luma = self.luma[box[0]:h - box[1], box[2]:w - box[3]]
+            top, bottom, left, right = lines(luma), lines(luma[::-1]), lines(luma.T), lines(luma.T[::-1])
+            if not (top and bottom) or top + bottom >= luma.shape[0]:
+                top = bottom = 0
+            if not (left and right) or left + right >= luma.shape[1]:
+                left = right = 0
+            if not (top or bottom or left or right):
+                break
+            box = [box[0] + top, box[1] + bottom, box[2] + left, box[3] + right]
+        return box[0], box[1], box[2], box[3]
+
+    @cached_property
     def thumb32(self) -> np.ndarray:
-        """32x32 area-averaged luma (perceptual hashes)."""
-        return cv2.resize(self.luma, (32, 32), interpolation=cv2.INTER_AREA)
+        """32x32 area-averaged luma of the content inside any padding (perceptual hashes: a padded copy
+        hashes like its original)."""
+        top, bottom, left, right = self.padding
+        h, w = self.luma.shape
+        return cv2.resize(self.luma[top:h - bottom, left:w - right], (32, 32), interpolation=cv2.INTER_AREA)
 
     @cached_property
     def hsv(self) -> np.ndarray:

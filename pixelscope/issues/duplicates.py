@@ -5,7 +5,10 @@
   size and compared by a digest of their oriented RGB pixels, so a PNG re-save of a JPEG's
   pixels or a copy with its metadata stripped is caught without decoding every image twice.
 - Near: a pair fires on perceptual hash (pHash Hamming <= issues.hash_max_distance) or on
-  embedding cosine (>= issues.embedding_min_cosine); the signal that fired is reported.
+  embedding cosine (>= issues.embedding_min_cosine); the signal that fired is reported. The
+  hash is taken inside letterbox / pillarbox padding (features.ImageView.thumb32), and each
+  image's mirrored pHash (phash_mirror) is a second query, so a padded or a left-right flipped
+  copy is as near as a plain one.
 
 Groups never chain: images are taken best first (issues.representative); each one not yet
 grouped becomes a representative and takes its own ungrouped neighbours, so every member
@@ -115,6 +118,15 @@ def near_duplicate(data: Dataset, found: dict[str, Finding]) -> Finding:
     for a, b, d in zip(idx[i], idx[j], dist):
         for x, y in ((a, b), (b, a)):
             neighbours[int(x)][int(y)] = {"hamming": int(d)}
+    if "phash_mirror" in frame:
+        mirrored, have_m = hash_bits(frame["phash_mirror"].to_numpy(dtype=object)[reps].tolist())
+        both = np.flatnonzero(have & have_m)
+        i, j, dist = hamming_pairs(codes[both], cfg.hash_max_distance, queries=mirrored[both])
+        for a, b, d in zip(both[i], both[j], dist):
+            for x, y in ((a, b), (b, a)):
+                ev = neighbours[int(x)].setdefault(int(y), {})
+                if d < ev.get("hamming", 65):
+                    ev.update(hamming=int(d), mirrored=True)
     index_used = "none (no embeddings)"
     if data.embeddings is not None:
         unit_of_id = {ids[r]: u for u, members in enumerate(units) for r in members}
@@ -155,7 +167,7 @@ def near_duplicate(data: Dataset, found: dict[str, Finding]) -> Finding:
             gid += 1
         for v in members[1:]:
             ev = neighbours[members[0]][v]
-            signal = "both" if len(ev) == 2 else ("hash" if "hamming" in ev else "embedding")
+            signal = "both" if "hamming" in ev and "cosine" in ev else ("hash" if "hamming" in ev else "embedding")
             sim = max(ev.get("cosine", 0.0), 1 - ev.get("hamming", 64) / 64)
             for r in units[v]:
                 flagged[r] = True
@@ -184,7 +196,7 @@ def near_duplicate(data: Dataset, found: dict[str, Finding]) -> Finding:
 def _evidence(ev: dict[str, Any]) -> str:
     parts = []
     if "hamming" in ev:
-        parts.append(f"pHash {ev['hamming']} bits apart")
+        parts.append(f"pHash {ev['hamming']} bits apart" + (" mirrored" if ev.get("mirrored") else ""))
     if "cosine" in ev:
         parts.append(f"embedding cosine {ev['cosine']:.3f}")
     return ", ".join(parts)
