@@ -11,6 +11,13 @@ two halves: thresholds (issues.hash_max_distance, issues.embedding_min_cosine) a
 the calibration half by running the real grouping over a grid (best pair F1 with precision
 >= 0.95; near-ties within 0.002 F1 go to the strictest thresholds), then the real issues
 step (its non-chaining groups) is scored on the held-out half.
+
+Then the same copies of a source the thresholds never saw — `cifar` (32 x 32 CIFAR-10) —
+through the real pipeline with the calibrated thresholds, scored per copy kind and per size
+bucket (longer side <= 64 px, <= 256, larger), beside the peers on the same folder
+(`--peers cleanvision` runs only the ones named). The corpus' graphics (Pillow's and
+scikit-image's test images) cannot serve: Pillow's are mostly one picture ("hopper") in many
+formats, so its originals are duplicates of each other and the pair truth would be wrong.
 """
 
 from __future__ import annotations
@@ -66,6 +73,7 @@ def make_copy(src: Path, kind: str, dst: Path) -> Path:
         dst.write_bytes(strip_exif(data))
         return dst
     im = Image.open(src).convert("RGB")
+    im.info.pop("transparency", None)  # a palette's transparent index means nothing in RGB
     w, h = im.size
     if kind == "jpeg_q40":
         im.save(dst, "JPEG", quality=40)
@@ -101,12 +109,27 @@ def originals() -> list[Path]:
     return hym + cams
 
 
-def build(root: Path) -> dict[str, tuple[int, str]]:
+def unseen(source: str) -> list[Path]:
+    """Originals of a source the calibration never saw (readable as RGB, at least 8 px a side)."""
+    folders = {"cifar": ["labeled/cifar10"]}[source]
+    keep = []
+    for p in sorted(f for d in folders for f in (CORPUS / d).rglob("*") if f.is_file()):
+        try:
+            with Image.open(p) as im:
+                im.convert("RGB")
+                if min(im.size) >= 8:
+                    keep.append(p)
+        except Exception:  # noqa: BLE001  # the corpus' broken and exotic files: not originals
+            continue
+    return keep
+
+
+def build(root: Path, sources: list[Path] | None = None) -> dict[str, tuple[int, str]]:
     """root/<original index>/<kind>.<ext>; returns rel path -> (family, kind)."""
     truth = {}
     if root.exists():
         shutil.rmtree(root)
-    for k, src in enumerate(originals()):
+    for k, src in enumerate(originals() if sources is None else sources):
         folder = root / f"{k:04d}"
         folder.mkdir(parents=True)
         orig = folder / f"original{src.suffix.lower()}"
@@ -160,7 +183,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--min-precision", type=float, default=0.95)
     ap.add_argument("--no-peers", action="store_true", help="skip cleanvision / imagededup / fastdup")
+    ap.add_argument("--peers", nargs="+", choices=list(PEERS), help="only these peers")
     args = ap.parse_args()
+    peer_names = [] if args.no_peers else (args.peers or list(PEERS))
     import pyarrow.parquet as pq
 
     from pixelscope.config import parse_params
@@ -266,7 +291,7 @@ def main() -> None:
     print("recall of (original, copy) pairs by transform: " + ", ".join(f"{k} {v}" for k, v in per.items()))
     peers = {"pixelscope": {"setting": "issues step, calibrated defaults (groups)", "seconds": round(t_step, 1),
                             **overall, "recall_by_transform": per}}
-    for name in ([] if args.no_peers else PEERS):  # the same held-out folder, each peer's defaults
+    for name in peer_names:  # the same held-out folder, each peer's defaults
         out = run_peer(name, held)
         for form in ("pairs", "components"):
             if form in out:
@@ -279,12 +304,78 @@ def main() -> None:
            "originals": int(fam.max() + 1), "images": int(len(frame)), "min_precision": args.min_precision,
            "calibrated": best, "calibration_recall_by_signal": signals, "held_out": overall, "held_out_recall_by_transform": per,
            "held_out_side_by_side": peers,
+           "unseen_sources": {s: unseen_source(s, hp, peer_names) for s in ("cifar",)},
            "seconds": round(time.perf_counter() - t0, 1)}
     out = HERE / "results" / "duplicates.jsonl"
     with out.open("a") as fh:
         fh.write(json.dumps(row) + "\n")
     print(f"appended to {out}")
     write_table(row)
+
+
+def unseen_source(source: str, hp, peer_names: list[str]) -> dict:
+    """The copies of a source the thresholds never saw, through ingest, embed and issues with the calibrated
+    thresholds; pair scores per copy kind and per size bucket (of the original), beside the peers."""
+    import pyarrow.parquet as pq
+
+    from pixelscope.embed.step import embed_step
+    from pixelscope.ingest.step import ingest_step
+    from pixelscope.issues.step import issues_step
+
+    root = WORK / f"unseen-{source}"
+    truth = build(root, unseen(source))
+    p = hp.model_copy(deep=True)
+    p.paths.raw, p.paths.manifest = root, WORK / f"unseen-{source}.parquet"
+    t_step = time.perf_counter()
+    ingest_step(p, ".")
+    embed_step(p, ".")
+    issues_step(p, ".")
+    t_step = time.perf_counter() - t_step
+    t = pq.read_table(p.paths.issues).to_pandas()
+    t = t[t["status"] == "ok"].reset_index(drop=True)
+    fam = np.array([truth[x][0] for x in t["path"]])
+    kind = np.array([truth[x][1] for x in t["path"]])
+    size = pq.read_table(p.paths.manifest, columns=["path", "width", "height"]).to_pandas().set_index("path")
+    side = np.maximum(size.loc[t["path"], "width"], size.loc[t["path"], "height"]).to_numpy()
+    orig_side = {f: s for f, k, s in zip(fam, kind, side) if k == "original"}
+    bucket = np.array(["<=64" if orig_side.get(f, 0) <= 64 else "<=256" if orig_side.get(f, 0) <= 256 else ">256"
+                       for f in fam])
+    hi = np.triu_indices(len(t), 1)
+    true = (fam[:, None] == fam[None, :])[hi]
+    is_orig = kind == "original"
+
+    def scored(pred: np.ndarray, seconds: float, setting: str) -> dict:
+        by_kind, by_size = {}, {}
+        for k in TRANSFORMS:
+            pick = ((is_orig[:, None] & (kind == k)[None, :]) | ((kind == k)[:, None] & is_orig[None, :]))[hi] & true
+            by_kind[k] = round(float(pred[pick].mean()), 4) if pick.any() else None
+        for b in ("<=64", "<=256", ">256"):
+            inside = ((bucket == b)[:, None] & (bucket == b)[None, :])[hi]
+            if (true & inside).any():
+                by_size[b] = pair_scores(pred[inside], true[inside])
+        return {"setting": setting, "seconds": round(seconds, 1), **pair_scores(pred, true),
+                "recall_by_transform": by_kind, "by_size": by_size}
+
+    group = t["duplicate_group"].to_numpy(dtype=float)
+    pred = ((group[:, None] == group[None, :]) & ~np.isnan(group)[:, None])[hi]
+    out = {"originals": int(is_orig.sum()), "images": len(t),
+           "tools": {"pixelscope": scored(pred, t_step, "issues step, calibrated defaults (groups)")}}
+    print(f"unseen {source}: {json.dumps(out['tools']['pixelscope'])}", flush=True)
+    paths = list(t["path"])
+    at = {x: k for k, x in enumerate(paths)}
+    for name in peer_names:
+        res = run_peer(name, root)
+        for form in ("pairs", "components"):
+            if form in res:
+                m = np.zeros((len(paths), len(paths)), bool)
+                for a, b in res[form]:
+                    if a in at and b in at:
+                        m[at[a], at[b]] = m[at[b], at[a]] = True
+                label = name if form == "pairs" else f"{name} (connected components)"
+                out["tools"][label] = scored(m[hi], res["seconds"], res["setting"] if form == "pairs" else
+                                             "its connected components")
+                print(f"unseen {source}, {label}: {pair_scores(m[hi], true)}", flush=True)
+    return out
 
 
 def write_table(row: dict) -> None:
@@ -307,6 +398,16 @@ def write_table(row: dict) -> None:
     behind = {k: v for k, v in beaten.items() if v}
     lines.append("\nTransforms where a peer's recall is above pixelscope's: "
                  + (", ".join(f"{k} ({', '.join(v)})" for k, v in behind.items()) if behind else "none") + ".\n")
+    for source, u in row.get("unseen_sources", {}).items():
+        lines += [f"\nSources the thresholds never saw — **{source}** ({u['originals']} originals, {u['images']} images; "
+                  "by size: pair P / R within each size bucket of the original):\n", head + " by size |",
+                  "|" + "---|" * (6 + len(TRANSFORMS))]
+        for name, r in u["tools"].items():
+            by = r["recall_by_transform"]
+            sizes = "; ".join(f"{b}: {s['precision']:.2f} / {s['recall']:.2f}" for b, s in r["by_size"].items())
+            lines.append(f"| {name} ({r['setting']}) | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | "
+                         f"{r['seconds']} | " + " | ".join("–" if by[k] is None else f"{by[k]:.2f}" for k in TRANSFORMS)
+                         + f" | {sizes} |")
     with open(HERE.parent / "BENCHMARKS.md", "a") as fh:
         fh.write("\n".join(lines))
 

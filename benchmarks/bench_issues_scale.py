@@ -86,6 +86,11 @@ def build(n: int, root: Path) -> Path:
         "sharpness": rng.lognormal(5, 1, n).tolist(), "edge_density": rng.beta(2, 10, n).tolist(),
         "phash": [f"{h:016x}" for h in hashes], "dhash": [f"{h:016x}" for h in hashes[::-1]],
     })
+    # drawn last, so the columns above are the same as in earlier runs of this benchmark
+    mirrored = rng.integers(0, 2**63, n, dtype=np.uint64)  # the pHash of the mirrored image: unrelated bits
+    mirrored[copies] = mirrored[copy_src]
+    data.update({"phash_mirror": [f"{h:016x}" for h in mirrored],
+                 "clipped_highlights": rng.beta(1, 12, n).tolist(), "clipped_shadows": rng.beta(1, 12, n).tolist()})
     for k in [c.name for c in cols if c.name not in ("id", "path", "label", "split", "status", "reason", "source")]:
         if data[k][0] is not None:
             data[k] = [None if e else v for v, e in zip(data[k], errors)]
