@@ -213,14 +213,15 @@ def write_clusters(out: Path) -> bool:
 
 def write_search(params: Params, store: Any, previous: Path, out: Path) -> bool:
     """search/ (pixelscope/compressed_index.py) over the bundle's readable images, kept from the last
-    bundle when the ids and the store key are unchanged; False (no part) when the store lacks an image."""
+    bundle when the ids and the store key are unchanged; False (no part) when the store lacks an image
+    or there are fewer than two."""
     from pixelscope import compressed_index
     from pixelscope.neighbours import unit_vectors
 
     folder = out / PARTS["search"].file
     shutil.rmtree(folder, ignore_errors=True)
     ids = compressed_index.row_ids(out / PARTS["manifest"].file)
-    if store is None or not ids or not set(ids) <= store.ids():
+    if store is None or len(ids) < 2 or not set(ids) <= store.ids():  # one image: nothing to search among
         return False
     key = store.meta["key"]
     if compressed_index.reusable(previous, ids, key):
