@@ -163,20 +163,54 @@ def run_peer(name: str, folder: Path) -> dict:
     return json.loads(next(line for line in reversed(r.stdout.splitlines()) if line.startswith('{"tool"')))
 
 
-def score_pairs(pairs: list, paths: list[str], true: np.ndarray, hi: tuple, is_orig: np.ndarray, hkind: np.ndarray
-                ) -> tuple[dict, dict]:
-    """Pair precision / recall of a pair list over the images at paths, overall and per transform."""
+def pair_matrix(pairs: list, paths: list[str]) -> np.ndarray:
+    """A peer's pair list as a symmetric bool matrix over the images at paths."""
     at = {p: k for k, p in enumerate(paths)}
     m = np.zeros((len(paths), len(paths)), bool)
     for a, b in pairs:
         if a in at and b in at:
             m[at[a], at[b]] = m[at[b], at[a]] = True
-    pred = m[hi]
+    return m
+
+
+def by_transform(pred: np.ndarray, true: np.ndarray, hi: tuple, is_orig: np.ndarray, kind: np.ndarray) -> dict:
+    """Recall of the (original, copy) pairs, per copy kind (pred, true: over the pairs hi)."""
     per = {}
     for k in TRANSFORMS:
-        pick = ((is_orig[:, None] & (hkind == k)[None, :]) | ((hkind == k)[:, None] & is_orig[None, :]))[hi] & true
+        pick = ((is_orig[:, None] & (kind == k)[None, :]) | ((kind == k)[:, None] & is_orig[None, :]))[hi] & true
         per[k] = round(float(pred[pick].mean()), 4) if pick.any() else None
-    return pair_scores(pred, true), per
+    return per
+
+
+def score_pairs(pairs: list, paths: list[str], true: np.ndarray, hi: tuple, is_orig: np.ndarray, hkind: np.ndarray
+                ) -> tuple[dict, dict]:
+    """Pair precision / recall of a pair list over the images at paths, overall and per transform."""
+    pred = pair_matrix(pairs, paths)[hi]
+    return pair_scores(pred, true), by_transform(pred, true, hi, is_orig, hkind)
+
+
+def run_steps(p, truth: dict[str, tuple[int, str]]) -> tuple:
+    """ingest, embed and issues under params p; the readable rows' issues table, families and kinds, seconds."""
+    import pyarrow.parquet as pq
+
+    from pixelscope.embed.step import embed_step
+    from pixelscope.ingest.step import ingest_step
+    from pixelscope.issues.step import issues_step
+
+    t0 = time.perf_counter()
+    ingest_step(p, ".")
+    embed_step(p, ".")
+    issues_step(p, ".")
+    seconds = time.perf_counter() - t0
+    t = pq.read_table(p.paths.issues).to_pandas()
+    t = t[t["status"] == "ok"].reset_index(drop=True)
+    return t, np.array([truth[x][0] for x in t["path"]]), np.array([truth[x][1] for x in t["path"]]), seconds
+
+
+def grouped(t) -> np.ndarray:
+    """Pairs (upper triangle) the issues step put in one duplicate group."""
+    group = t["duplicate_group"].to_numpy(dtype=float)
+    return ((group[:, None] == group[None, :]) & ~np.isnan(group)[:, None])[np.triu_indices(len(t), 1)]
 
 
 def main() -> None:
@@ -186,12 +220,11 @@ def main() -> None:
     ap.add_argument("--peers", nargs="+", choices=list(PEERS), help="only these peers")
     args = ap.parse_args()
     peer_names = [] if args.no_peers else (args.peers or list(PEERS))
-    import pyarrow.parquet as pq
 
     from pixelscope.config import parse_params
     from pixelscope.embed.step import embed_step
     from pixelscope.ingest.step import ingest_step
-    from pixelscope.issues.step import issues_step, load_dataset
+    from pixelscope.issues.step import load_dataset
     from pixelscope.neighbours import hash_bits
 
     t0 = time.perf_counter()
@@ -268,25 +301,13 @@ def main() -> None:
                        "issues": {"hash_max_distance": best["hash_max_distance"],
                                   "embedding_min_cosine": best["embedding_min_cosine"]}})
     hp.paths.raw, hp.paths.manifest = held, WORK / "held-manifest.parquet"
-    t_step = time.perf_counter()
-    ingest_step(hp, ".")
-    embed_step(hp, ".")
-    issues_step(hp, ".")
-    t_step = time.perf_counter() - t_step
-    t = pq.read_table(hp.paths.issues).to_pandas()
-    t = t[t["status"] == "ok"].reset_index(drop=True)
-    hfam = np.array([truth[p][0] for p in t["path"]])
-    hkind = np.array([truth[p][1] for p in t["path"]])
-    group = t["duplicate_group"].to_numpy(dtype=float)
+    t, hfam, hkind, t_step = run_steps(hp, truth)
     hi = np.triu_indices(len(t), 1)
-    pred = ((group[:, None] == group[None, :]) & ~np.isnan(group)[:, None])[hi]
+    pred = grouped(t)
     true = (hfam[:, None] == hfam[None, :])[hi]
     overall = pair_scores(pred, true)
-    per = {}
     is_orig = hkind == "original"
-    for k in TRANSFORMS:
-        pick = ((is_orig[:, None] & (hkind == k)[None, :]) | ((hkind == k)[:, None] & is_orig[None, :]))[hi] & true
-        per[k] = round(float(pred[pick].mean()), 4) if pick.any() else None
+    per = by_transform(pred, true, hi, is_orig, hkind)
     print(f"held-out half, issues step groups: {overall}")
     print("recall of (original, copy) pairs by transform: " + ", ".join(f"{k} {v}" for k, v in per.items()))
     peers = {"pixelscope": {"setting": "issues step, calibrated defaults (groups)", "seconds": round(t_step, 1),
@@ -318,23 +339,11 @@ def unseen_source(source: str, hp, peer_names: list[str]) -> dict:
     thresholds; pair scores per copy kind and per size bucket (of the original), beside the peers."""
     import pyarrow.parquet as pq
 
-    from pixelscope.embed.step import embed_step
-    from pixelscope.ingest.step import ingest_step
-    from pixelscope.issues.step import issues_step
-
     root = WORK / f"unseen-{source}"
     truth = build(root, unseen(source))
     p = hp.model_copy(deep=True)
     p.paths.raw, p.paths.manifest = root, WORK / f"unseen-{source}.parquet"
-    t_step = time.perf_counter()
-    ingest_step(p, ".")
-    embed_step(p, ".")
-    issues_step(p, ".")
-    t_step = time.perf_counter() - t_step
-    t = pq.read_table(p.paths.issues).to_pandas()
-    t = t[t["status"] == "ok"].reset_index(drop=True)
-    fam = np.array([truth[x][0] for x in t["path"]])
-    kind = np.array([truth[x][1] for x in t["path"]])
+    t, fam, kind, t_step = run_steps(p, truth)
     size = pq.read_table(p.paths.manifest, columns=["path", "width", "height"]).to_pandas().set_index("path")
     side = np.maximum(size.loc[t["path"], "width"], size.loc[t["path"], "height"]).to_numpy()
     orig_side = {f: s for f, k, s in zip(fam, kind, side) if k == "original"}
@@ -345,36 +354,26 @@ def unseen_source(source: str, hp, peer_names: list[str]) -> dict:
     is_orig = kind == "original"
 
     def scored(pred: np.ndarray, seconds: float, setting: str) -> dict:
-        by_kind, by_size = {}, {}
-        for k in TRANSFORMS:
-            pick = ((is_orig[:, None] & (kind == k)[None, :]) | ((kind == k)[:, None] & is_orig[None, :]))[hi] & true
-            by_kind[k] = round(float(pred[pick].mean()), 4) if pick.any() else None
+        by_size = {}
         for b in ("<=64", "<=256", ">256"):
             inside = ((bucket == b)[:, None] & (bucket == b)[None, :])[hi]
             if (true & inside).any():
                 by_size[b] = pair_scores(pred[inside], true[inside])
         return {"setting": setting, "seconds": round(seconds, 1), **pair_scores(pred, true),
-                "recall_by_transform": by_kind, "by_size": by_size}
+                "recall_by_transform": by_transform(pred, true, hi, is_orig, kind), "by_size": by_size}
 
-    group = t["duplicate_group"].to_numpy(dtype=float)
-    pred = ((group[:, None] == group[None, :]) & ~np.isnan(group)[:, None])[hi]
     out = {"originals": int(is_orig.sum()), "images": len(t),
-           "tools": {"pixelscope": scored(pred, t_step, "issues step, calibrated defaults (groups)")}}
+           "tools": {"pixelscope": scored(grouped(t), t_step, "issues step, calibrated defaults (groups)")}}
     print(f"unseen {source}: {json.dumps(out['tools']['pixelscope'])}", flush=True)
-    paths = list(t["path"])
-    at = {x: k for k, x in enumerate(paths)}
     for name in peer_names:
         res = run_peer(name, root)
         for form in ("pairs", "components"):
             if form in res:
-                m = np.zeros((len(paths), len(paths)), bool)
-                for a, b in res[form]:
-                    if a in at and b in at:
-                        m[at[a], at[b]] = m[at[b], at[a]] = True
+                pred = pair_matrix(res[form], list(t["path"]))[hi]
                 label = name if form == "pairs" else f"{name} (connected components)"
-                out["tools"][label] = scored(m[hi], res["seconds"], res["setting"] if form == "pairs" else
+                out["tools"][label] = scored(pred, res["seconds"], res["setting"] if form == "pairs" else
                                              "its connected components")
-                print(f"unseen {source}, {label}: {pair_scores(m[hi], true)}", flush=True)
+                print(f"unseen {source}, {label}: {pair_scores(pred, true)}", flush=True)
     return out
 
 

@@ -92,7 +92,7 @@ def build(root: Path) -> None:
             for kind in KINDS:
                 out = root / source / kind / f"{n:04d}.{ext}"
                 out.parent.mkdir(parents=True, exist_ok=True)
-                plant(im, kind).save(out, quality=92) if ext == "jpg" else plant(im, kind).save(out)
+                plant(im, kind).save(out, **({"quality": 92} if ext == "jpg" else {}))
             n += 1
 
 

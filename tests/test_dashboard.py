@@ -987,15 +987,19 @@ def test_more_like_a_dropped_file_finds_its_original_first_in_a_real_browser(dem
     query = tmp_path / "query.jpg"
     im.resize((im.width // 2, im.height // 2)).save(query, quality=70)
     hosts: set[str] = set()
-    with served_project(demo_project, PIXELSCOPE_READ_ONLY="1") as served, sync_playwright() as pw:
-        browser, page = chromium_page(pw, hosts)
+    def drop(page, served: str) -> list[str]:
+        """The query file dropped on the Images page: the result grid's captions."""
         page.goto(f"{served}/images")
         finished(page)
         page.get_by_text("More like this: drop an image file").click()
         page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(query))
         page.wait_for_function("() => document.body.innerText.includes('most like query.jpg')", timeout=120_000)
         finished(page)
-        captions = page.locator("[data-testid='stImageCaption']").all_inner_texts()
+        return page.locator("[data-testid='stImageCaption']").all_inner_texts()
+
+    with served_project(demo_project, PIXELSCOPE_READ_ONLY="1") as served, sync_playwright() as pw:
+        browser, page = chromium_page(pw, hosts)
+        captions = drop(page, served)
         first = next(c for c in captions if " · " in c)
         assert first.startswith(original), (original, captions[:3])
         assert float(first.rsplit(" · ", 1)[1]) > 0.9
@@ -1018,14 +1022,8 @@ def test_more_like_a_dropped_file_finds_its_original_first_in_a_real_browser(dem
     shutil.copytree(demo_project / "reports" / "publish", alone / "reports" / "publish")
     with served_project(alone, PIXELSCOPE_READ_ONLY="1") as served, sync_playwright() as pw:
         browser, page = chromium_page(pw, hosts)
-        page.goto(f"{served}/images")
-        finished(page)
-        page.get_by_text("More like this: drop an image file").click()
-        page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(query))
-        page.wait_for_function("() => document.body.innerText.includes('most like query.jpg')", timeout=120_000)
-        finished(page)
+        captions = drop(page, served)
         assert "decoded vectors (approximate)" in page.inner_text("body")  # no store here: the codes, said so
-        captions = page.locator("[data-testid='stImageCaption']").all_inner_texts()
         assert next(c for c in captions if " · " in c).startswith(original), (original, captions[:3])
         browser.close()
 

@@ -95,7 +95,8 @@ class ImageView:
         is padding when 90 % of its pixels are within 16 levels of the outermost line's median (JPEG
         ringing next to the content stays padding), and only padding on both opposite sides counts, so
         a flat sky above a photo is content. Repeated inside the crop (up to 3 times), so padding added
-        around an image whose own edges are uniform ends where the image's own does."""
+        around an image whose own edges are uniform ends where the image's own does. Looser than
+        `borders` on purpose: border_fraction keeps the strict rule its recorded values were made by."""
 
         def lines(side: np.ndarray) -> int:
             near = np.abs(side.astype(np.int16) - int(np.median(side[0]))) <= PADDING_LEVELS
