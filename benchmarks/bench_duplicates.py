@@ -1,23 +1,34 @@
-"""Near-duplicate precision / recall on real photos with known copies, and threshold calibration.
+"""Near-duplicate precision / recall on copies of real images, by a protocol that keeps sources out.
 
-    python benchmarks/bench_duplicates.py            # build the set, calibrate, evaluate, append results
+    python benchmarks/bench_duplicates.py                 # build, fit, evaluate, append to BENCHMARKS.md
+    python benchmarks/bench_duplicates.py --no-peers      # without cleanvision / imagededup / fastdup
 
-The set: photos from ../shared/corpus (hymenoptera ants/bees: many near-similar photos of one
-kind, the hard negatives; exif-samples cameras: EXIF to strip) and, of each, eleven copies —
-byte copy, JPEG re-encode q40, resize 50 %, centre crop 90 %, brightness x1.15, rotation 3°,
-horizontal flip, a text watermark, letterbox padding to square, PNG re-save, EXIF stripped.
-Two images are a true pair when they come from the same photo. The originals are split in
-two halves: thresholds (issues.hash_max_distance, issues.embedding_min_cosine) are chosen on
-the calibration half by running the real grouping over a grid (best pair F1 with precision
->= 0.95; near-ties within 0.002 F1 go to the strictest thresholds), then the real issues
-step (its non-chaining groups) is scored on the held-out half.
+The sets: originals from ../shared/corpus — `hymenoptera` (ant / bee photos: many look-alikes,
+the hard negatives), `cameras` (exif-samples: EXIF to strip), `cifar` (32 x 32 CIFAR-10) — and
+of each, eleven copies: byte copy, JPEG q40, resize 50 %, centre crop 90 %, brightness x1.15,
+rotation 3°, horizontal flip, a text watermark, letterbox padding to square, PNG re-save, EXIF
+stripped. The photos are also shrunk to a longer side of 32 and 128 px (then copied the same
+way): small images to calibrate on that are not CIFAR. Two images are a true pair when they
+come from the same original. The graphics (Pillow's test images are mostly one picture in many
+formats) cannot serve: their originals are duplicates of each other.
 
-Then the same copies of a source the thresholds never saw — `cifar` (32 x 32 CIFAR-10) —
-through the real pipeline with the calibrated thresholds, scored per copy kind and per size
-bucket (longer side <= 64 px, <= 256, larger), beside the peers on the same folder
-(`--peers cleanvision` runs only the ones named). The corpus' graphics (Pillow's and
-scikit-image's test images) cannot serve: Pillow's are mostly one picture ("hopper") in many
-formats, so its originals are duplicates of each other and the pair truth would be wrong.
+Protocol (fixed before any held-out figure was seen):
+1. The fused model (issues.near_duplicate_model: logistic regression on pHash distance, embedding
+   cosine and image size over the candidate pairs) is fit on the calibration half — the even
+   originals of the photos, at full size and shrunk. CIFAR is never used: it is the unseen source.
+   The probability bar (issues.near_duplicate_min_probability) is chosen across the two calibration
+   sources: the model fit on one's calibration originals, the real finder scored on the other's; the
+   best mean pair F1 (to 3 decimals) among bars with mean precision >= 0.95, ties to the lowest.
+2. The thresholds rule's hash bar (hash_max_distance: what decides where there are no embeddings)
+   is chosen on the hash alone over the calibration half at every size: best pair F1 with
+   precision >= 0.95, near-ties within 0.002 F1 to the strictest. Its opt-in cosine
+   (embedding_min_cosine 0.75) is the earlier protocol's and is not re-chosen.
+3. Held out: the odd originals (full size and shrunk) and all of CIFAR go through the real
+   ingest → embed → issues with those defaults; pair scores of its non-chaining groups, recall per
+   copy kind, P / R per size bucket (longer side of the original <= 64 px, <= 256, larger), beside
+   cleanvision, imagededup and fastdup (each in its own venv, its defaults) on the same folders.
+4. Leave one source out: for each of hymenoptera, cameras, cifar, the model is refit on the other
+   sources (all originals, every size) and the real finder is scored on the one left out.
 """
 
 from __future__ import annotations
@@ -45,6 +56,9 @@ PEERS = {  # each in its own venv (benchmarks/.work/venv-<name>), made on first 
     "imagededup": ["imagededup==0.3.3.post2"],
     "fastdup": ["fastdup==2.54"],
 }
+SIDES = (32, 128)  # the photos shrunk to these longer sides: small calibration images that are not CIFAR
+SOURCES = ("hymenoptera", "cameras", "cifar")
+BARS = (0.5, 0.6, 0.7, 0.8, 0.9)  # issues.near_duplicate_min_probability: the values the protocol may choose
 TRANSFORMS = ("bytes", "jpeg_q40", "resize_50", "crop_90", "brightness_115", "rotate_3", "hflip", "watermark",
               "letterbox", "png", "exif_stripped")
 
@@ -213,6 +227,133 @@ def grouped(t) -> np.ndarray:
     return ((group[:, None] == group[None, :]) & ~np.isnan(group)[:, None])[np.triu_indices(len(t), 1)]
 
 
+def source_of(path: Path) -> str:
+    return "hymenoptera" if "hymenoptera" in path.parts else "cameras" if "exif-samples" in path.parts else "cifar"
+
+
+def downscaled(sources: list[Path], side: int) -> list[Path]:
+    """The originals shrunk to a longer side of `side` px (JPEG q90): small images for calibration that
+    are not CIFAR, so CIFAR stays a source nothing was tuned on."""
+    folder = WORK / f"small{side}-originals"
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    out = []
+    for k, src in enumerate(sources):
+        im = Image.open(src).convert("RGB")
+        im.thumbnail((side, side), Image.LANCZOS)
+        out.append(folder / f"{k:04d}.jpg")
+        im.save(out[-1], "JPEG", quality=90)
+    return out
+
+
+def project(root: Path, name: str, issues: dict | None = None):
+    """Params of a benchmark folder: its own manifest and issues, one shared embedding store."""
+    from pixelscope.config import parse_params
+
+    return parse_params({"paths": {"raw": str(root), "manifest": str(WORK / f"{name}.parquet"),
+                                   "tensors": str(WORK / "tensors"), "embeddings": str(WORK / "embeddings"),
+                                   "issues": str(WORK / f"{name}-issues.parquet"),
+                                   "issue_pairs": str(WORK / f"{name}-pairs.parquet"),
+                                   "issues_summary": str(WORK / f"{name}-issues.json"),
+                                   "metrics": str(WORK / "metrics")},
+                         "issues": issues or {}})
+
+
+class Part:
+    """One set of originals and their copies, ingested and embedded: rows, families, kinds, sizes, vectors."""
+
+    def __init__(self, name: str, sources: list[Path], source: list[str] | None = None):
+        from pixelscope.embed.step import embed_step
+        from pixelscope.ingest.step import ingest_step
+        from pixelscope.issues.step import load_dataset
+        from pixelscope.neighbours import hash_bits
+
+        self.name, self.root = name, WORK / name
+        self.truth = build(self.root, sources)
+        self.source = np.array(source or [source_of(p) for p in sources])  # per family
+        self.params = project(self.root, name)
+        ingest_step(self.params, ".")
+        embed_step(self.params, ".")
+        data, _ = load_dataset(self.params, ".")
+        self.frame = data.frame[data.frame["status"] == "ok"].reset_index(drop=True)
+        self.embeddings = data.embeddings
+        self.fam = np.array([self.truth[p][0] for p in self.frame["path"]])
+        self.kind = np.array([self.truth[p][1] for p in self.frame["path"]])
+        side = np.maximum(self.frame["width"], self.frame["height"]).to_numpy()
+        orig = {f: s for f, k, s in zip(self.fam, self.kind, side) if k == "original"}
+        self.bucket = np.array([size_bucket(orig.get(f, 0)) for f in self.fam])
+        codes, _ = hash_bits(self.frame["phash"].tolist())
+        mirror, _ = hash_bits(self.frame["phash_mirror"].tolist())
+        bits, mbits = (np.unpackbits(c, axis=1).astype(np.int16) for c in (codes, mirror))
+
+        def ham(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+            return x.shape[1] - (x @ y.T + (1 - x) @ (1 - y).T)
+
+        self.hamming = np.minimum(ham(bits, bits), np.minimum(ham(mbits, bits), ham(bits, mbits)))
+        where = self.embeddings.index_of()
+        vec = self.embeddings.vectors[[where[i] for i in self.frame["id"]]].astype(np.float32)
+        self.cosine = vec @ vec.T
+        self.side = np.minimum(side[:, None], side[None, :])
+
+    def rows(self, families: np.ndarray) -> np.ndarray:
+        return np.isin(self.fam, families)
+
+    def pairs(self, families: np.ndarray, cfg) -> dict[str, np.ndarray]:
+        """The candidate pairs (as the finder searches them) among the images of these families."""
+        r = np.flatnonzero(self.rows(families))
+        iu = np.triu_indices(len(r), 1)
+        h, c = self.hamming[np.ix_(r, r)][iu], self.cosine[np.ix_(r, r)][iu]
+        keep = (h <= cfg.candidate_max_hamming) | (c >= cfg.candidate_min_cosine)
+        return {"hamming": h[keep], "cosine": c[keep], "side": self.side[np.ix_(r, r)][iu][keep],
+                "same": (self.fam[r][:, None] == self.fam[r][None, :])[iu][keep]}
+
+    def run_finder(self, families: np.ndarray, cfg, embeddings: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """The real near-duplicate finder (its groups) over these families: (predicted, true) pairs."""
+        from pixelscope.issues import Dataset, Embeddings
+        from pixelscope.issues.duplicates import near_duplicate
+
+        sub = self.frame[self.rows(families)].reset_index(drop=True)
+        ids = sorted(set(sub["id"]))
+        where = self.embeddings.index_of()
+        emb = Embeddings(ids, self.embeddings.vectors[[where[i] for i in ids]], "bench")
+        g = near_duplicate(Dataset(sub, cfg, emb if embeddings else None), {}).columns["duplicate_group"].to_numpy(dtype=float)
+        iu = np.triu_indices(len(sub), 1)
+        fam = self.fam[self.rows(families)]
+        return ((g[:, None] == g[None, :]) & ~np.isnan(g)[:, None])[iu], (fam[:, None] == fam[None, :])[iu]
+
+
+def size_bucket(side: int) -> str:
+    return "<=64" if side <= 64 else "<=256" if side <= 256 else ">256"
+
+
+def fit_model(parts: list[tuple[Part, np.ndarray]], cfg) -> dict[str, float]:
+    """issues.near_duplicate_model: logistic regression on the candidate pairs of these (part, families)."""
+    from sklearn.linear_model import LogisticRegression
+
+    cols = [p.pairs(f, cfg) for p, f in parts]
+    h = np.concatenate([c["hamming"] for c in cols]) / 64
+    c = np.concatenate([c["cosine"] for c in cols])
+    s = np.log2(np.maximum(np.concatenate([c["side"] for c in cols]), 8))
+    y = np.concatenate([c["same"] for c in cols])
+    m = LogisticRegression(C=10, max_iter=5000).fit(np.c_[h, c, s, h * s, c * s], y)
+    w = np.round(m.coef_[0], 3)
+    return {"intercept": round(float(m.intercept_[0]), 3), "hamming": float(w[0]), "cosine": float(w[1]),
+            "log_side": float(w[2]), "hamming_log_side": float(w[3]), "cosine_log_side": float(w[4])}
+
+
+def scores_by(pred: np.ndarray, true: np.ndarray, kind: np.ndarray, bucket: np.ndarray) -> dict:
+    """Pair P / R / F1, recall per copy kind, and P / R within each size bucket (of the original)."""
+    hi = np.triu_indices(len(kind), 1)
+    by_size = {}
+    for b in ("<=64", "<=256", ">256"):
+        inside = ((bucket == b)[:, None] & (bucket == b)[None, :])[hi]
+        if (true & inside).any():
+            by_size[b] = pair_scores(pred[inside], true[inside])
+    return {**pair_scores(pred, true), "recall_by_transform": by_transform(pred, true, hi, kind == "original", kind),
+            "by_size": by_size}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--min-precision", type=float, default=0.95)
@@ -221,112 +362,81 @@ def main() -> None:
     args = ap.parse_args()
     peer_names = [] if args.no_peers else (args.peers or list(PEERS))
 
-    from pixelscope.config import parse_params
-    from pixelscope.embed.step import embed_step
-    from pixelscope.ingest.step import ingest_step
-    from pixelscope.issues.step import load_dataset
-    from pixelscope.neighbours import hash_bits
+    from pixelscope.config import DuplicateModel, IssuesConfig
 
     t0 = time.perf_counter()
-    raw = WORK / "raw"
-    truth = build(raw)
-    params = parse_params({"paths": {"raw": str(raw), "manifest": str(WORK / "manifest.parquet"),
-                                     "tensors": str(WORK / "tensors"), "embeddings": str(WORK / "embeddings"),
-                                     "issues": str(WORK / "issues.parquet"),
-                                     "issue_pairs": str(WORK / "pairs.parquet"),
-                                     "issues_summary": str(WORK / "issues.json"), "metrics": str(WORK / "metrics")}})
-    ingest_step(params, ".")
-    embed_step(params, ".")
-    data, _ = load_dataset(params, ".")
-    frame = data.frame[data.frame["status"] == "ok"].reset_index(drop=True)
-    fam = np.array([truth[p][0] for p in frame["path"]])
-    kind = np.array([truth[p][1] for p in frame["path"]])
-    codes, _ = hash_bits(frame["phash"].tolist())
-    bits = np.unpackbits(codes, axis=1).astype(np.int16)
-    hamming = bits.shape[1] - (bits @ bits.T + (1 - bits) @ (1 - bits).T)
-    where = data.embeddings.index_of()
-    vec = data.embeddings.vectors[[where[i] for i in frame["id"]]]
-    cosine = vec @ vec.T
-    iu = np.triu_indices(len(frame), 1)
-    same = (fam[:, None] == fam[None, :])[iu]
-    calib = ((fam % 2 == 0)[:, None] & (fam % 2 == 0)[None, :])[iu]
-    ham, cos = hamming[iu], cosine[iu]
+    photos = originals()
+    parts = {"photos": Part("photos", photos), "cifar": Part("cifar", unseen("cifar"))}
+    for side in SIDES:
+        parts[f"small{side}"] = Part(f"small{side}", downscaled(photos, side), [source_of(p) for p in photos])
+    n_photos = len(photos)
+    even, odd = np.arange(0, n_photos, 2), np.arange(1, n_photos, 2)
+    photo_parts = ["photos"] + [f"small{s}" for s in SIDES]
+    base = IssuesConfig()
 
-    # calibration half: run the real grouping (non-chaining, representative first) for every pair of
-    # thresholds; keep the best pair F1 among those with precision >= min_precision
-    from pixelscope.config import IssuesConfig
-    from pixelscope.issues import Dataset, Embeddings
-    from pixelscope.issues.duplicates import near_duplicate
+    # 1. the fused model, fit on the calibration half of the photos at full size and shrunk (never CIFAR);
+    # its probability bar chosen across the two calibration sources: fit on one, the real finder on the other
+    cross = {}
+    for bar in BARS:
+        f1 = []
+        for fit_on, score_on in (("hymenoptera", "cameras"), ("cameras", "hymenoptera")):
+            fit = fit_model([(parts[n], even[parts[n].source[even] == fit_on]) for n in photo_parts], base)
+            c = base.model_copy(update={"near_duplicate_model": DuplicateModel(**fit), "near_duplicate_min_probability": bar})
+            fams = even[parts["photos"].source[even] == score_on]
+            pred, true = (np.concatenate(x) for x in zip(*(parts[n].run_finder(fams, c) for n in photo_parts)))
+            f1.append(pair_scores(pred, true))
+        cross[bar] = {"f1": round(float(np.mean([s["f1"] for s in f1])), 4),
+                      "precision": round(float(np.mean([s["precision"] for s in f1])), 4)}
+        print(f"probability bar {bar}: across calibration sources {cross[bar]}", flush=True)
+    ok_bars = [b for b in BARS if cross[b]["precision"] >= args.min_precision] or BARS
+    bar = min(ok_bars, key=lambda b: (-round(cross[b]["f1"], 3), b))  # best F1 to 3 decimals, then the lowest bar
+    model = fit_model([(parts[n], even) for n in photo_parts], base)
+    cfg = base.model_copy(update={"near_duplicate_model": DuplicateModel(**model), "near_duplicate_min_probability": bar})
+    calibration = {n: scores_by(*parts[n].run_finder(even, cfg), parts[n].kind[parts[n].rows(even)],
+                                parts[n].bucket[parts[n].rows(even)]) for n in photo_parts}
+    print(f"fused model (calibration half, photos + shrunk to {SIDES} px): {model}")
 
-    cal = frame[fam % 2 == 0].reset_index(drop=True)
-    cal_fam = fam[fam % 2 == 0]
-    cal_ids = sorted(set(cal["id"]))
-    cal_emb = Embeddings(cal_ids, data.embeddings.vectors[[where[i] for i in cal_ids]], "calibration")
-    ci = np.triu_indices(len(cal), 1)
-    cal_true = (cal_fam[:, None] == cal_fam[None, :])[ci]
+    # 2. the thresholds rule's hash bar — what decides where there are no embeddings — on the hash alone,
+    # calibration half of the photos at every size (embedding_min_cosine: the rule's opt-in cosine, kept)
     grid = []
-    for h in (0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 24):
-        for c in (0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.88, 0.9, 0.92, 0.94, 0.96, 0.98):
-            cfg = IssuesConfig(hash_max_distance=h, embedding_min_cosine=c)
-            g = near_duplicate(Dataset(cal, cfg, cal_emb), {}).columns["duplicate_group"].to_numpy(dtype=float)
-            pred = ((g[:, None] == g[None, :]) & ~np.isnan(g)[:, None])[ci]
-            grid.append({"hash_max_distance": h, "embedding_min_cosine": c, **pair_scores(pred, cal_true)})
+    for h in (0, 2, 4, 6, 8, 10, 12, 14, 16):
+        tcfg = base.model_copy(update={"near_duplicate_rule": "thresholds", "hash_max_distance": h})
+        pred, true = (np.concatenate(x) for x in zip(*(parts[n].run_finder(even, tcfg, embeddings=False)
+                                                        for n in photo_parts)))
+        grid.append({"hash_max_distance": h, "embedding_min_cosine": base.embedding_min_cosine, **pair_scores(pred, true)})
     ok = [g for g in grid if g["precision"] >= args.min_precision] or grid
     top = max(g["f1"] for g in ok)
-    # near-ties (within 0.002 F1) go to the strictest thresholds: they transfer better to other data
-    best = min((g for g in ok if g["f1"] >= top - 0.002), key=lambda g: (g["hash_max_distance"], -g["embedding_min_cosine"]))
-    print(f"calibration half (groups): hash <= {best['hash_max_distance']}, cosine >= {best['embedding_min_cosine']}: "
-          f"P {best['precision']}, R {best['recall']}, F1 {best['f1']}")
-    for g in sorted(grid, key=lambda g: -g["f1"])[:5]:
-        print(f"  {g}")
-    signals = {}
-    is_orig = kind == "original"
-    for signal, pred in (("hash", ham <= best["hash_max_distance"]), ("embedding", cos >= best["embedding_min_cosine"])):
-        print(f"  {signal} alone: {pair_scores(pred[calib], same[calib])}")
-        signals[signal] = {}
-        for k in TRANSFORMS:  # which signal catches which copy, on the calibration half
-            pick = ((is_orig[:, None] & (kind == k)[None, :]) | ((kind == k)[:, None] & is_orig[None, :]))[iu]
-            pick &= same & calib
-            signals[signal][k] = round(float(pred[pick].mean()), 3)
-        print("    recall by transform: " + ", ".join(f"{k} {v}" for k, v in signals[signal].items()))
+    thresholds = min((g for g in ok if g["f1"] >= top - 0.002), key=lambda g: g["hash_max_distance"])
+    print(f"thresholds rule (calibration half of the photos): {thresholds}")
 
-    # held-out half: the real issues step with those thresholds (non-chaining groups)
-    held = WORK / "held-out"
-    if held.exists():
-        shutil.rmtree(held)
-    for f in sorted(raw.iterdir()):
-        if int(f.name) % 2 == 1:
-            shutil.copytree(f, held / f.name)
-    hp = parse_params({**params.model_dump(mode="json"),
-                       "issues": {"hash_max_distance": best["hash_max_distance"],
-                                  "embedding_min_cosine": best["embedding_min_cosine"]}})
-    hp.paths.raw, hp.paths.manifest = held, WORK / "held-manifest.parquet"
-    t, hfam, hkind, t_step = run_steps(hp, truth)
-    hi = np.triu_indices(len(t), 1)
-    pred = grouped(t)
-    true = (hfam[:, None] == hfam[None, :])[hi]
-    overall = pair_scores(pred, true)
-    is_orig = hkind == "original"
-    per = by_transform(pred, true, hi, is_orig, hkind)
-    print(f"held-out half, issues step groups: {overall}")
-    print("recall of (original, copy) pairs by transform: " + ", ".join(f"{k} {v}" for k, v in per.items()))
-    peers = {"pixelscope": {"setting": "issues step, calibrated defaults (groups)", "seconds": round(t_step, 1),
-                            **overall, "recall_by_transform": per}}
-    for name in peer_names:  # the same held-out folder, each peer's defaults
-        out = run_peer(name, held)
-        for form in ("pairs", "components"):
-            if form in out:
-                scores, by = score_pairs(out[form], list(t["path"]), true, hi, is_orig, hkind)
-                label = name if form == "pairs" else f"{name} (connected components)"
-                peers[label] = {"setting": out["setting"] if form == "pairs" else "its connected components",
-                                "seconds": round(out["seconds"], 1), **scores, "recall_by_transform": by}
-                print(f"{label}: {scores}")
+    # 3. leave one source out: the model fit on the other sources (all their families, every size), scored
+    # by the real finder on the source left out (its photos at every size)
+    loso = {}
+    for held in SOURCES:
+        train = [(parts[n], np.flatnonzero(parts[n].source != held)) for n in photo_parts]
+        if held != "cifar":
+            train.append((parts["cifar"], np.arange(len(parts["cifar"].source))))
+        fold = cfg.model_copy(update={"near_duplicate_model": DuplicateModel(**fit_model(train, base))})
+        tests = [("cifar", np.arange(len(parts["cifar"].source)))] if held == "cifar" else \
+            [(n, np.flatnonzero(parts[n].source == held)) for n in photo_parts]
+        for n, fams in tests:
+            part = parts[n]
+            pred, true = part.run_finder(fams, fold)
+            loso[f"{held} ({n})"] = scores_by(pred, true, part.kind[part.rows(fams)], part.bucket[part.rows(fams)])
+            print(f"LOSO {held} ({n}): {pair_scores(pred, true)}", flush=True)
+
+    # 4. the held-out half and CIFAR through the real pipeline with the shipped defaults, beside the peers
+    issues = {"near_duplicate_model": model, "near_duplicate_min_probability": bar,
+              "hash_max_distance": thresholds["hash_max_distance"],
+              "embedding_min_cosine": thresholds["embedding_min_cosine"]}
+    held_out = {}
+    for n in photo_parts + ["cifar"]:
+        held_out[n] = held_out_folder(parts[n], None if n == "cifar" else odd, issues, peer_names)
     row = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": f"{platform.node()} {platform.machine()}",
-           "originals": int(fam.max() + 1), "images": int(len(frame)), "min_precision": args.min_precision,
-           "calibrated": best, "calibration_recall_by_signal": signals, "held_out": overall, "held_out_recall_by_transform": per,
-           "held_out_side_by_side": peers,
-           "unseen_sources": {s: unseen_source(s, hp, peer_names) for s in ("cifar",)},
-           "seconds": round(time.perf_counter() - t0, 1)}
+           "originals": {n: int(len(set(p.fam))) for n, p in parts.items()}, "min_precision": args.min_precision,
+           "model": model, "min_probability": bar, "bar_across_calibration_sources": cross,
+           "calibration": calibration, "thresholds_rule": thresholds, "loso": loso,
+           "held_out": held_out, "seconds": round(time.perf_counter() - t0, 1)}
     out = HERE / "results" / "duplicates.jsonl"
     with out.open("a") as fh:
         fh.write(json.dumps(row) + "\n")
@@ -334,81 +444,67 @@ def main() -> None:
     write_table(row)
 
 
-def unseen_source(source: str, hp, peer_names: list[str]) -> dict:
-    """The copies of a source the thresholds never saw, through ingest, embed and issues with the calibrated
-    thresholds; pair scores per copy kind and per size bucket (of the original), beside the peers."""
-    import pyarrow.parquet as pq
-
-    root = WORK / f"unseen-{source}"
-    truth = build(root, unseen(source))
-    p = hp.model_copy(deep=True)
-    p.paths.raw, p.paths.manifest = root, WORK / f"unseen-{source}.parquet"
-    t, fam, kind, t_step = run_steps(p, truth)
-    size = pq.read_table(p.paths.manifest, columns=["path", "width", "height"]).to_pandas().set_index("path")
-    side = np.maximum(size.loc[t["path"], "width"], size.loc[t["path"], "height"]).to_numpy()
-    orig_side = {f: s for f, k, s in zip(fam, kind, side) if k == "original"}
-    bucket = np.array(["<=64" if orig_side.get(f, 0) <= 64 else "<=256" if orig_side.get(f, 0) <= 256 else ">256"
-                       for f in fam])
+def held_out_folder(part: Part, families: np.ndarray | None, issues: dict, peer_names: list[str]) -> dict:
+    """The families (all when None) copied to their own folder, through ingest, embed and issues with
+    the calibrated defaults; scores overall, per copy kind and per size bucket, beside the peers."""
+    root = WORK / f"held-{part.name}"
+    if families is None:
+        root = part.root
+    else:
+        if root.exists():
+            shutil.rmtree(root)
+        for f in sorted(part.root.iterdir()):
+            if int(f.name) in set(families.tolist()):
+                shutil.copytree(f, root / f.name)
+    p = project(root, f"held-{part.name}", issues)
+    t, fam, kind, t_step = run_steps(p, part.truth)
+    bucket = part.bucket[[np.flatnonzero(part.frame["path"] == x)[0] for x in t["path"]]]
     hi = np.triu_indices(len(t), 1)
     true = (fam[:, None] == fam[None, :])[hi]
-    is_orig = kind == "original"
-
-    def scored(pred: np.ndarray, seconds: float, setting: str) -> dict:
-        by_size = {}
-        for b in ("<=64", "<=256", ">256"):
-            inside = ((bucket == b)[:, None] & (bucket == b)[None, :])[hi]
-            if (true & inside).any():
-                by_size[b] = pair_scores(pred[inside], true[inside])
-        return {"setting": setting, "seconds": round(seconds, 1), **pair_scores(pred, true),
-                "recall_by_transform": by_transform(pred, true, hi, is_orig, kind), "by_size": by_size}
-
-    out = {"originals": int(is_orig.sum()), "images": len(t),
-           "tools": {"pixelscope": scored(grouped(t), t_step, "issues step, calibrated defaults (groups)")}}
-    print(f"unseen {source}: {json.dumps(out['tools']['pixelscope'])}", flush=True)
+    out = {"originals": int((kind == "original").sum()), "images": len(t),
+           "tools": {"pixelscope": {"setting": "issues step, shipped defaults (fused, groups)",
+                                    "seconds": round(t_step, 1), **scores_by(grouped(t), true, kind, bucket)}}}
+    print(f"held-out {part.name}: {pair_scores(grouped(t), true)}", flush=True)
     for name in peer_names:
         res = run_peer(name, root)
         for form in ("pairs", "components"):
             if form in res:
                 pred = pair_matrix(res[form], list(t["path"]))[hi]
                 label = name if form == "pairs" else f"{name} (connected components)"
-                out["tools"][label] = scored(pred, res["seconds"], res["setting"] if form == "pairs" else
-                                             "its connected components")
-                print(f"unseen {source}, {label}: {pair_scores(pred, true)}", flush=True)
+                out["tools"][label] = {"setting": res["setting"] if form == "pairs" else "its connected components",
+                                       "seconds": round(res["seconds"], 1), **scores_by(pred, true, kind, bucket)}
+                print(f"held-out {part.name}, {label}: {pair_scores(pred, true)}", flush=True)
     return out
 
 
 def write_table(row: dict) -> None:
-    """The side-by-side table, appended to BENCHMARKS.md."""
-    tools = row["held_out_side_by_side"]
-    head = "| tool (setting) | P | R | F1 | s | " + " | ".join(TRANSFORMS) + " |"
-    lines = [f"\n### Near-duplicates side by side — {row['date'][:10]}, {row['machine']}\n",
-             f"`python benchmarks/bench_duplicates.py`: held-out half ({row['held_out']['tp'] + row['held_out']['fn']:,} "
-             f"true pairs), pair precision / recall, and recall of (original, copy) pairs per transform; "
-             f"each peer in its own venv with its defaults. Seconds: pixelscope = ingest + embed + issues on 2 cores "
-             f"(embed reuses the calibration pass's stored embeddings); peers = their whole run.\n",
-             head, "|" + "---|" * (5 + len(TRANSFORMS))]
-    for name, r in tools.items():
+    """The protocol's tables, appended to BENCHMARKS.md."""
+    head = "| tool (setting) | P | R | F1 | s | " + " | ".join(TRANSFORMS) + " | by size (P / R) |"
+    rule = "|" + "---|" * (6 + len(TRANSFORMS))
+
+    def line(name: str, r: dict) -> str:
         by = r["recall_by_transform"]
-        lines.append(f"| {name} ({r['setting']}) | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | "
-                     f"{r['seconds']} | " + " | ".join(f"{by[k]:.2f}" for k in TRANSFORMS) + " |")
-    ours = tools["pixelscope"]["recall_by_transform"]
-    beaten = {k: [n for n, r in tools.items() if n != "pixelscope" and r["recall_by_transform"][k] > ours[k]]
-              for k in TRANSFORMS}
-    behind = {k: v for k, v in beaten.items() if v}
-    lines.append("\nTransforms where a peer's recall is above pixelscope's: "
-                 + (", ".join(f"{k} ({', '.join(v)})" for k, v in behind.items()) if behind else "none") + ".\n")
-    for source, u in row.get("unseen_sources", {}).items():
-        lines += [f"\nSources the thresholds never saw — **{source}** ({u['originals']} originals, {u['images']} images; "
-                  "by size: pair P / R within each size bucket of the original):\n", head + " by size |",
-                  "|" + "---|" * (6 + len(TRANSFORMS))]
-        for name, r in u["tools"].items():
-            by = r["recall_by_transform"]
-            sizes = "; ".join(f"{b}: {s['precision']:.2f} / {s['recall']:.2f}" for b, s in r["by_size"].items())
-            lines.append(f"| {name} ({r['setting']}) | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | "
-                         f"{r['seconds']} | " + " | ".join("–" if by[k] is None else f"{by[k]:.2f}" for k in TRANSFORMS)
-                         + f" | {sizes} |")
+        sizes = "; ".join(f"{b}: {s['precision']:.2f} / {s['recall']:.2f}" for b, s in r["by_size"].items())
+        return (f"| {name} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | {r.get('seconds', '')} | "
+                + " | ".join("–" if by[k] is None else f"{by[k]:.2f}" for k in TRANSFORMS) + f" | {sizes} |")
+
+    lines = [f"\n### Near-duplicates, calibrated fusion — {row['date'][:10]}, {row['machine']}\n",
+             "`python benchmarks/bench_duplicates.py`. Fused model fit on the calibration half (even originals) of the "
+             f"photos (hymenoptera + cameras) at full size and shrunk to {', '.join(map(str, SIDES))} px; CIFAR never "
+             f"seen. Model: `{row['model']}`, probability bar {row['min_probability']} (chosen across the two calibration "
+             f"sources: {row['bar_across_calibration_sources']}). Thresholds rule (no embeddings): "
+             f"hash <= {row['thresholds_rule']['hash_max_distance']}, cosine >= "
+             f"{row['thresholds_rule']['embedding_min_cosine']}. Pair P / R / F1 of the real step's groups; recall of "
+             "(original, copy) pairs per copy kind; P / R within each size bucket of the original.\n",
+             "**Held out** (the odd originals; CIFAR: all), real ingest → embed → issues, beside the peers:\n"]
+    for n, u in row["held_out"].items():
+        lines += [f"\n{n} ({u['originals']} originals, {u['images']} images):\n", head, rule]
+        lines += [line(f"{t} ({r['setting']})", r) for t, r in u["tools"].items()]
+    lines += ["\n**Leave one source out** (the model fit on the other sources, every size; the real finder on the "
+              "source left out):\n", head, rule]
+    lines += [line(n, r) for n, r in row["loso"].items()]
     with open(HERE.parent / "BENCHMARKS.md", "a") as fh:
-        fh.write("\n".join(lines))
+        fh.write("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

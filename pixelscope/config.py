@@ -166,18 +166,42 @@ DEFAULT_FINDERS = ["unreadable", "exact_duplicate", "near_duplicate", "leakage",
                    "dataset"]
 
 
+class DuplicateModel(_Strict):
+    """P(two images are near-duplicates) = sigmoid(intercept + hamming * h + cosine * c + log_side * s
+    + hamming_log_side * h * s + cosine_log_side * c * s), with h = pHash Hamming distance / 64 (the
+    smaller of plain and mirrored), c = embedding cosine and s = log2 of the smaller image's longer side
+    (at least 8 px): a 32 x 32 image's hash and embedding say less than a photo's, and the size terms
+    let the model weigh them so. Fit by benchmarks/bench_duplicates.py (logistic regression on the
+    candidate pairs of the calibration sources only; BENCHMARKS.md says which)."""
+
+    intercept: float = -2.03
+    hamming: float = -2.035
+    cosine: float = -0.002
+    log_side: float = -2.615
+    hamming_log_side: float = -6.517
+    cosine_log_side: float = 7.01
+
+
 class IssuesConfig(_Strict):
     finders: list[str] = Field(default_factory=lambda: list(DEFAULT_FINDERS))
     plugins: list[str] = Field(default_factory=list)
-    # near-duplicates: either signal makes a pair; every group member is within them of its representative.
-    # Calibrated by benchmarks/bench_duplicates.py (BENCHMARKS.md): best pair F1 at precision >= 0.95
-    hash_max_distance: int = Field(default=8, ge=0, le=32)
+    # near-duplicates. fused (default): pairs within candidate_max_hamming pHash bits or candidate_min_cosine
+    # embedding cosine are scored by near_duplicate_model and kept at >= near_duplicate_min_probability.
+    # thresholds: either hash_max_distance or embedding_min_cosine makes a pair (also the rule for an
+    # image without an embedding). Every group member is a pair with its representative.
+    # Chosen by benchmarks/bench_duplicates.py (BENCHMARKS.md)
+    near_duplicate_rule: Literal["fused", "thresholds"] = "fused"
+    near_duplicate_model: DuplicateModel = Field(default_factory=DuplicateModel)
+    near_duplicate_min_probability: float = Field(default=0.9, gt=0, lt=1)
+    candidate_max_hamming: int = Field(default=10, ge=0, le=32)
+    candidate_min_cosine: float = Field(default=0.6, gt=0, le=1)
+    hash_max_distance: int = Field(default=14, ge=0, le=32)
     embedding_min_cosine: float = Field(default=0.75, gt=0, le=1)
     # one kNN graph for all finders: exact faiss search up to this many images (measured: 10k x 1280-d
     # ~6 s, 20k ~27 s on 2 cores, BENCHMARKS.md); above, IVF over a reduce_dim PCA, re-scored exactly
     exact_index_max: int = Field(default=20_000, ge=1)
     reduce_dim: int = Field(default=128, ge=2)
-    representative: list[str] = Field(default_factory=lambda: ["-pixels", "border", "-sharpness", "clipping", "-exif",
+    representative: list[str] = Field(default_factory=lambda: ["-pixels", "border", "-central", "-sharpness", "clipping", "-exif",
                                                                "path"])
     # label errors: out-of-sample kNN class probabilities -> cleanlab's find_label_issues
     knn: int = Field(default=10, ge=1)

@@ -39,6 +39,23 @@ def hash_bits(hexes: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
     return codes, have
 
 
+def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Bits that differ between rows of two (n, 8) uint8 code arrays."""
+    return np.unpackbits(np.bitwise_xor(a, b), axis=1).sum(axis=1, dtype=np.int32)
+
+
+def pair_cosines(x: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Cosines of the pairs (i[k], j[k]) of unit vectors x, one float32 block at a time."""
+    out = np.empty(len(i), np.float32)
+    for s in range(0, len(i), BLOCK):
+        a = x[i[s:s + BLOCK]].astype(np.float32)
+        out[s:s + BLOCK] = np.einsum("nd,nd->n", a, x[j[s:s + BLOCK]].astype(np.float32))
+    return out
+
+
+Widen = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
 def hamming_pairs(codes: np.ndarray, max_distance: int, queries: np.ndarray | None = None
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All pairs (i < j) within max_distance bits: (i, j, distance). With queries (one code per row of
@@ -82,22 +99,26 @@ class Graph:
         s = self.sims[:, :k]
         return 1.0 - np.where(np.isfinite(s), s, 0.0).mean(axis=1)
 
-    def pairs(self, min_cosine: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def pairs(self, min_cosine: float, widen: Widen | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every pair (i < j) with cosine >= min_cosine: (i, j, cosine). Rows whose whole list
-        is above the threshold are searched wider, so big groups of copies are complete."""
+        is above the threshold are searched wider, so big groups of copies are complete. With widen
+        (rows, their last neighbours, those cosines -> mask): only the rows it picks are widened,
+        e.g. those whose last neighbour would still be a duplicate (a floor low enough to fill every
+        list of a dataset of tiny look-alike images must not search each row 4,096 deep)."""
         n = len(self.sims)
         rows = np.repeat(np.arange(n), self.k)
         sims, nbrs = self.sims.ravel(), self.nbrs.ravel()
-        full = np.flatnonzero(self.sims[:, -1] >= min_cosine) if self.k else np.arange(n)
+        widen = widen or (lambda r, nb, s: s >= min_cosine)
+        full = np.flatnonzero(widen(np.arange(n), self.nbrs[:, -1], self.sims[:, -1])) if self.k else np.arange(n)
         if len(full):
-            r2, n2, s2 = self._wider(full, min_cosine)
+            r2, n2, s2 = self._wider(full, widen)
             rows, nbrs, sims = np.concatenate([rows, r2]), np.concatenate([nbrs, n2]), np.concatenate([sims, s2])
         keep = (nbrs >= 0) & (sims >= min_cosine) & (rows != nbrs)
         i, j, s = np.minimum(rows, nbrs)[keep], np.maximum(rows, nbrs)[keep], sims[keep]
         _, first = np.unique(i * n + j, return_index=True)
         return i[first], j[first].astype(np.int64), s[first]
 
-    def _wider(self, rows: np.ndarray, min_cosine: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _wider(self, rows: np.ndarray, widen: Widen) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n, k = len(self._x), self.k
         out_r, out_n, out_s = [], [], []
         assert self._search is not None  # set by knn_graph, which made this graph
@@ -107,7 +128,7 @@ class Graph:
             out_r.append(np.repeat(rows, sims.shape[1]))
             out_n.append(nbrs.ravel())
             out_s.append(sims.ravel())
-            rows = rows[sims[:, -1] >= min_cosine]
+            rows = rows[widen(rows, nbrs[:, -1], sims[:, -1])]
             if k >= WIDEN_MAX:
                 break
         if not out_r:

@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image, ImageEnhance, ImageFilter
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
 from conftest import ingest_to, profile_to, with_paths
 from pixelscope.config import IssuesConfig, parse_params
+from pixelscope.ingest.step import ingest_step
 from pixelscope.issues import Dataset, Embeddings
 from pixelscope.issues.duplicates import near_duplicate
 from pixelscope.issues.labels import label_error
@@ -476,3 +477,65 @@ def test_flipped_and_letterboxed_copies_are_near_duplicates_at_any_size(corpus, 
     assert originals.dropna().nunique() == originals.notna().sum()  # no two originals in one group
     flips = pairs[pairs["b"].str.endswith("_flip.jpg") | pairs["a"].str.endswith("_flip.jpg")]
     assert len(flips) >= 24 and (flips["signal"] == "hash").all()
+
+
+def copy_kinds(im: Image.Image, out: Path, name: str) -> list[Path]:
+    """Ten visible copy kinds of one image (as benchmarks/bench_duplicates.py plants them)."""
+    w, h = im.size
+    side = max(w, h)
+    boxed = Image.new("RGB", (side, side))
+    boxed.paste(im, ((side - w) // 2, (side - h) // 2))
+    marked = im.copy()
+    ImageDraw.Draw(marked).text((w // 20, h - h // 6), "(c) pixelscope 2026", fill=(255, 255, 255),
+                                font=ImageFont.load_default(size=max(12, h // 12)))
+    copies = {"q40": (im, {"quality": 40}), "half": (im.resize((max(1, w // 2), max(1, h // 2)), Image.LANCZOS), {}),
+              "crop": (im.crop((w // 20, h // 20, w - w // 20, h - h // 20)), {}),
+              "bright": (ImageEnhance.Brightness(im).enhance(1.15), {}),
+              "rotate": (im.rotate(3, resample=Image.BICUBIC), {}),
+              "flip": (im.transpose(Image.Transpose.FLIP_LEFT_RIGHT), {}), "mark": (marked, {}), "box": (boxed, {})}
+    made = [save(c, out / f"{name}_{kind}.jpg", **({"quality": 92} | kw)) for kind, (c, kw) in copies.items()]
+    return made + [save(im, out / f"{name}_png.png")]
+
+
+@pytest.mark.slow
+def test_every_copy_kind_is_found_on_tiny_and_photo_sized_images_and_untouched_ones_are_not(corpus, tmp_path):
+    """The fused rule (hash + embedding + size, issues.near_duplicate_model) with the shipped defaults:
+    nine visible copy kinds of 32 x 32 CIFAR images and of ant / bee photos join their original's
+    group; distinct originals — of the same classes, the hard negatives — are never grouped."""
+    from pixelscope.embed.step import embed_step
+
+    cifar = sorted((corpus / "labeled" / "cifar10").rglob("*.jpg"))
+    tiny, photo = cifar[::15][:8], photos(corpus, 8)
+    raw = tmp_path / "raw"
+    for group, files in (("tiny", tiny), ("photo", photo)):
+        for k, f in enumerate(files):
+            im = Image.open(f).convert("RGB")
+            save(im, raw / group / f"{k}_orig.jpg", quality=95)
+            if k < 4:  # the first four are copied, the other four stay untouched
+                copy_kinds(im, raw / group, str(k))
+    p = parse_params({"ingest": {"workers": 1}})
+    work = tmp_path / "work"
+    p = with_paths(p, manifest=work / "m.parquet", raw=raw, embeddings=work / "emb", issues=work / "issues.parquet",
+                   issue_pairs=work / "pairs.parquet", issues_summary=work / "issues.json", neighbours=work / "n.parquet",
+                   metrics=work / "metrics", tensors=work / "tensors")
+    ingest_step(p, ".")
+    embed_step(p, ".")
+    issues_step(p, ".")
+    issues = pq.read_table(work / "issues.parquet").to_pandas().set_index("path")
+    summary = json.loads((work / "issues.json").read_text())["finders"]["near_duplicate"]
+    assert summary["rule"] == "fused"
+    group = issues["duplicate_group"]
+    family = issues.index.str.extract(r"^(\w+)/(\d+)_", expand=True).agg("/".join, axis=1).to_numpy()
+    copies = [(f"{g}/{k}_orig.jpg", path) for path in issues.index for g in ("tiny", "photo") for k in range(4)
+              if path.startswith(f"{g}/{k}_") and not path.endswith("_orig.jpg")]
+    assert len(copies) == 2 * 4 * 9
+    missed = [c for o, c in copies if not (pd.notna(group[o]) and pd.notna(group[c]) and group[o] == group[c])]
+    assert len(missed) <= 2, missed  # measured: every copy found
+    for g in ("tiny", "photo"):
+        untouched = [f"{g}/{k}_orig.jpg" for k in range(4, 8)]
+        assert issues.loc[untouched, "duplicate_group"].isna().all() and not issues.loc[untouched, "near_duplicate"].any()
+    grouped = issues[group.notna()]
+    fam = pd.Series(family, index=issues.index)[grouped.index]
+    assert (fam.groupby(grouped["duplicate_group"]).nunique() == 1).all()  # no group mixes two originals
+    found = [c for _, c in copies if c not in missed]
+    assert (issues.loc[found, "near_duplicate_score"] >= summary["thresholds"]["min_probability"]).all()  # P(pair)

@@ -4,13 +4,21 @@
 - Same pixels: candidates with the same size and pHash within 2 bits are decoded at full
   size and compared by a digest of their oriented RGB pixels, so a PNG re-save of a JPEG's
   pixels or a copy with its metadata stripped is caught without decoding every image twice.
-- Near: a pair fires on perceptual hash (pHash Hamming <= issues.hash_max_distance) or on
-  embedding cosine (>= issues.embedding_min_cosine); the signal that fired is reported. The
-  hash is taken inside letterbox / pillarbox padding (features.ImageView.thumb32), and each
+- Near, fused rule (the default): candidate pairs come from the pHash (within
+  issues.candidate_max_hamming bits) and the embedding kNN graph (cosine >= issues.candidate_min_cosine);
+  each is scored by issues.near_duplicate_model — a logistic model of the Hamming distance, the
+  cosine and the smaller image's size, fit on calibration sources by benchmarks/bench_duplicates.py —
+  and kept at P >= issues.near_duplicate_min_probability. Size matters: a 32 x 32 image's hash and
+  embedding say less than a photo's, so a fixed pair of cut-offs is either blind on photos or
+  loose on tiny images. `near_duplicate_score` is that probability.
+- Near, thresholds rule (and any pair where an image has no embedding): pHash Hamming <=
+  issues.hash_max_distance or cosine >= issues.embedding_min_cosine; the signal that fired is reported.
+- The hash is taken inside letterbox / pillarbox padding (features.ImageView.thumb32), and each
   image's mirrored pHash (phash_mirror) is a second query, so a padded or a left-right flipped
   copy is as near as a plain one.
 
-Groups never chain: images are taken best first (issues.representative); each one not yet
+Groups never chain: images are taken best first (issues.representative, where `-central` — near
+more of the others — puts an original before its watermarked copy); each one not yet
 grouped becomes a representative and takes its own ungrouped neighbours, so every member
 is within the thresholds of its group's representative, never only of another member.
 """
@@ -25,11 +33,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pixelscope.config import IngestConfig
+from pixelscope.config import DuplicateModel, IngestConfig
 from pixelscope.io.decode import ImageError, decode
 from pixelscope.issues.base import Dataset, Finding, finder
 from pixelscope.issues.representative import preference
-from pixelscope.neighbours import hamming_pairs, hash_bits
+from pixelscope.neighbours import hamming, hamming_pairs, hash_bits, pair_cosines
 
 PIXEL_CANDIDATE_BITS = 2  # pHash bits by which two decodes of the same pixels may differ at working size
 
@@ -101,46 +109,127 @@ def _pair(a: int, b: int, kind: str) -> dict[str, Any]:
     return {"a": a, "b": b, "kind": kind, "signal": kind.split("_")[1], "distance": 0.0, "similarity": 1.0}
 
 
+NO_HASH = 999  # Hamming "distance" of a pair where one image has no hash
+
+
+class _UnitEvidence:
+    """What a pair of units (exact-duplicate groups, each by its best file) is judged on: pHash codes
+    (plain and mirrored), the longer side and the embedding row."""
+
+    def __init__(self, data: Dataset, units: list[list[int]]):
+        frame = data.frame
+        reps = [u[0] for u in units]
+        self.codes, self.have = hash_bits(frame["phash"].to_numpy(dtype=object)[reps].tolist())
+        self.mirrored = self.codes.copy()  # no mirrored hash: the plain one again
+        if "phash_mirror" in frame:
+            mirrored, have_m = hash_bits(frame["phash_mirror"].to_numpy(dtype=object)[reps].tolist())
+            self.mirrored[have_m] = mirrored[have_m]
+        side = np.maximum(frame["width"].to_numpy(dtype=float)[reps], frame["height"].to_numpy(dtype=float)[reps])
+        self.log_side = np.log2(np.maximum(np.nan_to_num(side, nan=8.0), 8.0))
+        self.vectors: np.ndarray | None = None
+        self.row = np.full(len(units), -1, np.int64)
+        self.unit_of_row = np.empty(0, np.int64)
+        if data.embeddings is not None:
+            ids = frame["id"].to_numpy(dtype=object)
+            unit_of_id = {ids[r]: u for u, members in enumerate(units) for r in members}
+            self.unit_of_row = np.array([unit_of_id.get(i, -1) for i in data.embeddings.ids], dtype=np.int64)
+            where = data.embeddings.index_of()
+            self.row = np.array([where.get(ids[r], -1) for r in reps], dtype=np.int64)
+            self.vectors = data.embeddings.vectors
+
+    def hamming(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per pair: the smaller Hamming distance of plain and mirrored pHash (NO_HASH without one), and
+        whether the mirrored one was smaller."""
+        plain = hamming(self.codes[a], self.codes[b])
+        flip = np.minimum(hamming(self.mirrored[a], self.codes[b]), hamming(self.codes[a], self.mirrored[b]))
+        ok = self.have[a] & self.have[b]
+        return np.where(ok, np.minimum(plain, flip), NO_HASH), ok & (flip < plain)
+
+    def cosine(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Per pair: the embedding cosine (NaN where one has no embedding)."""
+        out = np.full(len(a), np.nan)
+        ok = (self.row[a] >= 0) & (self.row[b] >= 0)
+        if self.vectors is not None and ok.any():
+            out[ok] = pair_cosines(self.vectors, self.row[a[ok]], self.row[b[ok]])
+        return out
+
+    def probability(self, model: DuplicateModel, a: np.ndarray, b: np.ndarray, cosine: np.ndarray,
+                    hams: np.ndarray | None = None) -> np.ndarray:
+        """P(near-duplicate) of each pair under the fused model (issues.near_duplicate_model)."""
+        h = (self.hamming(a, b)[0] if hams is None else hams).astype(float)
+        h = np.minimum(h, 64) / 64  # no hash: as far as two hashes can be
+        s = np.minimum(self.log_side[a], self.log_side[b])
+        z = (model.intercept + model.hamming * h + model.cosine * cosine + model.log_side * s
+             + model.hamming_log_side * h * s + model.cosine_log_side * cosine * s)
+        return 1.0 / (1.0 + np.exp(-z))
+
+
 @finder("near_duplicate", _builtin=True)
 def near_duplicate(data: Dataset, found: dict[str, Finding]) -> Finding:
     """Groups of near-identical images (exact duplicates inside them count as one), non-chaining."""
     frame, cfg = data.frame, data.cfg
     exact = found.get("exact_duplicate") or exact_duplicate(data, found)
     units: list[list[int]] = exact.shared["units"]
-    rank = exact.shared["rank"]
-    ids, paths = frame["id"].to_numpy(dtype=object), frame["path"].to_numpy(dtype=object)
+    paths = frame["path"].to_numpy(dtype=object)
     reps = [u[0] for u in units]
-    codes, have = hash_bits(frame["phash"].to_numpy(dtype=object)[reps].tolist())
-    neighbours: dict[int, dict[int, dict[str, Any]]] = defaultdict(dict)  # unit -> unit -> evidence
-
-    idx = np.flatnonzero(have)
-    i, j, dist = hamming_pairs(codes[have], cfg.hash_max_distance)
-    for a, b, d in zip(idx[i], idx[j], dist):
-        for x, y in ((a, b), (b, a)):
-            neighbours[int(x)][int(y)] = {"hamming": int(d)}
-    if "phash_mirror" in frame:
-        mirrored, have_m = hash_bits(frame["phash_mirror"].to_numpy(dtype=object)[reps].tolist())
-        both = np.flatnonzero(have & have_m)
-        i, j, dist = hamming_pairs(codes[both], cfg.hash_max_distance, queries=mirrored[both])
-        for a, b, d in zip(both[i], both[j], dist):
-            for x, y in ((a, b), (b, a)):
-                ev = neighbours[int(x)].setdefault(int(y), {})
-                if d < ev.get("hamming", 65):
-                    ev.update(hamming=int(d), mirrored=True)
+    ev = _UnitEvidence(data, units)
+    fused = cfg.near_duplicate_rule == "fused" and data.embeddings is not None
+    hash_radius, cosine_floor = ((cfg.candidate_max_hamming, cfg.candidate_min_cosine) if fused
+                                 else (cfg.hash_max_distance, cfg.embedding_min_cosine))
+    found_by: dict[tuple[int, int], int] = defaultdict(int)  # unit pair (a < b) -> 1 hash, 2 embedding, 3 both
+    idx = np.flatnonzero(ev.have)
+    for query in (None, "mirrored"):
+        if query is None:
+            i, j, _ = hamming_pairs(ev.codes[idx], hash_radius)
+        else:
+            i, j, _ = hamming_pairs(ev.codes[idx], hash_radius, queries=ev.mirrored[idx])
+        for a, b in zip(idx[i].tolist(), idx[j].tolist()):
+            found_by[(a, b)] |= 1
     index_used = "none (no embeddings)"
     if data.embeddings is not None:
-        unit_of_id = {ids[r]: u for u, members in enumerate(units) for r in members}
-        unit_of = np.array([unit_of_id.get(i, -1) for i in data.embeddings.ids], dtype=np.int64)
         graph = data.graph()
-        i, j, sim = graph.pairs(cfg.embedding_min_cosine)
+        unit_of = ev.unit_of_row
+        widen = None
+        if fused:
+            def widen(rows: np.ndarray, last: np.ndarray, sims: np.ndarray) -> np.ndarray:  # still a duplicate?
+                a, b = unit_of[rows], np.where(last >= 0, unit_of[np.maximum(last, 0)], -1)
+                ok = (a >= 0) & (b >= 0) & (sims >= cosine_floor)
+                p = np.zeros(len(rows))
+                p[ok] = ev.probability(cfg.near_duplicate_model, a[ok], b[ok], sims[ok])
+                return p >= cfg.near_duplicate_min_probability
+        i, j, _ = graph.pairs(cosine_floor, widen)
         ua, ub = unit_of[i], unit_of[j]
         keep = (ua >= 0) & (ub >= 0) & (ua != ub)
-        for a, b, s in zip(ua[keep], ub[keep], sim[keep]):
-            for x, y in ((a, b), (b, a)):
-                ev = neighbours[int(x)].setdefault(int(y), {})
-                ev["cosine"] = max(float(s), ev.get("cosine", -1.0))
+        for a, b in zip(np.minimum(ua, ub)[keep].tolist(), np.maximum(ua, ub)[keep].tolist()):
+            found_by[(a, b)] |= 2
         index_used = graph.index
+    pair_units = np.array(sorted(found_by), dtype=np.int64).reshape(-1, 2)
+    a, b = pair_units[:, 0], pair_units[:, 1]
+    hams, mirrored = ev.hamming(a, b)
+    cosines = ev.cosine(a, b)
+    by_hash = hams <= cfg.hash_max_distance
+    by_embedding = cosines >= cfg.embedding_min_cosine  # NaN (no embedding) compares False
+    prob = np.full(len(a), np.nan)
+    scorable = np.isfinite(cosines) & (hams <= 64) if fused else np.zeros(len(a), bool)
+    prob[scorable] = ev.probability(cfg.near_duplicate_model, a[scorable], b[scorable], cosines[scorable], hams[scorable])
+    near = np.where(scorable, prob >= cfg.near_duplicate_min_probability, by_hash | by_embedding)
+    neighbours: dict[int, dict[int, dict[str, Any]]] = defaultdict(dict)  # unit -> unit -> evidence
+    for k in np.flatnonzero(near).tolist():
+        e: dict[str, Any] = {"signal": ("both" if by_hash[k] and by_embedding[k] else "hash" if by_hash[k] else
+                                        "embedding" if by_embedding[k] else "fused")}
+        if hams[k] <= 64:
+            e.update(hamming=int(hams[k]), mirrored=bool(mirrored[k]))
+        if np.isfinite(cosines[k]):
+            e["cosine"] = float(cosines[k])
+        e["score"] = float(prob[k]) if scorable[k] else max(e.get("cosine", 0.0), 1 - e.get("hamming", 64) / 64)
+        if scorable[k]:
+            e["probability"] = float(prob[k])
+        neighbours[int(a[k])][int(b[k])] = neighbours[int(b[k])][int(a[k])] = e
 
+    near_count = np.zeros(len(frame))  # per row: how many other units its unit is near (issues.representative -central)
+    for u, members in enumerate(units):
+        near_count[members] = len(neighbours.get(u, ()))
+    rank = preference(frame, cfg.representative, {"central": lambda f: near_count})
     unit_rank = rank[reps] if reps else np.empty(0, np.int64)
     group_of: dict[int, int] = {}
     groups: list[list[int]] = []
@@ -166,16 +255,14 @@ def near_duplicate(data: Dataset, found: dict[str, Finding]) -> Finding:
             group[rows] = gid
             gid += 1
         for v in members[1:]:
-            ev = neighbours[members[0]][v]
-            signal = "both" if "hamming" in ev and "cosine" in ev else ("hash" if "hamming" in ev else "embedding")
-            sim = max(ev.get("cosine", 0.0), 1 - ev.get("hamming", 64) / 64)
+            e = neighbours[members[0]][v]
             for r in units[v]:
                 flagged[r] = True
-                score[r] = max(score[r], sim)
-                reasons[r] = [f"near-duplicate of {paths[rep]} ({_evidence(ev)})"]
-            pairs.append({"a": rep, "b": units[v][0], "kind": "near", "signal": signal,
-                          "distance": float(ev["hamming"]) if "hamming" in ev else np.nan,
-                          "similarity": ev.get("cosine", np.nan)})
+                score[r] = max(score[r], e["score"])
+                reasons[r] = [f"near-duplicate of {paths[rep]} ({_evidence(e)})"]
+            pairs.append({"a": rep, "b": units[v][0], "kind": "near", "signal": e["signal"],
+                          "distance": float(e["hamming"]) if "hamming" in e else np.nan,
+                          "similarity": e.get("cosine", np.nan)})
         if len(members) > 1:
             flagged[rep] = True
             score[rep] = max(score[r] for v in members[1:] for r in units[v])
@@ -186,15 +273,23 @@ def near_duplicate(data: Dataset, found: dict[str, Finding]) -> Finding:
                                    "duplicate_group": pd.Series(group, index=index, dtype="Int64").where(group >= 0),
                                    "representative": pd.Series(representative, index=index)},
                 reasons, pairs, {"flagged": int(flagged.sum()), "groups": int(sum(len(g) > 1 for g in groups)),
-                                 "pairs": {s: sum(p["signal"] == s for p in pairs) for s in ("hash", "embedding", "both")},
+                                 "pairs": {s: sum(p["signal"] == s for p in pairs)
+                                           for s in ("hash", "embedding", "both", "fused")},
+                                 "rule": ("fused" if fused else "thresholds" if cfg.near_duplicate_rule == "thresholds"
+                                          else "thresholds (no embeddings to fuse)"),
+                                 "candidates": len(a),
                                  "thresholds": {"hash_max_distance": cfg.hash_max_distance,
-                                                "embedding_min_cosine": cfg.embedding_min_cosine},
+                                                "embedding_min_cosine": cfg.embedding_min_cosine,
+                                                **({"candidate_max_hamming": cfg.candidate_max_hamming,
+                                                    "candidate_min_cosine": cfg.candidate_min_cosine,
+                                                    "min_probability": cfg.near_duplicate_min_probability,
+                                                    "model": cfg.near_duplicate_model.model_dump()} if fused else {})},
                                  "index": index_used})
     return f
 
 
 def _evidence(ev: dict[str, Any]) -> str:
-    parts = []
+    parts = [f"p {ev['probability']:.2f}"] if "probability" in ev else []
     if "hamming" in ev:
         parts.append(f"pHash {ev['hamming']} bits apart" + (" mirrored" if ev.get("mirrored") else ""))
     if "cosine" in ev:

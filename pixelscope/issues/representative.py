@@ -8,6 +8,10 @@
                 counted 3 % smaller (JPEG ringing at the padding's edge hides a line or two from
                 the border measure), so it cannot edge into the bucket above its original
     border      less uniform border (letterbox / pillarbox padding)
+    -central    near-duplicate of more of the others (the near_duplicate finder counts them; a tie
+                everywhere else): the original of a set of copies is near each of them, while a
+                watermarked or a cropped copy — sharper or not — is near fewer, so groups are
+                built around the original and never chain through a copy
     -sharpness  sharper (any numeric manifest column works, with or without the minus)
     clipping    fewer clipped pixels (dark_fraction + bright_fraction)
     -exif       original EXIF present (camera make or model recorded)
@@ -36,6 +40,8 @@ def _key(frame: pd.DataFrame, name: str, extra: Mapping[str, Callable[[pd.DataFr
         content = 1 - border - np.where(border > BORDER_MIN, BORDER_MARGIN, 0.0)
         pixels = frame["width"].astype(float) * frame["height"].astype(float) * content
         return np.floor(np.log2(pixels.clip(lower=1)) * 8)
+    if name == "central":
+        return pd.Series(0.0, frame.index)  # only the near_duplicate finder knows (it passes `extra`)
     if name == "border":
         return frame["border_fraction"].astype(float) if "border_fraction" in frame else pd.Series(0.0, frame.index)
     if name == "clipping":
