@@ -857,13 +857,14 @@ def test_kill_9_mid_stage_then_a_rerun_gives_the_uninterrupted_outputs(demo_raw,
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 4 MB tmpfs (root only; skipped where mounting is not allowed)."""
+    """A 12 MB tmpfs (root only; skipped where mounting is not allowed): room for the demo's curated set
+    (4 MB was too small once the fused near-duplicate rule stopped excluding look-alike demo images)."""
     import os
     import subprocess
 
     mount = tmp_path / "small"
     mount.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mount)],
                                            capture_output=True).returncode != 0:
         pytest.skip("cannot mount a small tmpfs here")
     yield mount
