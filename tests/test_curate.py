@@ -233,6 +233,8 @@ def test_the_card_parses_and_its_numbers_are_the_ledgers(planted):
     assert sorted(names.values()) == sorted(inc["label"].unique()) and data["task_categories"] == ["image-classification"]
     assert {c["split"] for c in data["configs"][0]["data_files"]} == set(inc["split"])
     assert "(zero leaks)" in card.text and f"{len(inc):,} images of 19 files" in card.text
+    # no embeddings here: the card names the rule that decided (the thresholds, not the fused model)
+    assert f"near-duplicates by pHash Hamming ≤ {p.issues.hash_max_distance} bits" in card.text
     assert json.loads((out / "curate.json").read_text())["leaks"] == {"ids_in_two_splits": 0, "groups_in_two_splits": 0}
     prof = Profile.load(out / "profile.json")  # the curated set's own profile
     assert prof.files_seen == len(inc) and prof.errors == 0

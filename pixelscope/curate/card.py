@@ -81,8 +81,14 @@ def render(*, ledger: pd.DataFrame, counts: dict[str, Any], classes: list[str], 
     if issues is not None:
         near = issues.get("finders", {}).get("near_duplicate", {})
         th = near.get("thresholds", {})
-        lines += [f"Duplicates: exact by bytes and decoded pixels; near-duplicates by pHash Hamming ≤ "
-                  f"{th.get('hash_max_distance')} bits or embedding cosine ≥ {th.get('embedding_min_cosine')} "
+        if near.get("rule") == "fused":
+            how = (f"pairs within {th.get('candidate_max_hamming')} pHash bits or at embedding cosine ≥ "
+                   f"{th.get('candidate_min_cosine')}, kept at P(duplicate) ≥ {th.get('min_probability')} under a model "
+                   "of Hamming distance, cosine and image size (`issues.near_duplicate_model`)")
+        else:
+            how = (f"pHash Hamming ≤ {th.get('hash_max_distance')} bits or embedding cosine ≥ "
+                   f"{th.get('embedding_min_cosine')}")
+        lines += [f"Duplicates: exact by bytes and decoded pixels; near-duplicates by {how} "
                   f"({near.get('index', 'no embeddings')}); groups never chain and keep one representative.", ""]
     lines += [f"Leakage check of this set: {leak['ids_in_two_splits']} image ids and {leak['groups_in_two_splits']} "
               f"duplicate groups in more than one split"
