@@ -41,8 +41,10 @@ def border_fraction(v: ImageView) -> float:
     return 1 - (h - top - bottom) * (w - left - right) / (h * w)
 
 
-@_builtin("bytes_per_pixel", doc="file bytes per full-size pixel (compression level)")
-def bytes_per_pixel(v: ImageView) -> float:
+@_builtin("bytes_per_pixel", doc="file bytes per full-size pixel (compression level); null for pixels logged without a file")
+def bytes_per_pixel(v: ImageView) -> float | None:
+    if v.meta.get("bytes") is None:  # an array or PIL image handed to ImageLogger: no encoding to measure
+        return None
     return v.meta["bytes"] / (v.meta["width"] * v.meta["height"] * max(1, v.meta.get("frames") or 1))
 
 

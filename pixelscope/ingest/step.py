@@ -105,6 +105,12 @@ def _process(entry: FileEntry, s: _Settings, row: dict[str, Any]) -> dict[str, A
         data = read_file(entry.path, s.max_bytes)
     except ImageError as e:
         return {**row, "status": "error", "reason": e.reason, "detail": e.detail}
+    return row_from_bytes(data, s, row)
+
+
+def row_from_bytes(data: bytes, s: _Settings, row: dict[str, Any]) -> dict[str, Any]:
+    """Encoded image bytes -> a manifest row (row: the columns known before decoding). Ingest and
+    pixelscope.image_logger share it, so a logged file has the features ingest gives it."""
     row["id"] = hashlib.sha256(data).hexdigest()
     row["bytes"] = len(data)
     try:

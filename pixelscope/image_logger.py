@@ -1,0 +1,362 @@
+"""Log images from inside a running process (a model service): the features and sketches of
+ingest, in UTC windows, written as the profiles `pixelscope show / merge / drift` read.
+
+    from pixelscope import ImageLogger
+    with ImageLogger(window="1h", out="reports/monitor/service") as images:
+        images.log(array, prediction="cat", confidence=0.93)   # enqueues only
+
+- `log(image, ...)` takes a NumPy array (H x W or H x W x C; uint8, or float in [0, 1];
+  `channels="BGR"` for OpenCV frames), a PIL image, encoded bytes or a path. It only puts the
+  image on a bounded queue; one worker thread computes the row and updates the open window's
+  Profile. Bytes and paths go through ingest's own `row_from_bytes` (decode, EXIF, the feature
+  registry, plugins); arrays and PIL images through the same shrink to the working size and the
+  same features (their `bytes_per_pixel` is null: there is no encoding). A thread, not processes:
+  decode, OpenCV and NumPy release the GIL in the heavy parts and a profile lives in one place.
+- `on_full`: `block` waits for room; `drop` drops the image; `sample` keeps every second image
+  once the queue is half full and drops when it is full. Every image not profiled is counted in
+  its window's profile as an error row (`dropped`, `sampled_out`), so files_seen = calls to log().
+  A worker error is an error row (`log_error`) with its reason, never a dead logger.
+- Windows roll on UTC boundaries of `window` ("30s", "15m", "1h", "1d"), by the time of the log()
+  call. The window closes when an image of a later window arrives, or at flush() / close() /
+  interpreter exit: its profile is written atomically to `out/<start>.json`, merged into the day's
+  rolling profile (`out/rolling/<day>.json`, as `pixelscope monitor` rolls drops), compared with
+  the reference profile when one is given (validate's drift tests and family budgets), and handed
+  to `on_window(result)`. A window flushed and then logged into again is merged into its file, so
+  there is one profile per window. Memory is the sketches, the queue and one batch of rows.
+
+`profile_images(images)` profiles a batch in a notebook; `compare(reference, current)` is the
+drift table the CLI computes.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import queue
+import threading
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+from PIL import Image
+
+from pixelscope.config import Params, parse_params
+from pixelscope.errors import BadInput, ConfigError
+from pixelscope.features.registry import ImageView, compute_features
+from pixelscope.ingest.step import _Settings, manifest_columns, read_file, row_from_bytes, settings_for
+from pixelscope.io.decode import ImageError, shrink, to_rgb8
+from pixelscope.io.manifest import column_kinds, manifest_schema
+from pixelscope.profile.profile import Profile
+from pixelscope.validate.drift import DriftRow
+from pixelscope.validate.drift import compare as compare_profiles
+
+PREDICTION_KINDS = {"pred_label": "categorical", "pred_confidence": "numeric"}  # as profile.predictions names them
+BATCH_ROWS = 256  # rows per Profile.update (a KLL update per row would be 10-30x slower)
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def window_seconds(window: str) -> int:
+    """"30s" / "15m" / "1h" / "1d" -> seconds; a ConfigError naming the value otherwise."""
+    try:
+        n, unit = int(window[:-1]), window[-1]
+        seconds = n * UNITS[unit]
+    except (ValueError, KeyError, IndexError):
+        raise ConfigError(f"ImageLogger window {window!r}: a number and a unit (s, m, h, d), e.g. '1h'") from None
+    if seconds <= 0 or 86400 % seconds and seconds % 86400:
+        raise ConfigError(f"ImageLogger window {window!r}: must divide a day (or be whole days), so windows "
+                          "start on the same UTC boundaries every day")
+    return seconds
+
+
+def _pixels(image: Any, channels: str) -> tuple[np.ndarray, str, bool]:
+    """An array or PIL image -> (full-size HxWx3 uint8 RGB, its mode in words, had alpha)."""
+    if isinstance(image, Image.Image):
+        return to_rgb8(image), image.mode, "A" in image.getbands()
+    a = np.asarray(image)
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 3, 4)) or 0 in a.shape:
+        raise BadInput(f"an image array must be H x W or H x W x 1/3/4, got shape {a.shape}")
+    if a.dtype.kind == "f":
+        if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
+            raise BadInput("a float image array must hold finite values in [0, 1]")
+        a = np.rint(a * 255).astype(np.uint8)
+    elif a.dtype != np.uint8:
+        raise BadInput(f"an image array must be uint8 or float in [0, 1], got {a.dtype}")
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    alpha = a.ndim == 3 and a.shape[2] == 4
+    if a.ndim == 2:
+        return np.repeat(a[:, :, None], 3, axis=2), "L", False
+    rgb = a[:, :, :3]
+    if channels == "BGR":
+        rgb = rgb[:, :, ::-1]
+    return np.ascontiguousarray(rgb), "RGBA" if alpha else "RGB", alpha
+
+
+def image_row(image: Any, s: _Settings, row: dict[str, Any], channels: Literal["RGB", "BGR"] = "RGB") -> dict[str, Any]:
+    """One logged image -> a manifest row (an error row with a reason, never an exception, for a bad image)."""
+    if isinstance(image, (str, Path)):
+        row.setdefault("path", str(image))
+        try:
+            return row_from_bytes(read_file(str(image), s.max_bytes), s, row)
+        except ImageError as e:
+            return {**row, "status": "error", "reason": e.reason, "detail": e.detail}
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return row_from_bytes(bytes(image), s, row)
+    try:
+        rgb, mode, alpha = _pixels(image, channels)
+    except (BadInput, ImageError) as e:
+        return {**row, "status": "error", "reason": "bad_array", "detail": str(e)}
+    h, w = rgb.shape[:2]
+    meta = {"format": "array" if isinstance(image, np.ndarray) else "PIL", "mode": mode, "decoder": "none",
+            "width": w, "height": h, "frames": 1, "has_alpha": alpha}
+    row.update(meta, id=hashlib.sha256(f"{rgb.shape}".encode() + rgb.tobytes()).hexdigest(), bytes=None)
+    values, problems = compute_features(ImageView(shrink(rgb, s.working_size), {**meta, "bytes": None},
+                                                  s.dark_level, s.bright_level))
+    row.update(values, warning="; ".join(problems) or None, status="ok")
+    return row
+
+
+class _Rows:
+    """The manifest schema (plugins included) plus the prediction columns; rows -> Arrow tables."""
+
+    def __init__(self, params: Params):
+        columns = manifest_columns(params.features.plugins)
+        base = manifest_schema(columns)
+        self.schema = pa.schema(list(base) + [pa.field("pred_label", pa.string()), pa.field("pred_confidence", pa.float64())])
+        self.kinds = {**column_kinds(base), **PREDICTION_KINDS}
+        cfg = params.profile
+        self.profile_cfg = cfg.model_copy(update={"segments": [*cfg.segments, *(["pred_label"] if "pred_label"
+                                                                                  not in cfg.segments else [])]})
+
+    def empty(self) -> Profile:
+        return Profile.empty(self.kinds, self.profile_cfg)
+
+    def table(self, rows: list[dict[str, Any]]) -> pa.Table:
+        names = set(self.schema.names)
+        return pa.Table.from_pylist([{k: v for k, v in r.items() if k in names} for r in rows], schema=self.schema)
+
+
+def _base_row(source: str, label: Any, prediction: Any, confidence: Any) -> dict[str, Any]:
+    return {"path": None, "source": source, "label": None if label is None else str(label), "split": None,
+            "pred_label": None if prediction is None else str(prediction),
+            "pred_confidence": None if confidence is None else float(confidence)}
+
+
+def profile_images(images: Iterable[Any], params: Params | None = None, *, labels: Iterable[Any] | None = None,
+                   predictions: Iterable[Any] | None = None, confidences: Iterable[Any] | None = None,
+                   source: str = "notebook", channels: Literal["RGB", "BGR"] = "RGB") -> Profile:
+    """A profile of a batch of images (arrays, PIL images, bytes or paths), in this process."""
+    params = params or parse_params({})
+    rows_of = _Rows(params)
+    s = settings_for(params.ingest, params.features)
+    profile = rows_of.empty()
+    images = list(images)
+    extra = [list(x) if x is not None else [None] * len(images) for x in (labels, predictions, confidences)]
+    if any(len(x) != len(images) for x in extra):
+        raise BadInput("labels / predictions / confidences must have one value per image")
+    batch = []
+    for image, label, pred, conf in zip(images, *extra):
+        batch.append(image_row(image, s, _base_row(source, label, pred, conf), channels))
+        if len(batch) >= BATCH_ROWS:
+            profile.update(rows_of.table(batch))
+            batch = []
+    if batch:
+        profile.update(rows_of.table(batch))
+    return profile
+
+
+def compare(reference: Profile, current: Profile, params: Params | None = None) -> list[DriftRow]:
+    """The drift table of current against reference, decided with the project's family budgets
+    (features with fewer than drift.min_rows values on either side are not tested)."""
+    return compare_profiles(reference, current, (params or parse_params({})).drift)
+
+
+@dataclass
+class WindowResult:
+    """What a closed window hands to on_window."""
+
+    start: datetime
+    end: datetime
+    profile_file: Path
+    rolling_file: Path
+    images: int  # calls to log() in the window
+    profiled: int  # rows with features
+    not_profiled: dict[str, int]  # reason -> count (dropped, sampled_out, log_error, decode reasons)
+    drift: list[DriftRow] | None = None  # None without a reference
+    drifted: bool = False
+
+
+@dataclass
+class _Item:
+    when: float
+    image: Any
+    base: dict[str, Any]
+    channels: Literal["RGB", "BGR"]
+
+
+_STOP = object()
+
+
+@dataclass
+class _Window:
+    start: int
+    profile: Profile
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+class ImageLogger:
+    """Profiles images logged from a running process, one UTC window at a time (see the module doc)."""
+
+    def __init__(self, params: Params | None = None, *, window: str = "1h", out: str | Path = "reports/monitor/service",
+                 reference: Profile | str | Path | None = None, queue_size: int = 1024,
+                 on_full: Literal["block", "drop", "sample"] = "block",
+                 on_window: Callable[[WindowResult], None] | None = None, source: str = "service",
+                 clock: Callable[[], float] = time.time):
+        if on_full not in ("block", "drop", "sample"):
+            raise ConfigError(f"ImageLogger on_full {on_full!r}: block, drop or sample")
+        self.params = params or parse_params({})
+        self.seconds = window_seconds(window)
+        self.out = Path(out)
+        self.reference = Profile.load(reference) if isinstance(reference, (str, Path)) else reference
+        self.on_full, self.on_window, self.source, self.clock = on_full, on_window, source, clock
+        self._rows = _Rows(self.params)
+        self._settings = settings_for(self.params.ingest, self.params.features)
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self._lost: dict[int, Counter[str]] = {}  # window start -> reason -> images never queued
+        self._lost_lock = threading.Lock()
+        self._sampled = 0
+        self._window: _Window | None = None
+        self._closed = False
+        self.windows: list[WindowResult] = []  # every window closed so far
+        self.errors: list[str] = []  # windows that could not be written (the logger goes on)
+        self._worker = threading.Thread(target=self._work, name="pixelscope-image-logger", daemon=True)
+        self._worker.start()
+        atexit.register(self.close)
+
+    # --- the caller's side -------------------------------------------------------------
+
+    def log(self, image: Any, *, label: Any = None, prediction: Any = None, confidence: float | None = None,
+            channels: Literal["RGB", "BGR"] = "RGB") -> bool:
+        """Queue one image (array, PIL image, bytes or path); False when the on_full policy left it out."""
+        if self._closed:
+            raise RuntimeError("this ImageLogger is closed")
+        item = _Item(self.clock(), image, _base_row(self.source, label, prediction, confidence), channels)
+        if self.on_full == "block":
+            self._queue.put(item)
+            return True
+        if self.on_full == "sample" and self._queue.qsize() >= self._queue.maxsize // 2:
+            self._sampled += 1
+            if self._sampled % 2:
+                self._count_lost(item.when, "sampled_out")
+                return False
+        try:
+            self._queue.put_nowait(item)
+            return True
+        except queue.Full:
+            self._count_lost(item.when, "dropped")
+            return False
+
+    def flush(self) -> None:
+        """Wait until every queued image is profiled, then close the open window."""
+        self._queue.put(("flush",))
+        self._queue.join()
+
+    def close(self) -> None:
+        """Profile what is queued, close the open window and stop the worker (safe to call twice)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._worker.join()
+        atexit.unregister(self.close)
+
+    def __enter__(self) -> ImageLogger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _count_lost(self, when: float, reason: str) -> None:
+        with self._lost_lock:
+            self._lost.setdefault(self._start_of(when), Counter())[reason] += 1
+
+    def _start_of(self, when: float) -> int:
+        return int(when // self.seconds * self.seconds)
+
+    # --- the worker's side -------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is _STOP or isinstance(item, tuple):  # stop, or flush
+                    self._close_window_safely()
+                    if item is _STOP:
+                        return
+                    continue
+                start = self._start_of(item.when)
+                if self._window is not None and start != self._window.start:
+                    self._close_window_safely()
+                if self._window is None:
+                    self._window = _Window(start, self._rows.empty())
+                try:
+                    row = image_row(item.image, self._settings, dict(item.base), item.channels)
+                except Exception as e:  # noqa: BLE001 - one bad image must not stop the logger
+                    row = {**item.base, "status": "error", "reason": "log_error", "detail": f"{type(e).__name__}: {e}"}
+                self._window.rows.append(row)
+                if len(self._window.rows) >= BATCH_ROWS:
+                    self._window.profile.update(self._rows.table(self._window.rows))
+                    self._window.rows = []
+            finally:
+                self._queue.task_done()
+
+    def _close_window_safely(self) -> None:
+        try:
+            self._close_window()
+        except Exception as e:  # noqa: BLE001 - e.g. a full disk: say so, keep logging
+            self._window = None
+            self.errors.append(f"closing a window failed: {type(e).__name__}: {e}")
+            warnings.warn(f"pixelscope ImageLogger: {self.errors[-1]}", stacklevel=1)
+
+    def _close_window(self) -> None:
+        """Write the open window's profile (with the images lost to the queue policy up to it), roll it, test it."""
+        with self._lost_lock:
+            due = [start for start in self._lost if self._window is None or start <= self._window.start]
+            lost: Counter[str] = Counter()
+            for start in due:
+                lost.update(self._lost.pop(start))
+            if self._window is None and lost:
+                self._window = _Window(min(due), self._rows.empty())
+        w = self._window
+        if w is None:
+            return
+        self._window = None
+        if w.rows:
+            w.profile.update(self._rows.table(w.rows))
+        if lost:
+            w.profile.update(pa.table({"status": ["error"] * sum(lost.values()),
+                                       "reason": [r for r, n in sorted(lost.items()) for _ in range(n)]}))
+        from pixelscope.monitor import update_rolling
+
+        began = datetime.fromtimestamp(w.start, UTC)
+        name = began.strftime("%Y%m%dT%H%M%SZ")
+        self.out.mkdir(parents=True, exist_ok=True)
+        profile_file = self.out / f"{name}.json"
+        if profile_file.exists():  # the window was closed before (a flush) and went on: one profile for it
+            w.profile = Profile.load(profile_file).merge(w.profile)
+        w.profile.save(profile_file)
+        rolling, _ = update_rolling(self.out / "rolling", began.strftime("%Y-%m-%d"), name, profile_file)
+        drift = compare(self.reference, w.profile, self.params) if self.reference is not None else None
+        result = WindowResult(began, datetime.fromtimestamp(w.start + self.seconds, UTC), profile_file, rolling,
+                              w.profile.files_seen, w.profile.ok, dict(w.profile.errors_by_reason), drift,
+                              bool(drift and any(r.drift for r in drift)))
+        self.windows.append(result)
+        if self.on_window is not None:
+            self.on_window(result)

@@ -1,0 +1,148 @@
+"""ImageLogger: images logged from a running process give ingest's features, UTC windows that
+merge to the whole, counted drops, and drift on window close."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image, ImageEnhance
+
+from conftest import ingest_to
+from pixelscope import ImageLogger, compare, profile_images
+from pixelscope.config import parse_params
+from pixelscope.image_logger import _base_row, image_row, window_seconds
+from pixelscope.ingest.step import settings_for
+from pixelscope.profile import Profile
+
+ENCODING_FEATURES = {"bytes_per_pixel"}  # needs the encoded file: null for pixels logged without one
+
+
+def photos(corpus: Path, n: int) -> list[Path]:
+    return sorted((corpus / "labeled" / "hymenoptera").rglob("*.jpg"))[:n]
+
+
+def features_of(row: dict) -> dict:
+    skip = {"path", "source", "label", "split", "format", "mode", "decoder", "bytes", "warning", "pred_label",
+            "pred_confidence", *ENCODING_FEATURES}
+    return {k: v for k, v in row.items() if k not in skip and not k.startswith("exif_")}
+
+
+def test_bytes_paths_arrays_and_pil_images_give_ingests_features(corpus, tmp_path):
+    """Bytes and paths take ingest's own code path: the same row. Arrays and PIL images of a PNG
+    (fully decoded by ingest too) give the same feature values; only bytes_per_pixel is null."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    jpeg = photos(corpus, 1)[0]
+    (raw / "a.jpg").write_bytes(jpeg.read_bytes())
+    png = Image.open(jpeg).convert("RGB").resize((300, 200))
+    png.save(raw / "b.png")
+    p = parse_params({"ingest": {"workers": 1}})
+    ingest_to(p, raw, tmp_path / "m.parquet")
+    manifest = pq.read_table(tmp_path / "m.parquet").to_pandas().set_index("path")
+    s = settings_for(p.ingest, p.features)
+
+    def logged(image, **kw):
+        return image_row(image, s, _base_row("service", None, None, None), **kw)
+
+    ingested = {k: (None if v != v else v) for k, v in manifest.loc["a.jpg"].to_dict().items()}
+    for image in (jpeg.read_bytes(), jpeg):
+        row = logged(image)
+        assert row["status"] == "ok" and row["id"] == ingested["id"]
+        assert features_of(row) == {k: ingested[k] for k in features_of(row)}
+    ingested = {k: (None if v != v else v) for k, v in manifest.loc["b.png"].to_dict().items()}
+    arr = np.asarray(Image.open(raw / "b.png").convert("RGB"))
+    for image, kw in ((arr, {}), (Image.open(raw / "b.png"), {}), (arr[:, :, ::-1].copy(), {"channels": "BGR"}),
+                      (arr.astype(np.float32) / 255, {})):
+        row = logged(image, **kw)
+        assert row["status"] == "ok" and row["bytes_per_pixel"] is None
+        got, want = features_of(row), {k: ingested[k] for k in features_of(row) if k != "id"}
+        got.pop("id")
+        assert got == pytest.approx(want, rel=1e-9, abs=1e-12) if all(isinstance(v, float) for v in want.values()) \
+            else got == want, image.__class__
+    bad = logged(np.zeros((5, 5, 2), np.uint8))
+    assert bad["status"] == "error" and bad["reason"] == "bad_array" and "shape" in bad["detail"]
+
+
+def test_windows_roll_on_utc_boundaries_and_merge_to_the_whole(corpus, tmp_path):
+    """A fake clock crosses an hour boundary: two window profiles (written atomically, rolled into
+    the day), whose merge equals the profile of all images at once."""
+    images = [np.asarray(Image.open(f).convert("RGB")) for f in photos(corpus, 12)]
+    now = [1_764_000_000.0 - 1_764_000_000.0 % 3600 + 3000]  # 50 minutes into an hour
+    closed = []
+    with ImageLogger(window="1h", out=tmp_path / "svc", clock=lambda: now[0], on_window=closed.append) as log:
+        for k, im in enumerate(images):
+            if k == 7:
+                now[0] += 1200  # into the next hour
+            log.log(im, prediction="ant" if k % 2 else "bee", confidence=0.5 + k / 40)
+    assert [w.images for w in closed] == [7, 5] and all(w.profiled == w.images for w in closed)
+    assert closed[1].start - closed[0].start == closed[0].end - closed[0].start
+    files = sorted((tmp_path / "svc").glob("*.json"))
+    assert [f.name for f in files] == [f"{w.start:%Y%m%dT%H%M%SZ}.json" for w in closed]
+    merged = Profile.load(files[0]).merge(Profile.load(files[1]))
+    whole = profile_images(images, predictions=["ant" if k % 2 else "bee" for k in range(12)],
+                           confidences=[0.5 + k / 40 for k in range(12)], source="service")
+    assert merged.files_seen == whole.files_seen == 12
+    for col in ("brightness_mean", "sharpness", "pred_confidence"):
+        a, b = merged.columns[col], whole.columns[col]
+        assert a.count == b.count == 12 and a.min == pytest.approx(b.min) and a.max == pytest.approx(b.max)
+        assert a.mean == pytest.approx(b.mean) and a.quantiles([0.5]) == pytest.approx(b.quantiles([0.5]))
+    rolling = json.loads(next((tmp_path / "svc" / "rolling").glob("*.drops.json")).read_text())
+    assert sorted(rolling) == [f.stem for f in files]
+
+
+@pytest.mark.parametrize("policy", ["drop", "sample"])
+def test_images_the_queue_policy_leaves_out_are_counted(policy, tmp_path):
+    """A worker held back and a queue of 4: the calls that find no room are counted in the window's
+    profile (dropped / sampled_out), so files_seen equals the calls to log()."""
+    hold = threading.Event()
+    log = ImageLogger(window="1d", out=tmp_path / "svc", queue_size=4, on_full=policy)
+    real_close = log._close_window_safely
+    log._close_window_safely = lambda: (hold.wait(10), real_close())  # type: ignore[method-assign]
+    log._queue.put(("flush",))  # the worker's first item waits until released
+    accepted = sum(log.log(np.full((16, 16, 3), k, np.uint8)) for k in range(40))
+    hold.set()
+    log.close()
+    w = log.windows[-1]  # the flush closed the window once with the drops alone; its last close has all
+    assert len({x.profile_file for x in log.windows}) == 1
+    assert w.images == 40 and w.profiled == accepted and sum(w.not_profiled.values()) == 40 - accepted > 0
+    assert set(w.not_profiled) == ({"dropped"} if policy == "drop" else {"dropped", "sampled_out"})
+
+
+def test_a_darkened_stream_drifts_on_window_close_and_a_like_one_does_not(corpus, tmp_path):
+    def jpeg(im: Image.Image) -> bytes:  # encoded bytes, as a service receives them
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=90)
+        return buf.getvalue()
+
+    images = [Image.open(f).convert("RGB") for f in photos(corpus, 78)[::2] + photos(corpus, 78)[1::2]]
+    reference = profile_images([jpeg(im) for im in images[:39]], source="service")  # drift.min_rows: 30
+    like, dark = images[39:], [ImageEnhance.Brightness(im).enhance(0.35) for im in images[39:]]
+    verdicts = {}
+    for name, stream in (("like", like), ("dark", dark)):
+        with ImageLogger(window="1d", out=tmp_path / name, reference=reference) as log:
+            for im in stream:
+                log.log(jpeg(im))
+        (w,) = log.windows
+        verdicts[name] = w.drifted
+        drifted = {r.feature for r in w.drift if r.drift}
+        if name == "dark":
+            assert "brightness_mean" in drifted
+    assert verdicts == {"like": False, "dark": True}
+    assert not any(r.drift for r in compare(reference, reference))
+
+
+def test_bad_windows_and_policies_name_the_value():
+    from pixelscope.errors import ConfigError
+
+    assert window_seconds("15m") == 900 and window_seconds("2d") == 172800
+    for bad in ("7m", "1y", "h", "0h"):
+        with pytest.raises(ConfigError, match="window"):
+            window_seconds(bad)
+    with pytest.raises(ConfigError, match="on_full"):
+        ImageLogger(on_full="later")  # type: ignore[arg-type]
