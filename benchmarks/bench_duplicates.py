@@ -256,6 +256,7 @@ def project(root: Path, name: str, issues: dict | None = None):
                                    "issues": str(WORK / f"{name}-issues.parquet"),
                                    "issue_pairs": str(WORK / f"{name}-pairs.parquet"),
                                    "issues_summary": str(WORK / f"{name}-issues.json"),
+                                   "neighbours": str(WORK / f"{name}-neighbours.parquet"),
                                    "metrics": str(WORK / "metrics")},
                          "issues": issues or {}})
 

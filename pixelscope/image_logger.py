@@ -21,8 +21,9 @@ ingest, in UTC windows, written as the profiles `pixelscope show / merge / drift
   interpreter exit: its profile is written atomically to `out/<start>.json`, merged into the day's
   rolling profile (`out/rolling/<day>.json`, as `pixelscope monitor` rolls drops), compared with
   the reference profile when one is given (validate's drift tests and family budgets), and handed
-  to `on_window(result)`. A window flushed and then logged into again is merged into its file, so
-  there is one profile per window. Memory is the sketches, the queue and one batch of rows.
+  to `on_window(result)`; it is also a row of the project's history (kind `service`, shown on
+  the dashboard's Versions page after publish). A window flushed and then logged into again is
+  merged into its file, so there is one profile per window. Memory is the sketches, the queue and one batch of rows.
 
 `profile_images(images)` profiles a batch in a notebook; `compare(reference, current)` is the
 drift table the CLI computes.
@@ -218,7 +219,7 @@ class ImageLogger:
                  reference: Profile | str | Path | None = None, queue_size: int = 1024,
                  on_full: Literal["block", "drop", "sample"] = "block",
                  on_window: Callable[[WindowResult], None] | None = None, source: str = "service",
-                 clock: Callable[[], float] = time.time):
+                 project: str | Path = ".", history: bool = True, clock: Callable[[], float] = time.time):
         if on_full not in ("block", "drop", "sample"):
             raise ConfigError(f"ImageLogger on_full {on_full!r}: block, drop or sample")
         self.params = params or parse_params({})
@@ -226,6 +227,7 @@ class ImageLogger:
         self.out = Path(out)
         self.reference = Profile.load(reference) if isinstance(reference, (str, Path)) else reference
         self.on_full, self.on_window, self.source, self.clock = on_full, on_window, source, clock
+        self.project, self.history = Path(project), history
         self._rows = _Rows(self.params)
         self._settings = settings_for(self.params.ingest, self.params.features)
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
@@ -317,6 +319,19 @@ class ImageLogger:
             finally:
                 self._queue.task_done()
 
+    def _record(self, result: WindowResult, profile: Profile, name: str) -> None:
+        """The window as a row of the project's history (kind `service`), as `pixelscope monitor` records a drop."""
+        from pixelscope.versions.history import add_row, version_row
+        from pixelscope.versions.source import Version
+
+        version = Version(name, "service", profile, meta={"rev": f"{self.source}@{name}",
+                                                         "date": result.start.isoformat(timespec="seconds")})
+        row = version_row(version, f"service:{self.source}:{name}", "service", None, None, self.params.drift)
+        drifted = sorted({r.feature for r in result.drift or [] if r.drift})
+        row.update(window=f"{result.start:%Y-%m-%dT%H:%M}/{result.end:%H:%M}",
+                   drift_ref=None if result.drift is None else bool(drifted), drift_ref_features=", ".join(drifted))
+        add_row(self.params, self.project, row)
+
     def _close_window_safely(self) -> None:
         try:
             self._close_window()
@@ -357,6 +372,8 @@ class ImageLogger:
         result = WindowResult(began, datetime.fromtimestamp(w.start + self.seconds, UTC), profile_file, rolling,
                               w.profile.files_seen, w.profile.ok, dict(w.profile.errors_by_reason), drift,
                               bool(drift and any(r.drift for r in drift)))
+        if self.history:
+            self._record(result, w.profile, name)
         self.windows.append(result)
         if self.on_window is not None:
             self.on_window(result)

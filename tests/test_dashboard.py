@@ -206,6 +206,12 @@ def test_the_versions_page_shows_the_history_that_publish_carries(bundle, tmp_pa
     p = bundle_params()
     result = record_history(p, root, [str(root / "ref" / "profile.json"), str(root / "reports" / "publish")])
     assert result.counts["versions"] == 2
+    from pixelscope import ImageLogger  # a service's window lands in the same history
+
+    images = sorted(f for f in (root / "data" / "raw").rglob("*.jpg"))[:6]
+    with ImageLogger(p, window="1d", out=root / "reports" / "monitor" / "service", project=root) as log:
+        for f in images:
+            log.log(f.read_bytes())
     stage("publish").run(p, root)
     published = root / "reports" / "publish"
     hist = pq.read_table(published / "history.parquet").to_pandas()
@@ -213,7 +219,10 @@ def test_the_versions_page_shows_the_history_that_publish_carries(bundle, tmp_pa
         (published / "summary.json").read_text())["manifest"]["files_seen"]
     at = app(published, "versions", monkeypatch)
     assert metric(at, "versions") == "2" and metric(at, "drifted from the previous") == "1"
+    assert metric(at, "monitored drops and service windows") == "1"
     shown = next(d.value for d in at.dataframe if "vs previous" in d.value.columns)
+    assert shown["kind"].tolist() == ["version", "version", "service"] and shown["files"].tolist()[2] == len(images)
+    shown, hist = shown[shown["kind"] == "version"], hist[hist["kind"] == "version"]
     assert shown["vs previous"].tolist() == ["-", "DRIFT"] and shown["files"].tolist() == hist["files"].tolist()
     # the model's accuracy per version: the reference batch has no predictions, the demo set's is the exact mean
     agrees = pq.read_table(published / "manifest.parquet").to_pandas()

@@ -75,7 +75,8 @@ def test_windows_roll_on_utc_boundaries_and_merge_to_the_whole(corpus, tmp_path)
     images = [np.asarray(Image.open(f).convert("RGB")) for f in photos(corpus, 12)]
     now = [1_764_000_000.0 - 1_764_000_000.0 % 3600 + 3000]  # 50 minutes into an hour
     closed = []
-    with ImageLogger(window="1h", out=tmp_path / "svc", clock=lambda: now[0], on_window=closed.append) as log:
+    with ImageLogger(window="1h", out=tmp_path / "svc", project=tmp_path, clock=lambda: now[0],
+                     on_window=closed.append) as log:
         for k, im in enumerate(images):
             if k == 7:
                 now[0] += 1200  # into the next hour
@@ -94,6 +95,9 @@ def test_windows_roll_on_utc_boundaries_and_merge_to_the_whole(corpus, tmp_path)
         assert a.mean == pytest.approx(b.mean) and a.quantiles([0.5]) == pytest.approx(b.quantiles([0.5]))
     rolling = json.loads(next((tmp_path / "svc" / "rolling").glob("*.drops.json")).read_text())
     assert sorted(rolling) == [f.stem for f in files]
+    history = pq.read_table(tmp_path / parse_params({}).paths.history).to_pandas()
+    assert history["kind"].tolist() == ["service", "service"] and history["files"].tolist() == [7, 5]
+    assert history["drift_ref"].isna().all()  # no reference: no verdict
 
 
 @pytest.mark.parametrize("policy", ["drop", "sample"])
@@ -101,7 +105,7 @@ def test_images_the_queue_policy_leaves_out_are_counted(policy, tmp_path):
     """A worker held back and a queue of 4: the calls that find no room are counted in the window's
     profile (dropped / sampled_out), so files_seen equals the calls to log()."""
     hold = threading.Event()
-    log = ImageLogger(window="1d", out=tmp_path / "svc", queue_size=4, on_full=policy)
+    log = ImageLogger(window="1d", out=tmp_path / "svc", project=tmp_path, queue_size=4, on_full=policy)
     real_close = log._close_window_safely
     log._close_window_safely = lambda: (hold.wait(10), real_close())  # type: ignore[method-assign]
     log._queue.put(("flush",))  # the worker's first item waits until released
@@ -125,7 +129,7 @@ def test_a_darkened_stream_drifts_on_window_close_and_a_like_one_does_not(corpus
     like, dark = images[39:], [ImageEnhance.Brightness(im).enhance(0.35) for im in images[39:]]
     verdicts = {}
     for name, stream in (("like", like), ("dark", dark)):
-        with ImageLogger(window="1d", out=tmp_path / name, reference=reference) as log:
+        with ImageLogger(window="1d", out=tmp_path / name, project=tmp_path / name, reference=reference) as log:
             for im in stream:
                 log.log(jpeg(im))
         (w,) = log.windows

@@ -1,6 +1,6 @@
-"""Versions: every recorded dataset version and monitored drop (the bundle's history, from
-`pixelscope history` / `pixelscope monitor`): counts, feature quantile bands and label shares
-over versions, drift against the previous version and the reference. Without a history:
+"""Versions: every recorded dataset version, monitored drop and service window (the bundle's
+history, from `pixelscope history` / `pixelscope monitor` / pixelscope.ImageLogger): counts,
+feature quantile bands and label shares over versions, drift against the previous version and the reference. Without a history:
 this version alone, and the command that records one."""
 
 import json
@@ -22,11 +22,11 @@ def verdict(x) -> str:
 
 if has("history"):
     hist = table("history")
-    versions, drops = hist[hist["kind"] == "version"], hist[hist["kind"] == "drop"]
+    versions, drops = hist[hist["kind"] == "version"], hist[hist["kind"].isin(["drop", "service"])]
     a, b, c = st.columns(3)
     a.metric("versions", f"{len(versions):,}")
     b.metric("drifted from the previous", f"{int(versions['drift_prev'].fillna(False).astype(bool).sum()):,}")
-    c.metric("monitored drops", f"{len(drops):,}",
+    c.metric("monitored drops and service windows", f"{len(drops):,}",
              f"{int(drops['drift_ref'].fillna(False).astype(bool).sum())} drifted" if len(drops) else None,
              delta_color="inverse")
     shown = hist.assign(**{"vs previous": hist["drift_prev"].map(verdict), "vs reference": hist["drift_ref"].map(verdict)})
