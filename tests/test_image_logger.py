@@ -150,3 +150,42 @@ def test_bad_windows_and_policies_name_the_value():
             window_seconds(bad)
     with pytest.raises(ConfigError, match="on_full"):
         ImageLogger(on_full="later")  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_profiles_reach_mlflow_by_hand_and_from_a_wrapped_pyfunc_model(corpus, tmp_path, monkeypatch):
+    """log_profile attaches profile, summary and drift to a run; autolog wraps a pyfunc model's predict
+    so the images it sees and its predictions are profiled into the active run at window close.
+    Read back with MlflowClient against a local sqlite tracking store."""
+    import mlflow
+    import mlflow.pyfunc
+    from mlflow.tracking import MlflowClient
+
+    from pixelscope.mlflow import autolog, log_profile
+
+    class MeanBrightness(mlflow.pyfunc.PythonModel):  # a stub model, honest about it: dark vs bright
+        def predict(self, context, model_input, params=None):
+            return ["bright" if im.mean() > 100 else "dark" for im in model_input]
+
+    monkeypatch.chdir(tmp_path)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    images = [np.asarray(Image.open(f).convert("RGB").resize((96, 96))) for f in photos(corpus, 36)]
+    reference = profile_images(images[:31])
+    mlflow.pyfunc.save_model(str(tmp_path / "model"), python_model=MeanBrightness())
+    model = mlflow.pyfunc.load_model(str(tmp_path / "model"))
+    with mlflow.start_run() as run:
+        metrics = log_profile(reference, reference=reference)
+        model = autolog(model, reference=reference, window="1d", out=tmp_path / "svc", project=tmp_path)
+        answers = model.predict(np.stack(images[:31])) + model.predict(np.stack(images[31:]))
+        model.pixelscope.close()
+    client = MlflowClient()
+    logged = client.get_run(run.info.run_id).data.metrics
+    assert logged["pixelscope.images"] == metrics["pixelscope.images"] == 31 and logged["pixelscope.drifted_features"] == 0
+    (window,) = model.pixelscope.windows
+    key = f"pixelscope/{window.start:%Y%m%dT%H%M%SZ}"
+    assert logged[f"{key}.images"] == 36 and logged[f"{key}.ok"] == 36 and f"{key}.drifted_features" in logged
+    files = {a.path for a in client.list_artifacts(run.info.run_id, key)}
+    assert {f"{key}/profile.json", f"{key}/summary.json", f"{key}/drift.csv"} <= files
+    back = Profile.load(client.download_artifacts(run.info.run_id, f"{key}/profile.json", str(tmp_path / "back")))
+    assert back.files_seen == 36
+    assert {v for v, *_ in back.columns["pred_label"].top()} == set(answers)  # the predictions, profiled
