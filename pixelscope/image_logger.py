@@ -16,6 +16,8 @@ ingest, in UTC windows, written as the profiles `pixelscope show / merge / drift
   once the queue is half full and drops when it is full. Every image not profiled is counted in
   its window's profile as an error row (`dropped`, `sampled_out`), so files_seen = calls to log().
   A worker error is an error row (`log_error`) with its reason, never a dead logger.
+- Safe after fork: a forked child gets its own worker and queue and writes its own window files
+  (`<start>-<pid>.json`); what the parent had queued stays the parent's.
 - Windows roll on UTC boundaries of `window` ("30s", "15m", "1h", "1d"), by the time of the log()
   call. The window closes when an image of a later window arrives, or at flush() / close() /
   interpreter exit: its profile is written atomically to `out/<start>.json`, merged into the day's
@@ -33,10 +35,12 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import os
 import queue
 import threading
 import time
 import warnings
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -238,9 +242,31 @@ class ImageLogger:
         self._closed = False
         self.windows: list[WindowResult] = []  # every window closed so far
         self.errors: list[str] = []  # windows that could not be written (the logger goes on)
+        self._suffix = ""  # a forked child writes its own window files: <start>-<pid>.json
+        self._start_worker()
+        atexit.register(self.close)
+        alive = weakref.ref(self)
+
+        def in_child() -> None:
+            logger = alive()
+            if logger is not None:
+                logger._after_fork()
+
+        os.register_at_fork(after_in_child=in_child)
+
+    def _start_worker(self) -> None:
         self._worker = threading.Thread(target=self._work, name="pixelscope-image-logger", daemon=True)
         self._worker.start()
-        atexit.register(self.close)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's worker thread is not here. Start afresh (what the parent had
+        queued stays the parent's) with this process's own window files."""
+        if self._closed:
+            return
+        self._queue = queue.Queue(maxsize=self._queue.maxsize)
+        self._lost, self._lost_lock, self._window, self._sampled = {}, threading.Lock(), None, 0
+        self.windows, self.errors, self._suffix = [], [], f"-{os.getpid()}"
+        self._start_worker()
 
     # --- the caller's side -------------------------------------------------------------
 
@@ -361,7 +387,7 @@ class ImageLogger:
         from pixelscope.monitor import update_rolling
 
         began = datetime.fromtimestamp(w.start, UTC)
-        name = began.strftime("%Y%m%dT%H%M%SZ")
+        name = began.strftime("%Y%m%dT%H%M%SZ") + self._suffix
         self.out.mkdir(parents=True, exist_ok=True)
         profile_file = self.out / f"{name}.json"
         if profile_file.exists():  # the window was closed before (a flush) and went on: one profile for it

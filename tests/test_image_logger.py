@@ -189,3 +189,62 @@ def test_profiles_reach_mlflow_by_hand_and_from_a_wrapped_pyfunc_model(corpus, t
     back = Profile.load(client.download_artifacts(run.info.run_id, f"{key}/profile.json", str(tmp_path / "back")))
     assert back.files_seen == 36
     assert {v for v, *_ in back.columns["pred_label"].top()} == set(answers)  # the predictions, profiled
+
+
+def test_a_forked_child_logs_on_its_own_and_the_parent_goes_on(tmp_path):
+    """After fork the child has a worker of its own and writes its own window file; the parent's
+    window counts only the parent's images."""
+    import os
+
+    log = ImageLogger(window="1d", out=tmp_path / "svc", project=tmp_path, history=False)
+    log.log(np.full((20, 20, 3), 10, np.uint8))
+    log.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: log three images, close, leave without running the parent's exit hooks
+        try:
+            for k in range(3):
+                log.log(np.full((20, 20, 3), 50 + k, np.uint8))
+            log.close()
+            os._exit(0 if len(log.windows) == 1 and log.windows[0].images == 3 else 1)
+        finally:
+            os._exit(2)
+    assert os.waitpid(pid, 0)[1] == 0
+    log.log(np.full((20, 20, 3), 200, np.uint8))
+    log.close()
+    files = sorted((tmp_path / "svc").glob("*.json"))
+    assert len(files) == 2 and any(f.stem.endswith(f"-{pid}") for f in files)
+    assert {f.stem.endswith(f"-{pid}"): Profile.load(f).files_seen for f in files} == {True: 3, False: 2}
+
+
+def test_a_killed_service_loses_at_most_its_open_window_and_leaves_no_partial_profile(tmp_path):
+    """kill -9 while images are logged into 1-second windows: every window file there is a whole
+    profile, and the windows closed before the kill are all there."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "service.py"
+    script.write_text(
+        "import numpy as np, sys, time\n"
+        "from pixelscope import ImageLogger\n"
+        f"log = ImageLogger(window='1s', out={str(tmp_path / 'svc')!r}, project={str(tmp_path)!r})\n"
+        "rng = np.random.default_rng(0)\n"
+        "while True:\n"
+        "    log.log(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))\n"
+        "    time.sleep(0.002)\n")
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path)
+    try:
+        deadline = time.time() + 60
+        while len(list((tmp_path / "svc").glob("*.json"))) < 3 and time.time() < deadline:
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    files = sorted((tmp_path / "svc").glob("*.json"))
+    assert len(files) >= 3
+    for f in files:
+        assert Profile.load(f).files_seen > 0  # whole: every file written there parses
+    # beside them at most a hidden temporary file of the write the kill cut short (swept by the next writer)
+    assert all(f.suffix == ".json" or (f.name.startswith(".") and f.suffix == ".tmp")
+               for f in (tmp_path / "svc").iterdir() if f.is_file())
