@@ -11,7 +11,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 60
 export DVC_NO_ANALYTICS ?= 1
 PREFECT_PORT ?= 4200
 
-.PHONY: install demo dashboard pipeline repro serve test test-fast lint dvc-yaml bench bench-quick clean
+.PHONY: install demo dashboard pipeline repro serve service test test-fast lint dvc-yaml bench bench-quick clean
 
 # pyproject.toml declares what the package needs (with extras); requirements.txt is the exact
 # lock, used as constraints, so a missing declaration fails here instead of working by accident.
@@ -56,7 +56,12 @@ repro: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/python -m flows.serve --port $(PREFECT_PORT)
 
+## service: the example model service that logs every image it is sent (examples/service), on 127.0.0.1:8008
+service: $(STAMP)
+	$(BIN)/python -m uvicorn examples.service.app:app --host 127.0.0.1 --port 8008
+
 ## test: the whole suite (slow real-component tests included)
+
 test: $(STAMP)
 	$(BIN)/python -m pytest
 

@@ -8,10 +8,13 @@ ingest, in UTC windows, written as the profiles `pixelscope show / merge / drift
 - `log(image, ...)` takes a NumPy array (H x W or H x W x C; uint8, or float in [0, 1];
   `channels="BGR"` for OpenCV frames), a PIL image, encoded bytes or a path. It only puts the
   image on a bounded queue; one worker thread computes the row and updates the open window's
-  Profile. Bytes and paths go through ingest's own `row_from_bytes` (decode, EXIF, the feature
+  Profile — or, with `workers=N > 1`, hands the rows to N spawned processes and keeps their
+  order. Bytes and paths go through ingest's own `row_from_bytes` (decode, EXIF, the feature
   registry, plugins); arrays and PIL images through the same shrink to the working size and the
-  same features (their `bytes_per_pixel` is null: there is no encoding). A thread, not processes:
-  decode, OpenCV and NumPy release the GIL in the heavy parts and a profile lives in one place.
+  same features (their `bytes_per_pixel` is null: there is no encoding). Measured
+  (benchmarks/bench_image_logger.py): a second thread computing rows adds nothing (the features'
+  Python parts hold the GIL: 585 -> 551 images/s), so more workers are processes; one thread is the
+  default, leaving the service its other cores.
 - `on_full`: `block` waits for room; `drop` drops the image; `sample` keeps every second image
   once the queue is half full and drops when it is full. Every image not profiled is counted in
   its window's profile as an error row (`dropped`, `sampled_out`), so files_seen = calls to log().
@@ -35,14 +38,16 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import multiprocessing
 import os
 import queue
 import threading
 import time
 import warnings
 import weakref
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,7 +60,7 @@ from PIL import Image
 from pixelscope.config import Params, parse_params
 from pixelscope.errors import BadInput, ConfigError
 from pixelscope.features.registry import ImageView, compute_features
-from pixelscope.ingest.step import _Settings, manifest_columns, read_file, row_from_bytes, settings_for
+from pixelscope.ingest.step import _init_worker, _Settings, manifest_columns, read_file, row_from_bytes, settings_for
 from pixelscope.io.decode import ImageError, shrink, to_rgb8
 from pixelscope.io.manifest import column_kinds, manifest_schema
 from pixelscope.profile.profile import Profile
@@ -223,7 +228,8 @@ class ImageLogger:
                  reference: Profile | str | Path | None = None, queue_size: int = 1024,
                  on_full: Literal["block", "drop", "sample"] = "block",
                  on_window: Callable[[WindowResult], None] | None = None, source: str = "service",
-                 project: str | Path = ".", history: bool = True, clock: Callable[[], float] = time.time):
+                 project: str | Path = ".", history: bool = True, workers: int = 1,
+                 clock: Callable[[], float] = time.time):
         if on_full not in ("block", "drop", "sample"):
             raise ConfigError(f"ImageLogger on_full {on_full!r}: block, drop or sample")
         self.params = params or parse_params({})
@@ -232,8 +238,15 @@ class ImageLogger:
         self.reference = Profile.load(reference) if isinstance(reference, (str, Path)) else reference
         self.on_full, self.on_window, self.source, self.clock = on_full, on_window, source, clock
         self.project, self.history = Path(project), history
+        if workers < 1:
+            raise ConfigError(f"ImageLogger workers {workers}: at least 1")
+        self.workers = workers
         self._rows = _Rows(self.params)
         self._settings = settings_for(self.params.ingest, self.params.features)
+        self._pool: ProcessPoolExecutor | None = None
+        if workers > 1:  # spawned, not forked: a service's threads must not be copied mid-lock
+            self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_init_worker, initargs=(self._settings, True))
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self._lost: dict[int, Counter[str]] = {}  # window start -> reason -> images never queued
         self._lost_lock = threading.Lock()
@@ -264,6 +277,7 @@ class ImageLogger:
         if self._closed:
             return
         self._queue = queue.Queue(maxsize=self._queue.maxsize)
+        self._pool, self.workers = None, 1  # the parent's processes are not this child's
         self._lost, self._lost_lock, self._window, self._sampled = {}, threading.Lock(), None, 0
         self.windows, self.errors, self._suffix = [], [], f"-{os.getpid()}"
         self._start_worker()
@@ -321,29 +335,57 @@ class ImageLogger:
     # --- the worker's side -------------------------------------------------------------
 
     def _work(self) -> None:
+        """Take items in order; rows are computed here (workers=1) or in the process pool, and always
+        put into the windows here, in the order log() was called."""
+        pending: deque[tuple[_Item, Any]] = deque()  # (item, its row or the future of it)
         while True:
-            item = self._queue.get()
             try:
-                if item is _STOP or isinstance(item, tuple):  # stop, or flush
-                    self._close_window_safely()
-                    if item is _STOP:
-                        return
-                    continue
-                start = self._start_of(item.when)
-                if self._window is not None and start != self._window.start:
-                    self._close_window_safely()
-                if self._window is None:
-                    self._window = _Window(start, self._rows.empty())
-                try:
-                    row = image_row(item.image, self._settings, dict(item.base), item.channels)
-                except Exception as e:  # noqa: BLE001 - one bad image must not stop the logger
-                    row = {**item.base, "status": "error", "reason": "log_error", "detail": f"{type(e).__name__}: {e}"}
-                self._window.rows.append(row)
-                if len(self._window.rows) >= BATCH_ROWS:
-                    self._window.profile.update(self._rows.table(self._window.rows))
-                    self._window.rows = []
-            finally:
+                item = self._queue.get(block=not pending)
+            except queue.Empty:  # nothing new: finish the oldest row in flight
+                self._finish(*pending.popleft())
+                continue
+            if item is _STOP or isinstance(item, tuple):  # stop, or flush: everything before it first
+                while pending:
+                    self._finish(*pending.popleft())
+                self._close_window_safely()
                 self._queue.task_done()
+                if item is _STOP:
+                    if self._pool is not None:
+                        self._pool.shutdown()
+                    return
+                continue
+            if self._pool is None:
+                self._finish(item, self._row(item))
+                continue
+            pending.append((item, self._pool.submit(image_row, item.image, self._settings, dict(item.base), item.channels)))
+            if len(pending) >= 4 * self.workers:
+                self._finish(*pending.popleft())
+
+    def _row(self, item: _Item) -> dict[str, Any]:
+        try:
+            return image_row(item.image, self._settings, dict(item.base), item.channels)
+        except Exception as e:  # noqa: BLE001 - one bad image must not stop the logger
+            return {**item.base, "status": "error", "reason": "log_error", "detail": f"{type(e).__name__}: {e}"}
+
+    def _finish(self, item: _Item, row: Any) -> None:
+        """Put one image's row into its window (closing the open one when it is earlier)."""
+        try:
+            if isinstance(row, Future):
+                try:
+                    row = row.result()
+                except Exception as e:  # noqa: BLE001 - a worker process failed on it: an error row
+                    row = {**item.base, "status": "error", "reason": "log_error", "detail": f"{type(e).__name__}: {e}"}
+            start = self._start_of(item.when)
+            if self._window is not None and start != self._window.start:
+                self._close_window_safely()
+            if self._window is None:
+                self._window = _Window(start, self._rows.empty())
+            self._window.rows.append(row)
+            if len(self._window.rows) >= BATCH_ROWS:
+                self._window.profile.update(self._rows.table(self._window.rows))
+                self._window.rows = []
+        finally:
+            self._queue.task_done()
 
     def _record(self, result: WindowResult, profile: Profile, name: str) -> None:
         """The window as a row of the project's history (kind `service`), as `pixelscope monitor` records a drop."""

@@ -248,3 +248,22 @@ def test_a_killed_service_loses_at_most_its_open_window_and_leaves_no_partial_pr
     # beside them at most a hidden temporary file of the write the kill cut short (swept by the next writer)
     assert all(f.suffix == ".json" or (f.name.startswith(".") and f.suffix == ".tmp")
                for f in (tmp_path / "svc").iterdir() if f.is_file())
+
+
+def test_worker_processes_give_the_same_windows_in_the_same_order(corpus, tmp_path):
+    """workers=2: rows computed in two spawned processes, put into the windows in log() order — the
+    same window split and sketches as one thread."""
+    images = [np.asarray(Image.open(f).convert("RGB").resize((128, 96))) for f in photos(corpus, 10)]
+    results = {}
+    for workers in (1, 2):
+        now = [1_764_000_000.0 - 1_764_000_000.0 % 3600 + 3590]
+        with ImageLogger(window="1h", out=tmp_path / str(workers), project=tmp_path, history=False, workers=workers,
+                         clock=lambda now=now: now[0]) as log:
+            for k, im in enumerate(images):
+                now[0] += 2  # the hour turns after the fifth image
+                log.log(im, label=k)
+        results[workers] = [(w.images, Profile.load(w.profile_file).columns["brightness_mean"].mean,
+                             sorted(v for v, *_ in Profile.load(w.profile_file).columns["label"].top()))
+                            for w in log.windows]
+    assert [r[0] for r in results[1]] == [4, 6]
+    assert results[2] == results[1]
