@@ -9,7 +9,8 @@ Every figure comes from its own process (peak RSS is the process' own):
 - latency: 64 x 64 arrays logged at a paced 1,000 calls/s for 10 s; the duration of each log()
   call (it only enqueues), p50 / p99 / max; images counted = calls.
 - throughput: 2,000 arrays of 256 x 256 (crops of the corpus' photos, the same .npy file for both
-  tools), logged until the last window is written: pixelscope's ImageLogger vs whylogs'
+  tools), logged until the last window is written: pixelscope's ImageLogger (one thread, and
+  workers=2 processes) vs whylogs'
   `log_image` (its documented image API, one view per image merged as its docs show), images/s
   and peak RSS.
 - ingest parity: the same 500 photos as JPEG files: the ingest step with one worker vs the logger
@@ -99,10 +100,11 @@ def child(mode: str, arg: str, n: int) -> dict:
         return {"calls": n, "p50_us": round(float(np.percentile(us, 50)), 1),
                 "p99_us": round(float(np.percentile(us, 99)), 1), "max_us": round(float(us.max()), 1),
                 "counted": sum(x.images for x in log.windows), "profiled": w.profiled}
-    if mode == "throughput":
-        a = np.load(arg)
+    if mode == "throughput":  # arg: <npy>::<worker processes>
+        npy, workers = arg.split("::")
+        a = np.load(npy)
         t0 = time.perf_counter()
-        with ImageLogger(window="1d", out=out, project=WORK, history=False) as log:
+        with ImageLogger(window="1d", out=out, project=WORK, history=False, workers=int(workers)) as log:
             for k in range(n):
                 log.log(a[k % len(a)])
         seconds = time.perf_counter() - t0
@@ -177,7 +179,8 @@ def main() -> None:
     row = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": f"{platform.node()} {platform.machine()}"}
     row["latency"] = run_child("latency", "-", 10_000)
     print("latency", row["latency"], flush=True)
-    row["throughput"] = {"pixelscope": run_child("throughput", str(npy), args.throughput),
+    row["throughput"] = {"pixelscope": run_child("throughput", f"{npy}::1", args.throughput),
+                         "pixelscope, 2 worker processes": run_child("throughput", f"{npy}::2", args.throughput),
                          "whylogs": run_whylogs(npy, args.throughput)}
     print("throughput", row["throughput"], flush=True)
     row["ingest_parity"] = {"ingest (1 worker)": run_child("ingest", str(WORK / "jpegs"), 0),
@@ -193,6 +196,7 @@ def main() -> None:
 def write_table(row: dict) -> None:
     lat, tp, ip, mem = row["latency"], row["throughput"], row["ingest_parity"], row["memory"]
     ratio = tp["pixelscope"]["images_per_s"] / tp["whylogs"]["images_per_s"]
+    ratio2 = tp["pixelscope, 2 worker processes"]["images_per_s"] / tp["whylogs"]["images_per_s"]
     parity = ip["ImageLogger (file bytes)"]["images_per_s"] / ip["ingest (1 worker)"]["images_per_s"]
     lines = [f"\n### ImageLogger in a running process — {row['date'][:10]}, {row['machine']}\n",
              "`python benchmarks/bench_image_logger.py` (each figure from its own process):\n",
@@ -201,7 +205,9 @@ def write_table(row: dict) -> None:
              f"- 256 x 256 arrays, {tp['pixelscope']['images']:,} images: pixelscope ImageLogger "
              f"**{tp['pixelscope']['images_per_s']} images/s** (peak RSS {tp['pixelscope']['peak_rss_mb']} MB) vs whylogs "
              f"`log_image` {tp['whylogs']['images_per_s']} images/s (peak RSS {tp['whylogs']['peak_rss_mb']} MB): "
-             f"**{ratio:.1f}×**.",
+             f"**{ratio:.1f}×** with the default one thread; with `workers=2` (two spawned processes) "
+             f"{tp['pixelscope, 2 worker processes']['images_per_s']} images/s, **{ratio2:.1f}×** (peak RSS of the "
+             f"logging process {tp['pixelscope, 2 worker processes']['peak_rss_mb']} MB, workers not counted).",
              f"- The same 500 photos as JPEG files: ingest with one worker {ip['ingest (1 worker)']['images_per_s']} "
              f"images/s, the logger given their bytes {ip['ImageLogger (file bytes)']['images_per_s']} images/s "
              f"(**{parity:.2f}×** ingest's rate).",
