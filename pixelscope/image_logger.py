@@ -28,7 +28,11 @@ ingest, in UTC windows, written as the profiles `pixelscope show / merge / drift
   the reference profile when one is given (validate's drift tests and family budgets), and handed
   to `on_window(result)`; it is also a row of the project's history (kind `service`, shown on
   the dashboard's Versions page after publish). A window flushed and then logged into again is
-  merged into its file, so there is one profile per window. Memory is the sketches, the queue and one batch of rows.
+  merged into its file, so there is one profile per window.
+- `keep_examples=K`: a uniform sample (reservoir) of K readable images per window, written as
+  128-px thumbnails to `out/<start>.examples/` — examples of what a drifted window looked like.
+  Only those K are held (by reference: do not modify an array after logging it).
+- Memory: the sketches, the queue, one batch of rows and the K examples — never the stream.
 
 `profile_images(images)` profiles a batch in a notebook; `compare(reference, current)` is the
 drift table the CLI computes.
@@ -38,6 +42,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import io
 import multiprocessing
 import os
 import queue
@@ -219,6 +224,8 @@ class _Window:
     start: int
     profile: Profile
     rows: list[dict[str, Any]] = field(default_factory=list)
+    readable: int = 0  # images with a row of features so far
+    examples: list[_Item] = field(default_factory=list)  # a uniform sample of them (keep_examples)
 
 
 class ImageLogger:
@@ -228,7 +235,7 @@ class ImageLogger:
                  reference: Profile | str | Path | None = None, queue_size: int = 1024,
                  on_full: Literal["block", "drop", "sample"] = "block",
                  on_window: Callable[[WindowResult], None] | None = None, source: str = "service",
-                 project: str | Path = ".", history: bool = True, workers: int = 1,
+                 project: str | Path = ".", history: bool = True, workers: int = 1, keep_examples: int = 0,
                  clock: Callable[[], float] = time.time):
         if on_full not in ("block", "drop", "sample"):
             raise ConfigError(f"ImageLogger on_full {on_full!r}: block, drop or sample")
@@ -241,6 +248,8 @@ class ImageLogger:
         if workers < 1:
             raise ConfigError(f"ImageLogger workers {workers}: at least 1")
         self.workers = workers
+        self.keep_examples = keep_examples
+        self._rng = np.random.default_rng(0)
         self._rows = _Rows(self.params)
         self._settings = settings_for(self.params.ingest, self.params.features)
         self._pool: ProcessPoolExecutor | None = None
@@ -381,11 +390,41 @@ class ImageLogger:
             if self._window is None:
                 self._window = _Window(start, self._rows.empty())
             self._window.rows.append(row)
+            if self.keep_examples and row.get("status") == "ok":
+                self._sample(self._window, item)
             if len(self._window.rows) >= BATCH_ROWS:
                 self._window.profile.update(self._rows.table(self._window.rows))
                 self._window.rows = []
         finally:
             self._queue.task_done()
+
+    def _sample(self, w: _Window, item: _Item) -> None:
+        """Reservoir sampling (Algorithm R): every readable image of the window is kept with the same chance."""
+        w.readable += 1
+        if len(w.examples) < self.keep_examples:
+            w.examples.append(item)
+        else:
+            k = int(self._rng.integers(0, w.readable))
+            if k < self.keep_examples:
+                w.examples[k] = item
+
+    def _write_examples(self, w: _Window, folder: Path) -> None:
+        """The window's sampled images as 128-px JPEG thumbnails (decoded again only for the K kept)."""
+        from pixelscope.io.atomic import write_bytes_atomic
+
+        for k, item in enumerate(w.examples):
+            image = item.image
+            if isinstance(image, (str, Path)):
+                image = Path(image).read_bytes()
+            if isinstance(image, (bytes, bytearray, memoryview)):
+                from pixelscope.io.decode import decode
+
+                rgb = decode(bytes(image), 128, self._settings.max_pixels).rgb
+            else:
+                rgb = shrink(_pixels(image, item.channels)[0], 128)
+            buf = io.BytesIO()
+            Image.fromarray(rgb).save(buf, "JPEG", quality=85)
+            write_bytes_atomic(folder / f"{k:03d}.jpg", buf.getvalue())
 
     def _record(self, result: WindowResult, profile: Profile, name: str) -> None:
         """The window as a row of the project's history (kind `service`), as `pixelscope monitor` records a drop."""
@@ -435,6 +474,8 @@ class ImageLogger:
         if profile_file.exists():  # the window was closed before (a flush) and went on: one profile for it
             w.profile = Profile.load(profile_file).merge(w.profile)
         w.profile.save(profile_file)
+        if w.examples:
+            self._write_examples(w, self.out / f"{name}.examples")
         rolling, _ = update_rolling(self.out / "rolling", began.strftime("%Y-%m-%d"), name, profile_file)
         drift = compare(self.reference, w.profile, self.params) if self.reference is not None else None
         result = WindowResult(began, datetime.fromtimestamp(w.start + self.seconds, UTC), profile_file, rolling,

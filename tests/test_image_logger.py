@@ -129,7 +129,8 @@ def test_a_darkened_stream_drifts_on_window_close_and_a_like_one_does_not(corpus
     like, dark = images[39:], [ImageEnhance.Brightness(im).enhance(0.35) for im in images[39:]]
     verdicts = {}
     for name, stream in (("like", like), ("dark", dark)):
-        with ImageLogger(window="1d", out=tmp_path / name, project=tmp_path / name, reference=reference) as log:
+        with ImageLogger(window="1d", out=tmp_path / name, project=tmp_path / name, reference=reference,
+                         keep_examples=4) as log:
             for im in stream:
                 log.log(jpeg(im))
         (w,) = log.windows
@@ -137,6 +138,8 @@ def test_a_darkened_stream_drifts_on_window_close_and_a_like_one_does_not(corpus
         drifted = {r.feature for r in w.drift if r.drift}
         if name == "dark":
             assert "brightness_mean" in drifted
+            thumbs = sorted((tmp_path / name).glob("*.examples/*.jpg"))  # what the drifted window looked like
+            assert len(thumbs) == 4 and all(np.asarray(Image.open(t)).mean() < 90 for t in thumbs)
     assert verdicts == {"like": False, "dark": True}
     assert not any(r.drift for r in compare(reference, reference))
 
@@ -267,3 +270,27 @@ def test_worker_processes_give_the_same_windows_in_the_same_order(corpus, tmp_pa
                             for w in log.windows]
     assert [r[0] for r in results[1]] == [4, 6]
     assert results[2] == results[1]
+
+
+def test_the_example_service_logs_every_image_it_answers(corpus, tmp_path, monkeypatch):
+    """examples/service through Starlette's TestClient: each answered request is one image in the
+    window written at shutdown; a body that is not an image is a 400 and is not logged."""
+    from starlette.testclient import TestClient
+
+    from examples.service.app import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PIXELSCOPE_OUT", str(tmp_path / "svc"))
+    monkeypatch.setenv("PIXELSCOPE_WINDOW", "1d")
+    files = photos(corpus, 5)
+    with TestClient(app) as client:
+        assert client.get("/health").json() == {"ok": True, "logging": True}
+        answers = [client.post("/predict", content=f.read_bytes(), headers={"Content-Type": "image/jpeg"}).json()
+                   for f in files]
+        bad = client.post("/predict", content=b"not an image")
+    assert bad.status_code == 400 and "not an image" in bad.json()["error"]
+    assert all(a["logged"] and a["label"] in ("bright", "dark") and "stub" in a["model"] for a in answers)
+    (window,) = list((tmp_path / "svc").glob("*.json"))
+    profile = Profile.load(window)
+    assert profile.files_seen == profile.ok == len(files)
+    assert {v for v, *_ in profile.columns["pred_label"].top()} == {a["label"] for a in answers}
