@@ -82,6 +82,10 @@ def child(mode: str, arg: str, n: int) -> dict:
     from pixelscope import ImageLogger
 
     out = WORK / f"out-{mode}"
+    if out.exists():  # a window file left by an earlier run would be merged into (one profile per window)
+        import shutil
+
+        shutil.rmtree(out)
     if mode == "latency":
         img = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
         times = np.empty(n, np.int64)

@@ -204,14 +204,14 @@ def test_the_versions_page_shows_the_history_that_publish_carries(bundle, tmp_pa
     root = tmp_path / "project"
     shutil.copytree(bundle.parents[1], root, symlinks=True)
     p = bundle_params()
-    result = record_history(p, root, [str(root / "ref" / "profile.json"), str(root / "reports" / "publish")])
-    assert result.counts["versions"] == 2
-    from pixelscope import ImageLogger  # a service's window lands in the same history
+    from pixelscope import ImageLogger  # a service's window lands in the same history, and history keeps it
 
     images = sorted(f for f in (root / "data" / "raw").rglob("*.jpg"))[:6]
     with ImageLogger(p, window="1d", out=root / "reports" / "monitor" / "service", project=root) as log:
         for f in images:
             log.log(f.read_bytes())
+    result = record_history(p, root, [str(root / "ref" / "profile.json"), str(root / "reports" / "publish")])
+    assert result.counts["versions"] == 2 and result.counts["drops"] == 1
     stage("publish").run(p, root)
     published = root / "reports" / "publish"
     hist = pq.read_table(published / "history.parquet").to_pandas()

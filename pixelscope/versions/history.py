@@ -162,7 +162,7 @@ def record_history(params: Params, project: str | Path = ".", specs: list[str] |
     project = Path(project).resolve()
     path = params.paths.under(project).history
     old = read_history(path)
-    kept_drops = old[old["kind"] == "drop"] if len(old) else old
+    kept_drops = old[old["kind"] != "version"] if len(old) else old  # monitored drops and service windows stay
     known = {r["key"]: r for r in old.to_dict("records") if r.get("kind") == "version"}
     reference = load_reference(params, project)
     candidates = _candidates(params, project, specs)
@@ -198,7 +198,7 @@ def record_history(params: Params, project: str | Path = ".", specs: list[str] |
     if changed and len(table):
         write_history(path, table.reindex(columns=_ordered(table.columns)))
     summary = (f"history: {len(rows)} versions ({computed} computed, {len(rows) - computed} unchanged)"
-               + (f", {len(kept_drops)} monitored drops" if len(kept_drops) else "")
+               + (f", {len(kept_drops)} monitored drops / service windows" if len(kept_drops) else "")
                + (f", {len(notes)} skipped" if notes else "") + ("" if changed else "; nothing new, not rewritten"))
     return StepResult(stage="history", summary=summary, seconds=time.perf_counter() - t0,
                       counts={"versions": len(rows), "computed": computed, "unchanged": len(rows) - computed,
