@@ -254,8 +254,8 @@ class ImageLogger:
         self._settings = settings_for(self.params.ingest, self.params.features)
         self._pool: ProcessPoolExecutor | None = None
         if workers > 1:  # spawned, not forked: a service's threads must not be copied mid-lock
-            self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_init_worker, initargs=(self._settings, True))
+            self._pool = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(self._settings, True),
+                                             mp_context=multiprocessing.get_context("spawn"))
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self._lost: dict[int, Counter[str]] = {}  # window start -> reason -> images never queued
         self._lost_lock = threading.Lock()
