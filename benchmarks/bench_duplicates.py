@@ -196,13 +196,6 @@ def by_transform(pred: np.ndarray, true: np.ndarray, hi: tuple, is_orig: np.ndar
     return per
 
 
-def score_pairs(pairs: list, paths: list[str], true: np.ndarray, hi: tuple, is_orig: np.ndarray, hkind: np.ndarray
-                ) -> tuple[dict, dict]:
-    """Pair precision / recall of a pair list over the images at paths, overall and per transform."""
-    pred = pair_matrix(pairs, paths)[hi]
-    return pair_scores(pred, true), by_transform(pred, true, hi, is_orig, hkind)
-
-
 def run_steps(p, truth: dict[str, tuple[int, str]]) -> tuple:
     """ingest, embed and issues under params p; the readable rows' issues table, families and kinds, seconds."""
     import pyarrow.parquet as pq

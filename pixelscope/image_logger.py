@@ -219,6 +219,11 @@ class _Item:
 _STOP = object()
 
 
+def _error_row(item: _Item, e: Exception) -> dict[str, Any]:
+    """The row of an image whose features raised: counted, with the reason, never a dead logger."""
+    return {**item.base, "status": "error", "reason": "log_error", "detail": f"{type(e).__name__}: {e}"}
+
+
 @dataclass
 class _Window:
     start: int
@@ -374,7 +379,7 @@ class ImageLogger:
         try:
             return image_row(item.image, self._settings, dict(item.base), item.channels)
         except Exception as e:  # noqa: BLE001 - one bad image must not stop the logger
-            return {**item.base, "status": "error", "reason": "log_error", "detail": f"{type(e).__name__}: {e}"}
+            return _error_row(item, e)
 
     def _finish(self, item: _Item, row: Any) -> None:
         """Put one image's row into its window (closing the open one when it is earlier)."""
@@ -383,7 +388,7 @@ class ImageLogger:
                 try:
                     row = row.result()
                 except Exception as e:  # noqa: BLE001 - a worker process failed on it: an error row
-                    row = {**item.base, "status": "error", "reason": "log_error", "detail": f"{type(e).__name__}: {e}"}
+                    row = _error_row(item, e)
             start = self._start_of(item.when)
             if self._window is not None and start != self._window.start:
                 self._close_window_safely()
@@ -409,19 +414,22 @@ class ImageLogger:
                 w.examples[k] = item
 
     def _write_examples(self, w: _Window, folder: Path) -> None:
-        """The window's sampled images as 128-px JPEG thumbnails (decoded again only for the K kept)."""
+        """The window's sampled images as 128-px JPEG thumbnails (decoded again only for the K kept); one
+        that cannot be read again (a path deleted since) is skipped, so the window is still recorded."""
         from pixelscope.io.atomic import write_bytes_atomic
+        from pixelscope.io.decode import decode
 
         for k, item in enumerate(w.examples):
             image = item.image
-            if isinstance(image, (str, Path)):
-                image = Path(image).read_bytes()
-            if isinstance(image, (bytes, bytearray, memoryview)):
-                from pixelscope.io.decode import decode
-
-                rgb = decode(bytes(image), 128, self._settings.max_pixels).rgb
-            else:
-                rgb = shrink(_pixels(image, item.channels)[0], 128)
+            try:
+                if isinstance(image, (str, Path)):
+                    image = Path(image).read_bytes()
+                if isinstance(image, (bytes, bytearray, memoryview)):
+                    rgb = decode(bytes(image), 128, self._settings.max_pixels).rgb
+                else:
+                    rgb = shrink(_pixels(image, item.channels)[0], 128)
+            except (OSError, ImageError, BadInput):
+                continue
             buf = io.BytesIO()
             Image.fromarray(rgb).save(buf, "JPEG", quality=85)
             write_bytes_atomic(folder / f"{k:03d}.jpg", buf.getvalue())

@@ -43,7 +43,7 @@ def summary_of(profile: Profile) -> dict[str, Any]:
     """Counts, errors by reason and the quantiles of every numeric feature (the history row's columns)."""
     from pixelscope.versions.history import profile_columns
 
-    return {"images": profile.files_seen, "ok": profile.ok, "errors": profile.files_seen - profile.ok,
+    return {"images": profile.files_seen, "ok": profile.ok, "errors": profile.errors,
             "errors_by_reason": dict(sorted(profile.errors_by_reason.items())), "features": profile_columns(profile)}
 
 
@@ -82,11 +82,9 @@ def log_profile(profile: Profile, run_id: str | None = None, *, reference: Profi
 
 def _images(model_input: Any) -> Iterator[Any]:
     """The images of a pyfunc input (see the module doc)."""
-    try:
-        import pandas as pd
-    except ImportError:  # pragma: no cover - pandas comes with the project
-        pd = None
-    if pd is not None and isinstance(model_input, pd.DataFrame):
+    import pandas as pd
+
+    if isinstance(model_input, pd.DataFrame):
         column = model_input["image"] if "image" in model_input else model_input.iloc[:, 0]
         yield from column.tolist()
     elif isinstance(model_input, np.ndarray) and model_input.ndim == 4:

@@ -176,15 +176,11 @@ def near_duplicate(data: Dataset, found: dict[str, Finding]) -> Finding:
     fused = cfg.near_duplicate_rule == "fused" and data.embeddings is not None
     hash_radius, cosine_floor = ((cfg.candidate_max_hamming, cfg.candidate_min_cosine) if fused
                                  else (cfg.hash_max_distance, cfg.embedding_min_cosine))
-    found_by: dict[tuple[int, int], int] = defaultdict(int)  # unit pair (a < b) -> 1 hash, 2 embedding, 3 both
+    candidates: list[tuple[np.ndarray, np.ndarray]] = []  # candidate unit pairs (a < b), from every search
     idx = np.flatnonzero(ev.have)
-    for query in (None, "mirrored"):
-        if query is None:
-            i, j, _ = hamming_pairs(ev.codes[idx], hash_radius)
-        else:
-            i, j, _ = hamming_pairs(ev.codes[idx], hash_radius, queries=ev.mirrored[idx])
-        for a, b in zip(idx[i].tolist(), idx[j].tolist()):
-            found_by[(a, b)] |= 1
+    for queries in (None, ev.mirrored[idx]):
+        i, j, _ = hamming_pairs(ev.codes[idx], hash_radius, queries=queries)
+        candidates.append((idx[i], idx[j]))
     index_used = "none (no embeddings)"
     if data.embeddings is not None:
         graph = data.graph()
@@ -200,11 +196,11 @@ def near_duplicate(data: Dataset, found: dict[str, Finding]) -> Finding:
         i, j, _ = graph.pairs(cosine_floor, widen)
         ua, ub = unit_of[i], unit_of[j]
         keep = (ua >= 0) & (ub >= 0) & (ua != ub)
-        for a, b in zip(np.minimum(ua, ub)[keep].tolist(), np.maximum(ua, ub)[keep].tolist()):
-            found_by[(a, b)] |= 2
+        candidates.append((np.minimum(ua, ub)[keep], np.maximum(ua, ub)[keep]))
         index_used = graph.index
-    pair_units = np.array(sorted(found_by), dtype=np.int64).reshape(-1, 2)
-    a, b = pair_units[:, 0], pair_units[:, 1]
+    n_units = max(len(units), 1)
+    key = np.unique(np.concatenate([np.asarray(x, np.int64) * n_units + np.asarray(y, np.int64) for x, y in candidates]))
+    a, b = key // n_units, key % n_units  # each candidate pair once, sorted
     hams, mirrored = ev.hamming(a, b)
     cosines = ev.cosine(a, b)
     by_hash = hams <= cfg.hash_max_distance
