@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pixelscope.errors import ConfigError
+from pixelscope.io.url import Url, as_location
 
 __all__ = ["ConfigError", "Params", "load_params", "parse_params", "dotted_overrides", "set_params"]
 
@@ -22,7 +23,7 @@ class _Strict(BaseModel):
 
 
 class PathsConfig(_Strict):
-    raw: Path = Path("data/raw")
+    raw: Path | Url = Path("data/raw")  # a folder, or a store: s3://bucket/prefix (see storage)
     manifest: Path = Path("data/interim/manifest.parquet")
     profile: Path = Path("data/processed/profile.json")
     tensors: Path = Path("data/processed/tensors")
@@ -42,7 +43,13 @@ class PathsConfig(_Strict):
 
         The one place paths are resolved: every step reads `params.paths.under(project)`."""
         root = Path(project)
-        return PathsConfig.model_construct(**{name: root / value for name, value in self})
+        resolved: dict[str, Any] = {name: value if isinstance(value, Url) else root / value for name, value in self}
+        return PathsConfig.model_construct(**resolved)
+
+    @field_validator("raw", mode="before")
+    @classmethod
+    def _location(cls, v: Any) -> Any:
+        return as_location(v) if isinstance(v, str) else v
 
     def metrics_file(self, stage: str) -> Path:
         """Where a stage's counts and timings go (`dvc metrics show`): metrics/<stage>.json."""
@@ -304,10 +311,15 @@ class CurateConfig(_Strict):
 
 
 class MonitorConfig(_Strict):
-    drop: Path | None = None  # the folder a scheduled run monitors (new images arriving)
+    drop: Path | Url | None = None  # the folder (or s3://... prefix) a scheduled run monitors (new images arriving)
     window: Literal["day", "week"] = "week"  # rolling profile per calendar window (UTC)
     on_drift: Literal["fail", "warn"] = "fail"  # a drifting drop fails the run, or is recorded as a warning
     cron: str | None = None  # `make serve` schedules the monitor deployment with this cron; null = no schedule
+
+    @field_validator("drop", mode="before")
+    @classmethod
+    def _location(cls, v: Any) -> Any:
+        return as_location(v) if isinstance(v, str) else v
 
     @field_validator("cron")
     @classmethod
@@ -315,6 +327,21 @@ class MonitorConfig(_Strict):
         if v is not None and len(v.split()) != 5:
             raise ValueError(f"a cron expression has 5 fields (minute hour day month weekday), got {v!r}")
         return v
+
+
+class StorageConfig(BaseModel):
+    """How pixelscope reaches an object store when paths.raw is a URL. No credentials here, ever:
+    they come from the store's standard places (for S3: environment, AWS_PROFILE, instance role)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    endpoint_url: str | None = None  # an S3-compatible store (MinIO, Ceph, R2, ...); else AWS_ENDPOINT_URL or AWS
+    region: str | None = None
+    anonymous: bool = False  # public buckets: unsigned requests
+    version_aware: bool = False  # list object version ids (a versioned bucket)
+    concurrency: int = Field(default=16, ge=1, le=256)  # objects in flight per worker process
+    retries: int = Field(default=5, ge=0, le=20)  # per object, with exponential backoff, on throttling / 5xx / timeouts
+    timeout_s: float = Field(default=60.0, gt=0)  # connect and read timeout per request
 
 
 class PipelineConfig(_Strict):
@@ -343,6 +370,7 @@ class Params(_Strict):
     versioning: VersioningConfig = Field(default_factory=VersioningConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
 
 
 def _format_errors(err: ValidationError, source: str) -> str:

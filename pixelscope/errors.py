@@ -12,6 +12,7 @@ traceback.
         ├── WeightsError     model weights missing or not matching their checksum
         ├── StoreError       a tensor / embedding store that does not match what is asked of it
         ├── VersioningError  the project is not set up for DVC versioning, or DVC refused
+        ├── StorageError     an object store refused or cannot be reached (names the bucket)
         └── ValidationFailed the expectation suites failed and validate.on_failure is `fail`
 """
 
@@ -48,6 +49,10 @@ class StoreError(StepError):
 
 class VersioningError(StepError):
     """The project is not set up for versioning (message says how to fix it)."""
+
+
+class StorageError(StepError):
+    """An object store that refuses (credentials), has no such bucket, or cannot be reached."""
 
 
 class ValidationFailed(StepError):

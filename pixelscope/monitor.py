@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from pixelscope.config import Params
 from pixelscope.errors import ConfigError, InputMissing, StepError
 from pixelscope.io.atomic import atomic_path, write_bytes_atomic
+from pixelscope.io.url import Url, as_location
 from pixelscope.pipeline.steps import ProgressFn, StepResult
 from pixelscope.profile import Profile
 from pixelscope.profile.profile import merge_all
@@ -60,7 +61,7 @@ def window_of(when: datetime, window: str) -> str:
     return when.strftime("%Y-%m-%d") if window == "day" else f"{when.isocalendar().year}-W{when.isocalendar().week:02d}"
 
 
-def drop_params(params: Params, drop: Path, out: Path) -> Params:
+def drop_params(params: Params, drop: Path | Url, out: Path) -> Params:
     """The project's params with the drop as raw data and every output under `out`."""
     p = params.model_copy(deep=True)
     p.paths = p.paths.model_copy(update={
@@ -108,9 +109,11 @@ def monitor_drop(params: Params, project: str | Path = ".", drop: str | Path | N
     drop = drop if drop is not None else params.monitor.drop
     if drop is None:
         raise ConfigError("monitor: no drop folder given (pixelscope monitor DROP, or set monitor.drop)")
-    drop = (project / drop).resolve()
-    if not drop.is_dir():
-        raise InputMissing(f"monitor: no drop folder at {drop}")
+    drop = as_location(drop) if isinstance(drop, str) else drop
+    if not isinstance(drop, Url):  # a store prefix is listed by ingest (which names it when it is empty)
+        drop = (project / drop).resolve()
+        if not drop.is_dir():
+            raise InputMissing(f"monitor: no drop folder at {drop}")
     reference = load_reference(params, project)
     if reference is None:
         raise ConfigError("monitor: no reference to compare the drop with: set validate.reference (a profile file) "

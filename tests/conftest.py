@@ -108,7 +108,7 @@ def with_paths(params: Params, **paths: Path | str) -> Params:
     """A copy of params with some paths set; metrics go beside the first one (never into the repo)."""
     p = params.model_copy(deep=True)
     for name, value in paths.items():
-        setattr(p.paths, name, Path(value))
+        setattr(p.paths, name, value if isinstance(value, str) and "://" in value else Path(value))
     if "metrics" not in paths:
         p.paths.metrics = Path(next(iter(paths.values()))).parent / "metrics"  # as the CLI's --out does
     return p

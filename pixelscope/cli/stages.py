@@ -91,7 +91,8 @@ def version_data(params: ParamsOpt = PARAMS, set_: SetOpt = None, as_json: JsonO
 
 
 def ingest(
-    raw: Annotated[Optional[Path], typer.Argument(help="raw image folder (default: paths.raw)")] = None,
+    raw: Annotated[Optional[str], typer.Argument(help="raw image folder or store prefix, e.g. s3://bucket/photos "
+                                                 "(default: paths.raw)")] = None,
     out_: OutOpt = None,
     workers: Annotated[Optional[int], typer.Option("--workers", "-w", help="worker processes (0 = all cores)")] = None,
     params: ParamsOpt = PARAMS, set_: SetOpt = None, as_json: JsonOpt = False, quiet: QuietOpt = False,

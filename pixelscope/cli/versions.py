@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from pixelscope.cli.common import JsonOpt, ParamsOpt, QuietOpt, SetOpt, load, out, progress, user_errors
+from pixelscope.io.url import as_location
 from pixelscope.io.values import dumps, fmt
 
 
@@ -43,8 +44,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("monitor")
     def monitor_command(
-        drop: Annotated[Optional[Path], typer.Argument(help="the folder of new images (default: monitor.drop)")]
-        = None,
+        drop: Annotated[Optional[str], typer.Argument(help="the folder (or s3://... prefix) of new images "
+                                                      "(default: monitor.drop)")] = None,
         date: Annotated[Optional[str], typer.Option(help="the drop's date (YYYY-MM-DD, for backfills; default now)")]
         = None,
         on_drift: Annotated[Optional[str], typer.Option(help="fail (exit 1) | warn (default: monitor.on_drift)")]
@@ -65,7 +66,7 @@ def register(app: typer.Typer) -> None:
             p = load(project / params if not params.is_absolute() else params, sets)
             when = parse_when(date)
             with progress("monitor", quiet or as_json) as bar:
-                result = monitor_drop(p, project, drop.resolve() if drop else None, when=when, progress=bar)
+                result = monitor_drop(p, project, as_location(drop) if drop else None, when=when, progress=bar)
         if as_json:
             print(json.dumps(result.to_dict()))
             return

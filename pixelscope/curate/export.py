@@ -4,7 +4,8 @@ step's staging folder (`io.atomic.Staged`: the whole curated folder is renamed i
 so a killed run leaves the previous set, never half of a new one).
 
 - imagefolder: `<split>/<label>/<file>` + `<split>/metadata.jsonl` (Hugging Face imagefolder)
-- torchvision: `<split>/<label>/<file>` as hard links (curate.link: copy, symlink) (ImageFolder)
+- torchvision: `<split>/<label>/<file>` as hard links (curate.link: copy, symlink) (ImageFolder);
+  from a store (paths.raw = s3://...) the files are copies (no links across stores), streamed from it
 - webdataset: `<split>-%05d.tar` shards keyed by content id: `<id>.<ext>`, `.cls`, `.json`
 - parquet: `data/<split>-0000i-of-0000N.parquet`, image as the datasets `Image` struct
   (bytes + path), label as a class index (`ClassLabel`), features in the schema metadata
@@ -29,12 +30,15 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pixelscope.io.location import read_bytes
+from pixelscope.io.url import Url
+
 SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.+-]{0,63}$")
 
 
 @dataclass(frozen=True)
 class Item:
-    src: Path  # the raw file (inside the raw folder, checked)
+    src: Path | Url  # the raw file (inside the raw folder, checked) or store object
     id: str
     split: str
     label: str
@@ -81,9 +85,13 @@ def _sha(path: Path) -> str:
     return h.hexdigest()
 
 
-def _place(src: Path, dst: Path, how: str) -> str:
-    """Put src at dst by hard link / copy / symlink; returns how it was done (cross-device -> copy)."""
+def _place(src: Path | Url, dst: Path, how: str) -> str:
+    """Put src at dst by hard link / copy / symlink; returns how it was done (cross-device or a
+    store object -> copy)."""
     dst.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(src, Url):
+        dst.write_bytes(read_bytes(src))
+        return "copy"
     if how == "hardlink":
         try:
             os.link(src, dst)
@@ -135,10 +143,11 @@ def _in_parallel(fn: Callable[..., str], jobs: list[tuple], workers: int) -> lis
         return [fn(*job) for job in jobs]
     from concurrent.futures import ProcessPoolExecutor
 
-    from pixelscope.io.parallel import die_with_parent, pool_context
+    from pixelscope.io.location import Access, start_worker
+    from pixelscope.io.parallel import pool_context
 
     with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=pool_context(__name__),
-                             initializer=die_with_parent) as pool:
+                             initializer=start_worker, initargs=(Access.here(),)) as pool:
         return list(pool.map(fn, *zip(*jobs)))
 
 
@@ -148,7 +157,7 @@ def _tar_shard(path: str, chunk: list[Item]) -> str:
     with open(path, "wb") as fh, wds.TarWriter(fh, mtime=0.0) as sink:
         for it in chunk:
             ext = Path(it.file_name).suffix.lstrip(".") or "img"
-            sink.write({"__key__": it.id, ext: it.src.read_bytes(), "cls": it.class_index,
+            sink.write({"__key__": it.id, ext: read_bytes(it.src), "cls": it.class_index,
                         "json": {"label": it.label, "id": it.id, "file_name": it.file_name, **it.meta}})
     return _sha(Path(path))
 
@@ -165,7 +174,7 @@ def export_webdataset(items: list[Item], root: Path, shard_size: int, workers: i
 
 
 def _parquet_shard(path: str, chunk: list[Item], features: dict[str, Any]) -> str:
-    cols: dict[str, Any] = {"image": [{"bytes": it.src.read_bytes(), "path": it.file_name} for it in chunk],
+    cols: dict[str, Any] = {"image": [{"bytes": read_bytes(it.src), "path": it.file_name} for it in chunk],
                             "label": [it.class_index for it in chunk], "id": [it.id for it in chunk]}
     for key in features["info"]["features"]:
         if key not in cols:

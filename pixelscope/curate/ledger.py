@@ -26,6 +26,7 @@ from pixelscope.curate.plugins import FILTERS, SORT_KEYS
 from pixelscope.curate.select import Images
 from pixelscope.curate.splits import assign
 from pixelscope.errors import BadInput, ConfigError, InputMissing
+from pixelscope.io.url import Url
 from pixelscope.issues.representative import preference
 
 DUPLICATES = ("exact_duplicate", "near_duplicate")
@@ -66,10 +67,13 @@ def read_label_fixes(path: Path) -> dict[str, str]:
     return fixes
 
 
-def inside(raw: Path, rel: str) -> bool:
-    """The file at raw/rel, symlinks resolved, lies inside raw (no ../, no absolute, no link out)."""
+def inside(raw: Path | Url, rel: str) -> bool:
+    """The file at raw/rel, symlinks resolved, lies inside raw (no ../, no absolute, no link out;
+    a store key below the prefix has no links)."""
     if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
         return False
+    if isinstance(raw, Url):
+        return True
     try:
         return (raw / rel).resolve().is_relative_to(raw.resolve())
     except OSError:
@@ -115,7 +119,7 @@ def _say(d: Decision) -> str:
     return f": {d.reason} {d.credit()}" if d.reason else f" {d.credit()}"
 
 
-def build_ledger(images: Images, frame: pd.DataFrame, cfg: CurateConfig, issues_cfg: IssuesConfig, raw: Path,
+def build_ledger(images: Images, frame: pd.DataFrame, cfg: CurateConfig, issues_cfg: IssuesConfig, raw: Path | Url,
                  vectors: dict[str, np.ndarray] | None, skipped: dict[str, str], project: Path,
                  review: ReviewRows | None = None) -> pd.DataFrame:
     """The ledger: one row per manifest row (same order)."""

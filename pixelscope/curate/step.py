@@ -118,7 +118,7 @@ def curate_step(params: Params, project: str | Path = ".", *, progress: Progress
             from pixelscope.curate.tracking import log_curated
 
             run_id = log_curated(paths.curated, counts, cfg.mlflow, run.version, project,
-                                 cfg.pretty_name or Path(params.paths.raw).name)
+                                 cfg.pretty_name or params.paths.raw.name)
             details["mlflow_run"] = run_id
             outputs["mlflow_run"] = f"{cfg.mlflow.tracking_uri} run {run_id}"
     seconds = time.perf_counter() - t0
@@ -234,5 +234,5 @@ def write_card(run: CurateRun, classes: list[str], checked: dict[str, Any], out:
         issues=json.loads(paths.issues_summary.read_text()) if paths.issues_summary.exists() else None,
         validation=json.loads(results.read_text()) if results.exists() else None, curated_check=checked,
         profile=card.profile_summary(frame.loc[inc]), formats=list(cfg.formats),
-        pretty_name=cfg.pretty_name or f"{Path(run.params.paths.raw).name} (curated)", license_=cfg.license)
+        pretty_name=cfg.pretty_name or f"{run.params.paths.raw.name} (curated)", license_=cfg.license)
     write_bytes_atomic(out / "README.md", text.encode())

@@ -31,6 +31,7 @@ from pixelscope.config import IngestConfig, PreprocessConfig
 from pixelscope.embed.transforms import Preprocess, build
 from pixelscope.errors import ConfigError
 from pixelscope.io.decode import EXTREME_ASPECT, READ_ERROR, ImageError, decode
+from pixelscope.io.location import Access, read_bytes
 from pixelscope.io.parallel import die_with_parent, pool_context, resolve_workers
 
 MAX_PIXELS = IngestConfig().max_image_pixels  # manifest images already passed ingest's own limit
@@ -73,21 +74,19 @@ def check_aspect(height: int, width: int, prep: Preprocess) -> None:
 
 def cpu_image(item: Item, prep: Preprocess) -> torch.Tensor:
     """Read, decode, orient, transform one file on the CPU (raises ImageError)."""
-    try:
-        with open(item.path, "rb") as fh:
-            data = fh.read()
-    except OSError as e:
-        raise ImageError(READ_ERROR, f"{type(e).__name__}: {e}") from None
+    data = read_bytes(item.path)  # a file, or a store object (pixelscope.io.location)
     d = decode(data, working_size=4096, max_pixels=MAX_PIXELS, min_shorter=prep.min_side)
     check_aspect(d.height, d.width, prep)
     img = torch.from_numpy(np.require(d.rgb, requirements=["C", "W"])).permute(2, 0, 1)  # torch wants writable
     return prep.apply(img, seed_of(item.id))
 
 
-def _init(cfg: PreprocessConfig, worker: bool = True) -> None:
+def _init(cfg: PreprocessConfig, worker: bool = True, access: Access | None = None) -> None:
     global _PREP
     if worker:
         die_with_parent()
+        if access is not None:
+            access.apply()
         torch.set_num_threads(1)  # one core per worker; the model gets the rest
     _PREP = build(cfg)
 
@@ -187,7 +186,7 @@ def cpu_batches(items: list[Item], cfg: PreprocessConfig, batch_size: int, worke
     chunks = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
     pool = None
     if workers > 1:
-        pool = pool_context("pixelscope.embed.loader").Pool(workers, initializer=_init, initargs=(cfg,))
+        pool = pool_context("pixelscope.embed.loader").Pool(workers, initializer=_init, initargs=(cfg, True, Access.here()))
     return _cpu_stream(chunks, cfg, pool, workers, prefetch)
 
 
@@ -266,9 +265,8 @@ def gpu_batches(items: list[Item], cfg: PreprocessConfig, batch_size: int, devic
     def read(chunk: list[Item]) -> list[tuple[Item, bytes | None]]:
         def one(it: Item) -> tuple[Item, bytes | None]:
             try:
-                with open(it.path, "rb") as fh:
-                    return it, fh.read()
-            except OSError:
+                return it, read_bytes(it.path)
+            except ImageError:
                 return it, None
         return list(reader.map(one, chunk))
 

@@ -28,6 +28,7 @@ from pixelscope.embed.transforms import Preprocess, build
 from pixelscope.errors import InputMissing, StoreError
 from pixelscope.io.atomic import write_bytes_atomic
 from pixelscope.io.store import CURRENT, SEMANTIC, ShardStore
+from pixelscope.io.url import Url
 from pixelscope.pipeline.steps import ProgressFn, StepResult, by_reason, reason_notes, write_metrics
 
 
@@ -55,7 +56,7 @@ def _manifest_for(params: Params, project: str | Path) -> Path:
     return manifest
 
 
-def manifest_items(manifest: Path, raw: Path) -> tuple[list[Item], dict[str, str | None], int]:
+def manifest_items(manifest: Path, raw: Path | Url) -> tuple[list[Item], dict[str, str | None], int]:
     """Distinct readable images of the manifest (first path per id), their labels, and the error rows."""
     t = pq.read_table(manifest, columns=["id", "path", "status", "label"]).to_pydict()
     items: dict[str, Item] = {}

@@ -1,4 +1,5 @@
-"""Ingest: every file of a raw folder -> one manifest row (metadata + features or error).
+"""Ingest: every file of a raw folder (or object under a store prefix) -> one manifest row
+(metadata + features or error).
 
 Streaming: files are decoded in worker processes, rows come back in order and are written
 to Parquet in chunks, so memory does not grow with the number of files. A bad file is an
@@ -6,13 +7,17 @@ error row with a reason code; the run always goes on. files seen = ok + errors. 
 files are read (a FIFO, a device or a socket named like an image is `not_a_file`), at most
 ingest.max_file_bytes of them (`too_large`); running out of memory on one file is that file's
 error row (`out_of_memory`), not the end of the run.
+
+From a store (paths.raw = s3://bucket/prefix): the workers read the objects' bytes straight into
+memory (pixelscope.io.location: no temp files), storage.concurrency at a time per worker so that
+request latency overlaps decoding; an object that cannot be read is a row with a reason
+(`gone`, `forbidden`, `timeout`, ...). Ids are content hashes: the same image in a bucket and on
+disk has the same id.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import stat
 import threading
 import time
 from collections import deque
@@ -23,18 +28,19 @@ from typing import Any
 
 from PIL import Image
 
-from pixelscope.config import FeaturesConfig, IngestConfig, Params
+from pixelscope.config import FeaturesConfig, IngestConfig, Params, StorageConfig
 from pixelscope.errors import InputMissing, StepError
 from pixelscope.features import ImageView, compute_features, feature_columns, load_plugins
-from pixelscope.io.decode import FEATURE_ERROR, READ_ERROR, ImageError, decode
+from pixelscope.io.decode import FEATURE_ERROR, ImageError, decode
 from pixelscope.io.discover import FileEntry, Walk, discover
+from pixelscope.io.location import NOT_A_FILE, TOO_LARGE, Access, configure, fetch_many, read_file, retried
 from pixelscope.io.manifest import BASE_COLUMNS, Column, ManifestWriter
 from pixelscope.io.parallel import die_with_parent, pool_context, resolve_workers
+from pixelscope.io.url import Url, is_url
 from pixelscope.pipeline.steps import ProgressFn, StepResult, by_reason, reason_notes, write_metrics
 
 STAGE = "ingest"
-NOT_A_FILE = "not_a_file"
-TOO_LARGE = "too_large"
+__all__ = ["NOT_A_FILE", "TOO_LARGE", "ingest_step", "process_file", "read_file", "row_from_bytes"]
 OUT_OF_MEMORY = "out_of_memory"
 UNDECODABLE_NAME = "undecodable_name"
 
@@ -54,58 +60,54 @@ class _Settings:
     dark_level: int
     bright_level: int
     plugins: tuple[str, ...]
+    storage: StorageConfig = StorageConfig()
+    access: Access = Access()  # a worker reads the store as this process does
 
 
 def _init_worker(settings: _Settings, worker: bool = False) -> None:
     if worker:
         die_with_parent()
+        settings.access.apply()
     Image.MAX_IMAGE_PIXELS = settings.max_pixels
     load_plugins(list(settings.plugins))
 
 
-def read_file(path: str, max_bytes: int) -> bytes:
-    """The bytes of a regular file of at most max_bytes; ImageError otherwise. Opened without
-    blocking (a FIFO with no writer would hang a plain open) and checked on the open descriptor."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as e:
-        raise ImageError(READ_ERROR, f"{type(e).__name__}: {e}") from None
-    with open(fd, "rb") as fh:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode) or
-                    stat.S_ISBLK(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
-            raise ImageError(NOT_A_FILE, f"{kind}, not a regular file")
-        if st.st_size > max_bytes:
-            raise ImageError(TOO_LARGE, f"{st.st_size:,} bytes, more than ingest.max_file_bytes ({max_bytes:,})")
-        try:
-            data = fh.read(max_bytes + 1)
-        except OSError as e:
-            raise ImageError(READ_ERROR, f"{type(e).__name__}: {e}") from None
-    if len(data) > max_bytes:  # it grew while it was read
-        raise ImageError(TOO_LARGE, f"more than ingest.max_file_bytes ({max_bytes:,}) bytes")
-    return data
-
-
 def process_file(entry: FileEntry, s: _Settings) -> dict[str, Any]:
     """One file -> one manifest row. Never raises for a bad file."""
+    if entry.undecodable:
+        return _row_for(entry, None, s)
+    try:
+        data: bytes | ImageError = read_file(entry.path, s.max_bytes)
+    except ImageError as e:
+        data = e
+    except MemoryError:
+        data = MemoryError()  # type: ignore[assignment]
+    return _row_for(entry, data, s)
+
+
+def process_batch(entries: list[FileEntry], s: _Settings) -> list[dict[str, Any]]:
+    """Rows for entries whose bytes come from a store: fetched storage.concurrency at a time
+    while this thread decodes the ones that have arrived."""
+    todo = [e for e in entries if not e.undecodable]
+    fetched = fetch_many(((e.path, e.size) for e in todo), s.max_bytes, s.storage)
+    return [_row_for(e, None if e.undecodable else next(fetched), s) for e in entries]
+
+
+def _row_for(entry: FileEntry, data: bytes | ImageError | MemoryError | None, s: _Settings) -> dict[str, Any]:
     row: dict[str, Any] = {"path": entry.rel, "source": entry.source, "label": entry.label, "split": entry.split}
     if entry.undecodable:
         return {**row, "status": "error", "reason": UNDECODABLE_NAME,
                 "detail": "the file name is not UTF-8 (shown with \\x escapes): rename the file to include it"}
+    if isinstance(data, ImageError):
+        return {**row, "status": "error", "reason": data.reason, "detail": data.detail}
     try:
-        return _process(entry, s, row)
+        if isinstance(data, MemoryError):
+            raise data
+        assert data is not None
+        return row_from_bytes(data, s, row)
     except MemoryError:
         return {**{k: row[k] for k in ("path", "source", "label", "split")}, "status": "error",
                 "reason": OUT_OF_MEMORY, "detail": "ran out of memory reading or decoding this file"}
-
-
-def _process(entry: FileEntry, s: _Settings, row: dict[str, Any]) -> dict[str, Any]:
-    try:
-        data = read_file(entry.path, s.max_bytes)
-    except ImageError as e:
-        return {**row, "status": "error", "reason": e.reason, "detail": e.detail}
-    return row_from_bytes(data, s, row)
 
 
 def row_from_bytes(data: bytes, s: _Settings, row: dict[str, Any]) -> dict[str, Any]:
@@ -139,6 +141,26 @@ def _process_star(args: tuple[FileEntry, _Settings]) -> dict[str, Any]:
     return process_file(*args)
 
 
+def _batch_star(args: tuple[list[FileEntry], _Settings]) -> tuple[list[dict[str, Any]], int]:
+    before = retried()
+    rows = process_batch(*args)
+    return rows, retried() - before  # the parent adds them up (the ingest metrics' `retried`)
+
+
+def _counted(done: Iterator[tuple[list[dict[str, Any]], int]]) -> Iterator[dict[str, Any]]:
+    for rows, retries in done:
+        retried(retries)
+        yield from rows
+
+
+def _remote(entries: list[FileEntry]) -> bool:
+    return bool(entries) and is_url(entries[0].path)
+
+
+def _batches(entries: list[FileEntry], size: int) -> list[list[FileEntry]]:
+    return [entries[i:i + size] for i in range(0, len(entries), size)]
+
+
 class _Runner:
     """Runs process_file over entries, in order, in a pool of worker processes.
 
@@ -157,6 +179,11 @@ class _Runner:
         self.workers = workers
 
     def rows(self, entries: list[FileEntry]) -> Iterator[dict[str, Any]]:
+        if _remote(entries):  # a batch per task: its fetches overlap the worker's decoding
+            batches = _batches(entries, self.s.storage.concurrency * 4)
+            if self.pool is None:
+                return (row for b in batches for row in process_batch(b, self.s))
+            return _counted(self.pool.imap(_batch_star, ((b, self.s) for b in batches)))
         if self.pool is None:
             return (process_file(e, self.s) for e in entries)
         chunk = max(1, min(16, len(entries) // (self.workers * 8) or 1))
@@ -168,15 +195,20 @@ class _Runner:
             self.pool.join()
 
 
-def settings_for(ingest_cfg: IngestConfig, features_cfg: FeaturesConfig) -> _Settings:
+def settings_for(ingest_cfg: IngestConfig, features_cfg: FeaturesConfig, storage: StorageConfig | None = None) -> _Settings:
     return _Settings(features_cfg.working_size, ingest_cfg.max_image_pixels, ingest_cfg.max_file_bytes, ingest_cfg.exif_errors,
-                     features_cfg.dark_level, features_cfg.bright_level, tuple(features_cfg.plugins))
+                     features_cfg.dark_level, features_cfg.bright_level, tuple(features_cfg.plugins),
+                     storage or StorageConfig(), Access.here())
 
 
-def ingest_shard(entries: list[FileEntry], ingest_cfg: IngestConfig, features_cfg: FeaturesConfig) -> list[dict[str, Any]]:
-    """Manifest rows for one shard of files, in this process (e.g. on a Dask worker)."""
-    s = settings_for(ingest_cfg, features_cfg)
+def ingest_shard(entries: list[FileEntry], ingest_cfg: IngestConfig, features_cfg: FeaturesConfig,
+                 storage: StorageConfig | None = None) -> list[dict[str, Any]]:
+    """Manifest rows for one shard of files, in this process (e.g. on a Dask worker, which reads a
+    store's objects itself: no shared filesystem needed)."""
+    s = settings_for(ingest_cfg, features_cfg, storage)
     _init_worker(s)
+    if _remote(entries):
+        return [row for b in _batches(entries, s.storage.concurrency * 4) for row in process_batch(b, s)]
     return [process_file(e, s) for e in entries]
 
 
@@ -185,7 +217,7 @@ _SHARED_LOCK = threading.Lock()
 
 
 def process_shard_in_pool(entries: list[FileEntry], ingest_cfg: IngestConfig,
-                          features_cfg: FeaturesConfig) -> list[dict[str, Any]]:
+                          features_cfg: FeaturesConfig, storage: StorageConfig | None = None) -> list[dict[str, Any]]:
     """Manifest rows for one shard, on this machine's shared worker pool (ingest.workers processes).
 
     Several threads (e.g. an orchestrator's concurrent tasks) can feed the same pool, so
@@ -193,7 +225,7 @@ def process_shard_in_pool(entries: list[FileEntry], ingest_cfg: IngestConfig,
     threads (an orchestrator's engine) then never share a GIL with the decoding.
     close_shared_pools() ends the pools.
     """
-    s = settings_for(ingest_cfg, features_cfg)
+    s = settings_for(ingest_cfg, features_cfg, storage)
     workers = resolve_workers(ingest_cfg.workers)
     with _SHARED_LOCK:  # one pool, however many threads ask at once
         runner = _SHARED.get((s, workers))
@@ -217,10 +249,11 @@ def close_shared_pools() -> None:
 class IngestPlan:
     """What to ingest: the raw folder's files in shards of pipeline.shard_size."""
 
-    raw: Path
+    raw: Path | Url
     manifest: Path
     shards: list[list[FileEntry]]
     listing: Walk
+    retried_before: int = 0  # this process's count of retried store reads when the plan was made
 
     @property
     def excluded(self) -> int:
@@ -234,17 +267,18 @@ class IngestPlan:
 def plan_ingest(params: Params, project: str | Path) -> IngestPlan:
     """List the raw folder (labels, sources, splits from the paths) and cut it into shards."""
     paths = params.paths.under(project)
-    if not paths.raw.exists():
+    if not isinstance(paths.raw, Url) and not paths.raw.exists():
         raise InputMissing(f"raw folder not found: {paths.raw}")
     cfg = params.ingest
     if cfg.labels_csv is not None:
         cfg = cfg.model_copy(update={"labels_csv": Path(project) / cfg.labels_csv})
-    entries, listing = discover(paths.raw, cfg)
+    entries, listing = discover(paths.raw, cfg, params.storage)
     if not entries:
         paths.manifest.unlink(missing_ok=True)
         raise StepError(f"no files to ingest in {paths.raw} ({listing.excluded} excluded by ingest.exclude)")
     size = params.pipeline.shard_size
-    return IngestPlan(paths.raw, paths.manifest, [entries[i:i + size] for i in range(0, len(entries), size)], listing)
+    return IngestPlan(paths.raw, paths.manifest, [entries[i:i + size] for i in range(0, len(entries), size)], listing,
+                      retried())
 
 
 def listing_notes(listing: Walk) -> list[str]:
@@ -264,8 +298,8 @@ def ingest_part(entries: list[FileEntry], params: Params, *, in_pool: bool) -> l
     """Manifest rows of one shard: on this machine's shared pool (in_pool), or in this process
     (a Dask worker). A broken file is an error row, never an exception."""
     if in_pool:
-        return process_shard_in_pool(entries, params.ingest, params.features)
-    return ingest_shard(entries, params.ingest, params.features)
+        return process_shard_in_pool(entries, params.ingest, params.features, params.storage)
+    return ingest_shard(entries, params.ingest, params.features, params.storage)
 
 
 def finish_ingest(params: Params, project: str | Path, plan: IngestPlan, parts: Iterable[Iterable[dict[str, Any]]],
@@ -286,6 +320,8 @@ def finish_ingest(params: Params, project: str | Path, plan: IngestPlan, parts: 
     counts = {"files_seen": writer.seen, "ok": writer.ok, "errors": writer.errors, "excluded": plan.excluded,
               "warnings": writer.warnings, "unreadable_folders": len(plan.listing.unreadable_dirs),
               "linked_folders": len(plan.listing.linked_dirs)}
+    if isinstance(plan.raw, Url):
+        counts["retried_reads"] = retried() - plan.retried_before  # throttling / 5xx / timeouts that a retry got past
     rate = writer.seen / seconds if seconds > 0 else 0.0
     metrics = {**counts, "seconds": round(seconds, 3), "images_per_s": round(rate, 1), **by_reason("errors_", reasons)}
     summary = (f"ingested {writer.seen} files from {plan.raw} in {seconds:.1f}s ({rate:,.0f} img/s, {workers} workers): "
@@ -302,9 +338,10 @@ def ingest_step(params: Params, project: str | Path = ".", *, progress: Progress
     """Raw folder -> manifest Parquet (metadata + features, or an error row per bad file)."""
     t0 = time.perf_counter()
     load_plugins(params.features.plugins)
+    configure(params.storage)
     workers = resolve_workers(params.ingest.workers)
     # The pool starts before the files are listed, so workers do not inherit the list.
-    runner = _Runner(settings_for(params.ingest, params.features), workers)
+    runner = _Runner(settings_for(params.ingest, params.features, params.storage), workers)
     try:
         plan = plan_ingest(params, project)
         return finish_ingest(params, project, plan, _ahead(runner, plan.shards), t0, workers, progress)

@@ -1,4 +1,8 @@
-"""Find the files of a raw folder and attach label, source and split from their paths.
+"""Find the files of a raw folder (or the objects under a store prefix) and attach label, source
+and split from their paths.
+
+A store prefix (s3://bucket/photos) is listed with its objects' size, ETag and version id, and the
+same ingest.exclude / label / split rules apply to the keys below the prefix as to a folder's paths.
 
 Directory symlinks are not followed (a link can lead anywhere, or in a loop); they and the
 folders that cannot be read are counted, and the ingest step names the counts in its notes. A
@@ -18,8 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from pixelscope.config import IngestConfig
+from pixelscope.config import IngestConfig, StorageConfig
 from pixelscope.errors import BadInput, ConfigError, InputMissing
+from pixelscope.io.location import list_objects
+from pixelscope.io.url import Url
 
 SPLIT_NAMES = {"train", "training", "val", "valid", "validation", "dev", "test", "testing"}
 
@@ -32,6 +38,7 @@ class FileEntry:
     label: str | None
     split: str | None
     undecodable: bool = False  # the real name is not UTF-8: rel shows it escaped
+    size: int | None = None  # a store object's listed size (read without asking again)
 
 
 @dataclass
@@ -127,19 +134,46 @@ def _intern(value: str | None) -> str | None:
     return None if value is None else sys.intern(value)
 
 
-def discover(root: str | Path, cfg: IngestConfig) -> tuple[list[FileEntry], Walk]:
+def list_prefix(url: Url, exclude: list[str], storage: StorageConfig | None = None) -> tuple[Walk, dict[str, int | None]]:
+    """The objects under a store prefix as a Walk (keys relative to it), and their listed sizes.
+    A key is left out when its name or any folder above it matches ingest.exclude, as in a folder."""
+    excluded = _matcher(exclude)
+    out = Walk([])
+    sizes: dict[str, int | None] = {}
+    for obj in list_objects(url, storage):
+        if any(excluded(part) for part in obj.rel.split("/")):
+            out.excluded += 1
+        else:
+            out.files.append(obj.rel)
+            sizes[obj.rel] = obj.size
+    return out, sizes
+
+
+def discover(root: str | Path | Url, cfg: IngestConfig, storage: StorageConfig | None = None
+             ) -> tuple[list[FileEntry], Walk]:
     """List files to ingest with their label/source/split; returns the entries and the listing."""
+    if isinstance(root, Url):
+        url = root
+        listing, sizes = list_prefix(url, cfg.exclude, storage)
+        if not listing.files and not listing.excluded:
+            raise InputMissing(f"no objects under {url}")
+        return _entries(listing, cfg, lambda rel: str(url / rel), sizes), listing
     root = Path(root)
     if not root.exists():
         raise InputMissing(f"raw folder not found: {root}")
     if not root.is_dir():
         raise BadInput(f"not a folder: {root}")
     listing = walk(root, cfg.exclude)
+    base = str(root)  # string joins: a Path per file costs more than the rest of discovery
+    return _entries(listing, cfg, (lambda rel: rel) if base == "." else (lambda rel: os.path.join(base, rel))), listing
+
+
+def _entries(listing: Walk, cfg: IngestConfig, locate: Callable[[str], str],
+             sizes: dict[str, int | None] | None = None) -> list[FileEntry]:
     csv_labels = read_labels_csv(cfg.labels_csv) if cfg.labels == "csv" and cfg.labels_csv else {}
     entries = []
-    base = str(root)  # string joins: a Path per file costs more than the rest of discovery
     for rel in listing.files:
-        path = rel if base == "." else os.path.join(base, rel)
+        path = locate(rel)
         if not decodable(rel):
             rel = shown(rel)
             parts = tuple(rel.split("/"))
@@ -154,5 +188,6 @@ def discover(root: str | Path, cfg: IngestConfig) -> tuple[list[FileEntry], Walk
             label = None
         source = parts[0] if len(parts) > 1 else None
         split = _split_from_folders(parts)
-        entries.append(FileEntry(path, rel, _intern(source), _intern(label), _intern(split)))
-    return entries, listing
+        entries.append(FileEntry(path, rel, _intern(source), _intern(label), _intern(split),
+                                 size=sizes.get(rel) if sizes else None))
+    return entries

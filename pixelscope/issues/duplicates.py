@@ -35,6 +35,8 @@ import pandas as pd
 
 from pixelscope.config import DuplicateModel, IngestConfig
 from pixelscope.io.decode import ImageError, decode
+from pixelscope.io.location import read_bytes
+from pixelscope.io.url import Url
 from pixelscope.issues.base import Dataset, Finding, finder
 from pixelscope.issues.representative import preference
 from pixelscope.neighbours import hamming, hamming_pairs, hash_bits, pair_cosines
@@ -42,10 +44,10 @@ from pixelscope.neighbours import hamming, hamming_pairs, hash_bits, pair_cosine
 PIXEL_CANDIDATE_BITS = 2  # pHash bits by which two decodes of the same pixels may differ at working size
 
 
-def pixel_digest(path: Path, width: int, height: int) -> str | None:
+def pixel_digest(path: Path | Url, width: int, height: int) -> str | None:
     """sha256 of the oriented RGB pixels at full size (None when the file cannot be decoded)."""
     try:
-        d = decode(path.read_bytes(), max(width, height), IngestConfig().max_image_pixels)
+        d = decode(read_bytes(path), max(width, height), IngestConfig().max_image_pixels)
     except (OSError, ImageError):
         return None
     return hashlib.sha256(f"{d.rgb.shape}".encode() + d.rgb.tobytes()).hexdigest()
@@ -62,7 +64,7 @@ def _same_pixels(data: Dataset, ok: pd.DataFrame) -> dict[int, str]:
     candidates = sorted(set(rows[i][same]) | set(rows[j][same]))
     digests = {}
     for r in candidates:
-        digest = pixel_digest(Path(data.raw) / ok.at[r, "path"], int(ok.at[r, "width"]), int(ok.at[r, "height"]))
+        digest = pixel_digest(data.raw / ok.at[r, "path"], int(ok.at[r, "width"]), int(ok.at[r, "height"]))
         if digest is not None:
             digests[int(r)] = digest
     return digests

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pixelscope.config import Params
+from pixelscope.io.location import configure
 from pixelscope.pipeline.steps import ProgressFn, StepResult
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # .../pixelscope
@@ -70,7 +71,9 @@ class Stage:
 
     def run(self, params: Params, project: str | Path = ".", *, progress: ProgressFn | None = None,
             **options: Any) -> StepResult:
-        """Run the step; options are the step's own keyword arguments (e.g. curate's dry_run)."""
+        """Run the step; options are the step's own keyword arguments (e.g. curate's dry_run). Raw
+        images in a store are read with params.storage (pixelscope.io.location)."""
+        configure(params.storage)
         return self.function()(params, project, progress=progress, **options)
 
     def code(self) -> list[str]:

@@ -19,7 +19,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pixelscope.io.atomic import atomic_path
-from pixelscope.io.parallel import die_with_parent, pool_context, resolve_workers
+from pixelscope.io.location import Access, read_bytes, start_worker
+from pixelscope.io.parallel import pool_context, resolve_workers
 
 SIDE = 160
 QUALITY = 70
@@ -36,7 +37,7 @@ def make_thumbnail(path: str, max_pixels: int) -> tuple[bytes, int, int] | None:
     from pixelscope.io.decode import ImageError, decode
 
     try:
-        rgb = decode(Path(path).read_bytes(), SIDE, max_pixels).rgb
+        rgb = decode(read_bytes(path), SIDE, max_pixels).rgb  # a file, or a store object
     except (ImageError, OSError):
         return None
     buf = io.BytesIO()
@@ -62,7 +63,7 @@ def _made(todo: list[tuple[str, str]], max_pixels: int, workers: int) -> Iterato
             yield _batch((c, max_pixels))
         return
     with ProcessPoolExecutor(workers, mp_context=pool_context("pixelscope.io.decode"),
-                             initializer=die_with_parent) as pool:
+                             initializer=start_worker, initargs=(Access.here(),)) as pool:
         yield from pool.map(_batch, [(c, max_pixels) for c in chunks])
 
 

@@ -1,7 +1,13 @@
 """The raw data's version with DVC: track the raw folder, push it, and keep stages in sync.
 
 A dataset version is the DVC hash of the raw folder (`md5` of its `.dir` listing, as in
-`data/raw.dvc`), plus the git commit that records that file. Remotes are DVC's own: the
+`data/raw.dvc`), plus the git commit that records that file.
+
+Raw data in a store (paths.raw = s3://bucket/prefix) is not copied: it is the ingest stage's DVC
+*external dependency* (dvc.yaml deps may be URLs). DVC hashes it from the store's listing - the
+objects' ETags, nothing downloaded - and records it in dvc.lock like any dep (the `.dir` listing
+of relpath + ETag lands in the local cache), so `dvc status` / `dvc repro` see an object added,
+removed or overwritten, and the version (md5, files, bytes) is read from dvc.lock at any commit. Remotes are DVC's own: the
 default is a local folder from params (versioning.remote_url); a default remote already
 configured in the repo (S3, GCS, Azure, SSH, ...) is used as it is.
 """
@@ -21,6 +27,7 @@ import yaml
 
 from pixelscope.config import Params
 from pixelscope.errors import VersioningError
+from pixelscope.io.url import Url
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
@@ -69,6 +76,23 @@ def git(project: Path, *args: str) -> str | None:
     return r.stdout.strip() if r.returncode == 0 else None
 
 
+def record_file(params: Params) -> str:
+    """The file (relative to the project) that records the raw version: <raw>.dvc, or dvc.lock for a store."""
+    raw = params.paths.raw
+    return "dvc.lock" if isinstance(raw, Url) else f"{raw.as_posix()}.dvc"
+
+
+def raw_record(params: Params, text: str | None) -> dict[str, Any] | None:
+    """The raw version's entry (md5, nfiles, size) in the text of record_file(params)."""
+    if text is None:
+        return None
+    doc = yaml.safe_load(text) or {}
+    if not isinstance(params.paths.raw, Url):
+        return (doc.get("outs") or [{}])[0]
+    deps = ((doc.get("stages") or {}).get("ingest") or {}).get("deps") or []
+    return next((d for d in deps if str(d.get("path", "")).rstrip("/") == str(params.paths.raw)), None)
+
+
 def read_dvc_file(dvc_file: Path) -> dict[str, Any] | None:
     if not dvc_file.exists():
         return None
@@ -77,13 +101,14 @@ def read_dvc_file(dvc_file: Path) -> dict[str, Any] | None:
 
 
 def raw_version(params: Params, project: str | Path = ".") -> RawVersion:
-    """The current raw-data version as recorded in `<raw>.dvc` (no hashing, no DVC call)."""
+    """The current raw-data version as recorded in `<raw>.dvc` (dvc.lock for a store; no hashing, no DVC call)."""
     project = Path(project)
     raw = params.paths.raw
-    out = read_dvc_file(project / f"{raw}.dvc") or {}
+    record = project / record_file(params)
+    out = raw_record(params, record.read_text() if record.exists() else None) or {}
     md5 = out.get("md5")
     commit = git(project, "rev-parse", "HEAD")
-    dirty = None if commit is None else bool(git(project, "status", "--porcelain", "--", f"{raw}.dvc"))
+    dirty = None if commit is None else bool(git(project, "status", "--porcelain", "--", record_file(params)))
     return RawVersion(str(raw), md5.removesuffix(".dir") if md5 else None, out.get("nfiles"), out.get("size"),
                       commit, dirty)
 
@@ -107,9 +132,12 @@ def ensure_remote(repo, params: Params, project: Path) -> str:
 
 
 def version_raw_data(params: Params, project: str | Path = ".") -> RawVersion:
-    """`dvc add` the raw folder, push it to the default remote, optionally git-commit the .dvc file."""
+    """`dvc add` the raw folder, push it to the default remote, optionally git-commit the .dvc file.
+    A store prefix is not added (nothing is copied): its version is the ingest stage's dependency."""
     project = Path(project)
     raw = params.paths.raw
+    if isinstance(raw, Url):
+        return raw_version(params, project)
     if not (project / raw).is_dir():
         raise VersioningError(f"raw folder not found: {project / raw}")
     target = str((project / raw).resolve())  # DVC resolves relative targets from the cwd

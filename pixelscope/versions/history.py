@@ -27,7 +27,6 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
 
 from pixelscope.config import DriftConfig, Params
 from pixelscope.errors import PixelscopeError
@@ -35,7 +34,7 @@ from pixelscope.io.atomic import atomic_path
 from pixelscope.pipeline.steps import StepResult
 from pixelscope.profile import Profile
 from pixelscope.profile.sketches import CategoricalSketch, NumericSketch
-from pixelscope.track.repo import git
+from pixelscope.track.repo import git, raw_record, record_file
 from pixelscope.versions.source import Version, open_version
 
 QUANTILES = {"p05": 0.05, "p50": 0.5, "p95": 0.95}
@@ -45,16 +44,16 @@ COLUMNS = ["key", "kind", "rev", "commit", "date", "md5", "files", "ok", "errors
            "drift_ref_features", "window", "recorded_at"]
 
 
-def git_versions(project: Path, raw_dvc: str) -> list[tuple[str, str]]:
+def git_versions(project: Path, params: Params) -> list[tuple[str, str]]:
     """(md5, commit) per recorded version, oldest first: the last commit of each run of
     commits (touching raw.dvc or dvc.lock) that record the same raw md5."""
+    raw_dvc = record_file(params)
     log = git(project, "log", "--reverse", "--format=%H", "--", raw_dvc, "dvc.lock") or ""
     runs: list[tuple[str, str]] = []
     for commit in log.split():
-        recorded = git(project, "show", f"{commit}:{raw_dvc}")
-        if recorded is None:
+        out = raw_record(params, git(project, "show", f"{commit}:{raw_dvc}"))
+        if out is None:
             continue
-        out = ((yaml.safe_load(recorded) or {}).get("outs") or [{}])[0]
         md5 = (out.get("md5") or "").removesuffix(".dir")
         if runs and runs[-1][0] == md5:
             runs[-1] = (md5, commit)
@@ -149,8 +148,7 @@ def _candidates(params: Params, project: Path, specs: list[str] | None) -> list[
                                                             f"{spec}^{{commit}}")
             out.append((commit or str(Path(spec).resolve()), spec, commit))
         return out
-    raw_dvc = f"{params.paths.raw.as_posix()}.dvc"
-    return [(md5 or commit, commit, commit) for md5, commit in git_versions(project, raw_dvc)]
+    return [(md5 or commit, commit, commit) for md5, commit in git_versions(project, params)]
 
 
 def record_history(params: Params, project: str | Path = ".", specs: list[str] | None = None, *,

@@ -20,12 +20,11 @@ from typing import Any
 
 import pandas as pd
 import pyarrow.parquet as pq
-import yaml
 
 from pixelscope.config import Params
 from pixelscope.errors import BadInput, InputMissing
 from pixelscope.profile import Profile
-from pixelscope.track.repo import git
+from pixelscope.track.repo import git, raw_record, record_file
 
 MANIFEST_COLUMNS = ["id", "path", "label", "split", "status", "reason"]
 
@@ -81,12 +80,11 @@ def from_rev(rev: str, params: Params, project: Path) -> Version:
     commit = git(project, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
     if commit is None:
         raise InputMissing(f"{rev!r} is neither a bundle folder, a manifest / profile file nor a git rev of {project}")
-    raw_dvc = f"{params.paths.raw.as_posix()}.dvc"
-    recorded = git(project, "show", f"{commit}:{raw_dvc}")
-    if recorded is None:
-        raise InputMissing(f"{rev}: no recorded dataset version ({raw_dvc} is not in commit {commit[:10]}; "
-                           "`pixelscope version` records one)")
-    out = ((yaml.safe_load(recorded) or {}).get("outs") or [{}])[0]
+    raw_dvc = record_file(params)
+    out = raw_record(params, git(project, "show", f"{commit}:{raw_dvc}"))
+    if out is None:
+        raise InputMissing(f"{rev}: no recorded dataset version ({raw_dvc} does not record {params.paths.raw} in "
+                           f"commit {commit[:10]}; `pixelscope version-data` / the ingest stage records one)")
     meta = {"rev": rev, "commit": commit, "date": git(project, "show", "-s", "--format=%cI", commit),
             "md5": (out.get("md5") or "").removesuffix(".dir") or None, "files": out.get("nfiles")}
     from dvc.api import DVCFileSystem
