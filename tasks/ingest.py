@@ -24,7 +24,7 @@ def shard_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
 
 
 def shard_keys(plan: IngestPlan, params: Params, project: Path) -> list[str]:
-    """One cache key per shard: content hashes of its files (DVC's, else size + mtime), the params
+    """One cache key per shard: content hashes of its files (DVC's; a store's ETag; else size + mtime), the params
     that change rows, and the source the ingest stage runs (the same files dvc.yaml lists)."""
     hashes = file_hashes(params, project) or {}
     settings = json.dumps({"ingest": params.ingest.model_dump(mode="json", exclude={"workers", "chunk_rows"}),
@@ -34,7 +34,7 @@ def shard_keys(plan: IngestPlan, params: Params, project: Path) -> list[str]:
     for shard in plan.shards:
         h = hashlib.sha256(settings.encode())
         for e in shard:
-            content = hashes.get(e.rel)
+            content = hashes.get(e.rel) or (f"etag:{e.etag}:{e.size}" if e.etag else None)  # a store object: its ETag
             if content is None:  # not tracked by DVC (yet): size + mtime stand in for content
                 st = os.stat(e.path)
                 content = f"{st.st_size}:{st.st_mtime_ns}"

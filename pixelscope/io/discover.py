@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 
 from pixelscope.config import IngestConfig, StorageConfig
 from pixelscope.errors import BadInput, ConfigError, InputMissing
-from pixelscope.io.location import list_objects
+from pixelscope.io.location import ObjectInfo, list_objects
 from pixelscope.io.url import Url
 
 SPLIT_NAMES = {"train", "training", "val", "valid", "validation", "dev", "test", "testing"}
@@ -39,6 +39,7 @@ class FileEntry:
     split: str | None
     undecodable: bool = False  # the real name is not UTF-8: rel shows it escaped
     size: int | None = None  # a store object's listed size (read without asking again)
+    etag: str | None = None  # a store object's listed ETag (its content's version: the flow's shard cache key)
 
 
 @dataclass
@@ -134,19 +135,19 @@ def _intern(value: str | None) -> str | None:
     return None if value is None else sys.intern(value)
 
 
-def list_prefix(url: Url, exclude: list[str], storage: StorageConfig | None = None) -> tuple[Walk, dict[str, int | None]]:
-    """The objects under a store prefix as a Walk (keys relative to it), and their listed sizes.
+def list_prefix(url: Url, exclude: list[str], storage: StorageConfig | None = None) -> tuple[Walk, dict[str, ObjectInfo]]:
+    """The objects under a store prefix as a Walk (keys relative to it), and what the listing said of each.
     A key is left out when its name or any folder above it matches ingest.exclude, as in a folder."""
     excluded = _matcher(exclude)
     out = Walk([])
-    sizes: dict[str, int | None] = {}
+    objects: dict[str, ObjectInfo] = {}
     for obj in list_objects(url, storage):
         if any(excluded(part) for part in obj.rel.split("/")):
             out.excluded += 1
         else:
             out.files.append(obj.rel)
-            sizes[obj.rel] = obj.size
-    return out, sizes
+            objects[obj.rel] = obj
+    return out, objects
 
 
 def discover(root: str | Path | Url, cfg: IngestConfig, storage: StorageConfig | None = None
@@ -154,10 +155,10 @@ def discover(root: str | Path | Url, cfg: IngestConfig, storage: StorageConfig |
     """List files to ingest with their label/source/split; returns the entries and the listing."""
     if isinstance(root, Url):
         url = root
-        listing, sizes = list_prefix(url, cfg.exclude, storage)
+        listing, objects = list_prefix(url, cfg.exclude, storage)
         if not listing.files and not listing.excluded:
             raise InputMissing(f"no objects under {url}")
-        return _entries(listing, cfg, lambda rel: str(url / rel), sizes), listing
+        return _entries(listing, cfg, lambda rel: str(url / rel), objects), listing
     root = Path(root)
     if not root.exists():
         raise InputMissing(f"raw folder not found: {root}")
@@ -169,7 +170,7 @@ def discover(root: str | Path | Url, cfg: IngestConfig, storage: StorageConfig |
 
 
 def _entries(listing: Walk, cfg: IngestConfig, locate: Callable[[str], str],
-             sizes: dict[str, int | None] | None = None) -> list[FileEntry]:
+             objects: dict[str, ObjectInfo] | None = None) -> list[FileEntry]:
     csv_labels = read_labels_csv(cfg.labels_csv) if cfg.labels == "csv" and cfg.labels_csv else {}
     entries = []
     for rel in listing.files:
@@ -188,6 +189,7 @@ def _entries(listing: Walk, cfg: IngestConfig, locate: Callable[[str], str],
             label = None
         source = parts[0] if len(parts) > 1 else None
         split = _split_from_folders(parts)
+        obj = objects.get(rel) if objects else None
         entries.append(FileEntry(path, rel, _intern(source), _intern(label), _intern(split),
-                                 size=sizes.get(rel) if sizes else None))
+                                 size=obj.size if obj else None, etag=obj.etag if obj else None))
     return entries

@@ -173,8 +173,11 @@ def read_object(url: Url, max_bytes: int, storage: StorageConfig | None = None, 
         raise ImageError(TOO_LARGE, f"{size:,} bytes, more than ingest.max_file_bytes ({max_bytes:,})")
     fs = filesystem(url.protocol, storage)
     retry = Retrying(storage.retries)
+    # a listed size within the limit: one plain GET (a range on an empty object is answered 416);
+    # an unknown size: at most max_bytes + 1 bytes, so a huge object is never read whole
+    ranged = {} if size is not None else {"start": 0, "end": max_bytes + 1}
     try:
-        data: bytes = retry.call(fs.cat_file, url.key, start=0, end=max_bytes + 1)
+        data: bytes = retry.call(fs.cat_file, url.key, **ranged)
     except Exception as e:  # noqa: BLE001 - a row with a reason, never the end of the run
         reason, _ = classify(e)
         detail = {GONE: "the object is gone (deleted or renamed after it was listed)",
