@@ -73,6 +73,7 @@ def measure(cmd: list[str], env: dict | None = None) -> dict:
     is what the tool really occupies. PSS is read from smaps (slower): every 4th sample."""
     proc = psutil.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     peak = peak_pss = 0
+    cpu: dict[int, float] = {}  # pid -> CPU seconds last seen (the tree's CPU: sampled, so a process's last 50 ms is missed)
     stop = threading.Event()
 
     def sample() -> None:
@@ -84,6 +85,8 @@ def measure(cmd: list[str], env: dict | None = None) -> dict:
                 rss = pss = 0
                 for p in procs:
                     try:
+                        t = p.cpu_times()
+                        cpu[p.pid] = t.user + t.system
                         rss += p.memory_info().rss
                         if k % 4 == 0:
                             pss += p.memory_full_info().pss
@@ -107,6 +110,7 @@ def measure(cmd: list[str], env: dict | None = None) -> dict:
         raise RuntimeError(f"{cmd[:3]} failed ({proc.returncode}):\n{err[-3000:]}")
     result = json.loads(out.strip().splitlines()[-1])
     result.update(peak_rss_mb=round(peak / 2**20, 1), peak_pss_mb=round(peak_pss / 2**20, 1), wall_seconds=round(wall, 2),
+                  cpu_seconds=round(sum(cpu.values()), 2),
                   images_per_s=round(result["images"] / result["seconds"], 1))
     return result
 

@@ -168,3 +168,23 @@ class FaultProxy:
     def __exit__(self, *exc: Any) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def main() -> None:
+    """`python tests/s3server.py proxy TARGET [--latency S] [--fail-every N]`: a FaultProxy in its own
+    process (the benchmarks keep its CPU out of the measured one); prints its endpoint, serves until killed."""
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("what", choices=["proxy"])
+    ap.add_argument("target")
+    ap.add_argument("--latency", type=float, default=0.0)
+    ap.add_argument("--fail-every", type=int, default=0)
+    args = ap.parse_args()
+    with FaultProxy(args.target, args.fail_every, args.latency) as proxy:
+        print(proxy.endpoint, flush=True)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -24,6 +24,7 @@ pytest.importorskip("moto")
 pytest.importorskip("s3fs")
 
 from s3server import FaultProxy, S3Server  # noqa: E402
+from test_pipeline import dask_cluster  # noqa: E402,F401 - a fixture
 
 BUCKET = "pixelscope-raw"
 
@@ -328,3 +329,41 @@ def test_diff_and_history_of_bucket_versions(bucket_project, tmp_path):
     assert out["counts"]["versions"] == 2, out
     h = pd.read_parquet(project / "reports" / "history" / "history.parquet")
     assert h["rev"].tolist() == ["v1", "v2"] and h["files"].tolist() == [50, 52]
+
+
+@pytest.fixture
+def bucket_env(bucket_project, monkeypatch):
+    """The AWS variables in this process before the Dask workers start: each worker reads the bucket
+    with its own environment, as a worker on another machine (no shared filesystem) would."""
+    for k, v in bucket_project[-1].items():
+        monkeypatch.setenv(k, v)
+
+
+@pytest.mark.slow
+def test_dask_workers_read_the_bucket_themselves(bucket_project, bucket_env, prefect_server, dask_cluster, tmp_path):
+    """A scheduler and two worker processes (the `dask` command line): shards of object keys go to the
+    workers, which read the objects straight from the bucket; the manifest equals the local runner's."""
+    from test_pipeline import run_on_dask
+
+    project = bucket_project[0]
+    address, _ = dask_cluster
+    assert run_on_dask(project, tmp_path, address)["counts"]["files_seen"] == 52
+    pd.testing.assert_frame_equal(table(tmp_path / "dask.parquet"), table(project / "data/interim/manifest.parquet"))
+
+
+@pytest.mark.slow
+def test_the_dashboard_streams_an_opened_image_from_the_bucket(bucket_project, bucket_env, monkeypatch):
+    """Thumbnails come from the bundle; `full size` reads the original from the bucket (nothing saved)."""
+    from test_dashboard import app, shown
+
+    project = bucket_project[0]
+    monkeypatch.setenv("PIXELSCOPE_PROJECT", str(project))
+    m = table(project / "data/interim/manifest.parquet")
+    one = m[m["status"] == "ok"].iloc[0]
+    at = app(project / "reports" / "publish", "images", monkeypatch, image=one["id"][:16])
+    at.toggle(key="full_size").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    captions = [shown(c) for img in at.get("image") for c in img.captions]
+    expected = f"s3://pixelscope-versioned/raw/{one['path']} · {int(one['width'])}×{int(one['height'])}"
+    assert any(c.startswith(expected) for c in captions), captions
+    assert not (project / "data" / "raw").exists()

@@ -193,6 +193,33 @@ def test_images_filter_changes_the_count_and_a_bad_filter_names_the_expression(b
     assert one["path"] in texts(at) and "More like this (nearest by embedding cosine)" in texts(at)
 
 
+def test_an_opened_image_shows_its_original_at_full_size_or_why_not(bundle, tmp_path, monkeypatch):
+    import yaml
+    from PIL import Image
+
+    root = bundle.parents[1]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"paths": {"raw": str(root / "data" / "raw")}}))
+    monkeypatch.setenv("PIXELSCOPE_PROJECT", str(tmp_path))
+    manifest = pq.read_table(root / "data" / "interim" / "manifest.parquet").to_pandas()
+    big = manifest[manifest["status"] == "ok"].sort_values("width").iloc[-1]
+    at = app(bundle, "images", monkeypatch, image=big["id"][:16])
+    at.toggle(key="full_size").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    captions = [c for img in at.get("image") for c in img.captions]
+    expected = f"{big['path']} · {int(big['width'])}×{int(big['height'])} · {int(big['bytes']):,} bytes"
+    assert any(expected in shown(c) for c in captions), captions
+    # a file gone since it was ingested: said, not raised
+    with Image.open(root / "data" / "raw" / big["path"]) as im:
+        im.load()
+    moved = tmp_path / "moved"
+    shutil.move(root / "data" / "raw" / big["path"], moved)
+    try:
+        at.run()
+        assert not at.exception and "cannot read" in texts(at) and big["path"] in texts(at)
+    finally:
+        shutil.move(moved, root / "data" / "raw" / big["path"])
+
+
 @pytest.mark.slow
 @pytest.mark.slow
 def test_the_versions_page_shows_the_history_that_publish_carries(bundle, tmp_path, monkeypatch):

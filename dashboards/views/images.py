@@ -1,5 +1,6 @@
 """Images: a thumbnail grid with a SQL filter (the same DuckDB engine as curate's filters), a
-slice picker, sorting by any column, paging; an opened image shows all its columns, EXIF,
+slice picker, sorting by any column, paging; an opened image shows all its columns, EXIF, its
+original at full size on demand (from the raw folder or bucket: dashboards/original.py),
 issues, near-duplicates and more like it (its nearest neighbours); a dropped image file finds
 the dataset images most like it (dashboards/search.py)."""
 
@@ -8,6 +9,7 @@ import streamlit as st
 
 from dashboards import actions, search
 from dashboards.common import grid, has, paged, param, set_param, summary, table, thumbnails, where
+from dashboards.original import full_size
 from dashboards.selection import md, rows_of, sort_rows
 from pixelscope.errors import ConfigError
 from pixelscope.io.values import fmt
@@ -31,7 +33,13 @@ if chosen:
         left, right = st.columns([1, 2])
         with left:
             t = thumbnails([r["id"]])
-            if r["id"] in t:
+            if st.toggle("full size", key="full_size", help="the original, read from the raw data (a folder or a bucket)"):
+                rgb, caption = full_size(str(r["path"]))
+                if rgb is None:
+                    st.warning(md(caption))
+                else:
+                    st.image(rgb, caption=md(caption), width="stretch")
+            elif r["id"] in t:
                 st.image(t[r["id"]], width="stretch")
             flags = [c for c in images.columns if f"{c}_score" in images.columns and r.get(c) is True]
             st.markdown("**Issues:** " + (md(", ".join(flags)) if flags else "none"))

@@ -21,6 +21,7 @@ ones are in flight: latency is hidden, not paid per image. At most that many obj
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import random
 import stat
@@ -121,6 +122,12 @@ _TRANSIENT = ("slowdown", "throttl", "503", "500", "502", "504", "internalerror"
 
 def classify(e: BaseException) -> tuple[str, bool]:
     """An exception from a store -> (reason, worth retrying)."""
+    if isinstance(e, HTTPStatusError):
+        if e.status == 404:
+            return GONE, False
+        if e.status in (401, 403):
+            return FORBIDDEN, False
+        return (TIMEOUT if e.status == 408 else READ_ERROR), e.status in (408, 429) or e.status >= 500
     if isinstance(e, FileNotFoundError):
         return GONE, False
     if isinstance(e, PermissionError):
@@ -166,18 +173,108 @@ def retried(add: int = 0) -> int:
         return _RETRIED[0]
 
 
+class HTTPStatusError(OSError):
+    """A store answered a GET with an error status (kept apart so classify() can read the status)."""
+
+    def __init__(self, status: int, body: bytes):
+        super().__init__(f"HTTP {status}: {body[:300].decode('utf-8', 'replace')}")
+        self.status = status
+
+
+class S3Reader:
+    """GET of S3 objects over a urllib3 connection pool, each request signed (SigV4, in headers) by
+    botocore with the credentials, region and endpoint it resolves from the standard places.
+    Measured on loopback: 1.1 ms of client CPU per object, against 2.0 ms through s3fs
+    (aiobotocore's whole request pipeline) and 1.5 ms through a boto3 client - on 2 cores, the
+    difference between reading a bucket at ~57 % and ~70 % of the local-disk rate. The object URL
+    (virtual-host or path style, region, custom endpoint) is botocore's: learnt once per bucket
+    from a presigned URL. Listing stays with s3fs."""
+
+    def __init__(self, storage: StorageConfig):
+        import botocore.session
+        import urllib3
+        from botocore.config import Config
+
+        self.session = botocore.session.get_session()
+        self.storage = storage
+        self.config = Config(signature_version="s3v4")
+        self.clients: dict[str | None, Any] = {}
+        self.bases: dict[tuple[str, str | None], str] = {}  # (bucket, region) -> URL up to the key
+        self.region_of: dict[str, str] = {}  # a bucket in another region than the default: learnt from its answer
+        timeout = urllib3.Timeout(connect=storage.timeout_s, read=storage.timeout_s)
+        self.http = urllib3.PoolManager(maxsize=max(10, storage.concurrency), timeout=timeout, retries=False)
+        self.lock = threading.Lock()
+
+    def _base(self, bucket: str, region: str | None) -> tuple[str, str]:
+        with self.lock:
+            if region not in self.clients:
+                self.clients[region] = self.session.create_client(
+                    "s3", endpoint_url=self.storage.endpoint_url, region_name=region, config=self.config)
+            client = self.clients[region]
+            if (bucket, region) not in self.bases:
+                url = client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "k"})
+                self.bases[(bucket, region)] = url.split("?", 1)[0][:-1]
+            return self.bases[(bucket, region)], client.meta.region_name
+
+    def _headers(self, url: str, region: str) -> dict[str, str]:
+        if self.storage.anonymous:
+            return {}
+        from botocore.auth import S3SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        credentials = self.session.get_credentials()
+        if credentials is None:
+            raise PermissionError("no AWS credentials found (environment, AWS_PROFILE, ~/.aws, instance role)")
+        request = AWSRequest(method="GET", url=url, headers={"x-amz-content-sha256": "UNSIGNED-PAYLOAD"})
+        S3SigV4Auth(credentials.get_frozen_credentials(), "s3", region).add_auth(request)
+        return dict(request.headers.items())
+
+    def get(self, url: Url, max_bytes: int) -> bytes:
+        from urllib.parse import quote
+
+        bucket, _, key = url.key.partition("/")
+        for _ in range(2):
+            base, region = self._base(bucket, self.region_of.get(bucket, self.storage.region))
+            target = base + quote(key, safe="/~")
+            resp = self.http.request("GET", target, headers=self._headers(target, region), preload_content=False)
+            try:
+                data: bytes = resp.read(max_bytes + 1)
+                moved = resp.headers.get("x-amz-bucket-region")
+                if resp.status in (301, 307, 400) and moved and moved != region:
+                    self.region_of[bucket] = moved  # signed for the wrong region: sign again for the bucket's
+                    continue
+                if resp.status >= 300:
+                    raise HTTPStatusError(resp.status, data)
+                return data
+            finally:
+                resp.release_conn()
+        raise HTTPStatusError(400, b"the bucket's region could not be settled")
+
+
+_READERS: dict[tuple[int, StorageConfig], S3Reader] = {}
+
+
+def s3_reader(storage: StorageConfig) -> S3Reader:
+    key = (os.getpid(), storage)  # a forked child makes its own (connections and locks are not fork-safe)
+    with _POOL_LOCK:
+        reader = _READERS.get(key)
+        if reader is None:
+            reader = _READERS[key] = S3Reader(storage)
+        return reader
+
+
 def read_object(url: Url, max_bytes: int, storage: StorageConfig | None = None, size: int | None = None) -> bytes:
     """An object's bytes (at most max_bytes), retried on transient errors; ImageError with a reason otherwise."""
     storage = storage or _DEFAULT[0]
     if size is not None and size > max_bytes:
         raise ImageError(TOO_LARGE, f"{size:,} bytes, more than ingest.max_file_bytes ({max_bytes:,})")
-    fs = filesystem(url.protocol, storage)
     retry = Retrying(storage.retries)
-    # a listed size within the limit: one plain GET (a range on an empty object is answered 416);
-    # an unknown size: at most max_bytes + 1 bytes, so a huge object is never read whole
-    ranged = {} if size is not None else {"start": 0, "end": max_bytes + 1}
+    if url.protocol in ("s3", "s3a"):
+        fetch: Any = functools.partial(s3_reader(storage).get, url, max_bytes)
+    else:  # gs://, az://, https://, ...: fsspec; at most max_bytes + 1 bytes, so a huge object is never read whole
+        fetch = functools.partial(filesystem(url.protocol, storage).cat_file, url.key, start=0, end=max_bytes + 1)
     try:
-        data: bytes = retry.call(fs.cat_file, url.key, **ranged)
+        data: bytes = retry.call(fetch)
     except Exception as e:  # noqa: BLE001 - a row with a reason, never the end of the run
         reason, _ = classify(e)
         detail = {GONE: "the object is gone (deleted or renamed after it was listed)",
