@@ -340,7 +340,7 @@ def bucket_env(bucket_project, monkeypatch):
 
 
 @pytest.mark.slow
-def test_dask_workers_read_the_bucket_themselves(bucket_project, bucket_env, prefect_server, dask_cluster, tmp_path):
+def test_dask_workers_read_the_bucket_themselves(bucket_project, bucket_env, prefect_server, dask_cluster, tmp_path):  # noqa: F811
     """A scheduler and two worker processes (the `dask` command line): shards of object keys go to the
     workers, which read the objects straight from the bucket; the manifest equals the local runner's."""
     from test_pipeline import run_on_dask
