@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pixelscope.errors import ConfigError
-from pixelscope.io.url import Url, as_location
+from pixelscope.io.url import Url, as_location, is_url
 
 __all__ = ["ConfigError", "Params", "load_params", "parse_params", "dotted_overrides", "set_params"]
 
@@ -302,12 +302,21 @@ class CurateConfig(_Strict):
     splits: SplitsConfig = Field(default_factory=SplitsConfig)
     formats: list[ExportFormat] = Field(default_factory=lambda: list(EXPORT_FORMATS))
     link: Literal["hardlink", "copy", "symlink"] = "hardlink"  # torchvision tree: how files get there
+    output: Url | None = None  # exports streamed into a store (s3://bucket/prefix) instead of paths.curated
     shard_size: int = Field(default=1000, ge=1)  # images per webdataset / parquet shard
     workers: int = Field(default=0, ge=0)  # processes writing webdataset / parquet shards (0 = one per core)
     metadata_features: list[str] = Field(default_factory=lambda: ["width", "height", "brightness_mean", "sharpness"])
     pretty_name: str | None = None
     license: str = "other"
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+
+
+    @field_validator("output", mode="before")
+    @classmethod
+    def _store(cls, v: Any) -> Any:
+        if v is not None and not (isinstance(v, str) and is_url(v)):
+            raise ValueError(f"a store prefix such as s3://bucket/curated (got {v!r}; a local folder is paths.curated)")
+        return v
 
 
 class MonitorConfig(_Strict):

@@ -313,6 +313,10 @@ def test_the_pipeline_runs_on_a_bucket_through_prefect_and_dvc(bucket_project):
     placed = json.loads((project / "data/curated/curate.json").read_text())
     assert placed["exports"]["torchvision"]["placed"] == {"copy": placed["exports"]["torchvision"]["files"]}
     assert any((project / "reports/publish").rglob("part-*.parquet"))
+    # no credential in any file the pipeline, DVC, git or the bundle wrote
+    secret, key_id = env["AWS_SECRET_ACCESS_KEY"].encode(), env["AWS_ACCESS_KEY_ID"].encode()
+    leaked = [f for f in project.rglob("*") if f.is_file() and (secret in (b := f.read_bytes()) or key_id in b)]
+    assert not leaked, leaked
 
 
 @pytest.mark.slow
@@ -367,3 +371,91 @@ def test_the_dashboard_streams_an_opened_image_from_the_bucket(bucket_project, b
     expected = f"s3://pixelscope-versioned/raw/{one['path']} · {int(one['width'])}×{int(one['height'])}"
     assert any(c.startswith(expected) for c in captions), captions
     assert not (project / "data" / "raw").exists()
+
+
+@pytest.mark.slow
+def test_monitor_a_drop_in_a_bucket(s3, bucket_project, tmp_path):
+    """`pixelscope monitor s3://.../drops/<day>`: the drop is listed, ingested, embedded and profiled
+    from the bucket and recorded, as a folder drop is."""
+    from test_pipeline import sh
+
+    project = tmp_path / "project"
+    shutil.copytree(bucket_project[0], project, symlinks=True)  # the other tests read the original's history
+    env = bucket_project[-1]
+    c = s3.client()
+    keys = [o["Key"] for o in c.list_objects_v2(Bucket="pixelscope-versioned", Prefix="raw/field/cat/")["Contents"]][:6]
+    for k, key in enumerate(keys):
+        body = c.get_object(Bucket="pixelscope-versioned", Key=key)["Body"].read()
+        c.put_object(Bucket="pixelscope-versioned", Key=f"drops/2026-12-06/cat/{k}.jpg", Body=body)
+    r = sh([sys.executable, "-m", "pixelscope", "monitor", "s3://pixelscope-versioned/drops/2026-12-06",
+            "--set", "validate.reference_rev=v1", "--on-drift", "warn", "--json"], project, env=env)
+    out = json.loads(r.stdout)
+    drop = project / "reports" / "monitor" / "drops" / "2026-12-06"
+    m = table(drop / "manifest.parquet")
+    assert m["path"].tolist() == [f"cat/{k}.jpg" for k in range(6)] and (m["status"] == "ok").all()
+    assert (drop / "profile.json").exists() and out["stage"] == "monitor"
+    h = pd.read_parquet(project / "reports" / "history" / "history.parquet")
+    assert "drop:2026-12-06" in set(h["key"])
+
+
+@pytest.mark.slow
+def test_curate_streams_the_exports_into_a_bucket(s3, bucket_project, tmp_path, monkeypatch):
+    """curate.output = s3://...: the exports are written into the store (the tree by server-side copies
+    from the raw objects, the shards streamed), each file matching its SHA256SUMS; the real readers
+    load them from the store; the project keeps the ledger and card, and no image."""
+    import webdataset as wds
+    from test_pipeline import sh
+
+    from pixelscope.io.location import filesystem
+
+    project = tmp_path / "project"
+    shutil.copytree(bucket_project[0], project, symlinks=True)
+    env = bucket_project[-1]
+    r = sh([sys.executable, "-m", "pixelscope", "curate", "--json", "--set", "curate.output=s3://pixelscope-versioned/curated"],
+           project, env=env)
+    out = json.loads(r.stdout)
+    ledger = pd.read_parquet(project / "data/curated/curation.parquet")
+    kept = ledger[ledger["included"]]
+    assert out["counts"]["included"] == len(kept) > 15
+    for name in ("webdataset", "parquet", "torchvision", "imagefolder"):
+        assert not (project / "data/curated" / name).exists(), f"{name}: written locally"
+    c = s3.client()
+
+    def get(key: str) -> bytes:
+        return c.get_object(Bucket="pixelscope-versioned", Key=f"curated/{key}")["Body"].read()
+
+    import hashlib
+
+    for fmt in ("webdataset", "parquet", "torchvision", "imagefolder"):
+        sums = dict(reversed(line.split("  ", 1)) for line in get(f"{fmt}/SHA256SUMS").decode().splitlines())
+        assert sums and all(hashlib.sha256(get(f"{fmt}/{p}")).hexdigest() == h for p, h in sums.items()), fmt
+    # the readers: webdataset over the tar bytes, pyarrow over s3fs, the tree's files are the raw objects
+    shards = out["details"]["exports"]["webdataset"]["shards"]
+    for t in shards:  # the test's own copy, for the reader (the pipeline wrote none)
+        (tmp_path / t).write_bytes(get(f"webdataset/{t}"))
+    n = sum(1 for _ in wds.WebDataset([str(tmp_path / t) for t in shards], shardshuffle=False))
+    assert n == len(kept)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    fs = filesystem("s3")
+    rows = sum(pq.read_table(fh).num_rows for f in fs.glob("pixelscope-versioned/curated/parquet/data/*.parquet")
+               for fh in [fs.open(f, "rb")])
+    assert rows == len(kept)
+    tree = [k["Key"] for k in c.list_objects_v2(Bucket="pixelscope-versioned", Prefix="curated/torchvision/")["Contents"]]
+    assert len([k for k in tree if not k.endswith("SHA256SUMS")]) == len(kept)
+    assert out["details"]["exports"]["torchvision"]["placed"] == {"copy": len(kept)}
+    assert json.loads(get("curate.json"))["included"] == len(kept) and get("README.md").startswith(b"---")
+
+
+def test_store_params_are_checked_and_hold_no_secret():
+    from pixelscope.config import parse_params
+    from pixelscope.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="curate.output"):
+        parse_params({"curate": {"output": "data/elsewhere"}})
+    with pytest.raises(ConfigError, match="storage.secret"):  # there is no place for a credential
+        parse_params({"storage": {"secret": "x"}})
+    p = parse_params({"paths": {"raw": "s3://bucket/photos/"}, "monitor": {"drop": "s3://bucket/drops/d1"}})
+    assert isinstance(p.paths.raw, Url) and p.paths.raw == "s3://bucket/photos" and p.paths.raw.bucket == "bucket"
+    assert p.paths.under("/project").raw == "s3://bucket/photos" and isinstance(p.monitor.drop, Url)
+    assert p.model_dump(mode="json")["paths"]["raw"] == "s3://bucket/photos"

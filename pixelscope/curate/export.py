@@ -13,6 +13,11 @@ so a killed run leaves the previous set, never half of a new one).
 File and folder names come from `safe_name` / `label_dirs`: no separators, no `..`, no
 absolute paths; a label that is not a safe folder name is mapped (`class-<hash>`) and the
 mapping recorded (labels.json).
+
+The exports go to a local folder, or (curate.output = s3://bucket/prefix) straight into a store:
+shards are streamed to it as they are written (fsspec), tree files are copied inside the store
+(a server-side copy when the raw data is in the same store), so no image passes through a local
+file. Each file's SHA-256 is computed from the bytes as they are written.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +36,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pixelscope.io.location import read_bytes
-from pixelscope.io.url import Url
+from pixelscope.io.location import filesystem, read_bytes
+from pixelscope.io.url import Url, is_url
 
 SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.+-]{0,63}$")
 
@@ -66,15 +72,60 @@ def safe_name(path: str, image_id: str) -> str:
     return f"{image_id[:12]}-{stem}{ext}"
 
 
-def _fresh(folder: Path) -> Path:
-    """An empty folder for one export (inside the step's staging folder)."""
+def _fresh(folder: Path | Url) -> Path | Url:
+    """An empty folder for one export (inside the step's staging folder), or an emptied store prefix."""
+    if isinstance(folder, Url):
+        fs = filesystem(folder.protocol)
+        if fs.exists(folder.key):
+            fs.rm(folder.key, recursive=True)
+        return folder
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     return folder
 
 
-def _sums(folder: Path, entries: list[tuple[str, str]]) -> None:
-    (folder / "SHA256SUMS").write_text("".join(f"{h}  {p}\n" for p, h in sorted(entries)))
+class _Hashing:
+    """A write-only file that hashes what goes through it (a stream: tarfile's `w|` and Parquet need no seek)."""
+
+    def __init__(self, fh: Any):
+        self.fh, self.sha, self.written = fh, hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        self.written += len(data)
+        self.fh.write(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.written
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.fh.closed)
+
+    def hexdigest(self) -> str:
+        return self.sha.hexdigest()
+
+
+@contextmanager
+def _writer(path: str) -> Iterator[_Hashing]:
+    """A new file (its folders made) or store object (streamed by fsspec, multipart), hashed as written."""
+    if is_url(path):
+        url = Url(path)
+        fh: Any = filesystem(url.protocol).open(url.key, "wb")
+    else:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fh = open(path, "wb")
+    with fh:
+        yield _Hashing(fh)
+
+
+def _sums(folder: Path | Url, entries: list[tuple[str, str]]) -> None:
+    with _writer(str(folder / "SHA256SUMS")) as fh:
+        fh.write("".join(f"{h}  {p}\n" for p, h in sorted(entries)).encode())
 
 
 def _sha(path: Path) -> str:
@@ -85,9 +136,16 @@ def _sha(path: Path) -> str:
     return h.hexdigest()
 
 
-def _place(src: Path | Url, dst: Path, how: str) -> str:
+def _place(src: Path | Url, dst: Path | Url, how: str) -> str:
     """Put src at dst by hard link / copy / symlink; returns how it was done (cross-device or a
-    store object -> copy)."""
+    store object -> copy; a store object to the same store -> a copy inside the store)."""
+    if isinstance(dst, Url):
+        fs = filesystem(dst.protocol)
+        if isinstance(src, Url) and src.protocol == dst.protocol:
+            fs.copy(src.key, dst.key)  # server-side: the bytes never leave the store
+        else:
+            fs.pipe_file(dst.key, read_bytes(src))
+        return "copy"
     dst.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(src, Url):
         dst.write_bytes(read_bytes(src))
@@ -105,7 +163,7 @@ def _place(src: Path | Url, dst: Path, how: str) -> str:
     return "copy"
 
 
-def export_tree(items: list[Item], root: Path, name: str, how: str, metadata: bool) -> dict[str, Any]:
+def export_tree(items: list[Item], root: Path | Url, name: str, how: str, metadata: bool) -> dict[str, Any]:
     """`<split>/<label_dir>/<file>`: torchvision ImageFolder, or (metadata=True) HF imagefolder."""
     used: dict[str, int] = {}
     folder = _fresh(root / name)
@@ -120,9 +178,9 @@ def export_tree(items: list[Item], root: Path, name: str, how: str, metadata: bo
             meta_rows.setdefault(it.split, []).append(
                 {"file_name": f"{it.label_dir}/{it.file_name}", "label": it.label, "id": it.id, **it.meta})
     for split, rows in meta_rows.items():
-        with (folder / split / "metadata.jsonl").open("w", encoding="utf-8") as fh:
+        with _writer(str(folder / split / "metadata.jsonl")) as fh:
             for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                fh.write((json.dumps(row, ensure_ascii=False) + "\n").encode())
     _sums(folder, sums)
     return {"files": len(items), "placed": used}
 
@@ -154,15 +212,16 @@ def _in_parallel(fn: Callable[..., str], jobs: list[tuple], workers: int) -> lis
 def _tar_shard(path: str, chunk: list[Item]) -> str:
     import webdataset as wds
 
-    with open(path, "wb") as fh, wds.TarWriter(fh, mtime=0.0) as sink:
-        for it in chunk:
-            ext = Path(it.file_name).suffix.lstrip(".") or "img"
-            sink.write({"__key__": it.id, ext: read_bytes(it.src), "cls": it.class_index,
-                        "json": {"label": it.label, "id": it.id, "file_name": it.file_name, **it.meta}})
-    return _sha(Path(path))
+    with _writer(path) as fh:
+        with wds.TarWriter(fh, mtime=0.0) as sink:
+            for it in chunk:
+                ext = Path(it.file_name).suffix.lstrip(".") or "img"
+                sink.write({"__key__": it.id, ext: read_bytes(it.src), "cls": it.class_index,
+                            "json": {"label": it.label, "id": it.id, "file_name": it.file_name, **it.meta}})
+    return fh.hexdigest()
 
 
-def export_webdataset(items: list[Item], root: Path, shard_size: int, workers: int = 1) -> dict[str, Any]:
+def export_webdataset(items: list[Item], root: Path | Url, shard_size: int, workers: int = 1) -> dict[str, Any]:
     """Tar shards per split (`<split>-00000.tar`), samples in id order, keys = content ids, fixed
     mtime (the same bytes every run); shards are written by `workers` processes."""
     folder = _fresh(root / "webdataset")
@@ -180,11 +239,12 @@ def _parquet_shard(path: str, chunk: list[Item], features: dict[str, Any]) -> st
         if key not in cols:
             cols[key] = [it.meta.get(key) for it in chunk]
     table = pa.table(cols).replace_schema_metadata({"huggingface": json.dumps(features)})
-    pq.write_table(table, path, compression="none")  # encoded images do not compress
-    return _sha(Path(path))
+    with _writer(path) as fh:
+        pq.write_table(table, fh, compression="none")  # encoded images do not compress
+    return fh.hexdigest()
 
 
-def export_parquet(items: list[Item], root: Path, shard_size: int, classes: list[str],
+def export_parquet(items: list[Item], root: Path | Url, shard_size: int, classes: list[str],
                    features: Callable[[], dict[str, Any]], workers: int = 1) -> dict[str, Any]:
     """Hugging Face Parquet shards (`data/<split>-0000k-of-0000n.parquet`): image struct {bytes, path},
     label as ClassLabel index, the features; shards are written by `workers` processes."""
@@ -193,7 +253,6 @@ def export_parquet(items: list[Item], root: Path, shard_size: int, classes: list
                                 "id": {"dtype": "string", "_type": "Value"}, **features()}}}
     files: dict[str, list[str]] = {}
     folder = _fresh(root / "parquet")
-    (folder / "data").mkdir()
     plan = _shards(items, shard_size)
     names = [f"data/{split}-{k:05d}-of-{n:05d}.parquet" for split, k, n, _ in plan]
     sums = _in_parallel(_parquet_shard, [(str(folder / name), chunk, hf) for name, (_, _, _, chunk) in zip(names, plan)],

@@ -21,8 +21,10 @@ from pixelscope.curate.ledger import ReviewRows, build_ledger, summary
 from pixelscope.curate.select import Images
 from pixelscope.errors import InputMissing
 from pixelscope.io.atomic import Staged, atomic_path, write_bytes_atomic
+from pixelscope.io.location import filesystem
 from pixelscope.io.manifest import manifest_frame
 from pixelscope.io.parallel import resolve_workers
+from pixelscope.io.url import Url
 from pixelscope.io.values import plain
 from pixelscope.issues.base import load_embeddings
 from pixelscope.pipeline.steps import ProgressFn, StepResult, write_metrics
@@ -161,25 +163,31 @@ def _write_all(run: CurateRun, seconds: dict[str, float], out: Path) -> dict[str
     checked = validate_curated(run, out)
     done: dict[str, Any] = {}
     workers = resolve_workers(cfg.workers, len(items))
+    dest: Path | Url = cfg.output or out  # a store prefix: the exports are streamed there, the rest stays here too
     for fmt in cfg.formats:
         t0 = time.perf_counter()
         if fmt == "torchvision":
-            done[fmt] = export.export_tree(items, out, "torchvision", cfg.link, metadata=False)
+            done[fmt] = export.export_tree(items, dest, "torchvision", cfg.link, metadata=False)
         elif fmt == "imagefolder":
-            done[fmt] = export.export_tree(items, out, "imagefolder", cfg.link, metadata=True)
+            done[fmt] = export.export_tree(items, dest, "imagefolder", cfg.link, metadata=True)
         elif fmt == "webdataset":
-            done[fmt] = export.export_webdataset(items, out, cfg.shard_size, workers)
+            done[fmt] = export.export_webdataset(items, dest, cfg.shard_size, workers)
         elif fmt == "parquet":
             done[fmt] = export.export_parquet(
-                items, out, cfg.shard_size, classes,
+                items, dest, cfg.shard_size, classes,
                 lambda: {f: {"dtype": _value_type(frame[f]), "_type": "Value"} for f in feats}, workers)
         seconds[fmt] = round(time.perf_counter() - t0, 3)  # to the metrics, not the outputs (reproducible)
     write_card(run, classes, checked, out)
     write_bytes_atomic(out / "curate.json", json.dumps(plain({**run.counts, "recipe": cfg.model_dump(mode="json"),
                                                               "classes": classes, "label_folders": dirs,
                                                               "leaks": card.leaks(ledger), "validation": checked,
-                                                              "exports": done}),
+                                                              "exports": done, "output": cfg.output}),
                                                         indent=1).encode())
+    if cfg.output:  # the store holds a whole dataset: the ledger, card and counts beside the exports
+        fs = filesystem(cfg.output.protocol)
+        for name in ("README.md", "curate.json", "labels.json", "curation.parquet", "validation.json"):
+            if (out / name).exists():
+                fs.put_file(str(out / name), (cfg.output / name).key)
     return done
 
 
