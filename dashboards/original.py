@@ -18,10 +18,9 @@ def full_size(rel: str) -> tuple[Any, str]:
     """An image of the raw data at full size (an RGB array, oriented; at most FULL_SIDE on its longer
     side) and a caption, read from paths.raw - a folder or a store, streamed, never saved - or
     (None, why it cannot be read)."""
-    from pixelscope.curate.ledger import inside
     from pixelscope.io.decode import ImageError, decode
     from pixelscope.io.location import configure, read_bytes
-    from pixelscope.io.url import Url
+    from pixelscope.io.url import Url, inside
 
     try:
         p = params()

@@ -477,7 +477,7 @@ def _text_key(parts: list[str]) -> tuple[bool, bool]:
         annotation = field.annotation
         model = annotation
     kinds = set(get_args(annotation)) or {annotation}
-    return bool(kinds & {str, Path}) and kinds <= {str, Path, type(None)}, type(None) in kinds
+    return bool(kinds & {str, Path, Url}) and kinds <= {str, Path, Url, type(None)}, type(None) in kinds
 
 
 def set_params(path: str | Path, overrides: dict[str, Any]) -> Params:

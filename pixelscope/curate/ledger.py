@@ -26,7 +26,7 @@ from pixelscope.curate.plugins import FILTERS, SORT_KEYS
 from pixelscope.curate.select import Images
 from pixelscope.curate.splits import assign
 from pixelscope.errors import BadInput, ConfigError, InputMissing
-from pixelscope.io.url import Url
+from pixelscope.io.url import Url, inside
 from pixelscope.issues.representative import preference
 
 DUPLICATES = ("exact_duplicate", "near_duplicate")
@@ -65,19 +65,6 @@ def read_label_fixes(path: Path) -> dict[str, str]:
     except UnicodeDecodeError as e:
         raise BadInput(f"curate.label_fixes: {path} is not UTF-8 text (byte {e.start})") from None
     return fixes
-
-
-def inside(raw: Path | Url, rel: str) -> bool:
-    """The file at raw/rel, symlinks resolved, lies inside raw (no ../, no absolute, no link out;
-    a store key below the prefix has no links)."""
-    if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
-        return False
-    if isinstance(raw, Url):
-        return True
-    try:
-        return (raw / rel).resolve().is_relative_to(raw.resolve())
-    except OSError:
-        return False
 
 
 class ReviewRows:

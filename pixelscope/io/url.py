@@ -1,4 +1,5 @@
-"""Url: a folder or object in a store (s3://bucket/prefix), a str that joins like a Path.
+"""Url: a folder or object in a store (s3://bucket/prefix), a str that joins like a Path; and
+`inside`, the check that a manifest path stays below its raw root (a folder or a prefix).
 
 Kept apart from pixelscope.io.location (the readers) so that the params model can type
 `paths.raw` as `Path | Url` without importing fsspec. Imports nothing from the package.
@@ -57,6 +58,19 @@ class Url(str):
 def as_location(value: str | os.PathLike[str]) -> Path | Url:
     """A params value or CLI argument as a local Path or a Url."""
     return Url(value) if isinstance(value, str) and is_url(value) else Path(value)
+
+
+def inside(raw: Path | Url, rel: str) -> bool:
+    """The file at raw/rel, symlinks resolved, lies inside raw (no ../, no absolute, no link out;
+    a store key below the prefix has no links)."""
+    if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
+        return False
+    if isinstance(raw, Url):
+        return True
+    try:
+        return (raw / rel).resolve().is_relative_to(raw.resolve())
+    except OSError:
+        return False
 
 
 def _pydantic_schema(cls: type, source: Any, handler: Any) -> Any:

@@ -19,7 +19,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pixelscope.io.atomic import atomic_path
-from pixelscope.io.location import Access, read_bytes, start_worker
 from pixelscope.io.parallel import pool_context, resolve_workers
 
 SIDE = 160
@@ -35,6 +34,7 @@ def make_thumbnail(path: str, max_pixels: int) -> tuple[bytes, int, int] | None:
     from PIL import Image
 
     from pixelscope.io.decode import ImageError, decode
+    from pixelscope.io.location import read_bytes
 
     try:
         rgb = decode(read_bytes(path), SIDE, max_pixels).rgb  # a file, or a store object
@@ -62,6 +62,8 @@ def _made(todo: list[tuple[str, str]], max_pixels: int, workers: int) -> Iterato
         for c in chunks:
             yield _batch((c, max_pixels))
         return
+    from pixelscope.io.location import Access, start_worker  # the readers load decoders: only where thumbnails are made
+
     with ProcessPoolExecutor(workers, mp_context=pool_context("pixelscope.io.decode"),
                              initializer=start_worker, initargs=(Access.here(),)) as pool:
         yield from pool.map(_batch, [(c, max_pixels) for c in chunks])

@@ -83,8 +83,9 @@ def from_rev(rev: str, params: Params, project: Path) -> Version:
     raw_dvc = record_file(params)
     out = raw_record(params, git(project, "show", f"{commit}:{raw_dvc}"))
     if out is None:
-        raise InputMissing(f"{rev}: no recorded dataset version ({raw_dvc} does not record {params.paths.raw} in "
-                           f"commit {commit[:10]}; `pixelscope version-data` / the ingest stage records one)")
+        where = f"{raw_dvc} does not record {params.paths.raw} in" if raw_dvc == "dvc.lock" else f"{raw_dvc} is not in"
+        raise InputMissing(f"{rev}: no recorded dataset version ({where} commit {commit[:10]}; "
+                           "`pixelscope version-data` / the ingest stage records one)")
     meta = {"rev": rev, "commit": commit, "date": git(project, "show", "-s", "--format=%cI", commit),
             "md5": (out.get("md5") or "").removesuffix(".dir") or None, "files": out.get("nfiles")}
     from dvc.api import DVCFileSystem
