@@ -459,3 +459,25 @@ def test_store_params_are_checked_and_hold_no_secret():
     assert isinstance(p.paths.raw, Url) and p.paths.raw == "s3://bucket/photos" and p.paths.raw.bucket == "bucket"
     assert p.paths.under("/project").raw == "s3://bucket/photos" and isinstance(p.monitor.drop, Url)
     assert p.model_dump(mode="json")["paths"]["raw"] == "s3://bucket/photos"
+
+
+def test_an_http_folder_listing_is_read_through_the_same_fsspec_code(photos, on_disk, params, tmp_path):
+    """https:// / http:// (and gs://, az:// with their fsspec packages) go through fsspec's listing and
+    reads: an HTTP server's folder listing on loopback gives the manifest the disk gives."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(photos.parent)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        m = ingest(params, f"http://127.0.0.1:{server.server_address[1]}/{photos.name}", tmp_path / "m.parquet")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert m["files_seen"] == 200
+    pd.testing.assert_frame_equal(table(tmp_path / "m.parquet"), on_disk)

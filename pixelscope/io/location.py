@@ -31,6 +31,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote
 
 from pixelscope.config import StorageConfig
 from pixelscope.errors import StorageError
@@ -272,7 +273,8 @@ def read_object(url: Url, max_bytes: int, storage: StorageConfig | None = None, 
     if url.protocol in ("s3", "s3a"):
         fetch: Any = functools.partial(s3_reader(storage).get, url, max_bytes)
     else:  # gs://, az://, https://, ...: fsspec; at most max_bytes + 1 bytes, so a huge object is never read whole
-        fetch = functools.partial(filesystem(url.protocol, storage).cat_file, url.key, start=0, end=max_bytes + 1)
+        key = quote(url, safe=":/~@!$&'()*+,;=") if url.protocol in ("http", "https") else url.key  # names are unquoted
+        fetch = functools.partial(filesystem(url.protocol, storage).cat_file, key, start=0, end=max_bytes + 1)
     try:
         data: bytes = retry.call(fetch)
     except Exception as e:  # noqa: BLE001 - a row with a reason, never the end of the run
@@ -393,6 +395,8 @@ def list_objects(url: Url, storage: StorageConfig | None = None) -> list[ObjectI
         if info.get("type", "file") != "file" or key.endswith("/"):
             continue
         rel = key[len(prefix):] if key.startswith(prefix) else key.rsplit("/", 1)[-1]
+        if url.protocol in ("http", "https"):
+            rel = unquote(rel)  # a folder listing's links are percent-encoded; the manifest holds the names
         modified: Any = info.get("LastModified") or info.get("last_modified") or info.get("mtime")
         etag = info.get("ETag") or info.get("etag")
         out.append(ObjectInfo(rel, info.get("size"), etag.strip('"') if isinstance(etag, str) else None,
