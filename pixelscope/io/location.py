@@ -1,8 +1,10 @@
 """Where raw bytes come from: a file on local disk, or an object in a store (s3://, gs://, az://, https://).
 
 `paths.raw` (and `pixelscope ingest URL`, `monitor DROP`) is a local folder or a `Url`: a string
-that joins like a Path (`Url("s3://b/photos") / "cat/1.jpg"`). Objects are read through fsspec
-(s3fs for S3 and S3-compatible stores) straight into memory: no temp files, no local copy.
+that joins like a Path (`Url("s3://b/photos") / "cat/1.jpg"`). Stores are listed through fsspec
+(s3fs for S3 and S3-compatible stores); S3 objects are fetched by SigV4-signed GETs over a urllib3
+pool (`S3Reader`: less than half the CPU of s3fs per object), other stores' through fsspec; always
+straight into memory: no temp files, no local copy.
 
 Credentials come only from the standard places of each store (for S3: the environment,
 `AWS_PROFILE` / ~/.aws, instance roles); params hold no secret, so none reaches a log, a metric,
@@ -14,8 +16,8 @@ timeouts and dropped connections, up to `storage.retries` times; an object that 
 becomes an `ImageError` whose reason says why: `gone` (deleted since it was listed), `forbidden`,
 `timeout`, `too_large` or `read_error`. Many objects are fetched at once on a thread pool
 (`storage.concurrency` per process, `fetch_many`), so a worker decodes one image while the next
-ones are in flight: latency is hidden, not paid per image. At most that many objects' bytes
-(plus the one being decoded) are held per process.
+ones are in flight: latency is hidden, not paid per image. At most 2 x that many objects' bytes
+(the fetch window) are held per process.
 """
 
 from __future__ import annotations
