@@ -22,7 +22,8 @@ ingest, in UTC windows, written as the profiles `pixelscope show / merge / drift
 - Safe after fork: a forked child gets its own worker and queue and writes its own window files
   (`<start>-<pid>.json`); what the parent had queued stays the parent's.
 - Windows roll on UTC boundaries of `window` ("30s", "15m", "1h", "1d"), by the time of the log()
-  call. The window closes when an image of a later window arrives, or at flush() / close() /
+  call. The window closes when an image of a later window arrives, `close_after_s` (5 s) after its
+  end when none does (a quiet service still writes its last window), or at flush() / close() /
   interpreter exit: its profile is written atomically to `out/<start>.json`, merged into the day's
   rolling profile (`out/rolling/<day>.json`, as `pixelscope monitor` rolls drops), compared with
   the reference profile when one is given (validate's drift tests and family budgets), and handed
@@ -241,7 +242,7 @@ class ImageLogger:
                  on_full: Literal["block", "drop", "sample"] = "block",
                  on_window: Callable[[WindowResult], None] | None = None, source: str = "service",
                  project: str | Path = ".", history: bool = True, workers: int = 1, keep_examples: int = 0,
-                 clock: Callable[[], float] = time.time):
+                 close_after_s: float | None = 5.0, clock: Callable[[], float] = time.time):
         if on_full not in ("block", "drop", "sample"):
             raise ConfigError(f"ImageLogger on_full {on_full!r}: block, drop or sample")
         self.params = params or parse_params({})
@@ -254,6 +255,9 @@ class ImageLogger:
             raise ConfigError(f"ImageLogger workers {workers}: at least 1")
         self.workers = workers
         self.keep_examples = keep_examples
+        if close_after_s is not None and close_after_s < 0:
+            raise ConfigError(f"ImageLogger close_after_s {close_after_s}: >= 0, or None (close only on a later image)")
+        self.close_after_s = close_after_s
         self._rng = np.random.default_rng(0)
         self._rows = _Rows(self.params)
         self._settings = settings_for(self.params.ingest, self.params.features)
@@ -354,9 +358,12 @@ class ImageLogger:
         pending: deque[tuple[_Item, Any]] = deque()  # (item, its row or the future of it)
         while True:
             try:
-                item = self._queue.get(block=not pending)
-            except queue.Empty:  # nothing new: finish the oldest row in flight
-                self._finish(*pending.popleft())
+                item = self._queue.get(block=False) if pending else self._queue.get(timeout=self._idle_wait())
+            except queue.Empty:  # nothing new: finish the oldest row in flight, or close a window that has ended
+                if pending:
+                    self._finish(*pending.popleft())
+                elif self._window is not None and self._ended(self._window):
+                    self._close_window_safely()
                 continue
             if item is _STOP or isinstance(item, tuple):  # stop, or flush: everything before it first
                 while pending:
@@ -374,6 +381,17 @@ class ImageLogger:
             pending.append((item, self._pool.submit(image_row, item.image, self._settings, dict(item.base), item.channels)))
             if len(pending) >= 4 * self.workers:
                 self._finish(*pending.popleft())
+
+    def _ended(self, w: _Window) -> bool:
+        return self.close_after_s is not None and self.clock() >= w.start + self.seconds + self.close_after_s
+
+    def _idle_wait(self) -> float | None:
+        """How long the idle worker waits for an image before it looks at the clock again: until the
+        open window is due to close, at most a second (the clock may be a test's); None: no window open."""
+        if self._window is None or self.close_after_s is None:
+            return None
+        due = self._window.start + self.seconds + self.close_after_s - self.clock()
+        return min(1.0, max(0.01, due))
 
     def _row(self, item: _Item) -> dict[str, Any]:
         try:

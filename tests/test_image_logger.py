@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from PIL import Image, ImageEnhance
 from conftest import ingest_to
 from pixelscope import ImageLogger, compare, profile_images
 from pixelscope.config import parse_params
+from pixelscope.errors import ConfigError
 from pixelscope.image_logger import _base_row, image_row, window_seconds
 from pixelscope.ingest.step import settings_for
 from pixelscope.profile import Profile
@@ -99,6 +101,34 @@ def test_windows_roll_on_utc_boundaries_and_merge_to_the_whole(corpus, tmp_path)
     assert history["drift_ref"].isna().all()  # no reference: no verdict
 
 
+def test_a_quiet_service_still_writes_its_window_once_it_has_ended(tmp_path):
+    """No later image, no flush: the window closes close_after_s after its end, by the clock alone."""
+    rng = np.random.default_rng(3)
+    start = 1_764_000_000.0 - 1_764_000_000.0 % 60
+    now = [start + 10]
+    closed: list = []
+    log = ImageLogger(window="1m", out=tmp_path / "svc", project=tmp_path, history=False, close_after_s=2,
+                      clock=lambda: now[0], on_window=closed.append)
+    try:
+        for _ in range(3):
+            log.log(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8))
+        time.sleep(1.5)
+        now[0] = start + 61  # past the end, not yet past the grace: still open
+        time.sleep(1.5)
+        assert closed == [] and not list((tmp_path / "svc").glob("*.json"))
+        now[0] = start + 63
+        deadline = time.monotonic() + 10
+        while not closed and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [w.images for w in closed] == [3] and len(list((tmp_path / "svc").glob("*.json"))) == 1
+        log.log(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8))  # the next window opens as usual
+    finally:
+        log.close()
+    assert [w.images for w in closed] == [3, 1]
+    with pytest.raises(ConfigError, match="close_after_s"):
+        ImageLogger(out=tmp_path / "x", close_after_s=-1)
+
+
 @pytest.mark.parametrize("policy", ["drop", "sample"])
 def test_images_the_queue_policy_leaves_out_are_counted(policy, tmp_path):
     """A worker held back and a queue of 4: the calls that find no room are counted in the window's
@@ -144,8 +174,6 @@ def test_a_darkened_stream_drifts_on_window_close_and_a_like_one_does_not(corpus
 
 
 def test_bad_windows_and_policies_name_the_value():
-    from pixelscope.errors import ConfigError
-
     assert window_seconds("15m") == 900 and window_seconds("2d") == 172800
     for bad in ("7m", "1y", "h", "0h"):
         with pytest.raises(ConfigError, match="window"):
