@@ -310,7 +310,6 @@ class CurateConfig(_Strict):
     license: str = "other"
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
 
-
     @field_validator("output", mode="before")
     @classmethod
     def _store(cls, v: Any) -> Any:

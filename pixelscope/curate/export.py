@@ -112,15 +112,23 @@ class _Hashing:
 
 @contextmanager
 def _writer(path: str) -> Iterator[_Hashing]:
-    """A new file (its folders made) or store object (streamed by fsspec, multipart), hashed as written."""
-    if is_url(path):
-        url = Url(path)
-        fh: Any = filesystem(url.protocol).open(url.key, "wb")
-    else:
+    """A new file (its folders made) or store object (streamed by fsspec, multipart), hashed as written.
+    A store object whose writing fails is discarded, not committed half-written (a local file lies in
+    the curate step's staging folder, which a failed run discards)."""
+    if not is_url(path):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fh = open(path, "wb")
-    with fh:
+        with open(path, "wb") as local:
+            yield _Hashing(local)
+        return
+    url = Url(path)
+    fh: Any = filesystem(url.protocol).open(url.key, "wb")
+    try:
         yield _Hashing(fh)
+    except BaseException:
+        fh.discard()  # s3fs: aborts the multipart upload
+        fh.closed = True  # close() would commit what was buffered
+        raise
+    fh.close()
 
 
 def _sums(folder: Path | Url, entries: list[tuple[str, str]]) -> None:

@@ -39,8 +39,9 @@ from pixelscope.io.parallel import die_with_parent, pool_context, resolve_worker
 from pixelscope.io.url import Url, is_url
 from pixelscope.pipeline.steps import ProgressFn, StepResult, by_reason, reason_notes, write_metrics
 
-STAGE = "ingest"
 __all__ = ["NOT_A_FILE", "TOO_LARGE", "ingest_step", "process_file", "read_file", "row_from_bytes"]
+
+STAGE = "ingest"
 OUT_OF_MEMORY = "out_of_memory"
 UNDECODABLE_NAME = "undecodable_name"
 
@@ -81,7 +82,7 @@ def process_file(entry: FileEntry, s: _Settings) -> dict[str, Any]:
     except ImageError as e:
         data = e
     except MemoryError:
-        data = MemoryError()  # type: ignore[assignment]
+        return _out_of_memory(entry)
     return _row_for(entry, data, s)
 
 
@@ -93,21 +94,27 @@ def process_batch(entries: list[FileEntry], s: _Settings) -> list[dict[str, Any]
     return [_row_for(e, None if e.undecodable else next(fetched), s) for e in entries]
 
 
-def _row_for(entry: FileEntry, data: bytes | ImageError | MemoryError | None, s: _Settings) -> dict[str, Any]:
-    row: dict[str, Any] = {"path": entry.rel, "source": entry.source, "label": entry.label, "split": entry.split}
+def _base(entry: FileEntry) -> dict[str, Any]:
+    return {"path": entry.rel, "source": entry.source, "label": entry.label, "split": entry.split}
+
+
+def _out_of_memory(entry: FileEntry) -> dict[str, Any]:
+    return {**_base(entry), "status": "error", "reason": OUT_OF_MEMORY,
+            "detail": "ran out of memory reading or decoding this file"}
+
+
+def _row_for(entry: FileEntry, data: bytes | ImageError | None, s: _Settings) -> dict[str, Any]:
+    """The row of one entry from its bytes (or why they could not be read)."""
     if entry.undecodable:
-        return {**row, "status": "error", "reason": UNDECODABLE_NAME,
+        return {**_base(entry), "status": "error", "reason": UNDECODABLE_NAME,
                 "detail": "the file name is not UTF-8 (shown with \\x escapes): rename the file to include it"}
     if isinstance(data, ImageError):
-        return {**row, "status": "error", "reason": data.reason, "detail": data.detail}
+        return {**_base(entry), "status": "error", "reason": data.reason, "detail": data.detail}
+    assert data is not None
     try:
-        if isinstance(data, MemoryError):
-            raise data
-        assert data is not None
-        return row_from_bytes(data, s, row)
+        return row_from_bytes(data, s, _base(entry))
     except MemoryError:
-        return {**{k: row[k] for k in ("path", "source", "label", "split")}, "status": "error",
-                "reason": OUT_OF_MEMORY, "detail": "ran out of memory reading or decoding this file"}
+        return _out_of_memory(entry)
 
 
 def row_from_bytes(data: bytes, s: _Settings, row: dict[str, Any]) -> dict[str, Any]:

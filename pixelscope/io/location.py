@@ -26,6 +26,7 @@ import errno
 import functools
 import os
 import random
+import re
 import stat
 import threading
 import time
@@ -157,7 +158,7 @@ class Retrying:
             try:
                 return fn(*args, **kwargs)
             except Exception as e:  # noqa: BLE001 - classified below: retried, or the caller's error row
-                reason, transient = classify(e)
+                _, transient = classify(e)
                 if not transient or attempt == self.retries:
                     raise
                 self.retried += 1
@@ -180,16 +181,20 @@ class HTTPStatusError(OSError):
     """A store answered a GET with an error status (kept apart so classify() can read the status)."""
 
     def __init__(self, status: int, body: bytes):
-        super().__init__(f"HTTP {status}: {body[:300].decode('utf-8', 'replace')}")
+        # only the error's code and message: an S3 error body can echo the request (access key id included)
+        text = body[:2000].decode("utf-8", "replace")
+        said = [m.group(1) for tag in ("Code", "Message") if (m := re.search(f"<{tag}>(.*?)</{tag}>", text, re.S))]
+        super().__init__(f"HTTP {status}" + (f": {' - '.join(said)}" if said else ""))
         self.status = status
 
 
 class S3Reader:
     """GET of S3 objects over a urllib3 connection pool, each request signed (SigV4, in headers) by
     botocore with the credentials, region and endpoint it resolves from the standard places.
-    Measured on loopback: 1.1 ms of client CPU per object, against 2.0 ms through s3fs
-    (aiobotocore's whole request pipeline) and 1.5 ms through a boto3 client - on 2 cores, the
-    difference between reading a bucket at ~57 % and ~70 % of the local-disk rate. The object URL
+    Measured on loopback: 0.9 ms of client CPU per object, against 2.0 ms through s3fs
+    (aiobotocore's whole request pipeline) and 1.5 ms through a boto3 client - for the ingest, the
+    difference between 0.57 and 0.76 of the local-disk rate once the store's CPU is elsewhere
+    (BENCHMARKS.md, "Ingest from a bucket"). The object URL
     (virtual-host or path style, region, custom endpoint) is botocore's: learnt once per bucket
     from a presigned URL. Listing stays with s3fs."""
 
@@ -233,8 +238,6 @@ class S3Reader:
         return dict(request.headers.items())
 
     def get(self, url: Url, max_bytes: int) -> bytes:
-        from urllib.parse import quote
-
         bucket, _, key = url.key.partition("/")
         for _ in range(2):
             base, region = self._base(bucket, self.region_of.get(bucket, self.storage.region))
@@ -324,12 +327,12 @@ def read_bytes(location: str | os.PathLike[str], max_bytes: int = 1 << 30, stora
     return read_file(os.fspath(location), max_bytes)
 
 
-_POOL: dict[int, ThreadPoolExecutor] = {}
+_POOL: dict[tuple[int, int], ThreadPoolExecutor] = {}
 _POOL_LOCK = threading.Lock()
 
 
 def _threads(concurrency: int) -> ThreadPoolExecutor:
-    key = os.getpid() * 1000 + concurrency  # a forked child never reuses its parent's threads
+    key = (os.getpid(), concurrency)  # a forked child never reuses its parent's threads
     with _POOL_LOCK:
         pool = _POOL.get(key)
         if pool is None:
@@ -343,13 +346,6 @@ def fetch_many(locations: Iterable[tuple[str, int | None]], max_bytes: int,
     fetched storage.concurrency at a time, so the caller works on one while the next ones arrive."""
     storage = storage or _DEFAULT[0]
     items = list(locations)
-    if not any(is_url(loc) for loc, _ in items):
-        for loc, size in items:
-            try:
-                yield read_bytes(loc, max_bytes, storage, size)
-            except ImageError as e:
-                yield e
-        return
 
     def one(item: tuple[str, int | None]) -> bytes | ImageError:
         try:
@@ -357,6 +353,9 @@ def fetch_many(locations: Iterable[tuple[str, int | None]], max_bytes: int,
         except ImageError as e:
             return e
 
+    if not any(is_url(loc) for loc, _ in items):  # local files: read in order, here
+        yield from map(one, items)
+        return
     pool = _threads(storage.concurrency)
     window = storage.concurrency * 2  # in flight: bounded, so memory is too
     futures = [pool.submit(one, item) for item in items[:window]]

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from pixelscope.config import Params
-from pixelscope.io.location import configure
 from pixelscope.pipeline.steps import ProgressFn, StepResult
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # .../pixelscope
@@ -73,6 +72,8 @@ class Stage:
             **options: Any) -> StepResult:
         """Run the step; options are the step's own keyword arguments (e.g. curate's dry_run). Raw
         images in a store are read with params.storage (pixelscope.io.location)."""
+        from pixelscope.io.location import configure  # imported here: the readers load the decoders
+
         configure(params.storage)
         return self.function()(params, project, progress=progress, **options)
 
