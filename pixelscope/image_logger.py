@@ -15,12 +15,20 @@ ingest, in UTC windows, written as the profiles `pixelscope show / merge / drift
   (benchmarks/bench_image_logger.py): a second thread computing rows adds nothing (the features'
   Python parts hold the GIL: 585 -> 551 images/s), so more workers are processes; one thread is the
   default, leaving the service its other cores.
+- `log(..., boxes=[[x0, y0, x1, y1], ...])` profiles the model's boxes as `pred_boxes` (how many) and
+  `pred_box_area` (their mean share of the image, clipped to it), as profile.predictions names a
+  detector's output; `log(..., **columns)` gives values of the columns declared with
+  `ImageLogger(columns={name: "numeric" | "categorical"})`, profiled and drift-tested like features.
+  log() builds nothing: it appends its arguments to a C-level queue (queue.SimpleQueue), and the
+  worker makes the row — so the call costs microseconds (benchmarks/bench_image_logger.py).
 - `on_full`: `block` waits for room; `drop` drops the image; `sample` keeps every second image
-  once the queue is half full and drops when it is full. Every image not profiled is counted in
+  once the queue is half full and drops when it is full. The bound is checked before the append,
+  so threads calling log() at the same moment may pass it by one image each. Every image not profiled is counted in
   its window's profile as an error row (`dropped`, `sampled_out`), so files_seen = calls to log().
   A worker error is an error row (`log_error`) with its reason, never a dead logger.
 - Safe after fork: a forked child gets its own worker and queue and writes its own window files
-  (`<start>-<pid>.json`); what the parent had queued stays the parent's.
+  (`<start>-<pid>.json`); what the parent had queued stays the parent's. The day's rolling profile and
+  the history are shared, so they are read, changed and written under a lock (io.atomic.exclusive).
 - Windows roll on UTC boundaries of `window` ("30s", "15m", "1h", "1d"), by the time of the log()
   call. The window closes when an image of a later window arrives, `close_after_s` (5 s) after its
   end when none does (a quiet service still writes its last window), or at flush() / close() /
@@ -31,7 +39,8 @@ ingest, in UTC windows, written as the profiles `pixelscope show / merge / drift
   the dashboard's Versions page after publish). A window flushed and then logged into again is
   merged into its file, so there is one profile per window.
 - `keep_examples=K`: a uniform sample (reservoir) of K readable images per window, written as
-  128-px thumbnails to `out/<start>.examples/` — examples of what a drifted window looked like.
+  128-px thumbnails to `out/<start>.examples/` — examples of what a drifted window looked like (the
+  history row names the folder; publish carries them into the bundle, the Versions page shows them).
   Only those K are held (by reference: do not modify an array after logging it).
 - Memory: the sketches, the queue, one batch of rows and the K examples — never the stream.
 
@@ -73,7 +82,10 @@ from pixelscope.profile.profile import Profile
 from pixelscope.validate.drift import DriftRow
 from pixelscope.validate.drift import compare as compare_profiles
 
-PREDICTION_KINDS = {"pred_label": "categorical", "pred_confidence": "numeric"}  # as profile.predictions names them
+# as profile.predictions names them: the predicted class, its confidence, the number of boxes and their mean area
+PREDICTION_KINDS = {"pred_label": "categorical", "pred_confidence": "numeric", "pred_boxes": "numeric",
+                    "pred_box_area": "numeric"}
+COLUMN_TYPES = {"numeric": pa.float64(), "categorical": pa.string()}  # the kinds a user's own column may have
 BATCH_ROWS = 256  # rows per Profile.update (a KLL update per row would be 10-30x slower)
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -139,14 +151,43 @@ def image_row(image: Any, s: _Settings, row: dict[str, Any], channels: Literal["
     return row
 
 
-class _Rows:
-    """The manifest schema (plugins included) plus the prediction columns; rows -> Arrow tables."""
+def box_stats(boxes: Any, width: int, height: int) -> tuple[int | None, float | None, str | None]:
+    """Boxes as (x0, y0, x1, y1) in the logged image's pixels -> (how many, their mean area as a share
+    of the image, clipped to it; a warning or None). Boxes that are not N x 4 finite numbers are not
+    guessed at: (None, None, the reason)."""
+    try:
+        b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) if len(boxes) else np.empty((0, 4))
+    except (TypeError, ValueError):
+        return None, None, f"boxes not understood (want N x (x0, y0, x1, y1)): {str(boxes)[:60]}"
+    if not np.isfinite(b).all():
+        return None, None, "boxes with NaN or infinite coordinates"
+    if len(b) == 0:
+        return 0, None, None
+    w = np.clip(b[:, 2], 0, width) - np.clip(b[:, 0], 0, width)
+    h = np.clip(b[:, 3], 0, height) - np.clip(b[:, 1], 0, height)
+    area = np.clip(w, 0, None) * np.clip(h, 0, None) / (width * height)
+    empty = int((area <= 0).sum())
+    return len(b), float(area.mean()), f"{empty} of {len(b)} boxes with no area in the image" if empty else None
 
-    def __init__(self, params: Params):
-        columns = manifest_columns(params.features.plugins)
-        base = manifest_schema(columns)
-        self.schema = pa.schema(list(base) + [pa.field("pred_label", pa.string()), pa.field("pred_confidence", pa.float64())])
-        self.kinds = {**column_kinds(base), **PREDICTION_KINDS}
+
+class _Rows:
+    """The manifest schema (plugins included), the prediction columns and the user's own columns;
+    rows -> Arrow tables."""
+
+    def __init__(self, params: Params, columns: dict[str, str] | None = None):
+        base = manifest_schema(manifest_columns(params.features.plugins))
+        own = columns or {}
+        taken = sorted(set(own) & (set(base.names) | set(PREDICTION_KINDS)))
+        if taken:
+            raise ConfigError(f"ImageLogger columns {taken}: already a manifest or prediction column; choose other names")
+        wrong = {k: v for k, v in own.items() if v not in COLUMN_TYPES}
+        if wrong:
+            raise ConfigError(f"ImageLogger columns {wrong}: each kind must be 'numeric' or 'categorical'")
+        self.own = own
+        self.schema = pa.schema(list(base) + [pa.field("pred_label", pa.string())]
+                                + [pa.field(c, pa.float64()) for c in PREDICTION_KINDS if c != "pred_label"]
+                                + [pa.field(c, COLUMN_TYPES[k]) for c, k in own.items()])
+        self.kinds = {**column_kinds(base), **PREDICTION_KINDS, **own}
         cfg = params.profile
         self.profile_cfg = cfg.model_copy(update={"segments": [*cfg.segments, *(["pred_label"] if "pred_label"
                                                                                   not in cfg.segments else [])]})
@@ -158,6 +199,20 @@ class _Rows:
         names = set(self.schema.names)
         return pa.Table.from_pylist([{k: v for k, v in r.items() if k in names} for r in rows], schema=self.schema)
 
+    def own_values(self, columns: dict[str, Any]) -> dict[str, Any]:
+        """The user's column values as their declared kinds (a number that is not one: null, said in the warning)."""
+        out: dict[str, Any] = {}
+        for name, value in columns.items():
+            if value is None or self.own[name] == "categorical":
+                out[name] = None if value is None else str(value)
+                continue
+            try:
+                out[name] = float(value)
+            except (TypeError, ValueError):
+                out[name] = None
+                out.setdefault("_warnings", []).append(f"column {name}: {str(value)[:40]!r} is not a number")
+        return out
+
 
 def _base_row(source: str, label: Any, prediction: Any, confidence: Any) -> dict[str, Any]:
     return {"path": None, "source": source, "label": None if label is None else str(label), "split": None,
@@ -165,21 +220,47 @@ def _base_row(source: str, label: Any, prediction: Any, confidence: Any) -> dict
             "pred_confidence": None if confidence is None else float(confidence)}
 
 
+def _with_extras(row: dict[str, Any], boxes: Any, own: dict[str, Any]) -> dict[str, Any]:
+    """A computed row plus the boxes' statistics and the user's columns (their problems in `warning`)."""
+    problems = own.pop("_warnings", [])
+    row.update(own)
+    if boxes is not None and row.get("status") == "ok":
+        row["pred_boxes"], row["pred_box_area"], problem = box_stats(boxes, row["width"], row["height"])
+        problems += [problem] if problem else []
+    if problems:
+        row["warning"] = "; ".join([row["warning"], *problems] if row.get("warning") else problems)
+    return row
+
+
+def _kind_of(values: list[Any]) -> str:
+    """numeric when every value given is a number (bools are categories), else categorical."""
+    given = [v for v in values if v is not None]
+    numeric = all(isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_)) for v in given)
+    return "numeric" if given and numeric else "categorical"
+
+
 def profile_images(images: Iterable[Any], params: Params | None = None, *, labels: Iterable[Any] | None = None,
                    predictions: Iterable[Any] | None = None, confidences: Iterable[Any] | None = None,
-                   source: str = "notebook", channels: Literal["RGB", "BGR"] = "RGB") -> Profile:
-    """A profile of a batch of images (arrays, PIL images, bytes or paths), in this process."""
+                   boxes: Iterable[Any] | None = None, source: str = "notebook",
+                   channels: Literal["RGB", "BGR"] = "RGB", **columns: Iterable[Any]) -> Profile:
+    """A profile of a batch of images (arrays, PIL images, bytes or paths), in this process. Every
+    other keyword is a column of your own, one value per image (numbers: numeric, else categorical):
+    `profile_images(frames, camera=["a", "b", ...], latency_ms=[12.1, 9.8, ...])`."""
     params = params or parse_params({})
-    rows_of = _Rows(params)
+    images = list(images)
+    given = {"labels": labels, "predictions": predictions, "confidences": confidences, "boxes": boxes, **columns}
+    values = {name: list(v) if v is not None else [None] * len(images) for name, v in given.items()}
+    wrong = [name for name, v in values.items() if len(v) != len(images)]
+    if wrong:
+        raise BadInput(f"profile_images: {', '.join(wrong)} must have one value per image ({len(images)})")
+    rows_of = _Rows(params, {name: _kind_of(values[name]) for name in columns})
     s = settings_for(params.ingest, params.features)
     profile = rows_of.empty()
-    images = list(images)
-    extra = [list(x) if x is not None else [None] * len(images) for x in (labels, predictions, confidences)]
-    if any(len(x) != len(images) for x in extra):
-        raise BadInput("labels / predictions / confidences must have one value per image")
     batch = []
-    for image, label, pred, conf in zip(images, *extra):
-        batch.append(image_row(image, s, _base_row(source, label, pred, conf), channels))
+    for k, image in enumerate(images):
+        base = _base_row(source, values["labels"][k], values["predictions"][k], values["confidences"][k])
+        row = image_row(image, s, base, channels)
+        batch.append(_with_extras(row, values["boxes"][k], rows_of.own_values({c: values[c][k] for c in columns})))
         if len(batch) >= BATCH_ROWS:
             profile.update(rows_of.table(batch))
             batch = []
@@ -207,22 +288,27 @@ class WindowResult:
     not_profiled: dict[str, int]  # reason -> count (dropped, sampled_out, log_error, decode reasons)
     drift: list[DriftRow] | None = None  # None without a reference
     drifted: bool = False
+    examples: Path | None = None  # the folder of the window's example thumbnails (keep_examples)
 
 
-@dataclass
 class _Item:
-    when: float
-    image: Any
-    base: dict[str, Any]
-    channels: Literal["RGB", "BGR"]
+    """One log() call as queued: the arguments as given (the row is built by the worker, so the
+    call stays an append)."""
+
+    __slots__ = ("when", "image", "label", "prediction", "confidence", "boxes", "columns", "channels")
+
+    def __init__(self, when: float, image: Any, label: Any, prediction: Any, confidence: Any, boxes: Any,
+                 columns: dict[str, Any], channels: Literal["RGB", "BGR"]):
+        self.when, self.image, self.label, self.prediction = when, image, label, prediction
+        self.confidence, self.boxes, self.columns, self.channels = confidence, boxes, columns, channels
 
 
 _STOP = object()
 
 
-def _error_row(item: _Item, e: Exception) -> dict[str, Any]:
+def _error_row(base: dict[str, Any], e: Exception) -> dict[str, Any]:
     """The row of an image whose features raised: counted, with the reason, never a dead logger."""
-    return {**item.base, "status": "error", "reason": "log_error", "detail": f"{type(e).__name__}: {e}"}
+    return {**base, "status": "error", "reason": "log_error", "detail": f"{type(e).__name__}: {e}"}
 
 
 @dataclass
@@ -242,7 +328,8 @@ class ImageLogger:
                  on_full: Literal["block", "drop", "sample"] = "block",
                  on_window: Callable[[WindowResult], None] | None = None, source: str = "service",
                  project: str | Path = ".", history: bool = True, workers: int = 1, keep_examples: int = 0,
-                 close_after_s: float | None = 5.0, clock: Callable[[], float] = time.time):
+                 close_after_s: float | None = 5.0, columns: dict[str, str] | None = None,
+                 clock: Callable[[], float] = time.time):
         if on_full not in ("block", "drop", "sample"):
             raise ConfigError(f"ImageLogger on_full {on_full!r}: block, drop or sample")
         self.params = params or parse_params({})
@@ -259,13 +346,18 @@ class ImageLogger:
             raise ConfigError(f"ImageLogger close_after_s {close_after_s}: >= 0, or None (close only on a later image)")
         self.close_after_s = close_after_s
         self._rng = np.random.default_rng(0)
-        self._rows = _Rows(self.params)
+        self._rows = _Rows(self.params, columns)
         self._settings = settings_for(self.params.ingest, self.params.features)
         self._pool: ProcessPoolExecutor | None = None
         if workers > 1:  # spawned, not forked: a service's threads must not be copied mid-lock
             self._pool = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(self._settings, True),
                                              mp_context=multiprocessing.get_context("spawn"))
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        if queue_size < 1:
+            raise ConfigError(f"ImageLogger queue_size {queue_size}: at least 1")
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()  # C-level put: no Python lock in log()
+        self._maxsize = queue_size
+        self._room = threading.Condition()  # on_full="block": log() waits here until the worker takes an item
+        self._blocked = 0  # callers waiting for room
         self._lost: dict[int, Counter[str]] = {}  # window start -> reason -> images never queued
         self._lost_lock = threading.Lock()
         self._sampled = 0
@@ -294,7 +386,7 @@ class ImageLogger:
         queued stays the parent's) with this process's own window files."""
         if self._closed:
             return
-        self._queue = queue.Queue(maxsize=self._queue.maxsize)
+        self._queue, self._room, self._blocked = queue.SimpleQueue(), threading.Condition(), 0
         self._pool, self.workers = None, 1  # the parent's processes are not this child's
         self._lost, self._lost_lock, self._window, self._sampled = {}, threading.Lock(), None, 0
         self.windows, self.errors, self._suffix = [], [], f"-{os.getpid()}"
@@ -303,30 +395,52 @@ class ImageLogger:
     # --- the caller's side -------------------------------------------------------------
 
     def log(self, image: Any, *, label: Any = None, prediction: Any = None, confidence: float | None = None,
-            channels: Literal["RGB", "BGR"] = "RGB") -> bool:
-        """Queue one image (array, PIL image, bytes or path); False when the on_full policy left it out."""
+            boxes: Any = None, channels: Literal["RGB", "BGR"] = "RGB", **columns: Any) -> bool:
+        """Queue one image (array, PIL image, bytes or path); False when the on_full policy left it out.
+
+        boxes: the model's boxes as (x0, y0, x1, y1) in the image's pixels (profiled as `pred_boxes`, the
+        count, and `pred_box_area`, their mean share of the image); columns: values of the columns
+        declared with ImageLogger(columns={name: "numeric" | "categorical"})."""
         if self._closed:
             raise RuntimeError("this ImageLogger is closed")
-        item = _Item(self.clock(), image, _base_row(self.source, label, prediction, confidence), channels)
-        if self.on_full == "block":
-            self._queue.put(item)
-            return True
-        if self.on_full == "sample" and self._queue.qsize() >= self._queue.maxsize // 2:
-            self._sampled += 1
-            if self._sampled % 2:
-                self._count_lost(item.when, "sampled_out")
-                return False
-        try:
-            self._queue.put_nowait(item)
-            return True
-        except queue.Full:
-            self._count_lost(item.when, "dropped")
+        if columns and not columns.keys() <= self._rows.own.keys():
+            undeclared = sorted(columns.keys() - self._rows.own.keys())
+            raise BadInput(f"ImageLogger.log: column(s) {undeclared} not declared; declare them: "
+                           f"ImageLogger(columns={{{undeclared[0]!r}: 'numeric' or 'categorical'}})")
+        item = _Item(self.clock(), image, label, prediction, confidence, boxes, columns, channels)
+        q = self._queue
+        if q.qsize() >= self._maxsize // 2 and self._over(item):
             return False
+        q.put(item)
+        return True
+
+    def _over(self, item: _Item) -> bool:
+        """The queue is half full or more: apply on_full. True when the image was left out (and counted)."""
+        if self.on_full == "block":
+            if self._queue.qsize() >= self._maxsize:
+                with self._room:
+                    self._blocked += 1
+                    while self._queue.qsize() >= self._maxsize and not self._closed:
+                        self._room.wait(0.01)
+                    self._blocked -= 1
+            return False
+        if self.on_full == "sample" and self._queue.qsize() < self._maxsize:
+            self._sampled += 1
+            if not self._sampled % 2:
+                return False
+            reason = "sampled_out"
+        elif self._queue.qsize() < self._maxsize:
+            return False
+        else:
+            reason = "dropped"
+        self._count_lost(item.when, reason)
+        return True
 
     def flush(self) -> None:
         """Wait until every queued image is profiled, then close the open window."""
-        self._queue.put(("flush",))
-        self._queue.join()
+        done = threading.Event()
+        self._queue.put(("flush", done))
+        done.wait()
 
     def close(self) -> None:
         """Profile what is queued, close the open window and stop the worker (safe to call twice)."""
@@ -369,16 +483,25 @@ class ImageLogger:
                 while pending:
                     self._finish(*pending.popleft())
                 self._close_window_safely()
-                self._queue.task_done()
+                if isinstance(item, tuple):
+                    item[1].set()
                 if item is _STOP:
                     if self._pool is not None:
                         self._pool.shutdown()
                     return
                 continue
+            if self._blocked:  # a caller waits for room (on_full="block"): there is one more now
+                with self._room:
+                    self._room.notify_all()
             if self._pool is None:
                 self._finish(item, self._row(item))
                 continue
-            pending.append((item, self._pool.submit(image_row, item.image, self._settings, dict(item.base), item.channels)))
+            try:
+                base = self._base(item)
+            except Exception as e:  # noqa: BLE001 - e.g. a confidence that is not a number
+                self._finish(item, _error_row({"source": self.source}, e))
+                continue
+            pending.append((item, self._pool.submit(image_row, item.image, self._settings, base, item.channels)))
             if len(pending) >= 4 * self.workers:
                 self._finish(*pending.popleft())
 
@@ -393,33 +516,40 @@ class ImageLogger:
         due = self._window.start + self.seconds + self.close_after_s - self.clock()
         return min(1.0, max(0.01, due))
 
+    def _base(self, item: _Item) -> dict[str, Any]:
+        return _base_row(self.source, item.label, item.prediction, item.confidence)
+
     def _row(self, item: _Item) -> dict[str, Any]:
+        base: dict[str, Any] = {"source": self.source}
         try:
-            return image_row(item.image, self._settings, dict(item.base), item.channels)
+            base = self._base(item)
+            return image_row(item.image, self._settings, dict(base), item.channels)
         except Exception as e:  # noqa: BLE001 - one bad image must not stop the logger
-            return _error_row(item, e)
+            return _error_row(base, e)
 
     def _finish(self, item: _Item, row: Any) -> None:
         """Put one image's row into its window (closing the open one when it is earlier)."""
-        try:
-            if isinstance(row, Future):
-                try:
-                    row = row.result()
-                except Exception as e:  # noqa: BLE001 - a worker process failed on it: an error row
-                    row = _error_row(item, e)
-            start = self._start_of(item.when)
-            if self._window is not None and start != self._window.start:
-                self._close_window_safely()
-            if self._window is None:
-                self._window = _Window(start, self._rows.empty())
-            self._window.rows.append(row)
-            if self.keep_examples and row.get("status") == "ok":
-                self._sample(self._window, item)
-            if len(self._window.rows) >= BATCH_ROWS:
-                self._window.profile.update(self._rows.table(self._window.rows))
-                self._window.rows = []
-        finally:
-            self._queue.task_done()
+        if isinstance(row, Future):
+            try:
+                row = row.result()
+            except Exception as e:  # noqa: BLE001 - a worker process failed on it: an error row
+                row = _error_row({"source": self.source}, e)
+        if row.get("status") == "ok" and (item.boxes is not None or item.columns):
+            try:
+                row = _with_extras(row, item.boxes, self._rows.own_values(item.columns))
+            except Exception as e:  # noqa: BLE001 - never a dead logger
+                row = _error_row(row, e)
+        start = self._start_of(item.when)
+        if self._window is not None and start != self._window.start:
+            self._close_window_safely()
+        if self._window is None:
+            self._window = _Window(start, self._rows.empty())
+        self._window.rows.append(row)
+        if self.keep_examples and row.get("status") == "ok":
+            self._sample(self._window, item)
+        if len(self._window.rows) >= BATCH_ROWS:
+            self._window.profile.update(self._rows.table(self._window.rows))
+            self._window.rows = []
 
     def _sample(self, w: _Window, item: _Item) -> None:
         """Reservoir sampling (Algorithm R): every readable image of the window is kept with the same chance."""
@@ -461,7 +591,12 @@ class ImageLogger:
                                                          "date": result.start.isoformat(timespec="seconds")})
         row = version_row(version, f"service:{self.source}:{name}", "service", None, None, self.params.drift)
         drifted = sorted({r.feature for r in result.drift or [] if r.drift})
-        row.update(window=f"{result.start:%Y-%m-%dT%H:%M}/{result.end:%H:%M}",
+        examples = None
+        if result.examples is not None:  # relative to the project when inside it, so the project can move
+            folder = result.examples.resolve()
+            root = self.project.resolve()
+            examples = folder.relative_to(root).as_posix() if folder.is_relative_to(root) else str(folder)
+        row.update(window=f"{result.start:%Y-%m-%dT%H:%M}/{result.end:%H:%M}", examples=examples,
                    drift_ref=None if result.drift is None else bool(drifted), drift_ref_features=", ".join(drifted))
         add_row(self.params, self.project, row)
 
@@ -500,13 +635,14 @@ class ImageLogger:
         if profile_file.exists():  # the window was closed before (a flush) and went on: one profile for it
             w.profile = Profile.load(profile_file).merge(w.profile)
         w.profile.save(profile_file)
-        if w.examples:
-            self._write_examples(w, self.out / f"{name}.examples")
+        examples = self.out / f"{name}.examples" if w.examples else None
+        if examples is not None:
+            self._write_examples(w, examples)
         rolling, _ = update_rolling(self.out / "rolling", began.strftime("%Y-%m-%d"), name, profile_file)
         drift = compare(self.reference, w.profile, self.params) if self.reference is not None else None
         result = WindowResult(began, datetime.fromtimestamp(w.start + self.seconds, UTC), profile_file, rolling,
                               w.profile.files_seen, w.profile.ok, dict(w.profile.errors_by_reason), drift,
-                              bool(drift and any(r.drift for r in drift)))
+                              bool(drift and any(r.drift for r in drift)), examples)
         if self.history:
             self._record(result, w.profile, name)
         self.windows.append(result)

@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from pixelscope.config import Params
 from pixelscope.errors import ConfigError, InputMissing, StepError
-from pixelscope.io.atomic import atomic_path, write_bytes_atomic
+from pixelscope.io.atomic import atomic_path, exclusive, write_bytes_atomic
 from pixelscope.io.url import Url, as_location
 from pixelscope.pipeline.steps import ProgressFn, StepResult
 from pixelscope.profile import Profile
@@ -77,6 +77,11 @@ def update_rolling(folder: Path, window: str, drop: str, profile_file: Path) -> 
     drop is merged in place; a drop seen before with the same profile changes nothing; one
     whose profile changed is re-merged with the others from their stored profiles."""
     folder.mkdir(parents=True, exist_ok=True)
+    with exclusive(folder / f"{window}.json"):  # a service's forked workers roll their windows into one file
+        return _update_rolling(folder, window, drop, profile_file)
+
+
+def _update_rolling(folder: Path, window: str, drop: str, profile_file: Path) -> tuple[Path, list[str]]:
     rolling, ledger_file = folder / f"{window}.json", folder / f"{window}.drops.json"
     ledger: dict[str, dict[str, str]] = json.loads(ledger_file.read_text()) if ledger_file.exists() else {}
     digest = hashlib.sha256(profile_file.read_bytes()).hexdigest()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import base64
 import hashlib
+import io
 import json
 import re
 import shutil
@@ -18,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
 from conftest import REPO, free_port, ingest_to, wait_healthy
 from dashboards import selection as sel
@@ -221,7 +223,6 @@ def test_an_opened_image_shows_its_original_at_full_size_or_why_not(bundle, tmp_
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_the_versions_page_shows_the_history_that_publish_carries(bundle, tmp_path, monkeypatch):
     """Two versions (the shifted reference batch, then the demo set) recorded by `history`,
     carried by publish into the bundle, shown with their counts and drift verdicts."""
@@ -234,7 +235,8 @@ def test_the_versions_page_shows_the_history_that_publish_carries(bundle, tmp_pa
     from pixelscope import ImageLogger  # a service's window lands in the same history, and history keeps it
 
     images = sorted(f for f in (root / "data" / "raw").rglob("*.jpg"))[:6]
-    with ImageLogger(p, window="1d", out=root / "reports" / "monitor" / "service", project=root) as log:
+    with ImageLogger(p, window="1d", out=root / "reports" / "monitor" / "service", project=root,
+                     keep_examples=4) as log:
         for f in images:
             log.log(f.read_bytes())
     result = record_history(p, root, [str(root / "ref" / "profile.json"), str(root / "reports" / "publish")])
@@ -256,6 +258,12 @@ def test_the_versions_page_shows_the_history_that_publish_carries(bundle, tmp_pa
     agrees = agrees[(agrees["status"] == "ok") & agrees["pred_label"].notna() & agrees["label"].notna()]
     assert shown["accuracy"].tolist() == ["-", f"{(agrees['pred_label'] == agrees['label']).mean():.3f}"]
     assert len(at.get("plotly_chart")) >= 1 and not at.info  # the quantile bands, no "no history" note
+    # the service window's examples (keep_examples=4) travel in the bundle and show under the table
+    examples = pq.read_table(published / "examples.parquet").to_pandas()
+    service_key = pq.read_table(published / "history.parquet").to_pandas().query("kind == 'service'")["key"].item()
+    assert len(examples) == 4 and set(examples["key"]) == {service_key}
+    assert all(Image.open(io.BytesIO(j)).format == "JPEG" for j in examples["jpeg"])
+    assert at.selectbox(key="examples_window").value == service_key and len(at.get("image")) == 4
 
 
 def test_curated_examples_follow_the_ledgers_first_reason_when_a_row_has_two(bundle, tmp_path, monkeypatch):

@@ -17,7 +17,7 @@ from PIL import Image, ImageEnhance
 from conftest import ingest_to
 from pixelscope import ImageLogger, compare, profile_images
 from pixelscope.config import parse_params
-from pixelscope.errors import ConfigError
+from pixelscope.errors import BadInput, ConfigError
 from pixelscope.image_logger import _base_row, image_row, window_seconds
 from pixelscope.ingest.step import settings_for
 from pixelscope.profile import Profile
@@ -137,7 +137,7 @@ def test_images_the_queue_policy_leaves_out_are_counted(policy, tmp_path):
     log = ImageLogger(window="1d", out=tmp_path / "svc", project=tmp_path, queue_size=4, on_full=policy)
     real_close = log._close_window_safely
     log._close_window_safely = lambda: (hold.wait(10), real_close())  # type: ignore[method-assign]
-    log._queue.put(("flush",))  # the worker's first item waits until released
+    log._queue.put(("flush", threading.Event()))  # the worker's first item waits until released
     accepted = sum(log.log(np.full((16, 16, 3), k, np.uint8)) for k in range(40))
     hold.set()
     log.close()
@@ -321,3 +321,81 @@ def test_the_example_service_logs_every_image_it_answers(corpus, tmp_path, monke
     profile = Profile.load(window)
     assert profile.files_seen == profile.ok == len(files)
     assert {v for v, *_ in profile.columns["pred_label"].top()} == {a["label"] for a in answers}
+
+
+def test_forked_workers_closing_windows_at_once_lose_no_rows(tmp_path):
+    """Four forked service workers close the same window at the same moment: the day's rolling
+    profile has every image and the history a row for each worker's window (writers take a lock)."""
+    import os
+
+    log = ImageLogger(window="1d", out=tmp_path / "svc", project=tmp_path)
+    go = tmp_path / "go"
+    pids = []
+    for worker in range(4):
+        pid = os.fork()
+        if pid == 0:
+            code = 2
+            try:
+                for k in range(5 + worker):
+                    log.log(np.full((24, 24, 3), 20 * worker + k, np.uint8))
+                while not go.exists():  # all four close together
+                    time.sleep(0.005)
+                log.close()
+                code = 0
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    go.touch()
+    assert all(os.waitpid(pid, 0)[1] == 0 for pid in pids)
+    log.close()  # the parent logged nothing: no window of its own
+    rolling = next(f for f in (tmp_path / "svc" / "rolling").glob("*.json") if not f.name.endswith(".drops.json"))
+    assert Profile.load(rolling).files_seen == 5 + 6 + 7 + 8
+    hist = pq.read_table(tmp_path / "reports" / "history" / "history.parquet").to_pandas()
+    assert sorted(hist["files"]) == [5, 6, 7, 8] and hist["key"].is_unique
+
+
+def test_boxes_and_columns_of_your_own_are_profiled(tmp_path):
+    """boxes= gives the count and mean area share of the model's boxes (clipped to the image); declared
+    columns are profiled as their kind; an undeclared column is an error at the call; a box or a
+    value that cannot be read is a warning on the row, never a lost image."""
+    img = np.full((100, 200, 3), 90, np.uint8)
+    with ImageLogger(window="1d", out=tmp_path / "svc", project=tmp_path, history=False,
+                     columns={"latency_ms": "numeric", "camera": "categorical"}) as log:
+        log.log(img, boxes=[[0, 0, 100, 50], [150, 50, 250, 150]], latency_ms=12.5, camera="north")  # 2nd: half outside
+        log.log(img, boxes=np.empty((0, 4)), latency_ms=7, camera="south")
+        log.log(img, boxes=[[10, 10, 10, 40]], latency_ms="slow", camera="north")  # no area; not a number
+        log.log(img, boxes="not boxes")
+        with pytest.raises(BadInput, match="latency_s.*not declared"):
+            log.log(img, latency_s=3)
+    p = Profile.load(log.windows[-1].profile_file)
+    assert p.files_seen == 4 and p.ok == 4
+    assert p.columns["pred_boxes"].count == 3 and p.columns["pred_boxes"].quantiles([0, 1]) == [0.0, 2.0]
+    assert p.columns["pred_box_area"].count == 2  # no boxes: no mean area
+    assert p.columns["pred_box_area"].quantiles([0, 1]) == [0.0, pytest.approx((0.25 + 0.125) / 2)]
+    assert p.columns["latency_ms"].count == 2 and p.columns["latency_ms"].quantiles([0, 1]) == [7.0, 12.5]
+    assert {v: n for v, n, *_ in p.columns["camera"].top()} == {"north": 2, "south": 1}
+    with pytest.raises(ConfigError, match="already a manifest"):
+        ImageLogger(out=tmp_path / "x", columns={"brightness_mean": "numeric"})
+    with pytest.raises(ConfigError, match="numeric' or 'categorical"):
+        ImageLogger(out=tmp_path / "x", columns={"speed": "float"})
+    batch = profile_images([img, img], boxes=[[[0, 0, 200, 100]], None], site=["a", "b"], score=[1, 2.5])
+    assert batch.kinds["site"] == "categorical" and batch.kinds["score"] == "numeric"
+    assert batch.columns["pred_box_area"].quantiles([0.5]) == [1.0] and batch.columns["score"].count == 2
+
+
+def test_a_caller_blocked_on_a_full_queue_goes_on_when_there_is_room(tmp_path):
+    """on_full="block": with the worker held, the fifth call waits; released, every image is profiled."""
+    hold = threading.Event()
+    log = ImageLogger(window="1d", out=tmp_path / "svc", project=tmp_path, history=False, queue_size=4)
+    real_close = log._close_window_safely
+    log._close_window_safely = lambda: (hold.wait(10), real_close())  # type: ignore[method-assign]
+    log._queue.put(("flush", threading.Event()))
+    done = []
+    caller = threading.Thread(target=lambda: done.extend(log.log(np.full((8, 8, 3), k, np.uint8)) for k in range(10)))
+    caller.start()
+    time.sleep(0.3)
+    assert caller.is_alive() and len(done) <= 5  # waiting for room
+    hold.set()
+    caller.join(10)
+    log.close()
+    assert done == [True] * 10 and log.windows[-1].profiled == 10

@@ -60,6 +60,20 @@ if has("history"):
         long = pd.DataFrame(shares).melt(id_vars="rev", var_name="label", value_name="share").fillna(0)
         st.plotly_chart(px.bar(long, x="rev", y="share", color="label", height=320,
                                title="label shares per version"), width="stretch")
+    if has("examples"):  # ImageLogger(keep_examples=K): what a service window looked like
+        examples = table("examples")
+        windows = hist[hist["key"].isin(set(examples["key"]))]
+        windows = windows.assign(drifted=windows["drift_ref"].fillna(False).astype(bool)).sort_values(
+            ["drifted", "key"], ascending=[False, False])  # drifted windows first, then the latest
+        names = {r["key"]: f"{r['window'] if isinstance(r.get('window'), str) else r['rev']} · vs reference: "
+                 f"{verdict(r['drift_ref'])}" for r in windows.to_dict("records")}
+        st.subheader("Examples from a service window")
+        key = st.selectbox("window", list(names), format_func=lambda k: names[k], key="examples_window")
+        shown = examples[examples["key"] == key].sort_values("k")
+        grid = st.columns(6)
+        for i, jpeg in enumerate(shown["jpeg"]):
+            grid[i % 6].image(jpeg, width="stretch")
+        st.caption(f"{len(shown)} images sampled uniformly from the window (ImageLogger keep_examples)")
     st.stop()
 
 st.info("No version history in this bundle: it shows this version only. Record one with "

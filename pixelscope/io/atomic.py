@@ -128,6 +128,30 @@ def atomic_set(targets: list[Path]) -> Iterator[list[Path]]:
         yield [stack.enter_context(atomic_path(t)) for t in targets]
 
 
+@contextlib.contextmanager
+def exclusive(target: str | Path, timeout_s: float = 120.0) -> Iterator[None]:
+    """Hold a lock on `target` while it is read, changed and written back, so writers in other
+    processes (a service's forked workers closing their windows at once) never lose each other's
+    rows. The lock file lives in this user's temporary folder, keyed by the target's absolute path,
+    so the project stays clean; it covers the processes of one machine (filelock, flock underneath)."""
+    import hashlib
+
+    from filelock import FileLock, Timeout
+
+    key = hashlib.sha256(str(Path(target).resolve()).encode()).hexdigest()[:24]
+    folder = Path(tempfile.gettempdir()) / f"pixelscope-locks-{os.getuid() if hasattr(os, 'getuid') else 0}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    lock = FileLock(str(folder / f"{key}.lock"), timeout=timeout_s)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise TimeoutError(f"{target}: another process held it for more than {timeout_s:.0f} s") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def write_bytes_atomic(target: str | Path, data: bytes) -> None:
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)

@@ -64,6 +64,8 @@ PARTS: dict[str, Part] = {
     "thumbnails": Part("thumbnails", "the thumbnails", "pixelscope publish"),
     "history": Part("history.parquet", "the version history", "pixelscope history && pixelscope publish",
                     ("key", "kind", "rev", "files")),
+    "examples": Part("examples.parquet", "the service windows' example images",
+                     "ImageLogger(keep_examples=K), then pixelscope publish", ("key", "k", "jpeg")),
 }
 THUMBNAIL_COLUMNS = ("id", "webp", "width", "height")
 

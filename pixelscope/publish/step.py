@@ -84,6 +84,30 @@ def _copy(src: Path, out: Path, name: str, written: dict[str, str]) -> None:
         dst.unlink(missing_ok=True)
 
 
+def copy_examples(history: Path, project: Path, out: Path) -> bool:
+    """The service windows' example thumbnails (ImageLogger keep_examples) as one bundle part,
+    so the dashboard shows what a window looked like; False (and no part) when there are none."""
+    dst = out / PARTS["examples"].file
+    rows: dict[str, list] = {"key": [], "k": [], "jpeg": []}
+    if history.exists() and "examples" in pq.read_schema(history).names:
+        table = pq.read_table(history, columns=["key", "examples"]).to_pylist()
+        for r in table:
+            if not r["examples"]:
+                continue
+            folder = Path(r["examples"]) if Path(r["examples"]).is_absolute() else project / r["examples"]
+            for k, f in enumerate(sorted(folder.glob("*.jpg"))):  # a folder moved away: that window shows none
+                rows["key"].append(r["key"])
+                rows["k"].append(k)
+                rows["jpeg"].append(f.read_bytes())
+    if not rows["key"]:
+        dst.unlink(missing_ok=True)
+        return False
+    with atomic_path(dst) as tmp:
+        pq.write_table(pa.table(rows, schema=pa.schema([("key", pa.string()), ("k", pa.int32()),
+                                                        ("jpeg", pa.binary())])), tmp)
+    return True
+
+
 def reference_distances(current: Profile, reference: Profile | None, store: Any, ids: list[str]) -> np.ndarray | None:
     """Cosine distance from each current image to its nearest image of the reference's embedding
     sample: the images the embedding drift is about are the farthest ones."""
@@ -264,6 +288,8 @@ def _write_bundle(params: Params, project: Path, profile: Profile, bundle: dict[
                       ("history", paths.history)):
         if name not in stale:
             _copy(src, out, name, written)
+    if copy_examples(paths.history, project, out):
+        written["examples"] = str(out / PARTS["examples"].file)
     add_model_outputs(params, project, out / PARTS["manifest"].file)
     reference = load_reference(params, project)
     if reference is not None:

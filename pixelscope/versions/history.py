@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from pixelscope.config import DriftConfig, Params
 from pixelscope.errors import PixelscopeError
-from pixelscope.io.atomic import atomic_path
+from pixelscope.io.atomic import atomic_path, exclusive
 from pixelscope.pipeline.steps import StepResult
 from pixelscope.profile import Profile
 from pixelscope.profile.sketches import CategoricalSketch, NumericSketch
@@ -41,7 +41,7 @@ QUANTILES = {"p05": 0.05, "p50": 0.5, "p95": 0.95}
 # the row's bookkeeping columns, in order; feature columns (<feature>_p05 ... _mean) follow
 COLUMNS = ["key", "kind", "rev", "commit", "date", "md5", "files", "ok", "errors", "errors_by_reason",
            "label_shares", "validation", "previous", "drift_prev", "drift_prev_features", "drift_ref",
-           "drift_ref_features", "window", "recorded_at"]
+           "drift_ref_features", "window", "examples", "recorded_at"]
 
 
 def git_versions(project: Path, params: Params) -> list[tuple[str, str]]:
@@ -194,7 +194,11 @@ def record_history(params: Params, project: str | Path = ".", specs: list[str] |
     table = pd.concat([new, kept_drops], ignore_index=True) if len(kept_drops) else new
     changed = computed > 0 or len(table) != len(old) or (len(old) and list(old["key"]) != list(table["key"]))
     if changed and len(table):
-        write_history(path, table.reindex(columns=_ordered(table.columns)))
+        with exclusive(path):  # drops and service windows recorded while the versions were computed stay
+            now = read_history(path)
+            kept_drops = now[now["kind"] != "version"] if len(now) else now
+            table = pd.concat([new, kept_drops], ignore_index=True) if len(kept_drops) else new
+            write_history(path, table.reindex(columns=_ordered(table.columns)))
     summary = (f"history: {len(rows)} versions ({computed} computed, {len(rows) - computed} unchanged)"
                + (f", {len(kept_drops)} monitored drops / service windows" if len(kept_drops) else "")
                + (f", {len(notes)} skipped" if notes else "") + ("" if changed else "; nothing new, not rewritten"))
@@ -215,8 +219,9 @@ def _ordered(columns: Any) -> list[str]:
 def add_row(params: Params, project: str | Path, row: dict[str, Any]) -> Path:
     """Add (or replace, by key) one row, e.g. a monitored drop."""
     path = params.paths.under(project).history
-    old = read_history(path)
-    old = old[old["key"] != row["key"]] if len(old) else old
-    table = pd.concat([old, pd.DataFrame([row])], ignore_index=True) if len(old) else pd.DataFrame([row])
-    write_history(path, table.reindex(columns=_ordered(table.columns)))
+    with exclusive(path):  # service workers closing windows at once each add theirs
+        old = read_history(path)
+        old = old[old["key"] != row["key"]] if len(old) else old
+        table = pd.concat([old, pd.DataFrame([row])], ignore_index=True) if len(old) else pd.DataFrame([row])
+        write_history(path, table.reindex(columns=_ordered(table.columns)))
     return path
