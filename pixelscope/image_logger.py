@@ -490,8 +490,8 @@ class ImageLogger:
                         self._pool.shutdown()
                     return
                 continue
-            if self._blocked:  # a caller waits for room (on_full="block"): there is one more now
-                with self._room:
+            if self._blocked and self._queue.qsize() <= self._maxsize * 3 // 4:  # callers wait for room
+                with self._room:  # (woken at a low-water mark, not per image: a wake-up per image costs a GIL hand-off)
                     self._room.notify_all()
             if self._pool is None:
                 self._finish(item, self._row(item))

@@ -1,0 +1,216 @@
+"""The objects table: every annotated object of a dataset, checked against its image, one row each.
+
+    read = formats.read(Path("annotations/instances.json"))        # COCO, YOLO, VOC or masks
+    objects, images, counts = objects_table(read, manifest)        # manifest: path, id, width, height, status
+
+Images are matched by name: the annotation's name as the manifest path, that path without its
+suffix, or its last parts (`train2017/x.jpg` matches `images/train2017/x.jpg`; a YOLO `x.txt`
+matches `x.jpg`); a name that matches two images is `ambiguous_image`, one that matches none
+`image_missing`. Boxes are in the pixels of the image as ingest reads it (width x height, EXIF
+orientation applied).
+
+Every object read is a row: `status` ok, or `flagged` with the `rule` it broke and a `detail`
+naming the file and the object — objects read = kept + flagged, always. The rules:
+
+    image_missing    the image is not in the manifest (or is unreadable there)
+    ambiguous_image  the name matches more than one image
+    unknown_class    a class id the categories / names do not declare
+    no_geometry      neither a box nor a polygon / RLE / mask
+    bad_polygon      a polygon with fewer than 3 points
+    bad_box          a box with non-positive width or height, or not finite
+    box_outside      a box more than 1 px outside its image
+    mask_size        a mask (RLE or PNG) whose size differs from its image's
+    size_mismatch    the annotation file gives the image another size than the image has
+
+Columns: path, id, object (index within the image), class, class_id, x0, y0, x1, y1, width,
+height (pixels), cx, cy (centre, shares of the image), area (box, px^2), rel_area (of the image),
+aspect (w / h), mask_area (px^2; polygons and RLE through pycocotools.mask), fill (mask area /
+box area), crowd, truncated (the box touches the image border within 1 px, or the file says so),
+score (predictions), status, rule, detail, source (the annotation file).
+
+Per image (every readable manifest image, annotated or not: "no objects" is data): objects
+(kept), classes present, coverage (share of the image under the union of kept boxes, on a
+100 x 100 grid).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import PurePosixPath
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from pixelscope.annotations.formats import RawObject, Read
+
+TOLERANCE_PX = 1.0  # annotation tools round; a box this far past the border is still inside
+GRID = 100  # coverage is measured on a GRID x GRID raster of the image
+
+OBJECT_SCHEMA = pa.schema([
+    ("path", pa.string()), ("id", pa.string()), ("object", pa.int32()), ("class", pa.string()),
+    ("class_id", pa.int64()), ("x0", pa.float64()), ("y0", pa.float64()), ("x1", pa.float64()),
+    ("y1", pa.float64()), ("width", pa.float64()), ("height", pa.float64()), ("cx", pa.float64()),
+    ("cy", pa.float64()), ("area", pa.float64()), ("rel_area", pa.float64()), ("aspect", pa.float64()),
+    ("mask_area", pa.float64()), ("fill", pa.float64()), ("crowd", pa.bool_()), ("truncated", pa.bool_()),
+    ("score", pa.float64()), ("status", pa.string()), ("rule", pa.string()), ("detail", pa.string()),
+    ("source", pa.string()),
+])
+IMAGE_SCHEMA = pa.schema([("path", pa.string()), ("id", pa.string()), ("objects", pa.int32()),
+                          ("classes", pa.list_(pa.string())), ("coverage", pa.float64())])
+
+
+class Matcher:
+    """Annotation image names -> manifest paths (see the module doc)."""
+
+    def __init__(self, paths: list[str]):
+        self.by: dict[str, set[str]] = {}
+        for p in paths:
+            parts = PurePosixPath(p).parts
+            for k in range(len(parts)):
+                tail = PurePosixPath(*parts[k:])
+                for key in (tail.as_posix(), tail.with_suffix("").as_posix()):
+                    self.by.setdefault(key, set()).add(p)
+
+    def match(self, name: str) -> tuple[str | None, str | None]:
+        """(the manifest path, None) or (None, the rule it broke)."""
+        name = PurePosixPath(name.replace("\\", "/").lstrip("./")).as_posix()
+        hits = self.by.get(name) or self.by.get(PurePosixPath(name).with_suffix("").as_posix()) or set()
+        if len(hits) == 1:
+            return next(iter(hits)), None
+        return None, "ambiguous_image" if hits else "image_missing"
+
+
+def _polygon_area(polygons: list[list[float]], w: int, h: int) -> float:
+    from pycocotools import mask as cocomask
+
+    rles = cocomask.frPyObjects(polygons, h, w)
+    return float(cocomask.area(cocomask.merge(rles)))
+
+
+def _rle_area(rle: dict[str, Any]) -> float:
+    from pycocotools import mask as cocomask
+
+    if isinstance(rle["counts"], list):  # uncompressed RLE
+        rle = cocomask.frPyObjects(rle, *rle["size"])
+    return float(cocomask.area(rle))
+
+
+def _row(o: RawObject, read: Read, path: str | None, image_id: str | None, size: tuple[int, int] | None,
+         rule: str | None) -> dict[str, Any]:
+    """One object -> a row of the table (flagged with the first rule it breaks)."""
+    name = o.class_name or read.categories.get(o.class_id) if o.class_id is not None else o.class_name
+    row: dict[str, Any] = {"path": path, "id": image_id, "object": o.index, "class_id": o.class_id,
+                           "class": name if name is not None else (None if o.class_id is None else str(o.class_id)),
+                           "crowd": o.crowd, "score": o.score, "source": o.source}
+    where = f"{o.source}: image {o.image!r}, object #{o.index}"
+
+    def flag(r: str, why: str) -> dict[str, Any]:
+        return {**row, "status": "flagged", "rule": r, "detail": f"{where}: {why}"}
+
+    if rule is not None:
+        return flag(rule, "no such image in the manifest" if rule == "image_missing" else "names more than one image")
+    assert size is not None
+    w, h = size
+    given = read.images.get(o.image)
+    if given is not None and given != (w, h):
+        return flag("size_mismatch", f"the file says {given[0]} x {given[1]}, the image is {w} x {h}")
+    if o.class_id is None or (read.categories and o.class_id not in read.categories):
+        return flag("unknown_class", f"class {o.class_id} is not among the declared {sorted(read.categories)[:10]}")
+    scale = (w, h) if o.normalised else (1, 1)
+    polygons = [[v * scale[k % 2] for k, v in enumerate(p)] for p in o.polygons or []]
+    if o.polygons is not None and (not polygons or any(len(p) < 6 for p in polygons)):
+        return flag("bad_polygon", "a polygon with fewer than 3 points")
+    box = o.box
+    if box is not None:
+        box = (box[0] * scale[0], box[1] * scale[1], box[2] * scale[0], box[3] * scale[1])
+    elif polygons:
+        xs, ys = [v for p in polygons for v in p[0::2]], [v for p in polygons for v in p[1::2]]
+        box = (min(xs), min(ys), max(xs), max(ys))
+    elif o.rle is None:
+        return flag("no_geometry", "neither a box nor a polygon or mask")
+    mask_area = o.mask_area
+    if o.mask_size is not None and o.mask_size != (w, h):
+        return flag("mask_size", f"the mask is {o.mask_size[0]} x {o.mask_size[1]}, the image {w} x {h}")
+    if o.rle is not None:
+        rh, rw = (int(v) for v in o.rle["size"])
+        if (rw, rh) != (w, h):
+            return flag("mask_size", f"the RLE mask is {rw} x {rh}, the image {w} x {h}")
+        mask_area = _rle_area(o.rle)
+        if box is None:
+            from pycocotools import mask as cocomask
+
+            rle = cocomask.frPyObjects(o.rle, rh, rw) if isinstance(o.rle["counts"], list) else o.rle
+            x, y, bw, bh = (float(v) for v in cocomask.toBbox(rle))
+            box = (x, y, x + bw, y + bh)
+    elif polygons:
+        mask_area = _polygon_area(polygons, w, h)
+    assert box is not None
+    x0, y0, x1, y1 = box
+    if not np.isfinite(box).all() or x1 <= x0 or y1 <= y0:
+        return flag("bad_box", f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) has no area")
+    if x0 < -TOLERANCE_PX or y0 < -TOLERANCE_PX or x1 > w + TOLERANCE_PX or y1 > h + TOLERANCE_PX:
+        return flag("box_outside", f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) is outside the {w} x {h} image")
+    x0, y0, x1, y1 = max(x0, 0.0), max(y0, 0.0), min(x1, float(w)), min(y1, float(h))
+    bw, bh = x1 - x0, y1 - y0
+    area = bw * bh
+    at_border = x0 <= TOLERANCE_PX or y0 <= TOLERANCE_PX or x1 >= w - TOLERANCE_PX or y1 >= h - TOLERANCE_PX
+    row.update(x0=x0, y0=y0, x1=x1, y1=y1, width=bw, height=bh, cx=(x0 + x1) / 2 / w, cy=(y0 + y1) / 2 / h,
+               area=area, rel_area=area / (w * h), aspect=bw / bh, mask_area=mask_area,
+               fill=None if mask_area is None else mask_area / area,
+               truncated=bool(o.truncated) or at_border, status="ok", rule=None, detail=None)
+    return row
+
+
+def coverage(boxes: list[tuple[float, float, float, float]], w: int, h: int) -> float:
+    """The share of the image under the union of the boxes, on a GRID x GRID raster."""
+    if not boxes:
+        return 0.0
+    grid = np.zeros((GRID, GRID), bool)
+    for x0, y0, x1, y1 in boxes:
+        grid[int(y0 / h * GRID):int(np.ceil(y1 / h * GRID)), int(x0 / w * GRID):int(np.ceil(x1 / w * GRID))] = True
+    return float(grid.mean())
+
+
+def objects_table(read: Read, manifest: pa.Table) -> tuple[pa.Table, pa.Table, dict[str, Any]]:
+    """(objects, per-image table, counts) for the readable images of a manifest (columns path, id,
+    width, height, status)."""
+    m = manifest.select(["path", "id", "width", "height", "status"]).to_pydict()
+    images = {p: (i, (int(w), int(h))) for p, i, w, h, s in zip(m["path"], m["id"], m["width"], m["height"], m["status"])
+              if s == "ok" and w and h}
+    matcher = Matcher(list(images))
+    matched: dict[str, tuple[str | None, str | None]] = {}
+    rows = []
+    for o in read.objects:
+        if o.image not in matched:
+            matched[o.image] = matcher.match(o.image)
+        path, rule = matched[o.image]
+        image_id, size = images[path] if path is not None else (None, None)
+        rows.append(_row(o, read, path, image_id, size, rule))
+    objects = pa.Table.from_pylist(rows, schema=OBJECT_SCHEMA)
+    kept: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["status"] == "ok":
+            kept.setdefault(r["path"], []).append(r)
+    per_image: dict[str, list[Any]] = {"path": [], "id": [], "objects": [], "classes": [], "coverage": []}
+    for path, (image_id, (w, h)) in images.items():
+        mine = kept.get(path, [])
+        per_image["path"].append(path)
+        per_image["id"].append(image_id)
+        per_image["objects"].append(len(mine))
+        per_image["classes"].append(sorted({r["class"] for r in mine}))
+        per_image["coverage"].append(coverage([(r["x0"], r["y0"], r["x1"], r["y1"]) for r in mine], w, h))
+    for name in read.images:  # images the files name without an object (an empty YOLO txt) are annotated too
+        if name not in matched:
+            matched[name] = matcher.match(name)
+    flagged = Counter(r["rule"] for r in rows if r["status"] == "flagged")
+    named = {p for p, _ in matched.values() if p is not None}
+    counts = {"format": read.format, "objects_read": len(rows), "kept": len(rows) - sum(flagged.values()),
+              "flagged": sum(flagged.values()), "flagged_by_rule": dict(sorted(flagged.items())),
+              "entries_not_read": len(read.problems),
+              "problems_by_rule": dict(sorted(Counter(p.rule for p in read.problems).items())),
+              "images": len(images), "images_annotated": len(named),
+              "images_without_objects": sum(1 for n in per_image["objects"] if n == 0),
+              "images_not_annotated": len(images) - len(named),
+              "classes": len({r["class"] for r in rows if r["status"] == "ok"})}
+    return objects, pa.table(per_image, schema=IMAGE_SCHEMA), counts

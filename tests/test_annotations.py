@@ -1,0 +1,189 @@
+"""Detection and segmentation annotations (COCO, YOLO, VOC, masks) read into one objects table,
+checked against the real images: each broken annotation is a flagged row naming its file, object
+and rule; counts add up; the same boxes in three formats give the same objects; mask areas agree
+with pycocotools' own COCO API."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from conftest import ingest_to
+from pixelscope.annotations.formats import detect, read
+from pixelscope.annotations.objects import objects_table
+from pixelscope.config import parse_params
+from pixelscope.errors import BadInput
+
+pytest.importorskip("pycocotools")
+
+
+@pytest.fixture(scope="module")
+def photos(corpus, tmp_path_factory) -> tuple[Path, object]:
+    """Four real photos in raw/images/ (one unannotated), and their manifest."""
+    root = tmp_path_factory.mktemp("det")
+    images = root / "raw" / "images"
+    images.mkdir(parents=True)
+    for f in sorted((corpus / "labeled" / "hymenoptera").rglob("*.jpg"))[:4]:
+        shutil.copy(f, images / f.name)
+    ingest_to(parse_params({"ingest": {"workers": 1}}), root / "raw", root / "m.parquet")
+    return root, pq.read_table(root / "m.parquet")
+
+
+def sizes(manifest) -> dict[str, tuple[int, int]]:
+    m = manifest.to_pydict()
+    return {Path(p).name: (w, h) for p, w, h in zip(m["path"], m["width"], m["height"])}
+
+
+def good_boxes(manifest) -> dict[str, list[tuple[int, float, float, float, float]]]:
+    """(class, x0, y0, x1, y1) per image: three of the four photos annotated, one box at the border."""
+    out = {}
+    for k, (name, (w, h)) in enumerate(sorted(sizes(manifest).items())[:3]):
+        out[name] = [(0, 0.0, 0.0, w * 0.5, h * 0.5), (1, w * 0.25, h * 0.3, w * 0.75, h * 0.9)][: 1 + k % 2]
+    return out
+
+
+def write_coco(path: Path, manifest, extra_annotations=(), extra_images=()) -> dict:
+    images = [{"id": k, "file_name": name, "width": w, "height": h}
+              for k, (name, (w, h)) in enumerate(sorted(sizes(manifest).items()))] + list(extra_images)
+    ids = {im["file_name"]: im["id"] for im in images}
+    anns = []
+    for name, boxes in good_boxes(manifest).items():
+        for c, x0, y0, x1, y1 in boxes:
+            anns.append({"id": len(anns) + 1, "image_id": ids[name], "category_id": c + 1, "iscrowd": 0,
+                         "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0),
+                         "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]]})
+    for a in extra_annotations:
+        anns.append({"id": len(anns) + 1, "iscrowd": 0, **a})
+    data = {"images": images, "annotations": anns,
+            "categories": [{"id": 1, "name": "ant"}, {"id": 2, "name": "bee"}]}
+    path.write_text(json.dumps(data))
+    return data
+
+
+def test_coco_objects_are_checked_against_their_images_and_every_broken_one_is_named(photos, tmp_path):
+    root, manifest = photos
+    (name, (w, h)), *_ = sorted(sizes(manifest).items())
+    rle_mask = np.zeros((h, w), np.uint8, order="F")
+    rle_mask[10:40, 20:80] = 1
+    from pycocotools import mask as cocomask
+
+    rle = cocomask.encode(rle_mask)
+    rle["counts"] = rle["counts"].decode()
+    broken = [
+        {"image_id": 0, "category_id": 9, "bbox": [1, 1, 5, 5]},  # unknown_class
+        {"image_id": 0, "category_id": 1, "bbox": [w - 10, 5, 50, 20]},  # box_outside
+        {"image_id": 0, "category_id": 1, "bbox": [5, 5, 0, 10]},  # bad_box
+        {"image_id": 0, "category_id": 1, "segmentation": [[1, 1, 5, 5]]},  # bad_polygon
+        {"image_id": 0, "category_id": 2, "segmentation": rle, "iscrowd": 1},  # an RLE crowd region: kept
+        {"image_id": 99, "category_id": 1, "bbox": [1, 1, 5, 5]},  # image_missing
+        {"image_id": 0, "category_id": 1},  # no_geometry
+    ]
+    data = write_coco(tmp_path / "instances.json", manifest, broken,
+                      [{"id": 99, "file_name": "not-there.jpg", "width": 10, "height": 10}])
+    assert detect(tmp_path / "instances.json") == "coco"
+    objects, images, counts = objects_table(read(tmp_path / "instances.json"), manifest)
+    o = objects.to_pandas()
+    assert counts["objects_read"] == len(data["annotations"]) == counts["kept"] + counts["flagged"]
+    assert counts["flagged_by_rule"] == {"unknown_class": 1, "box_outside": 1, "bad_box": 1, "bad_polygon": 1,
+                                         "image_missing": 1, "no_geometry": 1}
+    for rule, row in o[o["status"] == "flagged"].set_index("rule").iterrows():
+        assert "instances.json" in row["detail"] and "object #" in row["detail"], rule
+    assert "not-there.jpg" in o.set_index("rule").loc["image_missing", "detail"]
+    crowd = o[o["crowd"]].iloc[0]
+    assert crowd["status"] == "ok" and crowd["mask_area"] == 30 * 60 and (crowd["x0"], crowd["y0"]) == (20, 10)
+    # the masks' areas are the ones pycocotools' own COCO API computes for the same annotations
+    from pycocotools.coco import COCO
+
+    coco = COCO(str(tmp_path / "instances.json"))
+    ok = o[(o["status"] == "ok")]
+    by_box = {(r.path.split("/")[-1], round(r.x0, 3), round(r.y0, 3)): r.mask_area for r in ok.itertuples()}
+    for ann in coco.loadAnns(coco.getAnnIds()):
+        if "segmentation" in ann and ann["image_id"] != 99 and "bbox" in ann and ann["bbox"][2] > 0 \
+                and len(ann["segmentation"]) and isinstance(ann["segmentation"], list) and len(ann["segmentation"][0]) >= 6:
+            key = (coco.imgs[ann["image_id"]]["file_name"], round(ann["bbox"][0], 3), round(ann["bbox"][1], 3))
+            assert by_box[key] == coco.annToMask(ann).sum()
+    # per image: every readable image is a row, the unannotated one with no objects
+    im = images.to_pandas().set_index("path")
+    assert len(im) == 4 and counts["images_without_objects"] == 1 and sorted(im["objects"]) == [0, 1, 2, 2]
+    two = im.loc[f"images/{sorted(sizes(manifest))[1]}"]  # boxes of 0.25 and 0.30 of the image overlapping by 0.05
+    assert list(two["classes"]) == ["ant", "bee"] and two["coverage"] == pytest.approx(0.50, abs=0.02)
+
+
+def test_the_same_boxes_as_yolo_voc_and_coco_give_the_same_objects(photos, tmp_path):
+    root, manifest = photos
+    write_coco(tmp_path / "coco.json", manifest)
+    yolo, voc = tmp_path / "yolo", tmp_path / "voc"
+    yolo.mkdir()
+    voc.mkdir()
+    (yolo / "data.yaml").write_text("names: [ant, bee]\n")
+    for name, boxes in good_boxes(manifest).items():
+        w, h = sizes(manifest)[name]
+        (yolo / f"{Path(name).stem}.txt").write_text("".join(
+            f"{c} {(x0 + x1) / 2 / w} {(y0 + y1) / 2 / h} {(x1 - x0) / w} {(y1 - y0) / h}\n" for c, x0, y0, x1, y1 in boxes))
+        objs = "".join(f"<object><name>{['ant', 'bee'][c]}</name><truncated>0</truncated><bndbox><xmin>{x0}</xmin>"
+                       f"<ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>" for c, x0, y0, x1, y1 in boxes)
+        (voc / f"{Path(name).stem}.xml").write_text(f"<annotation><filename>{name}</filename><size><width>{w}</width>"
+                                                     f"<height>{h}</height></size>{objs}</annotation>")
+    assert detect(yolo) == "yolo" and detect(voc) == "voc"
+    cols = ["path", "object", "class", "x0", "y0", "x1", "y1", "rel_area", "truncated"]
+    tables = {}
+    for fmt, where in (("coco", tmp_path / "coco.json"), ("yolo", yolo), ("voc", voc)):
+        objects, _, counts = objects_table(read(where), manifest)
+        assert counts["flagged"] == 0 and counts["kept"] == sum(len(b) for b in good_boxes(manifest).values()), fmt
+        tables[fmt] = objects.to_pandas()[cols].sort_values(["path", "object"]).reset_index(drop=True)
+    for fmt in ("yolo", "voc"):
+        np.testing.assert_allclose(tables[fmt][["x0", "y0", "x1", "y1"]], tables["coco"][["x0", "y0", "x1", "y1"]],
+                                   atol=1e-6, err_msg=fmt)
+        assert tables[fmt]["class"].tolist() == tables["coco"]["class"].tolist()
+        assert tables[fmt]["truncated"].tolist() == tables["coco"]["truncated"].tolist()
+    assert tables["coco"]["truncated"].any() and not tables["coco"]["truncated"].all()
+
+
+def test_yolo_and_voc_lines_that_cannot_be_read_are_named_not_guessed(photos, tmp_path):
+    root, manifest = photos
+    (name, (w, h)), *_ = sorted(sizes(manifest).items())
+    yolo = tmp_path / "yolo"
+    yolo.mkdir()
+    (yolo / "classes.txt").write_text("ant\nbee\n")
+    (yolo / f"{Path(name).stem}.txt").write_text("0 0.5 0.5 0.2 0.2\nant 0.5 0.5 0.1 0.1\n0 0.5 0.5\n5 0.5 0.5 0.1 0.1\n"
+                                                  "1 0.1 0.1 0.4 0.1 0.4 0.4\n")
+    r = read(yolo)
+    assert [(p.rule, p.detail.split(":")[0]) for p in r.problems] == [("bad_line", "line 2"), ("bad_line", "line 3")]
+    objects, _, counts = objects_table(r, manifest)
+    assert counts["objects_read"] == 3 and counts["flagged_by_rule"] == {"unknown_class": 1}
+    polygon = objects.to_pandas().query("`class` == 'bee'").iloc[0]
+    assert polygon["mask_area"] == pytest.approx(0.5 * (0.3 * w) * (0.3 * h), rel=0.05)  # a right triangle
+    voc = tmp_path / "voc"
+    voc.mkdir()
+    (voc / "a.xml").write_text("<annotation><filename>x.jpg</filename>")
+    (voc / "b.xml").write_text('<!DOCTYPE x [<!ENTITY a "aaaa">]><annotation>&a;</annotation>')  # entities: refused
+    assert [p.rule for p in read(voc).problems] == ["bad_xml", "bad_xml"]
+    with pytest.raises(BadInput, match="ingest.annotations.format"):
+        read(voc, "labelme")  # type: ignore[arg-type]
+
+
+def test_segmentation_masks_give_one_object_per_class_and_a_mask_of_another_size_is_flagged(photos, tmp_path):
+    root, manifest = photos
+    (a, (w, h)), (b, _), *_ = sorted(sizes(manifest).items())
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    (masks / "classes.txt").write_text("background\nant\nbee\n")
+    m = np.zeros((h, w), np.uint8)
+    m[10:30, 5:25] = 1
+    m[50:60, 40:100] = 2
+    m[0:5, 0:5] = 255  # "ignore"
+    Image.fromarray(m).save(masks / f"{Path(a).stem}.png")
+    Image.fromarray(np.ones((8, 8), np.uint8)).save(masks / f"{Path(b).stem}.png")
+    assert detect(masks) == "masks"
+    objects, _, counts = objects_table(read(masks), manifest)
+    o = objects.to_pandas().query("status == 'ok'").set_index("class")
+    assert counts["objects_read"] == 4 and counts["flagged_by_rule"] == {"mask_size": 1}  # background is a class here
+    assert o.loc["ant", "mask_area"] == 400 and (o.loc["ant", "x0"], o.loc["ant", "y1"]) == (5, 30)
+    assert o.loc["bee", "mask_area"] == 600 and o.loc["bee", "fill"] == 1.0
+    assert "8 x 8" in objects.to_pandas().query("rule == 'mask_size'")["detail"].item()
