@@ -88,6 +88,11 @@ def ingest_flow(project: str = ".", overrides: dict[str, Any] | None = None) -> 
     return _run("ingest", project, overrides)
 
 
+@flow(name="objects", description=stage("objects").doc, log_prints=True)
+def objects_flow(project: str = ".", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    return _run("objects", project, overrides)
+
+
 @flow(name="preprocess", description=stage("preprocess").doc, log_prints=True)
 def preprocess_flow(project: str = ".", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     return _run("preprocess", project, overrides)
@@ -123,6 +128,7 @@ def publish_flow(project: str = ".", overrides: dict[str, Any] | None = None) ->
     return _run("publish", project, overrides)
 
 
-FLOWS: dict[str, Flow] = {"version": version_raw_data_flow, "ingest": ingest_flow, "preprocess": preprocess_flow,
+FLOWS: dict[str, Flow] = {"version": version_raw_data_flow, "ingest": ingest_flow, "objects": objects_flow,
+                          "preprocess": preprocess_flow,
                           "embed": embed_flow, "profile": profile_flow, "issues": issues_flow,
                           "validate": validate_flow, "curate": curate_flow, "publish": publish_flow}

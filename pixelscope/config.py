@@ -25,6 +25,8 @@ class _Strict(BaseModel):
 class PathsConfig(_Strict):
     raw: Path | Url = Path("data/raw")  # a folder, or a store: s3://bucket/prefix (see storage)
     manifest: Path = Path("data/interim/manifest.parquet")
+    objects: Path = Path("data/interim/objects.parquet")  # one row per annotated object (ingest.annotations)
+    object_images: Path = Path("data/interim/object_images.parquet")  # per image: objects, classes, coverage
     profile: Path = Path("data/processed/profile.json")
     tensors: Path = Path("data/processed/tensors")
     embeddings: Path = Path("data/processed/embeddings")
@@ -56,6 +58,13 @@ class PathsConfig(_Strict):
         return self.metrics / f"{stage}.json"
 
 
+class AnnotationsConfig(_Strict):
+    """Detection / segmentation annotations (pixelscope.annotations): read by the objects stage."""
+
+    path: Path | None = None  # a COCO JSON file, or a YOLO / VOC / mask-PNG folder (relative to the project)
+    format: Literal["auto", "coco", "yolo", "voc", "masks"] = "auto"  # auto: told by the path (an error if unclear)
+
+
 class IngestConfig(_Strict):
     labels: Literal["none", "folder", "csv"] = "folder"
     labels_csv: Path | None = None
@@ -70,6 +79,7 @@ class IngestConfig(_Strict):
     exif_errors: Literal["warn", "error"] = "warn"
     workers: int = Field(default=0, ge=0, description="0 = one per CPU core")
     chunk_rows: int = Field(default=2048, gt=0)
+    annotations: AnnotationsConfig = Field(default_factory=AnnotationsConfig)
 
     @model_validator(mode="after")
     def _csv_needs_path(self) -> IngestConfig:

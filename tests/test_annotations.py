@@ -187,3 +187,66 @@ def test_segmentation_masks_give_one_object_per_class_and_a_mask_of_another_size
     assert o.loc["ant", "mask_area"] == 400 and (o.loc["ant", "x0"], o.loc["ant", "y1"]) == (5, 30)
     assert o.loc["bee", "mask_area"] == 600 and o.loc["bee", "fill"] == 1.0
     assert "8 x 8" in objects.to_pandas().query("rule == 'mask_size'")["detail"].item()
+
+
+@pytest.mark.slow
+def test_the_objects_stage_runs_in_dvc_and_prefect_and_reruns_when_the_annotations_change(photos, tmp_path,
+                                                                                           prefect_server):
+    """A git + DVC project with COCO annotations: `dvc repro objects` writes the tables; editing the
+    JSON reruns the objects stage alone (the annotation file is a dep); the Prefect flow on a YOLO copy
+    gives the same boxes."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from conftest import REPO
+    from flows.steps import objects_flow
+    from pixelscope.pipeline.stages import dvc_yaml
+
+    _, manifest = photos
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copytree(photos[0] / "raw", root / "data" / "raw")
+    shutil.copytree(REPO / "pixelscope", root / "pixelscope", ignore=shutil.ignore_patterns("__pycache__"))
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["ingest"].update(workers=1, annotations={"path": "annotations/instances.json", "format": "auto"})
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (root / "annotations").mkdir()
+    write_coco(root / "annotations" / "instances.json", manifest)
+    (root / "dvc.yaml").write_text(dvc_yaml(root / "params.yaml"))
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "DVC_NO_ANALYTICS": "1", "HOME": str(tmp_path)}
+
+    def run(*args: str) -> str:
+        r = subprocess.run(list(args), cwd=root, capture_output=True, text=True, env=env, timeout=600)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r.stdout
+
+    run("git", "init", "-q")
+    run(sys.executable, "-m", "dvc", "init", "-q")
+    out = run(sys.executable, "-m", "dvc", "repro", "objects")
+    assert "Running stage 'ingest'" in out and "Running stage 'objects'" in out
+    coco = pq.read_table(root / "data" / "interim" / "objects.parquet").to_pandas()
+    assert len(coco) == sum(len(b) for b in good_boxes(manifest).values()) and (coco["status"] == "ok").all()
+    metrics = json.loads((root / "reports" / "metrics" / "objects.json").read_text())
+    assert metrics["objects_read"] == metrics["kept"] + metrics["flagged"] == len(coco)
+    data = json.loads((root / "annotations" / "instances.json").read_text())
+    data["annotations"][0]["bbox"][2] = -3  # a broken box: the stage reruns and flags it
+    (root / "annotations" / "instances.json").write_text(json.dumps(data))
+    out = run(sys.executable, "-m", "dvc", "repro", "objects")
+    assert "Running stage 'objects'" in out and "Running stage 'ingest'" not in out
+    again = pq.read_table(root / "data" / "interim" / "objects.parquet").to_pandas()
+    assert again["rule"].tolist().count("bad_box") == 1 and len(again) == len(coco)
+    # the Prefect flow, the same stage, YOLO labels of the same boxes
+    yolo = root / "labels"
+    yolo.mkdir()
+    (yolo / "data.yaml").write_text("names: {0: ant, 1: bee}\n")
+    for name, boxes in good_boxes(manifest).items():
+        w, h = sizes(manifest)[name]
+        (yolo / f"{Path(name).stem}.txt").write_text("".join(
+            f"{c} {(x0 + x1) / 2 / w} {(y0 + y1) / 2 / h} {(x1 - x0) / w} {(y1 - y0) / h}\n" for c, x0, y0, x1, y1 in boxes))
+    result = objects_flow(str(root), {"ingest": {"annotations": {"path": "labels", "format": "auto"}}})
+    assert result["counts"]["kept"] == len(coco) and result["counts"]["flagged"] == 0
+    flowed = pq.read_table(root / "data" / "interim" / "objects.parquet").to_pandas()
+    np.testing.assert_allclose(flowed.sort_values(["path", "object"])[["x0", "y0", "x1", "y1"]],
+                               coco.sort_values(["path", "object"])[["x0", "y0", "x1", "y1"]], atol=1e-6)

@@ -136,6 +136,10 @@ def issues(
         print_rows(show, shown)
 
 
+def objects(params: ParamsOpt = PARAMS, set_: SetOpt = None, as_json: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    report(run_stage("objects", params, set_, quiet or as_json)[1], as_json)
+
+
 def validate(params: ParamsOpt = PARAMS, set_: SetOpt = None, as_json: JsonOpt = False, quiet: QuietOpt = False) -> None:
     report(run_stage("validate", params, set_, quiet or as_json)[1], as_json)
 
@@ -162,6 +166,7 @@ def register(app: typer.Typer) -> None:
 
     app.command("version-data", help=stage("version").doc)(version_data)
     app.command("ingest", help=stage("ingest").doc)(ingest)
+    app.command("objects", help=stage("objects").doc)(objects)
     app.command("preprocess", help=stage("preprocess").doc)(preprocess)
     app.command("embed", help=stage("embed").doc)(embed)
     app.command("profile", help=stage("profile").doc)(profile)

@@ -99,6 +99,11 @@ STAGES: tuple[Stage, ...] = (
           params=("ingest.labels", "ingest.labels_csv", "ingest.exclude", "ingest.max_image_pixels", "ingest.max_file_bytes",
                   "ingest.exif_errors", "features"),
           deps=("${paths.raw}",), outs=(Out("${paths.manifest}"),), metrics=True, sharded=True),
+    Stage("objects", "pixelscope.annotations.step:objects_step",
+          "Read the detection / segmentation annotations (ingest.annotations: COCO, YOLO, VOC, masks) into the "
+          "objects table, each object checked against its image.",
+          params=("ingest.annotations",), deps=("${paths.manifest}",), optional_deps=("ingest.annotations.path",),
+          outs=(Out("${paths.objects}"), Out("${paths.object_images}")), metrics=True),
     Stage("preprocess", "pixelscope.embed.step:preprocess_step",
           "Decode, orient and transform new manifest images into model-ready uint8 tensors (paths.tensors).",
           params=("preprocess.transforms", "preprocess.plugins"),

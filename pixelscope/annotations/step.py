@@ -1,0 +1,59 @@
+"""The objects step: ingest.annotations (COCO / YOLO / VOC / masks) checked against the manifest's
+images into the objects table (paths.objects) and the per-image table (paths.object_images).
+
+Without annotations it writes both tables empty, so the stage's outputs always exist (DVC) and a
+project that adds annotations later only sets ingest.annotations.path."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pixelscope.annotations.formats import read
+from pixelscope.annotations.objects import IMAGE_SCHEMA, OBJECT_SCHEMA, objects_table
+from pixelscope.config import Params
+from pixelscope.errors import InputMissing
+from pixelscope.io.atomic import atomic_set
+from pixelscope.pipeline.steps import ProgressFn, StepResult, write_metrics
+
+STAGE = "objects"
+SHOWN = 5  # flagged objects named in the notes (all of them are in the table)
+
+
+def objects_step(params: Params, project: str | Path = ".", *, progress: ProgressFn | None = None) -> StepResult:
+    t0 = time.perf_counter()
+    project = Path(project)
+    paths, cfg = params.paths.under(project), params.ingest.annotations
+    if not paths.manifest.exists():
+        raise InputMissing(f"{paths.manifest} not found: run `pixelscope ingest` first")
+    notes: list[str] = []
+    if cfg.path is None:
+        objects, images = OBJECT_SCHEMA.empty_table(), IMAGE_SCHEMA.empty_table()
+        counts: dict = {"objects_read": 0, "kept": 0, "flagged": 0}
+        summary = "no annotations (set ingest.annotations.path to a COCO JSON, or a YOLO / VOC / masks folder)"
+    else:
+        where = cfg.path if cfg.path.is_absolute() else project / cfg.path
+        found = read(where, None if cfg.format == "auto" else cfg.format)
+        manifest = pq.read_table(paths.manifest, columns=["path", "id", "width", "height", "status"])
+        objects, images, counts = objects_table(found, manifest)
+        flagged = objects.filter(pa.compute.equal(objects.column("status"), "flagged"))
+        notes += [f"{r}: {d}" for r, d in zip(flagged.column("rule").to_pylist()[:SHOWN],
+                                              flagged.column("detail").to_pylist()[:SHOWN])]
+        notes += [f"{p.rule}: {p.source}: {p.detail}" for p in found.problems[:SHOWN]]
+        if counts["flagged"] > SHOWN:
+            notes.append(f"... {counts['flagged'] - SHOWN} more flagged objects: status = 'flagged' in {paths.objects}")
+        summary = (f"{counts['format']}: {counts['objects_read']:,} objects read = {counts['kept']:,} kept + "
+                   f"{counts['flagged']:,} flagged, {counts['classes']} classes; {counts['images']:,} images, "
+                   f"{counts['images_without_objects']:,} without objects"
+                   + (f"; {counts['entries_not_read']} entries not read" if counts["entries_not_read"] else ""))
+    with atomic_set([paths.objects, paths.object_images]) as (o_tmp, i_tmp):
+        pq.write_table(objects, o_tmp)
+        pq.write_table(images, i_tmp)
+    result = StepResult(stage=STAGE, summary=summary, seconds=round(time.perf_counter() - t0, 3),
+                        counts={k: v for k, v in counts.items() if isinstance(v, int)},
+                        outputs={"objects": str(paths.objects), "object_images": str(paths.object_images)},
+                        metrics={**counts, "seconds": round(time.perf_counter() - t0, 3)}, notes=notes)
+    return write_metrics(params, project, result)
