@@ -250,3 +250,53 @@ def test_the_objects_stage_runs_in_dvc_and_prefect_and_reruns_when_the_annotatio
     flowed = pq.read_table(root / "data" / "interim" / "objects.parquet").to_pandas()
     np.testing.assert_allclose(flowed.sort_values(["path", "object"])[["x0", "y0", "x1", "y1"]],
                                coco.sort_values(["path", "object"])[["x0", "y0", "x1", "y1"]], atol=1e-6)
+
+
+def coco_with_random_boxes(path: Path, manifest, seed: int, scale: float, per_image: int = 30) -> None:
+    """per_image boxes on every photo, sides uniform in [0.05, 0.2] x scale of the image's, two classes."""
+    rng = np.random.default_rng(seed)
+    images, anns = [], []
+    for k, (name, (w, h)) in enumerate(sorted(sizes(manifest).items())):
+        images.append({"id": k, "file_name": name, "width": w, "height": h})
+        for _ in range(per_image):
+            bw, bh = rng.uniform(0.05, 0.2) * scale * w, rng.uniform(0.05, 0.2) * scale * h
+            x, y = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
+            anns.append({"id": len(anns) + 1, "image_id": k, "category_id": int(rng.integers(1, 3)),
+                         "bbox": [x, y, bw, bh], "iscrowd": 0})
+    path.write_text(json.dumps({"images": images, "annotations": anns,
+                                "categories": [{"id": 1, "name": "ant"}, {"id": 2, "name": "bee"}]}))
+
+
+def test_object_sketches_merge_travel_in_the_profile_and_drift_in_their_own_family(photos, tmp_path):
+    """The profile step adds the objects' sketches (overall and per class) to the profile; they
+    survive save / load, merge like the rest, and a 'zoom changed' version (boxes twice the side)
+    drifts in the objects family while a like version does not."""
+    from pixelscope.annotations.step import objects_step
+    from pixelscope.profile import Profile
+    from pixelscope.profile.step import profile_step
+    from pixelscope.validate.drift import compare
+
+    root, manifest = photos
+
+    def version(name: str, seed: int, scale: float) -> Profile:
+        project = tmp_path / name
+        coco_with_random_boxes(tmp_path / f"{name}.json", manifest, seed, scale)
+        p = parse_params({"ingest": {"workers": 1, "annotations": {"path": str(tmp_path / f"{name}.json")}},
+                          "paths": {"raw": str(root / "raw")}})
+        ingest_to(p, root / "raw", project / "data" / "interim" / "manifest.parquet")
+        assert objects_step(p, project).counts["kept"] == 120
+        result = profile_step(p, project)
+        assert result.counts["objects"] == 120
+        return Profile.load(project / "data" / "processed" / "profile.json")
+
+    ref, like, zoomed = version("ref", 0, 1.0), version("like", 1, 1.0), version("zoomed", 2, 2.0)
+    assert ref.objects is not None and ref.objects.files_seen == 120 and set(ref.objects.segments["class"]) == {"ant", "bee"}
+    assert ref.objects.columns["rel_area"].quantiles([0.5])[0] == pytest.approx(0.0156, rel=0.35)  # ~0.125^2
+    merged = Profile.deserialize(ref.serialize()).merge(Profile.deserialize(like.serialize()))
+    assert merged.objects is not None and merged.objects.ok == 240 and merged.ok == ref.ok + like.ok
+    drifted = {(r.feature, r.family) for r in compare(ref, zoomed) if r.drift}
+    assert ("objects.rel_area", "objects") in drifted and ("objects.width", "objects") in drifted
+    assert not any(f.startswith("objects.") for f, _ in {(r.feature, r.family) for r in compare(ref, like) if r.drift})
+    assert not {f for f, _ in drifted if not f.startswith("objects.")}  # the images themselves did not change
+    with pytest.raises(BadInput, match="objects"):
+        Profile.deserialize(ref.serialize()).merge(Profile.deserialize(ref.serialize()).__class__.empty(ref.kinds, ref.cfg))

@@ -56,6 +56,7 @@ class Profile:
     segments: dict[str, dict[str, dict[str, Sketch]]] = field(default_factory=dict)
     segment_rows: dict[str, Counter[str]] = field(default_factory=dict)
     embedding: EmbeddingStats | None = None  # when the embed step ran: centroids, distances, a sample
+    objects: Profile | None = None  # with annotations: the objects' own profile (pixelscope.profile.objects)
 
     # --- construction --------------------------------------------------------------
 
@@ -153,15 +154,7 @@ class Profile:
     def merge(self, other: Profile) -> Profile:
         """Merge other into self (in place) and return self. Every check runs before anything changes,
         so a merge that fails leaves both profiles as they were."""
-        if other.kinds != self.kinds:
-            diff = sorted(set(other.kinds.items()) ^ set(self.kinds.items()))
-            raise BadInput(f"cannot merge profiles with different columns: {diff[:5]}")
-        if (other.cfg.kll_k, other.cfg.segments) != (self.cfg.kll_k, self.cfg.segments):
-            raise BadInput("cannot merge profiles built with different profile.kll_k or profile.segments")
-        if (self.embedding is None) != (other.embedding is None):
-            raise BadInput("cannot merge a profile with embedding statistics and one without")
-        if self.embedding is not None and other.embedding is not None:
-            self.embedding.check_mergeable(other.embedding)
+        self.check_mergeable(other)
         self.files_seen += other.files_seen
         self.ok += other.ok
         self.errors_by_reason.update(other.errors_by_reason)
@@ -175,7 +168,25 @@ class Profile:
                     self.segments[seg][slot][name].merge(sk)  # type: ignore[arg-type]  # same kinds, same types
         if self.embedding is not None and other.embedding is not None:
             self.embedding.merge(other.embedding)
+        if self.objects is not None and other.objects is not None:
+            self.objects.merge(other.objects)
         return self
+
+    def check_mergeable(self, other: Profile) -> None:
+        """Raise (changing nothing) when merge(other) would fail; merge runs these checks first."""
+        if other.kinds != self.kinds:
+            diff = sorted(set(other.kinds.items()) ^ set(self.kinds.items()))
+            raise BadInput(f"cannot merge profiles with different columns: {diff[:5]}")
+        if (other.cfg.kll_k, other.cfg.segments) != (self.cfg.kll_k, self.cfg.segments):
+            raise BadInput("cannot merge profiles built with different profile.kll_k or profile.segments")
+        if (self.embedding is None) != (other.embedding is None):
+            raise BadInput("cannot merge a profile with embedding statistics and one without")
+        if self.embedding is not None and other.embedding is not None:
+            self.embedding.check_mergeable(other.embedding)
+        if (self.objects is None) != (other.objects is None):
+            raise BadInput("cannot merge a profile with objects (annotations) and one without")
+        if self.objects is not None and other.objects is not None:
+            self.objects.check_mergeable(other.objects)
 
     @property
     def errors(self) -> int:
@@ -229,6 +240,7 @@ class Profile:
                 for seg, values in self.segments.items()
             },
             **({"embedding": self.embedding.to_dict()} if self.embedding is not None else {}),
+            **({"objects": self.objects.to_dict()} if self.objects is not None else {}),
         }
 
     def serialize(self) -> bytes:
@@ -240,6 +252,10 @@ class Profile:
             d = json.loads(data)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise BadInput(f"not a pixelscope profile (not JSON): {e}") from None
+        return cls.from_dict(d)
+
+    @classmethod
+    def from_dict(cls, d: Any) -> Profile:
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise BadInput("not a pixelscope profile (missing format marker)")
         if d.get("version") != FORMAT_VERSION:
@@ -253,6 +269,8 @@ class Profile:
                           for seg, values in d["segments"].items()}
         if d.get("embedding"):
             p.embedding = EmbeddingStats.from_dict(d["embedding"])
+        if d.get("objects"):
+            p.objects = cls.from_dict(d["objects"])
         return p
 
     def save(self, path: str | Path) -> int:

@@ -20,6 +20,7 @@ from pixelscope.io.manifest import column_kinds
 from pixelscope.io.store import CURRENT, ShardStore, current_store
 from pixelscope.pipeline.steps import ProgressFn, StepResult, write_metrics
 from pixelscope.profile.embedding import EmbeddingStats, stats_from_store
+from pixelscope.profile.objects import object_profile
 from pixelscope.profile.outputs import Outputs, model_outputs
 from pixelscope.profile.profile import Profile, merge_all
 
@@ -78,11 +79,16 @@ def finish_profile(params: Params, project: str | Path, parts: Iterable[Profile]
                                              params.embed.sample_size, params.profile.max_segment_values)
         if profile.embedding is not None:
             add_knn_distances(profile.embedding, store, paths.manifest, params.issues)
+    if paths.objects.exists():  # the objects stage's table, when it describes this manifest
+        t = pq.read_table(paths.manifest, columns=["id", "status"]).to_pydict()
+        profile.objects = object_profile(paths.objects, params.profile,
+                                         {i for i, s in zip(t["id"], t["status"]) if s == "ok"})
     size = profile.save(paths.profile)
     seconds = time.perf_counter() - t0
     outputs = outputs_for(params, project)
     counts = {"files_seen": profile.files_seen, "ok": profile.ok, "errors": profile.errors,
-              **(outputs.counts if outputs is not None else {})}
+              **(outputs.counts if outputs is not None else {}),
+              **({"objects": profile.objects.ok} if profile.objects is not None else {})}
     metrics = {**counts, "bytes": size, "seconds": round(seconds, 3)}
     summary = (f"profiled {profile.files_seen} files ({profile.ok} ok, {profile.errors} errors) in {seconds:.2f}s; "
                f"{paths.profile} ({size / 1024:,.0f} KiB)")

@@ -20,8 +20,10 @@ errors before its p-value is taken, and a distance no larger than what the sketc
 resolve is never called drift.
 
 Multiple testing: hypotheses fall into families — class_balance (the balance columns' tests),
-features (every feature over all images), segments (features per segment value) and
-embedding — and `drift.budget` splits `drift.alpha` between them. Inside a family the
+features (every feature over all images), segments (features per segment value),
+embedding, and objects (the annotated objects' columns, overall and per class, named
+`objects.<column>`) — and `drift.budget` splits `drift.alpha` between them (weights, normalised
+over the families that have tests). Inside a family the
 p-values are corrected (Holm or Benjamini-Hochberg, `drift.correction`; PSI, Hellinger and JS
 share one hypothesis) and divided by the family's share, so a row drifts when its adjusted
 p-value is below alpha (Bonferroni across families, Holm within: the family-wise error stays
@@ -313,9 +315,21 @@ def adjust(p: list[float], method: str) -> list[float]:
 def compare(ref: Profile, cur: Profile, cfg: DriftConfig | None = None) -> list[DriftRow]:
     """Every drift row between two profiles, corrected for multiple testing and decided."""
     cfg = cfg or DriftConfig()
+    rows = column_rows(ref, cur, cfg, cfg.segments)
+    if ref.objects is not None and cur.objects is not None:  # the objects' own columns, per class too
+        for r in column_rows(ref.objects, cur.objects, cfg, ref.objects.cfg.segments):
+            r.feature = f"objects.{r.feature}"
+            rows.append(r)
+    if ref.embedding is not None and cur.embedding is not None:
+        rows += embedding_rows(ref.embedding, cur.embedding, cfg)
+    return decide(rows, cfg)
+
+
+def column_rows(ref: Profile, cur: Profile, cfg: DriftConfig, segments: list[str]) -> list[DriftRow]:
+    """The undecided rows of every column both profiles sketch, overall and per segment value."""
     rows: list[DriftRow] = []
     pairs = [("all", ref.columns, cur.columns)]
-    for seg in cfg.segments:
+    for seg in segments:
         for value in sorted(set(ref.segments.get(seg, {})) & set(cur.segments.get(seg, {}))):
             pairs.append((f"{seg}={value}", ref.segments[seg][value], cur.segments[seg][value]))
     for segment, a, b in pairs:
@@ -333,13 +347,13 @@ def compare(ref: Profile, cur: Profile, cfg: DriftConfig | None = None) -> list[
                 rows += categorical_rows(name, segment, sa, sb, cfg)
                 if segment == "all" and name in cfg.balance:
                     rows += share_rows(name, sa, sb, cfg)
-    if ref.embedding is not None and cur.embedding is not None:
-        rows += embedding_rows(ref.embedding, cur.embedding, cfg)
-    return decide(rows, cfg)
+    return rows
 
 
 def family_of(row: DriftRow, cfg: DriftConfig) -> str:
     """The multiple-testing family a row's hypothesis belongs to (see the module docstring)."""
+    if row.feature.startswith("objects."):
+        return "objects"
     if row.test == "share" or (row.feature in cfg.balance and row.segment == "all"):
         return "class_balance"
     if row.feature.startswith("embedding"):
