@@ -182,7 +182,19 @@ class ProfileConfig(_Strict):
 
 
 DEFAULT_FINDERS = ["unreadable", "exact_duplicate", "near_duplicate", "leakage", "quality", "label_error", "outlier",
-                   "dataset"]
+                   "objects", "dataset"]
+
+
+class ObjectIssuesConfig(_Strict):
+    """The objects finder (pixelscope.issues.objects): boxes of the objects table."""
+
+    duplicate_iou: float = Field(default=0.9, gt=0, le=1)  # two boxes of one class overlapping this much: one object twice
+    overlap_iou: float = Field(default=0.7, gt=0, le=1)  # boxes of two classes overlapping this much: which is it?
+    input_size: int = Field(default=640, gt=0)  # the model's input: the image's longer side is scaled to this ...
+    min_side_px: float = Field(default=8.0, gt=0)  # ... and a box whose shorter side is below this there is too small
+    rare_share: float = Field(default=0.01, gt=0, lt=1)  # a class with less than this share of the objects is rare
+    no_objects_min_share: float = Field(default=0.5, gt=0, le=1)  # flag images without objects only when at
+    # least this share of the images has some (a dataset of mostly empty frames is not annotated that way)
 
 
 class DuplicateModel(_Strict):
@@ -203,6 +215,7 @@ class DuplicateModel(_Strict):
 
 class IssuesConfig(_Strict):
     finders: list[str] = Field(default_factory=lambda: list(DEFAULT_FINDERS))
+    objects: ObjectIssuesConfig = Field(default_factory=ObjectIssuesConfig)
     plugins: list[str] = Field(default_factory=list)
     # near-duplicates. fused (default): pairs within candidate_max_hamming pHash bits or candidate_min_cosine
     # embedding cosine are scored by near_duplicate_model and kept at >= near_duplicate_min_probability.

@@ -300,3 +300,48 @@ def test_object_sketches_merge_travel_in_the_profile_and_drift_in_their_own_fami
     assert not {f for f, _ in drifted if not f.startswith("objects.")}  # the images themselves did not change
     with pytest.raises(BadInput, match="objects"):
         Profile.deserialize(ref.serialize()).merge(Profile.deserialize(ref.serialize()).__class__.empty(ref.kinds, ref.cfg))
+
+
+def test_the_objects_finder_flags_planted_box_faults_and_names_the_objects(photos, tmp_path):
+    """Planted on real photos: a box annotated twice, one box under two classes, a box too small for a
+    640-px input, an object at the border, a rare class, an image left without objects, and an object
+    the stage flagged. Each lands on its image, with a reason naming the objects; clean images stay clean."""
+    from pixelscope.annotations.step import objects_step
+    from pixelscope.issues.step import issues_step
+
+    root, manifest = photos
+    (a, (wa, ha)), (b, (wb, hb)), (c, (wc, hc)), (d, (wd, hd)) = sorted(sizes(manifest).items())
+    images = [{"id": k, "file_name": n, "width": w, "height": h}
+              for k, (n, (w, h)) in enumerate(sorted(sizes(manifest).items()))]
+    box = lambda k, cat, x, y, w, h: {"image_id": k, "category_id": cat, "bbox": [x, y, w, h], "iscrowd": 0}  # noqa: E731
+    anns = [box(0, 1, 20, 20, 100, 80), box(0, 1, 21, 20, 100, 80),  # a: ant twice (IoU ~0.98)
+            box(1, 1, 30, 30, 90, 90), box(1, 2, 30, 30, 90, 90),  # b: ant and bee on one box
+            box(1, 1, 150, 40, 2, 2),  # b: 2 px: under 8 px at a 640 input for any photo here
+            box(2, 1, 0, 10, 60, 60), box(2, 3, 80, 80, 50, 50),  # c: at the left border; the only wasp
+            box(2, 1, 90, 5, -4, 10)]  # c: a box the objects stage flags (bad_box); d: no objects
+    anns += [box(k % 3, 2, 200 + 30 * (k // 3), 150, 25, 25) for k in range(30)]  # bees, so the wasp is rare
+    for n, x in enumerate(anns, 1):
+        x["id"] = n
+    (tmp_path / "coco.json").write_text(json.dumps({"images": images, "annotations": anns, "categories": [
+        {"id": 1, "name": "ant"}, {"id": 2, "name": "bee"}, {"id": 3, "name": "wasp"}]}))
+    project = tmp_path / "project"
+    p = parse_params({"ingest": {"workers": 1, "annotations": {"path": str(tmp_path / "coco.json")}},
+                      "paths": {"raw": str(root / "raw")}, "issues": {"objects": {"rare_share": 0.05}}})
+    ingest_to(p, root / "raw", project / "data" / "interim" / "manifest.parquet")
+    objects_step(p, project)
+    issues_step(p, project)
+    issues = pq.read_table(project / "data" / "processed" / "issues.parquet").to_pandas()
+    issues["name"] = issues["path"].str.split("/").str[-1]
+    flagged = {flag: sorted(issues.loc[issues[flag], "name"]) for flag in
+               ("duplicate_boxes", "class_overlap", "small_objects", "cut_objects", "no_objects", "rare_class",
+                "flagged_objects")}
+    assert flagged["duplicate_boxes"] == [a] and flagged["class_overlap"] == [b] and flagged["small_objects"] == [b]
+    assert flagged["no_objects"] == [d] and flagged["rare_class"] == [c] and flagged["flagged_objects"] == [c]
+    assert c in flagged["cut_objects"]
+    reasons = dict(zip(issues["name"], issues["reasons"]))
+    assert "#0 (ant) and #1 (ant): IoU 0.98" in reasons[a] and "#0 (ant) and #1 (bee): IoU 1.00" in reasons[b]
+    assert "wasp" in reasons[c] and "bad_box" in reasons[c]
+    assert issues.loc[issues["name"] == a, "duplicate_boxes_score"].item() == pytest.approx(0.98, abs=0.01)
+    summary = json.loads((project / "data" / "processed" / "issues.json").read_text())["finders"]["objects"]
+    assert summary["classes"] == {"bee": 31, "ant": 5, "wasp": 1} and summary["imbalance"] == 31.0
+    assert not issues.loc[issues["name"] == d, ["duplicate_boxes", "class_overlap", "small_objects"]].any(axis=None)

@@ -71,6 +71,7 @@ class Dataset:
     reference: Profile | None = None
     reference_name: str = ""
     raw: Any = None  # the raw folder (Path), for finders that re-read files
+    objects: pd.DataFrame | None = None  # the objects table (ingest.annotations), when it describes this manifest
     _graph: Graph | None = field(default=None, repr=False)
 
     def graph(self) -> Graph:

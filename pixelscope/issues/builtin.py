@@ -1,3 +1,3 @@
 """Importing this module registers every built-in finder (in the order they usually run)."""
 
-from pixelscope.issues import dataset, duplicates, labels, leakage, outliers, quality  # noqa: F401
+from pixelscope.issues import dataset, duplicates, labels, leakage, objects, outliers, quality  # noqa: F401

@@ -39,7 +39,18 @@ def load_dataset(params: Params, project: str | Path) -> tuple[Dataset, str]:
     reference = load_reference(params, Path(project))
     v = params.validate_
     name = str(v.reference or v.reference_rev or "")
-    return Dataset(frame, params.issues, embeddings, reference, name, paths.raw), about
+    return Dataset(frame, params.issues, embeddings, reference, name, paths.raw, objects=objects_of(paths.objects, frame)), about
+
+
+def objects_of(path: Path, frame: pd.DataFrame) -> pd.DataFrame | None:
+    """The objects table when there is one with rows whose kept objects are this manifest's images."""
+    if not path.exists():
+        return None
+    table = pq.read_table(path).to_pandas()
+    kept = table[table["status"] == "ok"]
+    if table.empty or not set(kept["id"]) <= set(frame.loc[frame["status"] == "ok", "id"]):
+        return None
+    return table
 
 
 def run_finders(data: Dataset, names: list[str], seconds: dict[str, float] | None = None) -> dict[str, Finding]:

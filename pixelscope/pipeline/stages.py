@@ -125,7 +125,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("issues", "pixelscope.issues.step:issues_step",
           "Find what is wrong with each image: duplicates, near-duplicates, leakage, label errors, quality, outliers.",
           params=("issues", "validate.reference", "validate.reference_rev"),
-          deps=("${paths.manifest}", "${paths.embeddings}"),
+          deps=("${paths.manifest}", "${paths.embeddings}", "${paths.objects}"),
           outs=(Out("${paths.issues}"), Out("${paths.issue_pairs}"), Out("${paths.issues_summary}"),
                 Out("${paths.neighbours}")), metrics=True),
     Stage("validate", "pixelscope.validate.step:validate_step",

@@ -1,0 +1,120 @@
+"""Object flags (with ingest.annotations): what is wrong with an image's boxes, one column pair per
+flag, like the quality finder — `objects` is any of them.
+
+    duplicate_boxes    two kept boxes of one class with IoU >= issues.objects.duplicate_iou: one
+                       object annotated twice (score: the highest such IoU)
+    class_overlap      boxes of two classes with IoU >= issues.objects.overlap_iou: which is it?
+                       (score: the highest such IoU)
+    small_objects      a box whose shorter side, with the image's longer side scaled to
+                       issues.objects.input_size, is under issues.objects.min_side_px (score: how
+                       far under, 0-1)
+    cut_objects        objects cut at the image border (score: the share of its objects cut)
+    no_objects         a readable image without a kept object while at least
+                       issues.objects.no_objects_min_share of the images have some (score 1)
+    rare_class         an image with an object of a class holding less than issues.objects.rare_share
+                       of all objects (score: 1 - that share / the bar)
+    flagged_objects    an object the objects stage flagged (a rule it broke; score 1)
+
+Reasons name the objects (`#2 and #5 (ant): IoU 0.93`), so a reviewer can find them in the objects
+table. The summary has the object-level class counts and the imbalance ratio (largest / smallest).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pixelscope.issues.base import Dataset, Finding, finder
+
+FLAGS = ("duplicate_boxes", "class_overlap", "small_objects", "cut_objects", "no_objects", "rare_class",
+         "flagged_objects")
+
+
+def iou_pairs(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(i, j, IoU) for every pair i < j of boxes (x0, y0, x1, y1)."""
+    i, j = np.triu_indices(len(boxes), k=1)
+    a, b = boxes[i], boxes[j]
+    w = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
+    h = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
+    inter = w * h
+    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
+    return i, j, inter / np.maximum(area(a) + area(b) - inter, 1e-12)
+
+
+@finder("objects", _builtin=True)
+def objects(data: Dataset, found: dict[str, Finding]) -> Finding:
+    if data.objects is None:
+        return Finding.skip("objects", "no annotated objects (set ingest.annotations and run `pixelscope objects`)")
+    frame, cfg = data.frame, data.cfg.objects
+    row_of = {p: r for r, p in zip(frame.index, frame["path"])}
+    flags: dict[str, dict[int, float]] = {f: {} for f in FLAGS}
+    reasons: dict[int, list[str]] = {}
+
+    def flag(name: str, r: int, score: float, why: str) -> None:
+        flags[name][r] = max(score, flags[name].get(r, 0.0))
+        reasons.setdefault(r, []).append(f"{name.replace('_', ' ')}: {why}")
+
+    obj = data.objects
+    for path, bad in obj[obj["status"] == "flagged"].groupby("path", sort=False):
+        if path in row_of:
+            flag("flagged_objects", row_of[path], 1.0, "; ".join(f"#{o} {rule}" for o, rule in zip(bad["object"], bad["rule"])))
+    kept = obj[obj["status"] == "ok"]
+    counts = Counter(kept["class"])
+    total = sum(counts.values())
+    rare = {c for c, n in counts.items() if n / total < cfg.rare_share} if total else set()
+    for path, group in kept.groupby("path", sort=False):
+        r = row_of.get(path)
+        if r is None:
+            continue
+        g = group.reset_index(drop=True)
+        longer = max(frame.at[r, "width"], frame.at[r, "height"])
+        side = np.minimum(g["width"], g["height"]) * cfg.input_size / longer
+        small = side < cfg.min_side_px
+        if small.any():
+            k = int(side.idxmin())
+            flag("small_objects", r, float(1 - side[k] / cfg.min_side_px),
+                 f"{int(small.sum())} of {len(g)} boxes under {cfg.min_side_px:g} px at {cfg.input_size} px input "
+                 f"(#{g.at[k, 'object']}: {side[k]:.1f} px)")
+        cut = g["truncated"].astype(bool)
+        if cut.any():
+            flag("cut_objects", r, float(cut.mean()), f"{int(cut.sum())} of {len(g)} objects cut at the border")
+        mine = sorted(rare & set(g["class"]))
+        if mine:
+            share = min(counts[c] / total for c in mine)
+            flag("rare_class", r, 1 - share / cfg.rare_share, f"{', '.join(mine)} ({share:.2%} of all objects)")
+        if len(g) > 1:
+            i, j, iou = iou_pairs(g[["x0", "y0", "x1", "y1"]].to_numpy(float))
+            same = g["class"].to_numpy()[i] == g["class"].to_numpy()[j]
+            for name, mask, bar in (("duplicate_boxes", same & (iou >= cfg.duplicate_iou), cfg.duplicate_iou),
+                                    ("class_overlap", ~same & (iou >= cfg.overlap_iou), cfg.overlap_iou)):
+                if mask.any():
+                    k = int(np.argmax(np.where(mask, iou, -1)))
+                    a, b = g.loc[i[k]], g.loc[j[k]]
+                    flag(name, r, float(iou[k]), f"#{a['object']} ({a['class']}) and #{b['object']} ({b['class']}): "
+                         f"IoU {iou[k]:.2f} >= {bar:g}" + (f"; {int(mask.sum())} pairs" if mask.sum() > 1 else ""))
+    ok = frame["status"] == "ok"
+    with_objects = frame["path"].isin(set(kept["path"]))
+    share = float(with_objects[ok].mean()) if ok.any() else 0.0
+    if share >= cfg.no_objects_min_share:
+        for r in frame.index[ok & ~with_objects]:
+            flag("no_objects", int(r), 1.0, f"no objects, while {share:.0%} of the images have some")
+    columns: dict[str, pd.Series] = {}
+    any_flag = pd.Series(False, index=frame.index)
+    worst = pd.Series(0.0, index=frame.index)
+    for name in FLAGS:
+        score = pd.Series(flags[name], dtype=float).reindex(frame.index, fill_value=0.0)
+        mask = pd.Series(False, index=frame.index)
+        mask[list(flags[name])] = True
+        columns[name], columns[f"{name}_score"] = mask, score
+        any_flag |= mask
+        worst = np.maximum(worst, score)
+    summary: dict[str, Any] = {
+        "flagged": int(any_flag.sum()), "by_flag": {n: len(flags[n]) for n in FLAGS},
+        "objects": total, "classes": dict(counts.most_common()),
+        "imbalance": round(max(counts.values()) / min(counts.values()), 2) if counts else None,
+        "rare_classes": sorted(rare), "images_with_objects_share": round(share, 4),
+        "thresholds": cfg.model_dump()}
+    return Finding("objects", {"objects": any_flag, "objects_score": worst, **columns}, reasons, summary=summary)
