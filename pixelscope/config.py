@@ -278,7 +278,7 @@ class VersioningConfig(_Strict):
     git_commit: bool = False
 
 
-ExportFormat = Literal["imagefolder", "torchvision", "webdataset", "parquet"]
+ExportFormat = Literal["imagefolder", "torchvision", "webdataset", "parquet", "coco", "yolo"]  # coco, yolo: with objects
 EXPORT_FORMATS: tuple[ExportFormat, ...] = ("imagefolder", "torchvision", "webdataset", "parquet")
 
 

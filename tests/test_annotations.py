@@ -345,3 +345,84 @@ def test_the_objects_finder_flags_planted_box_faults_and_names_the_objects(photo
     summary = json.loads((project / "data" / "processed" / "issues.json").read_text())["finders"]["objects"]
     assert summary["classes"] == {"bee": 31, "ant": 5, "wasp": 1} and summary["imbalance"] == 31.0
     assert not issues.loc[issues["name"] == d, ["duplicate_boxes", "class_overlap", "small_objects"]].any(axis=None)
+
+
+@pytest.mark.slow
+def test_exports_with_boxes_load_in_pycocotools_torchvision_supervision_and_datasets(corpus, tmp_path):
+    """16 ant / bee photos with COCO boxes through objects, issues and curate: the COCO export loads in
+    pycocotools and torchvision's CocoDetection, the YOLO export in supervision's reader, the parquet
+    export in Hugging Face datasets (an `objects` feature), the webdataset JSON carries the boxes —
+    each with the ledger's images and the objects table's kept boxes; the card counts them per split."""
+    import tarfile
+
+    from conftest import REPO
+    from pixelscope.annotations.step import objects_step
+    from pixelscope.curate.step import curate_step
+    from pixelscope.issues.step import issues_step
+
+    raw = tmp_path / "data" / "raw"
+    for label in ("ants", "bees"):
+        (raw / label).mkdir(parents=True)
+        for f in sorted((corpus / "labeled" / "hymenoptera").rglob(f"{label}*/*.jpg"))[:8]:
+            shutil.copy(f, raw / label / f.name)
+    shutil.copytree(REPO / "expectations", tmp_path / "expectations")
+    p0 = parse_params({"ingest": {"workers": 1}})
+    ingest_to(p0, raw, tmp_path / p0.paths.manifest)
+    manifest = pq.read_table(tmp_path / p0.paths.manifest)
+    coco_with_random_boxes(tmp_path / "coco.json", manifest, seed=3, scale=1.0, per_image=3)
+    p = parse_params({"ingest": {"workers": 1, "annotations": {"path": "coco.json"}}, "paths": {"embeddings": "none"},
+                      "curate": {"formats": ["coco", "yolo", "parquet", "webdataset"], "workers": 1,
+                                 "splits": {"ratios": {"train": 0.75, "val": 0.25, "test": 0.0}}}})
+    objects_step(p, tmp_path)
+    issues_step(p, tmp_path)
+    curate_step(p, tmp_path)
+    out = tmp_path / "data" / "curated"
+    led = pq.read_table(out / "curation.parquet").to_pandas()
+    inc = led[led["included"]]
+    objs = pq.read_table(tmp_path / p.paths.objects).to_pandas()
+    kept = objs[(objs["status"] == "ok") & objs["path"].isin(inc["path"])]
+    splits = sorted(set(inc["split"]))
+    assert len(kept) > 0 and set(splits) <= {"train", "val"}
+    from pycocotools.coco import COCO
+    from torchvision.datasets import CocoDetection
+
+    total = 0
+    for split in splits:
+        ann = out / "coco" / "annotations" / f"instances_{split}.json"
+        coco = COCO(str(ann))
+        want = kept[kept["path"].isin(inc.loc[inc["split"] == split, "path"])]
+        assert len(coco.getImgIds()) == (inc["split"] == split).sum() and len(coco.getAnnIds()) == len(want)
+        assert sorted(c["name"] for c in coco.loadCats(coco.getCatIds())) == ["ant", "bee"]
+        ds = CocoDetection(str(out / "coco" / split), str(ann))
+        image, target = ds[0]
+        assert image.size == (coco.imgs[ds.ids[0]]["width"], coco.imgs[ds.ids[0]]["height"]) and isinstance(target, list)
+        total += sum(len(ds[k][1]) for k in range(len(ds)))
+    assert total == len(kept)
+    import supervision as sv
+
+    yolo = out / "yolo"
+    for split in splits:
+        sv_ds = sv.DetectionDataset.from_yolo(str(yolo / "images" / split), str(yolo / "labels" / split),
+                                              str(yolo / "data.yaml"))
+        assert len(sv_ds) == (inc["split"] == split).sum() and sv_ds.classes == ["ant", "bee"]
+        boxes = sum(len(d) for _, _, d in sv_ds)
+        assert boxes == kept["path"].isin(inc.loc[inc["split"] == split, "path"]).sum()
+        # the same pixels as the objects table (YOLO keeps 6 decimals of a share of the image)
+        exported, _, det = next(iter(sv_ds))
+        row = inc[[Path(exported).name.endswith(Path(q).name) for q in inc["path"]]].iloc[0]
+        mine = kept[kept["path"] == row["path"]].sort_values("object")[["x0", "y0", "x1", "y1"]].to_numpy()
+        np.testing.assert_allclose(np.sort(det.xyxy, axis=0), np.sort(mine, axis=0), atol=0.5)
+    import datasets
+
+    hf = datasets.load_dataset("parquet", data_files={s: str(out / "parquet" / "data" / f"{s}-*.parquet") for s in splits})
+    assert hf["train"].features["objects"]["category"].feature.names == ["ant", "bee"]
+    assert sum(len(r["objects"]["bbox"]) for s in splits for r in hf[s]) == len(kept)
+    first = hf["train"][0]
+    ref = kept[kept["path"] == inc.set_index("id").loc[first["id"], "path"]].sort_values("object")
+    np.testing.assert_allclose(first["objects"]["bbox"], ref[["x0", "y0", "width", "height"]].to_numpy(), atol=0.01)
+    with tarfile.open(next((out / "webdataset").glob("train-*.tar"))) as tar:
+        sample = json.loads(tar.extractfile(next(m for m in tar.getmembers() if m.name.endswith(".json"))).read())
+    assert set(sample["objects"]) == {"bbox", "category"} and len(sample["objects"]["bbox"]) >= 1
+    card = (out / "README.md").read_text()
+    assert "## Objects" in card and "object-detection" in card
+    assert "| train | " in card.split("## Objects")[1]

@@ -36,11 +36,13 @@ Per image (every readable manifest image, annotated or not: "no objects" is data
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pixelscope.annotations.formats import RawObject, Read
 
@@ -170,6 +172,18 @@ def coverage(boxes: list[tuple[float, float, float, float]], w: int, h: int) -> 
     for x0, y0, x1, y1 in boxes:
         grid[int(y0 / h * GRID):int(np.ceil(y1 / h * GRID)), int(x0 / w * GRID):int(np.ceil(x1 / w * GRID))] = True
     return float(grid.mean())
+
+
+def objects_of(path: Path, frame: pd.DataFrame) -> pd.DataFrame | None:
+    """The objects table at path when it has rows and its kept objects are this manifest frame's
+    readable images (a table written for another manifest is not used)."""
+    if not path.exists():
+        return None
+    table = pq.read_table(path).to_pandas()
+    kept = table[table["status"] == "ok"]
+    if table.empty or not set(kept["id"]) <= set(frame.loc[frame["status"] == "ok", "id"]):
+        return None
+    return table
 
 
 def objects_table(read: Read, manifest: pa.Table) -> tuple[pa.Table, pa.Table, dict[str, Any]]:

@@ -31,7 +31,8 @@ def leaks(ledger: pd.DataFrame) -> dict[str, int]:
 def render(*, ledger: pd.DataFrame, counts: dict[str, Any], classes: list[str], split_bytes: dict[str, int],
            recipe: dict[str, Any], version: dict[str, Any], issues: dict[str, Any] | None,
            validation: dict[str, Any] | None, curated_check: dict[str, Any], profile: dict[str, Any], formats: list[str],
-           pretty_name: str, license_: str) -> str:
+           pretty_name: str, license_: str, objects: dict[str, dict[str, int]] | None = None) -> str:
+    """The dataset card; `objects` (split -> object class -> kept objects) adds the detection parts."""
     splits = sorted(counts["splits"])
     header: dict[str, Any] = {
         "pretty_name": pretty_name,
@@ -46,6 +47,12 @@ def render(*, ledger: pd.DataFrame, counts: dict[str, Any], classes: list[str], 
                        for s in splits],
         },
     }
+    if objects is not None:
+        object_classes = sorted({c for per in objects.values() for c in per})
+        header["task_categories"] = ["object-detection"]
+        header["dataset_info"]["features"].append({"name": "objects", "sequence": [
+            {"name": "bbox", "sequence": "float32", "length": 4},
+            {"name": "category", "dtype": {"class_label": {"names": dict(enumerate(object_classes))}}}]})
     if "parquet" in formats:
         header["configs"] = [{"config_name": "default", "data_files": [
             {"split": s, "path": f"parquet/data/{s}-*.parquet"} for s in splits]}]
@@ -61,6 +68,13 @@ def render(*, ledger: pd.DataFrame, counts: dict[str, Any], classes: list[str], 
     for s in splits:
         per = counts["per_split_label"].get(s, {})
         lines.append(f"| {s} | " + " | ".join(str(per.get(c, 0)) for c in classes) + f" | {counts['splits'][s]} |")
+    if objects is not None:
+        object_classes = sorted({c for per in objects.values() for c in per})
+        lines += ["", "## Objects", "", "Kept annotated objects per split and class (boxes as COCO x, y, w, h in pixels).",
+                  "", "| split | " + " | ".join(object_classes) + " | total |", "|---|" + "---:|" * (len(object_classes) + 1)]
+        for s in splits:
+            per = objects.get(s, {})
+            lines.append(f"| {s} | " + " | ".join(str(per.get(c, 0)) for c in object_classes) + f" | {sum(per.values())} |")
     lines += ["", "## What was removed and why", "", "| reason (first) | images |", "|---|---:|"]
     quality = (issues or {}).get("finders", {}).get("quality", {}).get("thresholds", {})
     lines += [f"| {why} | {n} |" for why, n in counts["excluded_by_first_reason"].items()] or ["| (none) | 0 |"]

@@ -9,6 +9,14 @@ so a killed run leaves the previous set, never half of a new one).
 - webdataset: `<split>-%05d.tar` shards keyed by content id: `<id>.<ext>`, `.cls`, `.json`
 - parquet: `data/<split>-0000i-of-0000N.parquet`, image as the datasets `Image` struct
   (bytes + path), label as a class index (`ClassLabel`), features in the schema metadata
+- coco (with annotated objects): `<split>/<file>` + `annotations/instances_<split>.json`, read by
+  pycocotools' COCO and torchvision's CocoDetection
+- yolo (with annotated objects): `images/<split>/<file>`, `labels/<split>/<stem>.txt` (class cx cy w
+  h, normalised) and `data.yaml` (path, one entry per split, names)
+
+With objects, the webdataset JSON and the parquet rows carry them too: `objects` = {bbox: [[x, y,
+w, h], ...] in pixels (COCO's box format), category: [class index, ...]}, the object classes as a
+ClassLabel (objects.json lists them).
 
 File and folder names come from `safe_name` / `label_dirs`: no separators, no `..`, no
 absolute paths; a label that is not a safe folder name is mapped (`class-<hash>`) and the
@@ -52,6 +60,13 @@ class Item:
     class_index: int
     file_name: str  # unique, safe
     meta: dict[str, Any] = field(default_factory=dict)
+    objects: list[dict[str, Any]] | None = None  # kept objects: bbox (x, y, w, h px), category (index), area, iscrowd
+    size: tuple[int, int] | None = None  # (width, height): what the boxes are in
+
+    def objects_field(self) -> dict[str, list[Any]]:
+        """The objects as the Hugging Face `objects` feature: lists of boxes and category indices."""
+        objs = self.objects or []
+        return {"bbox": [o["bbox"] for o in objs], "category": [o["category"] for o in objs]}
 
 
 def label_dirs(labels: list[str]) -> dict[str, str]:
@@ -224,8 +239,9 @@ def _tar_shard(path: str, chunk: list[Item]) -> str:
         with wds.TarWriter(fh, mtime=0.0) as sink:
             for it in chunk:
                 ext = Path(it.file_name).suffix.lstrip(".") or "img"
+                extra = {"objects": it.objects_field()} if it.objects is not None else {}
                 sink.write({"__key__": it.id, ext: read_bytes(it.src), "cls": it.class_index,
-                            "json": {"label": it.label, "id": it.id, "file_name": it.file_name, **it.meta}})
+                            "json": {"label": it.label, "id": it.id, "file_name": it.file_name, **it.meta, **extra}})
     return fh.hexdigest()
 
 
@@ -243,22 +259,39 @@ def export_webdataset(items: list[Item], root: Path | Url, shard_size: int, work
 def _parquet_shard(path: str, chunk: list[Item], features: dict[str, Any]) -> str:
     cols: dict[str, Any] = {"image": [{"bytes": read_bytes(it.src), "path": it.file_name} for it in chunk],
                             "label": [it.class_index for it in chunk], "id": [it.id for it in chunk]}
+    if "objects" in features["info"]["features"]:
+        cols["objects"] = [it.objects_field() for it in chunk]
     for key in features["info"]["features"]:
         if key not in cols:
             cols[key] = [it.meta.get(key) for it in chunk]
+    if "objects" in cols:  # the Arrow type the `objects` feature is stored as (boxes: 4 float32)
+        cols["objects"] = pa.array(cols["objects"], type=OBJECTS_ARROW)
     table = pa.table(cols).replace_schema_metadata({"huggingface": json.dumps(features)})
     with _writer(path) as fh:
         pq.write_table(table, fh, compression="none")  # encoded images do not compress
     return fh.hexdigest()
 
 
+OBJECTS_ARROW = pa.struct([("bbox", pa.list_(pa.list_(pa.float32(), 4))), ("category", pa.list_(pa.int64()))])
+
+
+def objects_feature(object_classes: list[str]) -> dict[str, Any]:
+    """The Hugging Face feature of a detection dataset's `objects` column (datasets 5 form)."""
+    box = {"feature": {"dtype": "float32", "_type": "Value"}, "length": 4, "_type": "List"}
+    return {"bbox": {"feature": box, "_type": "List"},
+            "category": {"feature": {"names": object_classes, "_type": "ClassLabel"}, "_type": "List"}}
+
+
 def export_parquet(items: list[Item], root: Path | Url, shard_size: int, classes: list[str],
-                   features: Callable[[], dict[str, Any]], workers: int = 1) -> dict[str, Any]:
+                   features: Callable[[], dict[str, Any]], workers: int = 1,
+                   object_classes: list[str] | None = None) -> dict[str, Any]:
     """Hugging Face Parquet shards (`data/<split>-0000k-of-0000n.parquet`): image struct {bytes, path},
-    label as ClassLabel index, the features; shards are written by `workers` processes."""
+    label as ClassLabel index, the features (and `objects` with annotations); shards are written by
+    `workers` processes."""
     hf = {"info": {"features": {"image": {"_type": "Image"},
                                 "label": {"names": classes, "_type": "ClassLabel"},
-                                "id": {"dtype": "string", "_type": "Value"}, **features()}}}
+                                "id": {"dtype": "string", "_type": "Value"}, **features(),
+                                **({"objects": objects_feature(object_classes)} if object_classes is not None else {})}}}
     files: dict[str, list[str]] = {}
     folder = _fresh(root / "parquet")
     plan = _shards(items, shard_size)
@@ -269,6 +302,62 @@ def export_parquet(items: list[Item], root: Path | Url, shard_size: int, classes
         files.setdefault(split, []).append(name)
     _sums(folder, list(zip(names, sums)))
     return {"files": len(items), "data_files": files}
+
+
+def export_coco(items: list[Item], root: Path | Url, how: str, object_classes: list[str]) -> dict[str, Any]:
+    """COCO: `<split>/<file>` placed like the tree exports, `annotations/instances_<split>.json` with the
+    kept objects (category ids 1..n in object_classes order; image ids 1..n per split in id order)."""
+    folder = _fresh(root / "coco")
+    categories = [{"id": k + 1, "name": c, "supercategory": ""} for k, c in enumerate(object_classes)]
+    sums: list[tuple[str, str]] = []
+    counts: dict[str, dict[str, int]] = {}
+    for split in sorted({it.split for it in items}):
+        part = sorted((it for it in items if it.split == split), key=lambda it: it.id)
+        images: list[dict[str, Any]] = []
+        annotations: list[dict[str, Any]] = []
+        for n, it in enumerate(part, 1):
+            rel = f"{split}/{it.file_name}"
+            _place(it.src, folder / rel, how)
+            sums.append((rel, it.id))
+            w, h = it.size or (0, 0)
+            images.append({"id": n, "file_name": it.file_name, "width": w, "height": h, "pixelscope_id": it.id})
+            for o in it.objects or []:
+                annotations.append({"id": len(annotations) + 1, "image_id": n, "category_id": o["category"] + 1,
+                                    "bbox": o["bbox"], "area": o["area"], "iscrowd": int(o["iscrowd"])})
+        rel = f"annotations/instances_{split}.json"
+        with _writer(str(folder / rel)) as fh:
+            fh.write(json.dumps({"images": images, "annotations": annotations, "categories": categories}).encode())
+        sums.append((rel, fh.hexdigest()))
+        counts[split] = {"images": len(images), "objects": len(annotations)}
+    _sums(folder, sums)
+    return {"files": len(items), "splits": counts}
+
+
+def export_yolo(items: list[Item], root: Path | Url, how: str, object_classes: list[str]) -> dict[str, Any]:
+    """YOLO: `images/<split>/<file>`, `labels/<split>/<stem>.txt` (class cx cy w h, shares of the image;
+    an image without objects has an empty txt: "no objects" is data) and `data.yaml`."""
+    import yaml
+
+    folder = _fresh(root / "yolo")
+    sums = []
+    splits = sorted({it.split for it in items})
+    for it in items:
+        rel = f"images/{it.split}/{it.file_name}"
+        _place(it.src, folder / rel, how)
+        sums.append((rel, it.id))
+        w, h = it.size or (1, 1)
+        lines = "".join(f"{o['category']} {(x + bw / 2) / w:.6f} {(y + bh / 2) / h:.6f} {bw / w:.6f} {bh / h:.6f}\n"
+                        for o in it.objects or [] for x, y, bw, bh in [o["bbox"]])
+        rel = f"labels/{it.split}/{Path(it.file_name).stem}.txt"
+        with _writer(str(folder / rel)) as fh:
+            fh.write(lines.encode())
+        sums.append((rel, fh.hexdigest()))
+    data = {"path": ".", **{s: f"images/{s}" for s in splits}, "names": dict(enumerate(object_classes))}
+    with _writer(str(folder / "data.yaml")) as fh:
+        fh.write(yaml.safe_dump(data, sort_keys=False).encode())
+    sums.append(("data.yaml", fh.hexdigest()))
+    _sums(folder, sums)
+    return {"files": len(items), "splits": splits, "classes": len(object_classes)}
 
 
 def read_sums(folder: Path) -> dict[str, str]:

@@ -153,8 +153,11 @@ def _write_all(run: CurateRun, seconds: dict[str, float], out: Path) -> dict[str
     dirs = export.label_dirs(classes)
     index = {c: i for i, c in enumerate(classes)}
     feats = [f for f in cfg.metadata_features if f in frame]
+    objects = kept_objects(run)
+    object_classes = sorted({o["class"] for objs in objects.values() for o in objs}) if objects is not None else None
     items = [export.Item(run.paths.raw / p, i, s, lab, dirs[lab], index[lab], export.safe_name(p, i),
-                         {f: plain(frame.at[r, f]) if pd.notna(frame.at[r, f]) else None for f in feats})
+                         {f: plain(frame.at[r, f]) if pd.notna(frame.at[r, f]) else None for f in feats},
+                         *object_fields(objects, object_classes, p, frame.at[r, "width"], frame.at[r, "height"]))
              for r, p, i, s, lab in zip(inc.index, inc["path"], inc["id"], inc["split"], labels)]
     with atomic_path(out / "curation.parquet") as tmp:
         pq.write_table(pa.Table.from_pandas(ledger, preserve_index=False), tmp)
@@ -175,9 +178,22 @@ def _write_all(run: CurateRun, seconds: dict[str, float], out: Path) -> dict[str
         elif fmt == "parquet":
             done[fmt] = export.export_parquet(
                 items, dest, cfg.shard_size, classes,
-                lambda: {f: {"dtype": _value_type(frame[f]), "_type": "Value"} for f in feats}, workers)
+                lambda: {f: {"dtype": _value_type(frame[f]), "_type": "Value"} for f in feats}, workers, object_classes)
+        elif fmt in ("coco", "yolo"):
+            if object_classes is None:
+                done[fmt] = {"skipped": "no annotated objects (set ingest.annotations, run `pixelscope objects`)"}
+                continue
+            write = export.export_coco if fmt == "coco" else export.export_yolo
+            done[fmt] = write(items, dest, cfg.link, object_classes)
         seconds[fmt] = round(time.perf_counter() - t0, 3)  # to the metrics, not the outputs (reproducible)
-    write_card(run, classes, checked, out)
+    object_counts: dict[str, dict[str, int]] | None = None
+    if object_classes is not None:
+        object_counts = {s: {} for s in sorted({it.split for it in items})}
+        for it in items:
+            for o in it.objects or []:
+                per = object_counts[it.split]
+                per[object_classes[o["category"]]] = per.get(object_classes[o["category"]], 0) + 1
+    write_card(run, classes, checked, out, object_counts)
     write_bytes_atomic(out / "curate.json", json.dumps(plain({**run.counts, "recipe": cfg.model_dump(mode="json"),
                                                               "classes": classes, "label_folders": dirs,
                                                               "leaks": card.leaks(ledger), "validation": checked,
@@ -189,6 +205,29 @@ def _write_all(run: CurateRun, seconds: dict[str, float], out: Path) -> dict[str
             if (out / name).exists():
                 fs.put_file(str(out / name), (cfg.output / name).key)
     return done
+
+
+def kept_objects(run: CurateRun) -> dict[str, list[dict[str, Any]]] | None:
+    """path -> its kept objects (the objects stage's table), or None without annotations (or with a
+    table written for another manifest)."""
+    from pixelscope.annotations.objects import objects_of
+
+    table = objects_of(run.paths.objects, run.frame)
+    if table is None:
+        return None
+    kept = table[table["status"] == "ok"]
+    return {p: g.to_dict("records") for p, g in kept.groupby("path", sort=False)}
+
+
+def object_fields(objects: dict[str, list[dict[str, Any]]] | None, classes: list[str] | None, path: str,
+                  width: Any, height: Any) -> tuple[list[dict[str, Any]] | None, tuple[int, int] | None]:
+    """An image's objects as the exports write them (bbox x, y, w, h in pixels; category index), and its size."""
+    if objects is None or classes is None:
+        return None, None
+    index = {c: k for k, c in enumerate(classes)}
+    return ([{"bbox": [round(o["x0"], 2), round(o["y0"], 2), round(o["width"], 2), round(o["height"], 2)],
+              "category": index[o["class"]], "area": round(o["mask_area"] if pd.notna(o["mask_area"]) else o["area"], 2),
+              "iscrowd": bool(o["crowd"])} for o in objects.get(path, [])], (int(width), int(height)))
 
 
 def write_curated_profile(run: CurateRun, out: Path) -> None:
@@ -231,7 +270,8 @@ def validate_curated(run: CurateRun, out: Path) -> dict[str, Any]:
     return checked
 
 
-def write_card(run: CurateRun, classes: list[str], checked: dict[str, Any], out: Path) -> None:
+def write_card(run: CurateRun, classes: list[str], checked: dict[str, Any], out: Path,
+               objects: dict[str, dict[str, int]] | None = None) -> None:
     ledger, frame, cfg, paths = run.ledger, run.frame, run.cfg, run.paths
     inc = ledger["included"].to_numpy()
     split_bytes = frame.loc[inc].groupby(ledger.loc[inc, "split"])["bytes"].sum().to_dict()
@@ -242,5 +282,5 @@ def write_card(run: CurateRun, classes: list[str], checked: dict[str, Any], out:
         issues=json.loads(paths.issues_summary.read_text()) if paths.issues_summary.exists() else None,
         validation=json.loads(results.read_text()) if results.exists() else None, curated_check=checked,
         profile=card.profile_summary(frame.loc[inc]), formats=list(cfg.formats),
-        pretty_name=cfg.pretty_name or f"{run.params.paths.raw.name} (curated)", license_=cfg.license)
+        pretty_name=cfg.pretty_name or f"{run.params.paths.raw.name} (curated)", license_=cfg.license, objects=objects)
     write_bytes_atomic(out / "README.md", text.encode())

@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pixelscope.annotations.objects import objects_of
 from pixelscope.clusters import read_clusters
 from pixelscope.config import Params
 from pixelscope.errors import ConfigError, InputMissing
@@ -39,18 +40,8 @@ def load_dataset(params: Params, project: str | Path) -> tuple[Dataset, str]:
     reference = load_reference(params, Path(project))
     v = params.validate_
     name = str(v.reference or v.reference_rev or "")
-    return Dataset(frame, params.issues, embeddings, reference, name, paths.raw, objects=objects_of(paths.objects, frame)), about
-
-
-def objects_of(path: Path, frame: pd.DataFrame) -> pd.DataFrame | None:
-    """The objects table when there is one with rows whose kept objects are this manifest's images."""
-    if not path.exists():
-        return None
-    table = pq.read_table(path).to_pandas()
-    kept = table[table["status"] == "ok"]
-    if table.empty or not set(kept["id"]) <= set(frame.loc[frame["status"] == "ok", "id"]):
-        return None
-    return table
+    return Dataset(frame, params.issues, embeddings, reference, name, paths.raw,
+                   objects=objects_of(paths.objects, frame)), about
 
 
 def run_finders(data: Dataset, names: list[str], seconds: dict[str, float] | None = None) -> dict[str, Finding]:
