@@ -317,6 +317,11 @@ class CurateConfig(_Strict):
     exclude: list[str] = Field(default_factory=lambda: ["unreadable", "exact_duplicate", "near_duplicate", "blurry",
                                                         "dark"])
     where: str | None = None  # SQL WHERE over the manifest joined with the issues table (DuckDB), e.g. "width >= 224"
+    # with annotations: which objects go out with the included images (SQL over the objects table's
+    # columns, e.g. "rel_area >= 0.0005 AND NOT crowd"), and a class map applied first (a class
+    # mapped to null is dropped; classes not named stay as they are)
+    objects_where: str | None = None
+    object_classes: dict[str, str | None] = Field(default_factory=dict)
     slices: dict[str, str] = Field(default_factory=dict)  # name -> WHERE expression, recorded per image
     plugins: list[str] = Field(default_factory=list)  # modules with @curate_filter / @sort_key functions
     filters: list[str] = Field(default_factory=list)  # plugin filters to apply, in order (True = keep)

@@ -347,14 +347,8 @@ def test_the_objects_finder_flags_planted_box_faults_and_names_the_objects(photo
     assert not issues.loc[issues["name"] == d, ["duplicate_boxes", "class_overlap", "small_objects"]].any(axis=None)
 
 
-@pytest.mark.slow
-def test_exports_with_boxes_load_in_pycocotools_torchvision_supervision_and_datasets(corpus, tmp_path):
-    """16 ant / bee photos with COCO boxes through objects, issues and curate: the COCO export loads in
-    pycocotools and torchvision's CocoDetection, the YOLO export in supervision's reader, the parquet
-    export in Hugging Face datasets (an `objects` feature), the webdataset JSON carries the boxes —
-    each with the ledger's images and the objects table's kept boxes; the card counts them per split."""
-    import tarfile
-
+def detection_project(corpus: Path, tmp_path: Path, **curate):
+    """16 ant / bee photos with 3 random COCO boxes each, through ingest, objects, issues and curate."""
     from conftest import REPO
     from pixelscope.annotations.step import objects_step
     from pixelscope.curate.step import curate_step
@@ -371,11 +365,23 @@ def test_exports_with_boxes_load_in_pycocotools_torchvision_supervision_and_data
     manifest = pq.read_table(tmp_path / p0.paths.manifest)
     coco_with_random_boxes(tmp_path / "coco.json", manifest, seed=3, scale=1.0, per_image=3)
     p = parse_params({"ingest": {"workers": 1, "annotations": {"path": "coco.json"}}, "paths": {"embeddings": "none"},
-                      "curate": {"formats": ["coco", "yolo", "parquet", "webdataset"], "workers": 1,
-                                 "splits": {"ratios": {"train": 0.75, "val": 0.25, "test": 0.0}}}})
+                      "curate": {"workers": 1, "splits": {"ratios": {"train": 0.75, "val": 0.25, "test": 0.0}},
+                                 **curate}})
     objects_step(p, tmp_path)
     issues_step(p, tmp_path)
     curate_step(p, tmp_path)
+    return p
+
+
+@pytest.mark.slow
+def test_exports_with_boxes_load_in_pycocotools_torchvision_supervision_and_datasets(corpus, tmp_path):
+    """16 ant / bee photos with COCO boxes through objects, issues and curate: the COCO export loads in
+    pycocotools and torchvision's CocoDetection, the YOLO export in supervision's reader, the parquet
+    export in Hugging Face datasets (an `objects` feature), the webdataset JSON carries the boxes —
+    each with the ledger's images and the objects table's kept boxes; the card counts them per split."""
+    import tarfile
+
+    p = detection_project(corpus, tmp_path, formats=["coco", "yolo", "parquet", "webdataset"])
     out = tmp_path / "data" / "curated"
     led = pq.read_table(out / "curation.parquet").to_pandas()
     inc = led[led["included"]]
@@ -426,3 +432,30 @@ def test_exports_with_boxes_load_in_pycocotools_torchvision_supervision_and_data
     card = (out / "README.md").read_text()
     assert "## Objects" in card and "object-detection" in card
     assert "| train | " in card.split("## Objects")[1]
+
+
+def test_curate_filters_images_by_their_objects_and_objects_by_their_columns(corpus, tmp_path):
+    """`where` sees object_count / object_classes / object_coverage per image; object_classes merges
+    classes (ant + bee -> insect) before objects_where drops the small boxes; the COCO export has
+    exactly the objects left, and the ledger counts the ones dropped."""
+    from pycocotools.coco import COCO
+
+    p = detection_project(corpus, tmp_path, formats=["coco"], exclude=[],
+                          where="list_contains(object_classes, 'bee') AND object_coverage > 0",
+                          object_classes={"ant": "insect", "bee": "insect"}, objects_where="rel_area >= 0.02")
+    out = tmp_path / "data" / "curated"
+    led = pq.read_table(out / "curation.parquet").to_pandas()
+    per_image = pq.read_table(tmp_path / p.paths.object_images).to_pandas()
+    with_bees = set(per_image.loc[[("bee" in list(c)) for c in per_image["classes"]], "path"])
+    assert set(led.loc[led["included"], "path"]) == with_bees and 0 < len(with_bees) < 16
+    objs = pq.read_table(tmp_path / p.paths.objects).to_pandas()
+    want = objs[objs["path"].isin(with_bees) & (objs["rel_area"] >= 0.02)]
+    got = 0
+    for ann in sorted((out / "coco" / "annotations").glob("*.json")):
+        coco = COCO(str(ann))
+        assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == ["insect"]
+        got += len(coco.getAnnIds())
+    assert got == len(want) > 0
+    counts = json.loads((out / "curate.json").read_text())
+    assert counts["objects_exported"] == len(want)
+    assert counts["objects_dropped"] == objs["path"].isin(with_bees).sum() - len(want) > 0

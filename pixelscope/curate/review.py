@@ -82,7 +82,7 @@ def filter_mask(params: Params, project: Path, where: str) -> np.ndarray:
     issues = paths.issues if paths.issues.exists() else None
     review = decisions.load(decisions_file(params, project))[1]
     tags = ReviewRows(manifest_frame(paths.manifest, None), review).tags()
-    return Images(paths.manifest, issues, tags=tags).where(where, "--where")
+    return Images(paths.manifest, issues, tags=tags, object_images=paths.object_images).where(where, "--where")
 
 
 def targets_of(frame: pd.DataFrame, rows: Sequence[int]) -> list[tuple[str, str]]:

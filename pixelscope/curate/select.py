@@ -53,8 +53,11 @@ FUNCTIONS = frozenset("""
 class Images:
     """A read-only SQL view of manifest + issues, row-aligned with the manifest."""
 
-    def __init__(self, manifest: Path, issues: Path | None, tags: list[list[str]] | None = None):
-        """tags: per manifest row, the review tags in force (a `tags` list column for filters)."""
+    def __init__(self, manifest: Path, issues: Path | None, tags: list[list[str]] | None = None,
+                 object_images: Path | None = None):
+        """tags: per manifest row, the review tags in force (a `tags` list column for filters);
+        object_images (the objects stage's per-image table): `object_count`, `object_classes` (a list)
+        and `object_coverage` beside each image (0, [] and 0 for an image without objects)."""
         import duckdb
 
         self.db = duckdb.connect(":memory:")
@@ -74,6 +77,17 @@ class Images:
             self.db.execute("CREATE TABLE images AS SELECT * FROM m ORDER BY _row")
         self.db.execute("DROP TABLE m")
         self.db.execute("DROP TABLE IF EXISTS i")
+        if object_images is not None and object_images.exists():
+            self.db.execute("CREATE TABLE o AS SELECT path, objects AS object_count, classes AS object_classes, "
+                            "coverage AS object_coverage FROM read_parquet(?)", [str(object_images)])
+            if self._count("SELECT count(*) FROM o"):
+                self.db.execute("CREATE TABLE joined AS SELECT images.*, coalesce(o.object_count, 0) AS object_count, "
+                                "coalesce(o.object_classes, []::VARCHAR[]) AS object_classes, "
+                                "coalesce(o.object_coverage, 0.0) AS object_coverage "
+                                "FROM images LEFT JOIN o USING (path) ORDER BY _row")
+                self.db.execute("DROP TABLE images")
+                self.db.execute("ALTER TABLE joined RENAME TO images")
+            self.db.execute("DROP TABLE o")
         if tags is not None:
             import pyarrow as pa
 

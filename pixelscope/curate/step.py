@@ -95,8 +95,8 @@ def curate_step(params: Params, project: str | Path = ".", *, progress: Progress
         vectors = dict(zip(emb.ids, emb.vectors)) if emb is not None else None
     entries, resolved = decisions.load(project / cfg.decisions) if cfg.decisions else ([], None)
     review = ReviewRows(frame, resolved)
-    ledger = build_ledger(Images(paths.manifest, issues, tags=review.tags()), frame, cfg, params.issues, paths.raw,
-                          vectors, skipped, project, review)
+    images = Images(paths.manifest, issues, tags=review.tags(), object_images=paths.object_images)
+    ledger = build_ledger(images, frame, cfg, params.issues, paths.raw, vectors, skipped, project, review)
     run = CurateRun(params, project, paths, frame, ledger, summary(ledger))
     counts = run.counts
     counts["decisions"] = review.review.counts()
@@ -215,7 +215,19 @@ def kept_objects(run: CurateRun) -> dict[str, list[dict[str, Any]]] | None:
     table = objects_of(run.paths.objects, run.frame)
     if table is None:
         return None
-    kept = table[table["status"] == "ok"]
+    kept = table[table["status"] == "ok"].reset_index(drop=True)
+    cfg = run.cfg
+    if cfg.object_classes:  # merge / rename / drop classes first, so objects_where sees the new names
+        kept["class"] = [cfg.object_classes.get(c, c) if c in cfg.object_classes else c for c in kept["class"]]
+        kept = kept[kept["class"].notna()].reset_index(drop=True)
+    if cfg.objects_where:
+        from pixelscope.curate.select import Images
+
+        kept = kept[Images.over(kept).where(cfg.objects_where, "curate.objects_where")]
+    included = set(run.ledger.loc[run.ledger["included"], "path"])  # the counts are of the included images' objects
+    run.counts["objects_exported"] = int(kept["path"].isin(included).sum())
+    run.counts["objects_dropped"] = int(((table["status"] == "ok") & table["path"].isin(included)).sum()
+                                        - run.counts["objects_exported"])
     return {p: g.to_dict("records") for p, g in kept.groupby("path", sort=False)}
 
 

@@ -138,7 +138,7 @@ STAGES: tuple[Stage, ...] = (
           params=("curate", "issues.representative", "validate.on_failure"),
           optional_deps=("curate.label_fixes", "curate.decisions"),
           deps=("${paths.manifest}", "${paths.issues}", "${paths.raw}", "${validate.results}/results.json",
-                "${validate.suites}"),
+                "${validate.suites}", "${paths.objects}", "${paths.object_images}"),
           outs=(Out("${paths.curated}"),), metrics=True),
     Stage("publish", "pixelscope.publish.step:publish_step",
           "Write the results bundle (reports/publish/) the dashboard reads: summaries, tables, map, thumbnails.",
