@@ -27,6 +27,7 @@ class PathsConfig(_Strict):
     manifest: Path = Path("data/interim/manifest.parquet")
     objects: Path = Path("data/interim/objects.parquet")  # one row per annotated object (ingest.annotations)
     object_images: Path = Path("data/interim/object_images.parquet")  # per image: objects, classes, coverage
+    predicted_objects: Path = Path("data/interim/predicted_objects.parquet")  # the model's boxes (annotations.predictions)
     profile: Path = Path("data/processed/profile.json")
     tensors: Path = Path("data/processed/tensors")
     embeddings: Path = Path("data/processed/embeddings")
@@ -63,6 +64,10 @@ class AnnotationsConfig(_Strict):
 
     path: Path | None = None  # a COCO JSON file, or a YOLO / VOC / mask-PNG folder (relative to the project)
     format: Literal["auto", "coco", "yolo", "voc", "masks"] = "auto"  # auto: told by the path (an error if unclear)
+    # a model's predicted boxes with scores: a COCO results JSON (ids of the COCO ground truth above) or
+    # a YOLO folder with a confidence per line; checked like the annotations, written to paths.predicted_objects
+    predictions: Path | None = None
+    predictions_format: Literal["auto", "coco", "yolo"] = "auto"
 
 
 class IngestConfig(_Strict):
@@ -193,6 +198,7 @@ class ObjectIssuesConfig(_Strict):
     input_size: int = Field(default=640, gt=0)  # the model's input: the image's longer side is scaled to this ...
     min_side_px: float = Field(default=8.0, gt=0)  # ... and a box whose shorter side is below this there is too small
     rare_share: float = Field(default=0.01, gt=0, lt=1)  # a class with less than this share of the objects is rare
+    box_issue_max_score: float = Field(default=0.5, gt=0, lt=1)  # cleanlab per-box score below this: a label issue
     no_objects_min_share: float = Field(default=0.5, gt=0, le=1)  # flag images without objects only when at
     # least this share of the images has some (a dataset of mostly empty frames is not annotated that way)
 

@@ -459,3 +459,93 @@ def test_curate_filters_images_by_their_objects_and_objects_by_their_columns(cor
     counts = json.loads((out / "curate.json").read_text())
     assert counts["objects_exported"] == len(want)
     assert counts["objects_dropped"] == objs["path"].isin(with_bees).sum() - len(want) > 0
+
+
+def test_coco_evaluation_and_cleanlab_find_the_planted_box_errors(photos, tmp_path):
+    """A model that predicts the true boxes (score 0.97; cleanlab looks for overlooked objects among
+    predictions scored >= 0.95) against annotations with three planted errors —
+    a box shifted by 60 % of its width, a box given the other class, an object left unannotated:
+    predictions equal to the annotations give mAP 1.0; with the errors, COCOeval's false positives and
+    negatives are exactly the planted ones, and cleanlab ranks each planted box first in its kind."""
+    from pixelscope.annotations.evaluate import coco_metrics, label_issues
+    from pixelscope.annotations.step import objects_step
+
+    root, manifest = photos
+    truth = tmp_path / "truth.json"
+    coco_with_random_boxes(truth, manifest, seed=5, scale=0.6, per_image=4)
+    data = json.loads(truth.read_text())
+    results = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 0.97}
+               for a in data["annotations"]]
+    (tmp_path / "predictions.json").write_text(json.dumps(results))
+    anns = data["annotations"]
+    shifted, swapped, missing = anns[1], anns[6], anns[11]
+    shifted["bbox"][0] += 0.6 * shifted["bbox"][2]
+    swapped["category_id"] = 3 - swapped["category_id"]
+    data["annotations"] = [a for a in anns if a is not missing]
+    (tmp_path / "annotated.json").write_text(json.dumps(data))
+    m = manifest.to_pandas()
+    images = m[m["status"] == "ok"][["path", "width", "height", "label"]]
+
+    def tables(gt_file: str):
+        p = parse_params({"ingest": {"annotations": {"path": str(tmp_path / gt_file),
+                                                     "predictions": str(tmp_path / "predictions.json")}}})
+        project = tmp_path / gt_file.split(".")[0]
+        (project / "data" / "interim").mkdir(parents=True, exist_ok=True)
+        shutil.copy(root / "m.parquet", project / "data" / "interim" / "manifest.parquet")
+        objects_step(p, project)
+        gt = pq.read_table(project / p.paths.objects).to_pandas()
+        pred = pq.read_table(project / p.paths.predicted_objects).to_pandas()
+        return gt[gt["status"] == "ok"], pred[pred["status"] == "ok"]
+
+    gt, pred = tables("truth.json")
+    assert len(pred) == len(gt) == 16 and pred["score"].eq(0.97).all()
+    perfect, errors = coco_metrics(images, gt, pred)
+    assert perfect["map"] == 1.0 and perfect["map50"] == 1.0 and errors.empty
+    gt, pred = tables("annotated.json")
+    metrics, errors = coco_metrics(images, gt, pred, slice_by="label")
+    assert 0.5 < metrics["map"] < 1.0 and {c["class"] for c in metrics["per_class"]} == {"ant", "bee"}
+    assert len(metrics["slices"]) == images["label"].nunique()
+    fn = errors[errors["kind"] == "false_negative"]
+    fp = errors[errors["kind"] == "false_positive"]
+    # the shifted box: an FN (annotation) + FP (prediction); the swapped one: FN + FP; the missing one: an FP
+    assert len(fn) == 2 and len(fp) == 3
+    names = {k: data_name for k, data_name in enumerate(sorted(sizes(manifest)))}
+    assert {(Path(p).name, c) for p, c in zip(fn["path"], fn["class"])} == {
+        (names[shifted["image_id"]], ["ant", "bee"][shifted["category_id"] - 1]),
+        (names[swapped["image_id"]], ["ant", "bee"][swapped["category_id"] - 1])}
+    issues = label_issues(images, gt, pred)
+    annotated = issues[issues["kind"] == "annotated"]
+    worst_loc = annotated.sort_values("badloc").iloc[0]
+    worst_swap = annotated.sort_values("swap").iloc[0]
+    worst_missing = issues[issues["kind"] == "predicted"].sort_values("overlooked").iloc[0]
+    assert Path(worst_loc["path"]).name == names[shifted["image_id"]]
+    assert worst_loc["box"][0] == pytest.approx(shifted["bbox"][0], abs=0.5)
+    assert Path(worst_swap["path"]).name == names[swapped["image_id"]]
+    assert worst_swap["class"] == ["ant", "bee"][swapped["category_id"] - 1]
+    assert Path(worst_missing["path"]).name == names[missing["image_id"]]
+    assert worst_missing["box"][0] == pytest.approx(missing["bbox"][0], abs=0.5)
+    # the issues step flags those images through cleanlab's verdict, and `pixelscope evaluate` prints the metrics
+    import subprocess
+    import sys
+
+    from pixelscope.issues.step import issues_step
+
+    project = tmp_path / "annotated"
+    p = parse_params({"ingest": {"annotations": {"path": str(tmp_path / "annotated.json"),
+                                                 "predictions": str(tmp_path / "predictions.json")}},
+                      "paths": {"embeddings": "none"}})
+    issues_step(p, project)
+    found = pq.read_table(project / p.paths.issues).to_pandas()
+    flagged = {Path(x).name for x in found.loc[found["box_label_issue"], "path"]}
+    planted = {names[a["image_id"]] for a in (shifted, swapped, missing)}
+    assert flagged == planted, (flagged, planted)
+    reason = found.loc[found["path"].str.endswith(names[shifted["image_id"]]), "reasons"].item()
+    assert "cleanlab: badly located" in reason
+    (project / "params.yaml").write_text(
+        f"ingest:\n  annotations:\n    path: {tmp_path / 'annotated.json'}\n    predictions: {tmp_path / 'predictions.json'}\n")
+    r = subprocess.run([sys.executable, "-m", "pixelscope", "evaluate", "--json"], cwd=project, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    boxes = json.loads(r.stdout)["boxes"]
+    assert boxes["map"] == metrics["map"] and boxes["errors"]["false_positives"] == 3
+    assert len(pq.read_table(project / "reports" / "evaluate" / "box_errors.parquet")) == 5

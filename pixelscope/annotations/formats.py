@@ -74,6 +74,7 @@ class Read:
     objects: list[RawObject] = field(default_factory=list)
     images: dict[str, tuple[int, int] | None] = field(default_factory=dict)  # named images -> (w, h) if given
     problems: list[Problem] = field(default_factory=list)
+    image_ids: dict[Any, str] = field(default_factory=dict)  # COCO: image id -> file name (a results file needs it)
 
 
 def detect(path: Path) -> Format:
@@ -95,22 +96,33 @@ def detect(path: Path) -> Format:
     return found[0]  # type: ignore[return-value]
 
 
-def read(path: Path, fmt: Format | None = None) -> Read:
+def read(path: Path, fmt: Format | None = None, ground_truth: Read | None = None) -> Read:
+    """Read annotations (or a model's predicted boxes, with scores). A COCO *results* file (a JSON
+    list of {image_id, category_id, bbox, score}) names images and classes by the ground truth's ids,
+    so it needs the ground truth read first (ground_truth, a COCO Read)."""
     fmt = fmt or detect(path)
     if fmt not in FORMATS:
         raise BadInput(f"ingest.annotations.format {fmt!r}: one of {', '.join(FORMATS)}")
     if not path.exists():
         raise InputMissing(f"ingest.annotations.path {path}: not found")
-    return {"coco": read_coco, "yolo": read_yolo, "voc": read_voc, "masks": read_masks}[fmt](path)
+    if fmt == "coco":
+        return read_coco(path, ground_truth)
+    return {"yolo": read_yolo, "voc": read_voc, "masks": read_masks}[fmt](path)
 
 
 # --- COCO ---------------------------------------------------------------------------------------
 
-def read_coco(path: Path) -> Read:
+def read_coco(path: Path, ground_truth: Read | None = None) -> Read:
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BadInput(f"{path}: not COCO JSON ({e})") from None
+    if isinstance(data, list):  # a results file: the ground truth's images and categories
+        if ground_truth is None or not ground_truth.image_ids:
+            raise BadInput(f"{path}: a COCO results list names images by the ground truth's ids; give the ground "
+                           "truth as COCO JSON (ingest.annotations.path)")
+        data = {"images": [{"id": i, "file_name": n} for i, n in ground_truth.image_ids.items()],
+                "annotations": data, "categories": [{"id": k, "name": v} for k, v in ground_truth.categories.items()]}
     if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
         raise BadInput(f"{path}: not COCO JSON (no `annotations` list)")
     src = str(path)
@@ -123,7 +135,7 @@ def read_coco(path: Path) -> Read:
     names: dict[Any, str] = {}
     for im in data.get("images") or []:
         try:
-            names[im["id"]] = str(im["file_name"])
+            names[im["id"]] = out.image_ids[im["id"]] = str(im["file_name"])
             size = (int(im["width"]), int(im["height"])) if "width" in im and "height" in im else None
             out.images[str(im["file_name"])] = size
         except (KeyError, TypeError, ValueError):

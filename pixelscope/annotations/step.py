@@ -30,6 +30,7 @@ def objects_step(params: Params, project: str | Path = ".", *, progress: Progres
     if not paths.manifest.exists():
         raise InputMissing(f"{paths.manifest} not found: run `pixelscope ingest` first")
     notes: list[str] = []
+    predicted = OBJECT_SCHEMA.empty_table()
     if cfg.path is None:
         objects, images = OBJECT_SCHEMA.empty_table(), IMAGE_SCHEMA.empty_table()
         counts: dict = {"objects_read": 0, "kept": 0, "flagged": 0}
@@ -39,6 +40,17 @@ def objects_step(params: Params, project: str | Path = ".", *, progress: Progres
         found = read(where, None if cfg.format == "auto" else cfg.format)
         manifest = pq.read_table(paths.manifest, columns=["path", "id", "width", "height", "status"])
         objects, images, counts = objects_table(found, manifest)
+        if cfg.predictions is not None:
+            where = cfg.predictions if cfg.predictions.is_absolute() else project / cfg.predictions
+            fmt = None if cfg.predictions_format == "auto" else cfg.predictions_format
+            said = read(where, fmt, ground_truth=found)
+            if said.format == "coco" and not said.categories:
+                said.categories = dict(found.categories)
+            predicted, _, pc = objects_table(said, manifest)
+            counts.update({f"predicted_{k}": v for k, v in pc.items() if k in ("objects_read", "kept", "flagged")})
+            if pc["flagged"]:
+                notes.append(f"predictions: {pc['flagged']} boxes flagged ({pc['flagged_by_rule']}), "
+                             f"in {paths.predicted_objects}")
         flagged = objects.filter(pa.compute.equal(objects.column("status"), "flagged"))
         notes += [f"{r}: {d}" for r, d in zip(flagged.column("rule").to_pylist()[:SHOWN],
                                               flagged.column("detail").to_pylist()[:SHOWN])]
@@ -49,11 +61,13 @@ def objects_step(params: Params, project: str | Path = ".", *, progress: Progres
                    f"{counts['flagged']:,} flagged, {counts['classes']} classes; {counts['images']:,} images, "
                    f"{counts['images_without_objects']:,} without objects"
                    + (f"; {counts['entries_not_read']} entries not read" if counts["entries_not_read"] else ""))
-    with atomic_set([paths.objects, paths.object_images]) as (o_tmp, i_tmp):
+    with atomic_set([paths.objects, paths.object_images, paths.predicted_objects]) as (o_tmp, i_tmp, p_tmp):
         pq.write_table(objects, o_tmp)
         pq.write_table(images, i_tmp)
+        pq.write_table(predicted, p_tmp)
     result = StepResult(stage=STAGE, summary=summary, seconds=round(time.perf_counter() - t0, 3),
                         counts={k: v for k, v in counts.items() if isinstance(v, int)},
-                        outputs={"objects": str(paths.objects), "object_images": str(paths.object_images)},
+                        outputs={"objects": str(paths.objects), "object_images": str(paths.object_images),
+                                 "predicted_objects": str(paths.predicted_objects)},
                         metrics={**counts, "seconds": round(time.perf_counter() - t0, 3)}, notes=notes)
     return write_metrics(params, project, result)

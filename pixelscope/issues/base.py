@@ -72,6 +72,7 @@ class Dataset:
     reference_name: str = ""
     raw: Any = None  # the raw folder (Path), for finders that re-read files
     objects: pd.DataFrame | None = None  # the objects table (ingest.annotations), when it describes this manifest
+    predicted: pd.DataFrame | None = None  # the model's boxes (ingest.annotations.predictions), likewise
     _graph: Graph | None = field(default=None, repr=False)
 
     def graph(self) -> Graph:

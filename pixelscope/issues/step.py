@@ -41,7 +41,7 @@ def load_dataset(params: Params, project: str | Path) -> tuple[Dataset, str]:
     v = params.validate_
     name = str(v.reference or v.reference_rev or "")
     return Dataset(frame, params.issues, embeddings, reference, name, paths.raw,
-                   objects=objects_of(paths.objects, frame)), about
+                   objects=objects_of(paths.objects, frame), predicted=objects_of(paths.predicted_objects, frame)), about
 
 
 def run_finders(data: Dataset, names: list[str], seconds: dict[str, float] | None = None) -> dict[str, Finding]:
