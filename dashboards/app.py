@@ -31,6 +31,7 @@ PAGES = [
     st.Page("views/embedding_map.py", title="Embedding map"),
     st.Page("views/clusters.py", title="Clusters"),
     st.Page("views/images.py", title="Images"),
+    st.Page("views/patches.py", title="Patches"),
     st.Page("views/issues.py", title="Issues"),
     st.Page("views/curated.py", title="Curated set"),
     st.Page("views/decisions.py", title="Decisions"),

@@ -168,6 +168,15 @@ def int_param(key: str, default: int) -> int:
 
 # --- thumbnails ------------------------------------------------------------------------------
 
+def boxes_of(part: str, path: str) -> pd.DataFrame | None:
+    """An image's kept boxes from the bundle's objects / predicted_objects table; None without that part."""
+    if not has(part):
+        return None
+    objects = table(part)
+    mine = objects[objects["path"] == path]
+    return mine[mine["status"] == "ok"] if "status" in mine else mine
+
+
 def thumbnails(ids: list[str]) -> dict[str, bytes]:
     b = bundle()
     if not b.has("thumbnails"):

@@ -29,7 +29,7 @@ from pixelscope.profile import Profile
 from pixelscope.profile.sketches import NumericSketch
 
 APP = str(REPO / "dashboards" / "app.py")
-PAGES = ["overview", "features", "compare", "drift", "embedding_map", "clusters", "images", "issues", "curated",
+PAGES = ["overview", "features", "compare", "drift", "embedding_map", "clusters", "images", "patches", "issues", "curated",
          "versions", "decisions", "evaluation"]
 
 
@@ -295,6 +295,7 @@ def test_a_partial_bundle_says_what_is_missing_and_a_corrupt_part_is_named(bundl
     assert "Not in this bundle: the drift table (drift.parquet)" in messages["drift"]
     assert "pixelscope embed && pixelscope publish" in messages["embedding_map"]
     assert "pixelscope curate" in messages["curated"]
+    assert "Not in this bundle: the annotated objects (objects.parquet)" in messages["patches"]
     broken = tmp_path / "broken"
     shutil.copytree(bundle, broken)
     (broken / "issues.parquet").write_bytes(b"not parquet at all")
@@ -1138,3 +1139,72 @@ def test_the_evaluation_page_shows_the_models_numbers_and_a_confusion_cells_imag
     assert metric(at, "accuracy") == f"{accuracy:.3f}" and metric(at, "evaluated") == f"{len(rows):,}"
     assert f"{cell:,} images labelled rocket, predicted cat" in texts(at)
     assert len(at.get("plotly_chart")) >= 1
+
+
+@pytest.fixture(scope="module")
+def detection_bundle(corpus, tmp_path_factory) -> Path:
+    """12 real ant / bee photos with COCO boxes (two per image) and a model's boxes for them, through
+    ingest, objects, profile, issues and publish."""
+    from pixelscope.annotations.step import objects_step
+    from pixelscope.issues.step import issues_step
+    from pixelscope.profile.step import profile_step
+    from pixelscope.publish.step import publish_step
+
+    root = tmp_path_factory.mktemp("det-dash")
+    raw = root / "data" / "raw"
+    raw.mkdir(parents=True)
+    for f in sorted((corpus / "labeled" / "hymenoptera").rglob("*.jpg"))[:12]:
+        shutil.copy(f, raw / f.name)
+    p0 = parse_params({"ingest": {"workers": 1}})
+    ingest_to(p0, raw, root / p0.paths.manifest)
+    m = pq.read_table(root / p0.paths.manifest).to_pandas()
+    images, anns, preds = [], [], []
+    for k, (path, w, h) in enumerate(zip(m["path"], m["width"], m["height"])):
+        images.append({"id": k, "file_name": path, "width": int(w), "height": int(h)})
+        for j, (cat, box) in enumerate(((1, [w * 0.1, h * 0.1, w * 0.3, h * 0.4]), (2, [w * 0.5, h * 0.5, w * 0.05, h * 0.05]))):
+            anns.append({"id": len(anns) + 1, "image_id": k, "category_id": cat, "bbox": box, "iscrowd": 0})
+            preds.append({"image_id": k, "category_id": cat, "bbox": [box[0] + 2, box[1], box[2], box[3]], "score": 0.97})
+    (root / "coco.json").write_text(json.dumps({"images": images, "annotations": anns, "categories": [
+        {"id": 1, "name": "ant"}, {"id": 2, "name": "bee"}]}))
+    (root / "preds.json").write_text(json.dumps(preds))
+    p = parse_params({"ingest": {"workers": 1, "annotations": {"path": "coco.json", "predictions": "preds.json"}},
+                      "paths": {"embeddings": "none"}})
+    for step in (objects_step, profile_step, issues_step, publish_step):
+        step(p, root)
+    return root / "reports" / "publish"
+
+
+def test_the_patches_page_shows_object_crops_filters_them_and_opens_their_image(detection_bundle, monkeypatch):
+    objects = pq.read_table(detection_bundle / "objects.parquet").to_pandas()
+    assert len(objects) == 24 and (detection_bundle / "predicted_objects.parquet").exists()
+    at = app(detection_bundle, "patches", monkeypatch)
+    assert len(at.get("image")) == 24 and "24 objects" in texts(at)
+    at = app(detection_bundle, "patches", monkeypatch, pwhere="class = 'bee' AND rel_area < 0.01")
+    assert len(at.get("image")) == 12 and "12 objects" in texts(at)
+    small = objects[objects["class"] == "bee"].sort_values("rel_area").iloc[0]
+    patches = [c.value for c in at.caption if "of the image" in c.value]
+    assert len(patches) == 12 and all(c.startswith("bee") for c in patches)
+    assert patches[0].startswith(f"bee · {small['rel_area']:.3%}")  # smallest first (sorted by rel_area)
+    at = app(detection_bundle, "patches", monkeypatch, pwhere="no_such_column > 1")
+    assert at.error and "no_such_column > 1" in shown(at.error[0].value)
+    at = app(detection_bundle, "patches", monkeypatch)
+    at.radio(key="patch_source").set_value("the model's boxes").run()
+    assert len(at.get("image")) == 24 and not at.exception
+    # the Images page draws an opened image's boxes (toggles on by default)
+    image_id = pq.read_table(detection_bundle / "manifest.parquet").column("id")[0].as_py()
+    at = app(detection_bundle, "images", monkeypatch, image=image_id)
+    assert at.toggle(key="gt_boxes").value and at.toggle(key="pred_boxes").value
+    assert "annotated boxes (2)" in at.toggle(key="gt_boxes").label
+
+
+def test_boxes_are_drawn_in_their_class_colour_where_the_box_is():
+    from dashboards.boxes import colour, crop, draw
+
+    image = np.full((100, 200, 3), 255, np.uint8)
+    truth = pd.DataFrame({"x0": [20.0], "y0": [10.0], "x1": [120.0], "y1": [60.0], "class": ["ant"]})
+    drawn = draw(image, (400, 200), truth, None)  # the image is half the size the boxes are in
+    want = tuple(int(colour("ant")[k:k + 2], 16) for k in (1, 3, 5))
+    assert tuple(drawn[20, 10]) == want and tuple(drawn[30, 35]) == want  # left edge x = 10, bottom edge y = 30
+    assert tuple(drawn[50, 100]) == (255, 255, 255)  # outside the box: untouched
+    patch = crop(image, (400, 200), (20.0, 10.0, 120.0, 60.0), side=80)
+    assert max(patch.shape[:2]) == 80

@@ -1,14 +1,16 @@
 """Images: a thumbnail grid with a SQL filter (the same DuckDB engine as curate's filters), a
 slice picker, sorting by any column, paging; an opened image shows all its columns, EXIF, its
-original at full size on demand (from the raw folder or bucket: dashboards/original.py),
-issues, near-duplicates and more like it (its nearest neighbours); a dropped image file finds
-the dataset images most like it (dashboards/search.py)."""
+annotated and predicted boxes (toggles; dashboards/boxes.py), its original at full size on demand
+(from the raw folder or bucket: dashboards/original.py), issues, near-duplicates and more like it
+(its nearest neighbours); a dropped image file finds the dataset images most like it
+(dashboards/search.py)."""
 
 import pandas as pd
 import streamlit as st
 
 from dashboards import actions, search
-from dashboards.common import grid, has, paged, param, set_param, summary, table, thumbnails, where
+from dashboards.boxes import draw
+from dashboards.common import boxes_of, grid, has, paged, param, set_param, summary, table, thumbnails, where
 from dashboards.original import full_size
 from dashboards.selection import md, rows_of, sort_rows
 from pixelscope.errors import ConfigError
@@ -33,14 +35,26 @@ if chosen:
         left, right = st.columns([1, 2])
         with left:
             t = thumbnails([r["id"]])
+            truth = boxes_of("objects", str(r["path"]))
+            predicted = boxes_of("predicted_objects", str(r["path"]))
+            shown_truth = truth is not None and st.toggle(f"annotated boxes ({len(truth)})", value=True, key="gt_boxes")
+            shown_pred = predicted is not None and st.toggle(f"the model's boxes ({len(predicted)})", value=True,
+                                                             key="pred_boxes")
+            size = (int(r["width"]), int(r["height"])) if pd.notna(r.get("width")) and pd.notna(r.get("height")) else None
+
+            def with_boxes(image):
+                if size is None or not (shown_truth or shown_pred):
+                    return image
+                return draw(image, size, truth if shown_truth else None, predicted if shown_pred else None)
+
             if st.toggle("full size", key="full_size", help="the original, read from the raw data (a folder or a bucket)"):
                 rgb, caption = full_size(str(r["path"]))
                 if rgb is None:
                     st.warning(md(caption))
                 else:
-                    st.image(rgb, caption=md(caption), width="stretch")
+                    st.image(with_boxes(rgb), caption=md(caption), width="stretch")
             elif r["id"] in t:
-                st.image(t[r["id"]], width="stretch")
+                st.image(with_boxes(t[r["id"]]), width="stretch")
             flags = [c for c in images.columns if f"{c}_score" in images.columns and r.get(c) is True]
             st.markdown("**Issues:** " + (md(", ".join(flags)) if flags else "none"))
             if isinstance(r.get("reasons"), str) and r["reasons"]:

@@ -64,6 +64,10 @@ PARTS: dict[str, Part] = {
     "thumbnails": Part("thumbnails", "the thumbnails", "pixelscope publish"),
     "history": Part("history.parquet", "the version history", "pixelscope history && pixelscope publish",
                     ("key", "kind", "rev", "files")),
+    "objects": Part("objects.parquet", "the annotated objects", "set ingest.annotations, then pixelscope objects && "
+                    "pixelscope publish", ("path", "object", "class", "x0", "y0", "x1", "y1", "status")),
+    "predicted_objects": Part("predicted_objects.parquet", "the model's boxes", "set ingest.annotations.predictions, "
+                              "then pixelscope objects && pixelscope publish", ("path", "class", "x0", "y0", "x1", "y1")),
     "examples": Part("examples.parquet", "the service windows' example images",
                      "ImageLogger(keep_examples=K), then pixelscope publish", ("key", "k", "jpeg")),
 }

@@ -288,6 +288,11 @@ def _write_bundle(params: Params, project: Path, profile: Profile, bundle: dict[
                       ("history", paths.history)):
         if name not in stale:
             _copy(src, out, name, written)
+    for name, src in (("objects", paths.objects), ("predicted_objects", paths.predicted_objects)):
+        if src.exists() and pq.read_metadata(src).num_rows and "manifest" not in stale:
+            _copy(src, out, name, written)
+        else:  # no annotations (the stage writes empty tables): no part
+            (out / PARTS[name].file).unlink(missing_ok=True)
     if copy_examples(paths.history, project, out):
         written["examples"] = str(out / PARTS["examples"].file)
     add_model_outputs(params, project, out / PARTS["manifest"].file)
