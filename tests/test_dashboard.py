@@ -1161,7 +1161,7 @@ def detection_bundle(corpus, tmp_path_factory) -> Path:
     images, anns, preds = [], [], []
     for k, (path, w, h) in enumerate(zip(m["path"], m["width"], m["height"])):
         images.append({"id": k, "file_name": path, "width": int(w), "height": int(h)})
-        for j, (cat, box) in enumerate(((1, [w * 0.1, h * 0.1, w * 0.3, h * 0.4]), (2, [w * 0.5, h * 0.5, w * 0.05, h * 0.05]))):
+        for cat, box in ((1, [w * 0.1, h * 0.1, w * 0.3, h * 0.4]), (2, [w * 0.5, h * 0.5, w * 0.05, h * 0.05])):
             anns.append({"id": len(anns) + 1, "image_id": k, "category_id": cat, "bbox": box, "iscrowd": 0})
             preds.append({"image_id": k, "category_id": cat, "bbox": [box[0] + 2, box[1], box[2], box[3]], "score": 0.97})
     (root / "coco.json").write_text(json.dumps({"images": images, "annotations": anns, "categories": [
