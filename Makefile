@@ -11,7 +11,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 60
 export DVC_NO_ANALYTICS ?= 1
 PREFECT_PORT ?= 4200
 
-.PHONY: install demo dashboard pipeline repro serve service test test-fast lint dvc-yaml bench bench-quick clean
+.PHONY: install demo demo-detection dashboard pipeline repro serve service test test-fast lint dvc-yaml bench bench-quick clean
 
 # pyproject.toml declares what the package needs (with extras); requirements.txt is the exact
 # lock, used as constraints, so a missing declaration fails here instead of working by accident.
@@ -37,6 +37,12 @@ demo: $(STAMP)
 	@echo "issues: $(DEMO)/data/processed/issues.parquet (cd $(DEMO) && pixelscope issues --show duplicates | label | blurry ...)"
 	@echo "curated: $(DEMO)/data/curated/ (ledger curation.parquet, README.md card, torchvision / imagefolder / webdataset / parquet)"
 	@echo "next: 'make dashboard' (http://127.0.0.1:8501: review, decide, Apply), or 'make serve' for the Prefect UI"
+
+## demo-detection: composed scenes with known boxes, planted annotation faults and a simulated model's
+## boxes, through the whole pipeline into demo-detection/; prints what the finders caught
+demo-detection: $(STAMP)
+	$(BIN)/python -m flows.demo_detection --project demo-detection
+	@echo "the project: demo-detection/ (reports/demo_detection.json; 'make dashboard DEMO=demo-detection' shows its boxes and Patches)"
 
 ## dashboard: review the demo project in the browser (Streamlit, http://127.0.0.1:$(DASHBOARD_PORT)); decisions
 ## go to $(DEMO)/curation/decisions.jsonl and Apply re-curates $(DEMO)/. Your own project: pixelscope dashboard

@@ -56,10 +56,10 @@ def dvc(project: Path, *args: str) -> str:
     return sh([sys.executable, "-m", "dvc", *args], project)
 
 
-def new_project(project: Path) -> None:
-    """An empty project (git + DVC) with the repository's params, stage table, suites and an
-    empty decisions file; the package source is copied too, because dvc.yaml lists the modules
-    each stage imports as its code deps."""
+def new_project(project: Path, params: dict[str, Any] | None = None) -> None:
+    """An empty project (git + DVC) with the repository's params (changed by `params`, the demo's by
+    default), stage table, suites and an empty decisions file; the package source is copied too,
+    because dvc.yaml lists the modules each stage imports as its code deps."""
     if project.exists():
         if not (project / MARKER).exists():
             raise InputMissing(f"{project} exists and is not a demo project (no {MARKER}): choose another folder")
@@ -70,7 +70,7 @@ def new_project(project: Path) -> None:
         shutil.copy(REPO / name, project / name)
     for name in ("pixelscope", "expectations", "curation"):
         shutil.copytree(REPO / name, project / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    set_params(project / "params.yaml", DEMO_PARAMS)
+    set_params(project / "params.yaml", DEMO_PARAMS if params is None else params)
     (project / "dvc.yaml").write_text(dvc_yaml(project / "params.yaml"))
     (project / ".gitignore").write_text(GITIGNORE)
     sh(["git", "init", "-q"], project)

@@ -199,6 +199,7 @@ class ObjectIssuesConfig(_Strict):
     min_side_px: float = Field(default=8.0, gt=0)  # ... and a box whose shorter side is below this there is too small
     rare_share: float = Field(default=0.01, gt=0, lt=1)  # a class with less than this share of the objects is rare
     box_issue_max_score: float = Field(default=0.5, gt=0, lt=1)  # cleanlab per-box score below this: a label issue
+    overlooked_min_score: float = Field(default=0.95, gt=0, le=1)  # a prediction this sure matching no annotation
     no_objects_min_share: float = Field(default=0.5, gt=0, le=1)  # flag images without objects only when at
     # least this share of the images has some (a dataset of mostly empty frames is not annotated that way)
 

@@ -549,3 +549,32 @@ def test_coco_evaluation_and_cleanlab_find_the_planted_box_errors(photos, tmp_pa
     boxes = json.loads(r.stdout)["boxes"]
     assert boxes["map"] == metrics["map"] and boxes["errors"]["false_positives"] == 3
     assert len(pq.read_table(project / "reports" / "evaluate" / "box_errors.parquet")) == 5
+
+
+@pytest.mark.slow
+def test_the_detection_demo_runs_the_whole_pipeline_and_its_planted_faults_are_found(tmp_path, prefect_server):
+    """`make demo-detection`'s flow on 60 scenes of a seed nobody tuned on: every stage runs through
+    Prefect and DVC, the planted faults are found by the finders, the COCO and YOLO exports hold the
+    kept boxes, and the model's boxes are evaluated."""
+    import subprocess
+    import sys
+
+    from flows.demo_detection import demo_detection
+
+    r = demo_detection(str(tmp_path / "dd"), scenes=60, seed=11)
+    assert r["ran"][:2] == ["ingest", "objects"] and "publish" in r["ran"]
+    f = r["found"]
+    assert all(f[k]["found"] == f[k]["planted"] for k in ("duplicated", "missing", "wrong_class"))
+    assert f["shifted"]["found"] >= f["shifted"]["planted"] - 1
+    assert f["box_label_issue"]["precision"] == 1.0 and f["duplicate_boxes"]["precision"] == 1.0
+    assert 0.5 < r["boxes"]["map"] < 1.0
+    root = Path(r["project"])
+    status = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=root, capture_output=True, text=True)
+    assert "up to date" in status.stdout, status.stdout
+    from pycocotools.coco import COCO
+
+    led = pq.read_table(root / "data" / "curated" / "curation.parquet").to_pandas()
+    exported = sum(len(COCO(str(a)).getAnnIds()) for a in (root / "data" / "curated" / "coco" / "annotations").glob("*.json"))
+    counts = json.loads((root / "data" / "curated" / "curate.json").read_text())
+    assert exported == counts["objects_exported"] > 0 and led["included"].sum() > 0
+    assert (root / "reports" / "publish" / "objects.parquet").exists()

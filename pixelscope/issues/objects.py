@@ -20,7 +20,10 @@ flag, like the quality finder — `objects` is any of them.
                        below issues.objects.box_issue_max_score (score: 1 - the lowest; the reason names
                        each such box). Per-box scores, not cleanlab's image-level find_label_issues,
                        whose pooled verdict missed a box shifted by 60 % of its width (score 0.23, every
-                       clean box >= 0.99) in the test that plants them.
+                       clean box >= 0.99) in the test that plants them. cleanlab scores an overlooked
+                       object only when its predicted box touches no annotated box at all (IoU 0), so
+                       a confident prediction (score >= issues.objects.overlooked_min_score) that
+                       matches no annotation of its class at IoU 0.5 is flagged too.
 
 Reasons name the objects (`#2 and #5 (ant): IoU 0.93`), so a reviewer can find them in the objects
 table. The summary has the object-level class counts and the imbalance ratio (largest / smallest).
@@ -46,20 +49,51 @@ def _label_issues(data: Dataset, kept: pd.DataFrame, row_of: dict[str, int], fla
     from pixelscope.annotations.evaluate import label_issues
 
     assert data.predicted is not None
-    frame, bar = data.frame, data.cfg.objects.box_issue_max_score
-    boxes = label_issues(frame[frame["status"] == "ok"], kept, data.predicted[data.predicted["status"] == "ok"])
-    for path, mine in boxes.groupby("path", sort=False):
+    frame, cfg = data.frame, data.cfg.objects
+    bar = cfg.box_issue_max_score
+    pred = data.predicted[data.predicted["status"] == "ok"]
+    boxes = label_issues(frame[frame["status"] == "ok"], kept, pred)
+    unmatched = _unmatched(kept, pred[pred["score"].fillna(1.0) >= cfg.overlooked_min_score])
+    by_path = dict(list(boxes.groupby("path", sort=False)))
+    for path in set(by_path) | set(unmatched):
         if path not in row_of:
             continue
         said, lowest = [], 1.0
+        mine = by_path.get(path, boxes.iloc[:0])
         for kind, col in (("badly located", "badloc"), ("swapped class", "swap"), ("overlooked", "overlooked")):
             for _, w in mine[mine[col] < bar].iterrows():
                 which = f"#{int(w['object'])} ({w['class']})" if w["kind"] == "annotated" else \
                     f"a predicted {w['class']} at ({w['box'][0]:.0f}, {w['box'][1]:.0f})"
-                said.append(f"{kind} {which} {w[col]:.2f}")
+                said.append(f"cleanlab: {kind} {which} {w[col]:.2f}")
                 lowest = min(lowest, float(w[col]))
+        for name, score, x0, y0 in unmatched.get(path, []):
+            said.append(f"overlooked? a {name} predicted at {score:.2f} at ({x0:.0f}, {y0:.0f}) matches no annotation")
+            lowest = min(lowest, 1 - score)
         if said:
-            flag("box_label_issue", row_of[path], 1 - lowest, "cleanlab: " + "; ".join(said))
+            flag("box_label_issue", row_of[path], 1 - lowest, "; ".join(said))
+
+
+def _unmatched(gt: pd.DataFrame, pred: pd.DataFrame) -> dict[str, list[tuple[str, float, float, float]]]:
+    """Per image, the predicted boxes that overlap no annotated box of their class at IoU >= 0.5."""
+    out: dict[str, list[tuple[str, float, float, float]]] = {}
+    by_gt = dict(list(gt.groupby("path")))
+    for path, group in pred.groupby("path", sort=False):
+        g = by_gt.get(path)
+        for name, score, *box in zip(group["class"], group["score"].fillna(1.0), group["x0"], group["y0"], group["x1"],
+                                     group["y1"]):
+            same = g[g["class"] == name][["x0", "y0", "x1", "y1"]].to_numpy(float) if g is not None else np.zeros((0, 4))
+            if not len(same) or iou_with(np.asarray(box, float), same).max() < 0.5:
+                out.setdefault(path, []).append((name, float(score), box[0], box[1]))
+    return out
+
+
+def iou_with(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one box (x0, y0, x1, y1) with each of boxes."""
+    w = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    h = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    inter = w * h
+    union = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter
+    return inter / np.maximum(union, 1e-12)
 
 
 def iou_pairs(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
