@@ -96,15 +96,33 @@ def iou_with(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return inter / np.maximum(union, 1e-12)
 
 
-def iou_pairs(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(i, j, IoU) for every pair i < j of boxes (x0, y0, x1, y1)."""
-    i, j = np.triu_indices(len(boxes), k=1)
+def pairs_within(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair (i, j), i < j, of positions with the same group, for groups sorted so that each
+    group's positions are contiguous: built per group size at once (no loop over images), so a
+    million boxes in 100,000 images are 4.5 M pairs in a few array operations."""
+    if len(groups) < 2:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    sizes = np.diff(np.r_[starts, len(groups)])
+    out_i, out_j = [], []
+    for n in np.unique(sizes[sizes > 1]):
+        a, b = np.triu_indices(int(n), k=1)
+        base = starts[sizes == n][:, None]
+        out_i.append((base + a).ravel())
+        out_j.append((base + b).ravel())
+    if not out_i:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    return np.concatenate(out_i), np.concatenate(out_j)
+
+
+def iou_of(boxes: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """IoU of box i with box j, pair by pair (boxes as x0, y0, x1, y1)."""
     a, b = boxes[i], boxes[j]
     w = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
     h = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
     inter = w * h
     area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
-    return i, j, inter / np.maximum(area(a) + area(b) - inter, 1e-12)
+    return inter / np.maximum(area(a) + area(b) - inter, 1e-12)
 
 
 @finder("objects", _builtin=True)
@@ -128,36 +146,39 @@ def objects(data: Dataset, found: dict[str, Finding]) -> Finding:
     counts = Counter(kept["class"])
     total = sum(counts.values())
     rare = {c for c, n in counts.items() if n / total < cfg.rare_share} if total else set()
-    for path, group in kept.groupby("path", sort=False):
-        r = row_of.get(path)
-        if r is None:
-            continue
-        g = group.reset_index(drop=True)
-        longer = max(frame.at[r, "width"], frame.at[r, "height"])
-        side = np.minimum(g["width"], g["height"]) * cfg.input_size / longer
-        small = side < cfg.min_side_px
-        if small.any():
-            k = int(side.idxmin())
-            flag("small_objects", r, float(1 - side[k] / cfg.min_side_px),
-                 f"{int(small.sum())} of {len(g)} boxes under {cfg.min_side_px:g} px at {cfg.input_size} px input "
-                 f"(#{g.at[k, 'object']}: {side[k]:.1f} px)")
-        cut = g["truncated"].astype(bool)
-        if cut.any():
-            flag("cut_objects", r, float(cut.mean()), f"{int(cut.sum())} of {len(g)} objects cut at the border")
-        mine = sorted(rare & set(g["class"]))
-        if mine:
-            share = min(counts[c] / total for c in mine)
-            flag("rare_class", r, 1 - share / cfg.rare_share, f"{', '.join(mine)} ({share:.2%} of all objects)")
-        if len(g) > 1:
-            i, j, iou = iou_pairs(g[["x0", "y0", "x1", "y1"]].to_numpy(float))
-            same = g["class"].to_numpy()[i] == g["class"].to_numpy()[j]
-            for name, mask, bar in (("duplicate_boxes", same & (iou >= cfg.duplicate_iou), cfg.duplicate_iou),
-                                    ("class_overlap", ~same & (iou >= cfg.overlap_iou), cfg.overlap_iou)):
-                if mask.any():
-                    k = int(np.argmax(np.where(mask, iou, -1)))
-                    a, b = g.loc[i[k]], g.loc[j[k]]
-                    flag(name, r, float(iou[k]), f"#{a['object']} ({a['class']}) and #{b['object']} ({b['class']}): "
-                         f"IoU {iou[k]:.2f} >= {bar:g}" + (f"; {int(mask.sum())} pairs" if mask.sum() > 1 else ""))
+    kept = kept[kept["path"].isin(row_of.keys())].sort_values(["path", "object"], kind="stable").reset_index(drop=True)
+    rows = kept["path"].map(row_of).to_numpy()
+    longer = np.maximum(frame["width"], frame["height"]).to_numpy(float)[frame.index.get_indexer(rows)]
+    side = np.minimum(kept["width"], kept["height"]).to_numpy(float) * cfg.input_size / longer
+    per_image = kept.assign(_row=rows, _side=side, _small=side < cfg.min_side_px, _cut=kept["truncated"].astype(bool),
+                            _rare=kept["class"].isin(rare))
+    stats = per_image.groupby("_row", sort=False).agg(n=("object", "size"), small=("_small", "sum"), cut=("_cut", "sum"),
+                                                       rare=("_rare", "sum"))
+    smallest = per_image[per_image["_small"]].sort_values("_side", kind="stable").drop_duplicates("_row")
+    for r, obj_, side_ in zip(smallest["_row"], smallest["object"], smallest["_side"]):  # reasons: flagged images only
+        flag("small_objects", int(r), float(1 - side_ / cfg.min_side_px),
+             f"{int(stats.at[r, 'small'])} of {int(stats.at[r, 'n'])} boxes under {cfg.min_side_px:g} px at "
+             f"{cfg.input_size} px input (#{obj_}: {side_:.1f} px)")
+    cut = stats[stats["cut"] > 0]
+    for r, n_cut, n in zip(cut.index, cut["cut"], cut["n"]):
+        flag("cut_objects", int(r), float(n_cut / n), f"{int(n_cut)} of {int(n)} objects cut at the border")
+    for r, g in per_image[per_image["_rare"]].groupby("_row", sort=False):
+        mine = sorted(set(g["class"]))
+        share = min(counts[c] / total for c in mine)
+        flag("rare_class", int(r), 1 - share / cfg.rare_share, f"{', '.join(mine)} ({share:.2%} of all objects)")
+    i, j = pairs_within(rows)
+    if len(i):
+        iou = iou_of(kept[["x0", "y0", "x1", "y1"]].to_numpy(float), i, j)
+        classes = kept["class"].to_numpy()
+        same = classes[i] == classes[j]
+        for name, mask, bar in (("duplicate_boxes", same & (iou >= cfg.duplicate_iou), cfg.duplicate_iou),
+                                ("class_overlap", ~same & (iou >= cfg.overlap_iou), cfg.overlap_iou)):
+            hits = pd.DataFrame({"row": rows[i[mask]], "i": i[mask], "j": j[mask], "iou": iou[mask]})
+            for r, g in hits.groupby("row", sort=False):
+                best = g.loc[g["iou"].idxmax()]
+                a, b = kept.loc[int(best["i"])], kept.loc[int(best["j"])]
+                flag(name, int(r), float(best["iou"]), f"#{a['object']} ({a['class']}) and #{b['object']} ({b['class']}): "
+                     f"IoU {best['iou']:.2f} >= {bar:g}" + (f"; {len(g)} pairs" if len(g) > 1 else ""))
     if data.predicted is not None:
         _label_issues(data, kept, row_of, flag)
     ok = frame["status"] == "ok"
