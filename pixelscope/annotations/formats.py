@@ -37,7 +37,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".g
 IGNORE_INDEX = 255  # a mask pixel value meaning "not labelled" (VOC, Cityscapes, ...)
 
 
-@dataclass
+@dataclass(slots=True)
 class RawObject:
     """One object as the annotation file gives it; boxes absolute (x0, y0, x1, y1) or normalised."""
 

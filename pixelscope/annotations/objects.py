@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pixelscope.annotations.formats import RawObject, Read
@@ -164,9 +165,9 @@ def _row(o: RawObject, read: Read, path: str | None, image_id: str | None, size:
     return row
 
 
-def coverage(boxes: list[tuple[float, float, float, float]], w: int, h: int) -> float:
-    """The share of the image under the union of the boxes, on a GRID x GRID raster."""
-    if not boxes:
+def coverage(boxes: Any, w: int, h: int) -> float:
+    """The share of the image under the union of the boxes (rows of x0, y0, x1, y1), on a GRID x GRID raster."""
+    if len(boxes) == 0:
         return 0.0
     grid = np.zeros((GRID, GRID), bool)
     for x0, y0, x1, y1 in boxes:
@@ -194,37 +195,51 @@ def objects_table(read: Read, manifest: pa.Table) -> tuple[pa.Table, pa.Table, d
               if s == "ok" and w and h}
     matcher = Matcher(list(images))
     matched: dict[str, tuple[str | None, str | None]] = {}
-    rows = []
+    columns: dict[str, list[Any]] = {name: [] for name in OBJECT_SCHEMA.names}  # column lists: no dict kept per row
     for o in read.objects:
         if o.image not in matched:
             matched[o.image] = matcher.match(o.image)
         path, rule = matched[o.image]
         image_id, size = images[path] if path is not None else (None, None)
-        rows.append(_row(o, read, path, image_id, size, rule))
-    objects = pa.Table.from_pylist(rows, schema=OBJECT_SCHEMA)
-    kept: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        if r["status"] == "ok":
-            kept.setdefault(r["path"], []).append(r)
-    per_image: dict[str, list[Any]] = {"path": [], "id": [], "objects": [], "classes": [], "coverage": []}
-    for path, (image_id, (w, h)) in images.items():
-        mine = kept.get(path, [])
-        per_image["path"].append(path)
-        per_image["id"].append(image_id)
-        per_image["objects"].append(len(mine))
-        per_image["classes"].append(sorted({r["class"] for r in mine}))
-        per_image["coverage"].append(coverage([(r["x0"], r["y0"], r["x1"], r["y1"]) for r in mine], w, h))
+        row = _row(o, read, path, image_id, size, rule)
+        for name, values in columns.items():
+            values.append(row.get(name))
+    read.objects = []  # read once: the table holds them now (a million RawObjects are ~0.3 GB)
+    objects = pa.table(columns, schema=OBJECT_SCHEMA)
+    del columns
+    kept = objects.filter(pc.equal(objects.column("status"), "ok"))
+    per_image = _per_image(kept, images)
     for name in read.images:  # images the files name without an object (an empty YOLO txt) are annotated too
         if name not in matched:
             matched[name] = matcher.match(name)
-    flagged = Counter(r["rule"] for r in rows if r["status"] == "flagged")
+    flagged = Counter(r for r in objects.column("rule").to_pylist() if r is not None)
     named = {p for p, _ in matched.values() if p is not None}
-    counts = {"format": read.format, "objects_read": len(rows), "kept": len(rows) - sum(flagged.values()),
+    counts = {"format": read.format, "objects_read": objects.num_rows, "kept": kept.num_rows,
               "flagged": sum(flagged.values()), "flagged_by_rule": dict(sorted(flagged.items())),
               "entries_not_read": len(read.problems),
               "problems_by_rule": dict(sorted(Counter(p.rule for p in read.problems).items())),
               "images": len(images), "images_annotated": len(named),
-              "images_without_objects": sum(1 for n in per_image["objects"] if n == 0),
+              "images_without_objects": sum(1 for n in per_image.column("objects").to_pylist() if n == 0),
               "images_not_annotated": len(images) - len(named),
-              "classes": len({r["class"] for r in rows if r["status"] == "ok"})}
-    return objects, pa.table(per_image, schema=IMAGE_SCHEMA), counts
+              "classes": len(set(kept.column("class").to_pylist()))}
+    return objects, per_image, counts
+
+
+def _per_image(kept: pa.Table, images: dict[str, tuple[str, tuple[int, int]]]) -> pa.Table:
+    """Every readable image: its kept objects, classes present and the share its boxes cover."""
+    paths = np.asarray(kept.column("path").to_pylist(), dtype=object)
+    order = np.argsort(paths, kind="stable")  # each image's objects side by side: slices, not groupby frames
+    paths, classes = paths[order], np.asarray(kept.column("class").to_pylist(), dtype=object)[order]
+    boxes = np.column_stack([kept.column(c).to_numpy() for c in ("x0", "y0", "x1", "y1")])[order] if len(order) \
+        else np.zeros((0, 4))
+    starts = np.flatnonzero(np.r_[True, paths[1:] != paths[:-1]]) if len(paths) else np.zeros(0, int)
+    span = {paths[s]: (s, e) for s, e in zip(starts, np.r_[starts[1:], len(paths)])}
+    out: dict[str, list[Any]] = {"path": [], "id": [], "objects": [], "classes": [], "coverage": []}
+    for path, (image_id, (w, h)) in images.items():
+        s, e = span.get(path, (0, 0))
+        out["path"].append(path)
+        out["id"].append(image_id)
+        out["objects"].append(e - s)
+        out["classes"].append(sorted(set(classes[s:e])))
+        out["coverage"].append(coverage(boxes[s:e], w, h))
+    return pa.table(out, schema=IMAGE_SCHEMA)
