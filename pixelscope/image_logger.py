@@ -38,6 +38,13 @@ ingest, in UTC windows, written as the profiles `pixelscope show / merge / drift
   to `on_window(result)`; it is also a row of the project's history (kind `service`, shown on
   the dashboard's Versions page after publish). A window flushed and then logged into again is
   merged into its file, so there is one profile per window.
+- `embed=True`: each readable image also goes through the project's preprocess transforms and
+  embedding model (params.preprocess / params.embed, on the CPU, in batches of EMBED_BATCH) into
+  the window profile's embedding statistics — the same store key as the embed step's, so a
+  reference made by the pipeline tests the windows for embedding drift (MMD on the samples,
+  centroid shift). Each batch's statistics are merged into the window's: counts, sums (so the
+  centroids) and the hash-keyed sample are exact; the norm and distance sketches are measured
+  from each batch's own centroid. Costs the model's time per image (tens of ms on a CPU).
 - `keep_examples=K`: a uniform sample (reservoir) of K readable images per window, written as
   128-px thumbnails to `out/<start>.examples/` — examples of what a drifted window looked like (the
   history row names the folder; publish carries them into the bundle, the Versions page shows them).
@@ -87,6 +94,7 @@ PREDICTION_KINDS = {"pred_label": "categorical", "pred_confidence": "numeric", "
                     "pred_box_area": "numeric"}
 COLUMN_TYPES = {"numeric": pa.float64(), "categorical": pa.string()}  # the kinds a user's own column may have
 BATCH_ROWS = 256  # rows per Profile.update (a KLL update per row would be 10-30x slower)
+EMBED_BATCH = 32  # images per model call with embed=True
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -318,6 +326,57 @@ class _Window:
     rows: list[dict[str, Any]] = field(default_factory=list)
     readable: int = 0  # images with a row of features so far
     examples: list[_Item] = field(default_factory=list)  # a uniform sample of them (keep_examples)
+    to_embed: list[tuple[str, Any, str | None]] = field(default_factory=list)  # (id, tensor, label), embed=True
+
+
+class _Embedding:
+    """embed=True: the project's preprocess transforms and model on the CPU, batch by batch, into
+    mergeable EmbeddingStats (the embed step's key, so pipeline references compare)."""
+
+    def __init__(self, params: Params):
+        from pixelscope.embed.infer import Embedder
+        from pixelscope.embed.transforms import build
+
+        self.params = params
+        self.prep = build(params.preprocess)
+        self.embedder = Embedder(params.embed, self.prep, "cpu")
+
+    def tensor(self, image: Any, channels: Literal["RGB", "BGR"], image_id: str) -> Any:
+        """One logged image, decoded and transformed as the preprocess step does (raises ImageError)."""
+        import torch
+
+        from pixelscope.embed.loader import MAX_PIXELS, seed_of
+        from pixelscope.io.decode import decode
+
+        if isinstance(image, (str, Path)):
+            image = Path(image).read_bytes()
+        if isinstance(image, (bytes, bytearray, memoryview)):
+            rgb = decode(bytes(image), working_size=4096, max_pixels=MAX_PIXELS, min_shorter=self.prep.min_side).rgb
+        else:
+            rgb = _pixels(image, channels)[0]
+        img = torch.from_numpy(np.require(rgb, requirements=["C", "W"])).permute(2, 0, 1)
+        return self.prep.apply(img, seed_of(image_id))
+
+    def empty(self) -> Any:
+        """Statistics of no image: a window without a readable one still merges with the others."""
+        from pixelscope.profile.embedding import EmbeddingStats
+
+        p = self.params
+        return EmbeddingStats(p.embed.model, self.embedder.key, self.embedder.dim, kll_k=p.profile.segment_kll_k,
+                              sample_size=p.embed.sample_size, max_labels=p.profile.max_segment_values)
+
+    def stats(self, batch: list[tuple[str, Any, str | None]]) -> Any:
+        import torch
+
+        from pixelscope.profile.embedding import EmbeddingStats
+
+        ids = np.array([i for i, _, _ in batch])
+        vectors = self.embedder(torch.stack([t for _, t, _ in batch]))
+        labels = [label for _, _, label in batch]
+        p = self.params
+        return EmbeddingStats.build(p.embed.model, self.embedder.key, self.embedder.dim, lambda: [(ids, vectors, labels)],
+                                    kll_k=p.profile.segment_kll_k, sample_size=p.embed.sample_size,
+                                    max_labels=p.profile.max_segment_values)
 
 
 class ImageLogger:
@@ -328,7 +387,7 @@ class ImageLogger:
                  on_full: Literal["block", "drop", "sample"] = "block",
                  on_window: Callable[[WindowResult], None] | None = None, source: str = "service",
                  project: str | Path = ".", history: bool = True, workers: int = 1, keep_examples: int = 0,
-                 close_after_s: float | None = 5.0, columns: dict[str, str] | None = None,
+                 close_after_s: float | None = 5.0, columns: dict[str, str] | None = None, embed: bool = False,
                  clock: Callable[[], float] = time.time):
         if on_full not in ("block", "drop", "sample"):
             raise ConfigError(f"ImageLogger on_full {on_full!r}: block, drop or sample")
@@ -347,6 +406,7 @@ class ImageLogger:
         self.close_after_s = close_after_s
         self._rng = np.random.default_rng(0)
         self._rows = _Rows(self.params, columns)
+        self._embedding = _Embedding(self.params) if embed else None
         self._settings = settings_for(self.params.ingest, self.params.features)
         self._pool: ProcessPoolExecutor | None = None
         if workers > 1:  # spawned, not forked: a service's threads must not be copied mid-lock
@@ -547,9 +607,33 @@ class ImageLogger:
         self._window.rows.append(row)
         if self.keep_examples and row.get("status") == "ok":
             self._sample(self._window, item)
+        if self._embedding is not None and row.get("status") == "ok":
+            self._embed(self._window, item, row)
         if len(self._window.rows) >= BATCH_ROWS:
             self._window.profile.update(self._rows.table(self._window.rows))
             self._window.rows = []
+
+    def _embed(self, w: _Window, item: _Item, row: dict[str, Any]) -> None:
+        """Queue the image for the model; a batch full is embedded and merged into the window's statistics.
+        An image the transforms refuse (an extreme aspect) keeps its row, without an embedding."""
+        from pixelscope.io.decode import ImageError
+
+        assert self._embedding is not None
+        try:
+            w.to_embed.append((row["id"], self._embedding.tensor(item.image, item.channels, row["id"]), row.get("label")))
+        except (ImageError, OSError, BadInput) as e:
+            self.errors.append(f"not embedded: {type(e).__name__}: {e}")
+        if len(w.to_embed) >= EMBED_BATCH:
+            self._embed_pending(w)
+
+    def _embed_pending(self, w: _Window) -> None:
+        if self._embedding is not None and w.profile.embedding is None:
+            w.profile.embedding = self._embedding.empty()
+        if not w.to_embed or self._embedding is None:
+            return
+        stats = self._embedding.stats(w.to_embed)
+        w.to_embed = []
+        w.profile.embedding.merge(stats)
 
     def _sample(self, w: _Window, item: _Item) -> None:
         """Reservoir sampling (Algorithm R): every readable image of the window is kept with the same chance."""
@@ -623,6 +707,7 @@ class ImageLogger:
         self._window = None
         if w.rows:
             w.profile.update(self._rows.table(w.rows))
+        self._embed_pending(w)
         if lost:
             w.profile.update(pa.table({"status": ["error"] * sum(lost.values()),
                                        "reason": [r for r, n in sorted(lost.items()) for _ in range(n)]}))

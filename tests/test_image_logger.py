@@ -399,3 +399,33 @@ def test_a_caller_blocked_on_a_full_queue_goes_on_when_there_is_room(tmp_path):
     caller.join(10)
     log.close()
     assert done == [True] * 10 and log.windows[-1].profiled == 10
+
+
+@pytest.mark.slow
+def test_embed_true_gives_windows_the_pipelines_embedding_statistics_and_embedding_drift(corpus, tmp_path):
+    """embed=True: a window's profile carries embedding statistics with the embed step's key (the
+    project's model and transforms); against a window of like photos the embedding does not drift,
+    against CIFAR's 32 x 32 images it does (MMD / centroid shift), and the windows merge."""
+    from pixelscope.validate.drift import compare as drift
+
+    ants = sorted((corpus / "labeled" / "hymenoptera").rglob("*.jpg"))
+    cifar = sorted((corpus / "labeled" / "cifar10").rglob("*.jpg"))
+    p = parse_params({"drift": {"min_rows": 20}})
+
+    def window(name: str, files: list[Path]) -> Profile:
+        with ImageLogger(p, window="1d", out=tmp_path / name, project=tmp_path, history=False, embed=True) as log:
+            for f in files:
+                log.log(f.read_bytes())
+        return Profile.load(log.windows[-1].profile_file)
+
+    ref, like, other = window("ref", ants[0::2][:30]), window("like", ants[1::2][:30]), window("other", cifar[:30])
+    assert ref.embedding is not None and ref.embedding.count["(all)"] == 30
+    from pixelscope.embed.infer import Embedder
+    from pixelscope.embed.transforms import build
+
+    assert ref.embedding.key == Embedder(p.embed, build(p.preprocess), "cpu").key  # the embed step's store key
+    embedding_drift = lambda a, b: {r.feature for r in drift(a, b, p.drift) if r.drift and r.family == "embedding"}  # noqa: E731
+    assert not embedding_drift(ref, like)
+    assert embedding_drift(ref, other)
+    merged = Profile.deserialize(ref.serialize()).merge(like)
+    assert merged.embedding is not None and merged.embedding.count["(all)"] == 60
