@@ -633,6 +633,7 @@ class ImageLogger:
             return
         stats = self._embedding.stats(w.to_embed)
         w.to_embed = []
+        assert w.profile.embedding is not None  # set just above
         w.profile.embedding.merge(stats)
 
     def _sample(self, w: _Window, item: _Item) -> None:
