@@ -1195,6 +1195,13 @@ def test_the_patches_page_shows_object_crops_filters_them_and_opens_their_image(
     at = app(detection_bundle, "images", monkeypatch, image=image_id)
     assert at.toggle(key="gt_boxes").value and at.toggle(key="pred_boxes").value
     assert "annotated boxes (2)" in at.toggle(key="gt_boxes").label
+    # the Features page shows the objects' own sketches: relative area, overlaid per class
+    at = app(detection_bundle, "features", monkeypatch, rows="annotated objects")
+    assert at.radio(key="rows").value == "annotated objects" and at.selectbox[0].value == "rel_area"
+    objects_profile = Profile.load(detection_bundle / "profile.json").objects
+    assert objects_profile is not None and "class" in at.radio[1].options
+    shown_table = next(d.value for d in at.dataframe if "p50" in d.value.columns)
+    assert shown_table.iloc[0]["p50"] == pytest.approx(objects_profile.quantiles("rel_area", [0.5])[0])
 
 
 def test_boxes_are_drawn_in_their_class_colour_where_the_box_is():

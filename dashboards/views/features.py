@@ -1,6 +1,7 @@
 """Features: each feature's distribution drawn from the profile's sketches (KLL PMF and CDF
 with the sketch's rank error as a band), quantiles, top values with error bounds, per
-segment overlaid; EXIF summaries."""
+segment overlaid; EXIF summaries. With annotations, the same for the objects' own profile
+(area, relative area, aspect, centre, ... overall and per class: object sizes per class)."""
 
 import numpy as np
 import pandas as pd
@@ -16,13 +17,21 @@ BINS = 30
 
 st.title("Features")
 p = profile()
+if p.objects is not None:  # the annotated objects' sketches: a profile of their own, per class
+    kinds = ["images", "annotated objects"]
+    asked = param("rows", "images")
+    rows_of = st.radio("rows", kinds, horizontal=True, index=kinds.index(asked) if asked in kinds else 0, key="rows")
+    set_param("rows", None if rows_of == "images" else rows_of)
+    if rows_of == "annotated objects":
+        p = p.objects
 numeric = sorted(n for n, s in p.columns.items() if isinstance(s, NumericSketch))
 categorical = sorted(n for n, s in p.columns.items() if isinstance(s, CategoricalSketch))
 names = numeric + categorical
 if not names:
     st.info("The profile has no feature columns.")
     st.stop()
-wanted = param("feature", "brightness_mean" if "brightness_mean" in names else names[0])
+default = next((n for n in ("brightness_mean", "rel_area") if n in names), names[0])
+wanted = param("feature", default)
 feature = st.selectbox("feature", names, index=names.index(wanted) if wanted in names else 0)
 set_param("feature", feature)
 segs = ["(none)"] + list(p.segments)
