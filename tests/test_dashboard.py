@@ -1215,3 +1215,56 @@ def test_boxes_are_drawn_in_their_class_colour_where_the_box_is():
     assert tuple(drawn[50, 100]) == (255, 255, 255)  # outside the box: untouched
     patch = crop(image, (400, 200), (20.0, 10.0, 120.0, 60.0), side=80)
     assert max(patch.shape[:2]) == 80
+
+
+@pytest.mark.slow
+def test_boxes_and_patches_in_a_real_browser(detection_bundle, tmp_path):
+    """Chromium on the detection bundle: the Patches page shows the crops and opens an image, whose
+    boxes are drawn; nothing is asked of any host but 127.0.0.1; screenshots for the README
+    (PIXELSCOPE_SCREENSHOTS=1 writes them to docs/dashboard/)."""
+    import os
+    import subprocess
+
+    from playwright.sync_api import sync_playwright
+
+    from pixelscope.cli.dashboard import streamlit_command
+
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium; .ci/run does it)")
+    shots = REPO / "docs" / "dashboard" if os.environ.get("PIXELSCOPE_SCREENSHOTS") else tmp_path
+    port = free_port()
+    proc = subprocess.Popen(streamlit_command(port), env={**os.environ, "PIXELSCOPE_BUNDLE": str(detection_bundle)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_healthy(url), "streamlit did not start"
+        hosts: set[str] = set()
+        with sync_playwright() as pw:
+            browser, page = chromium_page(pw, hosts, height=1000)
+            page.goto(f"{url}/patches")
+            finished(page)
+            assert page.locator("[data-testid='stException']").count() == 0
+            page.wait_for_function("() => document.querySelectorAll('[data-testid=\"stImage\"]').length >= 24",
+                                   timeout=60_000)  # the crops arrive as the page runs
+            assert page.locator("[data-testid='stImage']").count() == 24 and "24 objects" in page.inner_text("body")
+            page.screenshot(path=str(shots / "patches.png"))
+            page.get_by_text("open image").first.click()
+            page.wait_for_function("() => document.body.innerText.includes('annotated boxes')", timeout=60_000)
+            finished(page)
+            assert "image=" in page.url and page.locator("[data-testid='stImage']").count() >= 1
+            page.screenshot(path=str(shots / "boxes.png"))
+            browser.close()
+        assert hosts == {f"127.0.0.1:{port}"}, hosts
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_an_opened_image_names_its_issue_flags(bundle, monkeypatch):
+    """The Issues line lists the image's flags (a bool column with a _score beside it); it said "none"
+    for every image whose table held numpy booleans."""
+    issues = pq.read_table(bundle / "issues.parquet").to_pandas()
+    hit = issues[issues["near_duplicate"].astype(bool)].iloc[0]
+    at = app(bundle, "images", monkeypatch, image=hit["id"][:16])
+    line = next(shown(m.value) for m in at.markdown if "**Issues:**" in m.value)
+    assert "near_duplicate" in line and "none" not in line

@@ -5,6 +5,7 @@ annotated and predicted boxes (toggles; dashboards/boxes.py), its original at fu
 (its nearest neighbours); a dropped image file finds the dataset images most like it
 (dashboards/search.py)."""
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -55,7 +56,8 @@ if chosen:
                     st.image(with_boxes(rgb), caption=md(caption), width="stretch")
             elif r["id"] in t:
                 st.image(with_boxes(t[r["id"]]), width="stretch")
-            flags = [c for c in images.columns if f"{c}_score" in images.columns and r.get(c) is True]
+            flags = [c for c in images.columns if f"{c}_score" in images.columns  # numpy's True is not `True`
+                     and isinstance(r.get(c), (bool, np.bool_)) and bool(r.get(c))]
             st.markdown("**Issues:** " + (md(", ".join(flags)) if flags else "none"))
             if isinstance(r.get("reasons"), str) and r["reasons"]:
                 st.caption(md(r["reasons"]))
