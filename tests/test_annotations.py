@@ -48,6 +48,15 @@ def good_boxes(manifest) -> dict[str, list[tuple[int, float, float, float, float
     return out
 
 
+def write_yolo(folder: Path, manifest, data_yaml: str) -> None:
+    """good_boxes as YOLO label files (class cx cy w h, shares of the image) and a data.yaml."""
+    (folder / "data.yaml").write_text(data_yaml)
+    for name, boxes in good_boxes(manifest).items():
+        w, h = sizes(manifest)[name]
+        (folder / f"{Path(name).stem}.txt").write_text("".join(
+            f"{c} {(x0 + x1) / 2 / w} {(y0 + y1) / 2 / h} {(x1 - x0) / w} {(y1 - y0) / h}\n" for c, x0, y0, x1, y1 in boxes))
+
+
 def write_coco(path: Path, manifest, extra_annotations=(), extra_images=()) -> dict:
     images = [{"id": k, "file_name": name, "width": w, "height": h}
               for k, (name, (w, h)) in enumerate(sorted(sizes(manifest).items()))] + list(extra_images)
@@ -121,11 +130,9 @@ def test_the_same_boxes_as_yolo_voc_and_coco_give_the_same_objects(photos, tmp_p
     yolo, voc = tmp_path / "yolo", tmp_path / "voc"
     yolo.mkdir()
     voc.mkdir()
-    (yolo / "data.yaml").write_text("names: [ant, bee]\n")
+    write_yolo(yolo, manifest, "names: [ant, bee]\n")
     for name, boxes in good_boxes(manifest).items():
         w, h = sizes(manifest)[name]
-        (yolo / f"{Path(name).stem}.txt").write_text("".join(
-            f"{c} {(x0 + x1) / 2 / w} {(y0 + y1) / 2 / h} {(x1 - x0) / w} {(y1 - y0) / h}\n" for c, x0, y0, x1, y1 in boxes))
         objs = "".join(f"<object><name>{['ant', 'bee'][c]}</name><truncated>0</truncated><bndbox><xmin>{x0}</xmin>"
                        f"<ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>" for c, x0, y0, x1, y1 in boxes)
         (voc / f"{Path(name).stem}.xml").write_text(f"<annotation><filename>{name}</filename><size><width>{w}</width>"
@@ -240,11 +247,7 @@ def test_the_objects_stage_runs_in_dvc_and_prefect_and_reruns_when_the_annotatio
     # the Prefect flow, the same stage, YOLO labels of the same boxes
     yolo = root / "labels"
     yolo.mkdir()
-    (yolo / "data.yaml").write_text("names: {0: ant, 1: bee}\n")
-    for name, boxes in good_boxes(manifest).items():
-        w, h = sizes(manifest)[name]
-        (yolo / f"{Path(name).stem}.txt").write_text("".join(
-            f"{c} {(x0 + x1) / 2 / w} {(y0 + y1) / 2 / h} {(x1 - x0) / w} {(y1 - y0) / h}\n" for c, x0, y0, x1, y1 in boxes))
+    write_yolo(yolo, manifest, "names: {0: ant, 1: bee}\n")  # the mapping form of data.yaml's names
     result = objects_flow(str(root), {"ingest": {"annotations": {"path": "labels", "format": "auto"}}})
     assert result["counts"]["kept"] == len(coco) and result["counts"]["flagged"] == 0
     flowed = pq.read_table(root / "data" / "interim" / "objects.parquet").to_pandas()
