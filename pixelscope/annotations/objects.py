@@ -189,7 +189,8 @@ def objects_of(path: Path, frame: pd.DataFrame) -> pd.DataFrame | None:
 
 def objects_table(read: Read, manifest: pa.Table) -> tuple[pa.Table, pa.Table, dict[str, Any]]:
     """(objects, per-image table, counts) for the readable images of a manifest (columns path, id,
-    width, height, status)."""
+    width, height, status). Consumes read.objects (emptied: at a million boxes the RawObjects and
+    the table would otherwise both be held)."""
     m = manifest.select(["path", "id", "width", "height", "status"]).to_pydict()
     images = {p: (i, (int(w), int(h))) for p, i, w, h, s in zip(m["path"], m["id"], m["width"], m["height"], m["status"])
               if s == "ok" and w and h}
