@@ -1268,3 +1268,26 @@ def test_an_opened_image_names_its_issue_flags(bundle, monkeypatch):
     at = app(bundle, "images", monkeypatch, image=hit["id"][:16])
     line = next(shown(m.value) for m in at.markdown if "**Issues:**" in m.value)
     assert "near_duplicate" in line and "none" not in line
+
+
+def test_an_object_drift_row_draws_its_cdfs_and_links_to_the_patches(detection_bundle, tmp_path, monkeypatch):
+    """A drift row about the objects (objects.rel_area) draws the reference and current CDFs from the
+    objects' own sketches and links to those objects on the Patches page (not to an image column)."""
+    from urllib.parse import unquote_plus
+
+    from pixelscope.validate.drift import compare as drift_rows
+
+    b = tmp_path / "b"
+    shutil.copytree(detection_bundle, b)
+    shutil.copy(b / "profile.json", b / "reference.json")
+    p = Profile.load(b / "profile.json")
+    rows = pd.DataFrame([r.__dict__ for r in drift_rows(p, p, parse_params({"drift": {"min_rows": 10}}).drift)])
+    assert rows["feature"].str.startswith("objects.").any()
+    pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), b / "drift.parquet")
+    target = next(f"{f} [{s}] {t}" for f, s, t in zip(rows["feature"], rows["segment"], rows["test"])
+                  if f == "objects.rel_area" and s == "all")
+    at = app(b, "drift", monkeypatch, only="0", row=target)
+    assert not at.exception and len(at.get("plotly_chart")) == 1
+    links = [e for e in at.get("page_link")]
+    said = [(e.proto.label, unquote_plus(e.proto.query_string)) for e in links]
+    assert any("Patches page" in label and "rel_area BETWEEN" in query for label, query in said), said

@@ -41,7 +41,20 @@ st.markdown(f"**{md(feature)}** in **{md(segment)}**, {md(row['test'])}: statist
 ref_p, cur_p = profile("reference"), profile()
 
 
+OBJECTS = "objects."  # rows about the annotated objects: their own profile (profile.objects), per class
+column = feature.removeprefix(OBJECTS)
+
+
+def sql_text(value: str) -> str:
+    """A string literal for the Patches filter (quotes doubled)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
 def sketches(p, name):
+    if name.startswith(OBJECTS):
+        p, name = p.objects, name.removeprefix(OBJECTS)
+        if p is None:
+            return None
     if segment == "all":
         return p.columns.get(name)
     seg, value = segment.split("=", 1)
@@ -80,6 +93,11 @@ if isinstance(ref, NumericSketch) and isinstance(cur, NumericSketch):
     fig.update_layout(title=f"{feature} [{segment}]: CDFs from the sketches", xaxis_title=feature,
                       yaxis_title="share below", height=380)
     st.plotly_chart(fig, width="stretch")
+    if feature.startswith(OBJECTS):  # objects, not images: their crops are on the Patches page
+        class_filter = f" AND class = {sql_text(segment.split('=', 1)[1])}" if segment.startswith("class=") else ""
+        st.page_link("views/patches.py", label=f"the objects with {column} in [{lo:.4g}, {hi:.4g}] on the Patches page",
+                     query_params={"pwhere": f"{column} BETWEEN {float(lo)!r} AND {float(hi)!r}{class_filter}"})
+        st.stop()
     band = images[in_segment & images[feature].between(lo, hi)].sort_values(feature)
     st.subheader(f"Current images with {md(feature)} in \\[{lo:.4g}, {hi:.4g}\\] (where the CDFs differ by {d:.3f})")
     rows = paged(band, key="p")
@@ -94,6 +112,10 @@ elif isinstance(ref, CategoricalSketch) and isinstance(cur, CategoricalSketch):
     shares = shares.sort_values("change", key=abs, ascending=False)
     st.bar_chart(shares.set_index("value")[["reference", "current"]], stack=False)
     top = shares.iloc[0]["value"] if len(shares) else None
+    if feature.startswith(OBJECTS):
+        st.page_link("views/patches.py", label=f"the objects with {column} = {top} on the Patches page",
+                     query_params={"pwhere": f"{column} = {sql_text(str(top))}"})
+        st.stop()
     st.subheader(f"Current images with {md(feature)} = {md(top)} (the value whose share moved most)")
     hits = images[in_segment & (images[feature].astype(str) == str(top))]
     rows = paged(hits, key="p")
