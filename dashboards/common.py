@@ -185,8 +185,10 @@ def thumbnails(ids: list[str]) -> dict[str, bytes]:
     return guarded(b.thumbnails, ids, index)
 
 
-def grid(rows: pd.DataFrame, caption: list[str] | None = None, key: str = "grid", pick: bool = True) -> None:
-    """Thumbnails of rows (columns id, path), COLUMNS across, with a button that opens one."""
+def grid(rows: pd.DataFrame, caption: list[str] | None = None, key: str = "grid", pick: bool = True,
+         decorate: Any = None) -> None:
+    """Thumbnails of rows (columns id, path), COLUMNS across, with a button that opens one;
+    decorate(row, thumbnail) -> image draws on a thumbnail (the Images page's boxes)."""
     if rows.empty:
         st.caption("no images")
         return
@@ -198,7 +200,8 @@ def grid(rows: pd.DataFrame, caption: list[str] | None = None, key: str = "grid"
     for k, (i, path, cap) in enumerate(zip(rows["id"], rows["path"], caption)):
         with cols[k % COLUMNS]:
             if i in thumbs:
-                st.image(thumbs[i], caption=md(cap), width="stretch")
+                shown = thumbs[i] if decorate is None else decorate(rows.iloc[k], thumbs[i])
+                st.image(shown, caption=md(cap), width="stretch")
             else:
                 st.caption(f"(no thumbnail) {md(cap)}")
             if pick and st.button("open", key=f"{key}-{k}-{i}", help=md(path)):  # byte copies share an id

@@ -1195,6 +1195,9 @@ def test_the_patches_page_shows_object_crops_filters_them_and_opens_their_image(
     at = app(detection_bundle, "images", monkeypatch, image=image_id)
     assert at.toggle(key="gt_boxes").value and at.toggle(key="pred_boxes").value
     assert "annotated boxes (2)" in at.toggle(key="gt_boxes").label
+    at = app(detection_bundle, "images", monkeypatch)  # the grid: boxes on every thumbnail, on request
+    at.toggle(key="grid_boxes").set_value(True).run()
+    assert not at.exception and len(at.get("image")) == 12
     # the Features page shows the objects' own sketches: relative area, overlaid per class
     at = app(detection_bundle, "features", monkeypatch, rows="annotated objects")
     assert at.radio(key="rows").value == "annotated objects" and at.selectbox[0].value == "rel_area"

@@ -165,7 +165,15 @@ if actions.writable() and len(rows):
                          width="stretch", on_select="rerun", selection_mode="multi-row", key="ticks", height=180)
     ticked = rows.iloc[ticks.selection.rows] if ticks and ticks.selection.rows else rows.iloc[0:0]
     picked = shown if every else ticked
-grid(rows, [f"{p} · {fmt(v)}" if sort != "path" else str(p) for p, v in zip(rows["path"], rows[sort])])
+decorate = None
+if has("objects") and st.toggle("boxes on the thumbnails", key="grid_boxes"):
+    def decorate(row, thumb):  # annotated boxes (solid) and the model's (dashed) on each thumbnail
+        if pd.isna(row["width"]) or pd.isna(row["height"]):
+            return thumb
+        return draw(thumb, (int(row["width"]), int(row["height"])), boxes_of("objects", str(row["path"])),
+                    boxes_of("predicted_objects", str(row["path"])))
+grid(rows, [f"{p} · {fmt(v)}" if sort != "path" else str(p) for p, v in zip(rows["path"], rows[sort])],
+     decorate=decorate)
 if actions.writable():
     actions.act(picked, where="images", key="grid",
                 what=f"all {len(shown):,} matching" if len(picked) == len(shown) else "the ticked images")
