@@ -1294,3 +1294,28 @@ def test_an_object_drift_row_draws_its_cdfs_and_links_to_the_patches(detection_b
     links = [e for e in at.get("page_link")]
     said = [(e.proto.label, unquote_plus(e.proto.query_string)) for e in links]
     assert any("Patches page" in label and "rel_area BETWEEN" in query for label, query in said), said
+
+
+def test_the_evaluation_page_shows_a_detectors_coco_metrics(detection_bundle, monkeypatch):
+    """Publish carries pycocotools' metrics of the model's boxes; the Evaluation page shows them (and no
+    classification section when there are no per-image predictions)."""
+    m = json.loads((detection_bundle / "box_metrics.json").read_text())
+    assert m["map50"] == 1.0 and 0 < m["map"] <= 1.0  # every box found, 2 px off
+    at = app(detection_bundle, "evaluation", monkeypatch)
+    assert metric(at, "mAP@50") == "1.000" and metric(at, "mAP (IoU .50:.95)") == f"{m['map']:.3f}"
+    assert metric(at, "false positives") == "0" and metric(at, "false negatives") == "0"
+    per_class = next(d.value for d in at.dataframe if "ap50" in d.value.columns)
+    assert sorted(per_class["class"]) == ["ant", "bee"] and not at.info
+
+
+def test_the_evaluation_page_lists_a_detectors_misses_each_opening_its_image(detection_bundle, tmp_path, monkeypatch):
+    b = tmp_path / "b"
+    shutil.copytree(detection_bundle, b)
+    path = pq.read_table(b / "manifest.parquet").column("path")[0].as_py()
+    pq.write_table(pa.table({"path": [path], "kind": ["false_negative"], "class": ["bee"],
+                             "bbox": [[10.0, 20.0, 30.0, 40.0]], "score": pa.array([None], pa.float64())}),
+                   b / "box_errors.parquet")
+    at = app(b, "evaluation", monkeypatch)
+    assert metric(at, "false negatives") == "1"
+    said = [e.proto.label for e in at.get("page_link")]
+    assert said == [f"{path} · bee at (10, 20, 30, 40)"], said

@@ -1,7 +1,11 @@
 """Evaluation: the model's predictions against the labels (from the bundle's images table) —
 accuracy, macro-F1, the confusion matrix (counts or row-normalised), per-class precision /
 recall / F1, the reliability diagram, and the slices where the model fails; a confusion cell or
-a slice opens its images (and, on a writable dashboard, lets you act on them)."""
+a slice opens its images (and, on a writable dashboard, lets you act on them). With a detector's
+boxes: its COCO metrics (pycocotools' COCOeval: mAP, by size, per class, per label slice) and its
+false positives and negatives, each opening its image."""
+
+import json
 
 import numpy as np
 import pandas as pd
@@ -24,8 +28,36 @@ def tagged(stamp: tuple) -> pd.DataFrame:
     return with_tags(table("images"), bundle().path("ledger")) if has("ledger") else table("images")
 
 
+def boxes_section(errors: pd.DataFrame) -> None:
+    m = json.loads(bundle().path("box_metrics").read_text())
+    fp, fn = errors[errors["kind"] == "false_positive"], errors[errors["kind"] == "false_negative"]
+    st.subheader("Boxes (COCO metrics, pycocotools)")
+    a, b, c, d = st.columns(4)
+    a.metric("mAP (IoU .50:.95)", "-" if m["map"] is None else f"{m['map']:.3f}")
+    b.metric("mAP@50", "-" if m["map50"] is None else f"{m['map50']:.3f}")
+    c.metric("false positives", f"{len(fp):,}")
+    d.metric("false negatives", f"{len(fn):,}")
+    st.caption(f"mAP by object size: small {m['map_small']} · medium {m['map_medium']} · large {m['map_large']} "
+               "(COCO's areas: under 32², under 96², larger; at IoU 0.5 for the lists below)")
+    st.dataframe(pd.DataFrame(m["per_class"]), hide_index=True, width="stretch")
+    if m["slices"]:
+        st.dataframe(pd.DataFrame(m["slices"]), hide_index=True, width="stretch")
+    kind = st.radio("list", ["false negatives", "false positives"], horizontal=True, key="box_errors_kind")
+    listed = (fn if kind == "false negatives" else fp).merge(table("images")[["id", "path"]], on="path", how="left")
+    page = paged(listed, key="bp", size=12)
+    for path, image_id, name, bbox, score in zip(page["path"], page["id"], page["class"], page["bbox"], page["score"]):
+        said = f" · score {score:.2f}" if pd.notna(score) else ""
+        st.page_link("views/images.py", label=f"{path} · {name} at ({', '.join(f'{v:.0f}' for v in bbox)}){said}",
+                     query_params={"image": str(image_id)[:16]})
+
+
+if has("box_metrics") and has("box_errors"):
+    boxes_section(table("box_errors"))
+
 images = tagged(stamps("manifest", "issues", "ledger"))
 if "pred_label" not in images or "label" not in images:
+    if has("box_metrics"):
+        st.stop()
     st.info("No model predictions in this bundle. Set `profile.predictions` (a CSV or Parquet file with `path` or "
             "`id`, `prediction`, optional `confidence`) and rerun profile and publish.")
     st.stop()

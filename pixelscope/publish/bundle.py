@@ -68,6 +68,11 @@ PARTS: dict[str, Part] = {
                     "pixelscope publish", ("path", "object", "class", "x0", "y0", "x1", "y1", "status")),
     "predicted_objects": Part("predicted_objects.parquet", "the model's boxes", "set ingest.annotations.predictions, "
                               "then pixelscope objects && pixelscope publish", ("path", "class", "x0", "y0", "x1", "y1")),
+    "box_metrics": Part("box_metrics.json", "the COCO metrics of the model's boxes",
+                        "set ingest.annotations.predictions, then pixelscope objects && pixelscope publish"),
+    "box_errors": Part("box_errors.parquet", "the model's false positives and negatives",
+                       "set ingest.annotations.predictions, then pixelscope objects && pixelscope publish",
+                       ("path", "kind", "class")),
     "examples": Part("examples.parquet", "the service windows' example images",
                      "ImageLogger(keep_examples=K), then pixelscope publish", ("key", "k", "jpeg")),
 }

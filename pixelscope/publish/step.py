@@ -84,6 +84,27 @@ def _copy(src: Path, out: Path, name: str, written: dict[str, str]) -> None:
         dst.unlink(missing_ok=True)
 
 
+def write_box_evaluation(paths: Any, out: Path) -> bool:
+    """With annotations and the model's boxes: the COCO metrics (pycocotools' COCOeval, by label slice)
+    and the false positives / negatives as bundle parts; False (and neither part) otherwise."""
+    from pixelscope.annotations.evaluate import coco_metrics
+    from pixelscope.annotations.objects import objects_of
+
+    files = [out / PARTS[name].file for name in ("box_metrics", "box_errors")]
+    frame = pq.read_table(paths.manifest, columns=["id", "path", "status", "width", "height", "label"]).to_pandas()
+    gt, pred = objects_of(paths.objects, frame), objects_of(paths.predicted_objects, frame)
+    if gt is None or pred is None:
+        for f in files:
+            f.unlink(missing_ok=True)
+        return False
+    metrics, errors = coco_metrics(frame[frame["status"] == "ok"], gt[gt["status"] == "ok"], pred[pred["status"] == "ok"],
+                                   "label")
+    write_bytes_atomic(files[0], dumps(metrics, indent=1).encode())
+    with atomic_path(files[1]) as tmp:
+        pq.write_table(pa.Table.from_pandas(errors.assign(bbox=errors["bbox"].map(list)), preserve_index=False), tmp)
+    return True
+
+
 def copy_examples(history: Path, project: Path, out: Path) -> bool:
     """The service windows' example thumbnails (ImageLogger keep_examples) as one bundle part,
     so the dashboard shows what a window looked like; False (and no part) when there are none."""
@@ -293,6 +314,8 @@ def _write_bundle(params: Params, project: Path, profile: Profile, bundle: dict[
             _copy(src, out, name, written)
         else:  # no annotations (the stage writes empty tables): no part
             (out / PARTS[name].file).unlink(missing_ok=True)
+    if write_box_evaluation(paths, out):
+        written.update(box_metrics=str(out / PARTS["box_metrics"].file), box_errors=str(out / PARTS["box_errors"].file))
     if copy_examples(paths.history, project, out):
         written["examples"] = str(out / PARTS["examples"].file)
     add_model_outputs(params, project, out / PARTS["manifest"].file)
