@@ -382,7 +382,8 @@ def test_pages_import_only_light_readers():
     allowed = {"__future__", "streamlit", "plotly", "pandas", "numpy", "pathlib", "re", "os", "sys", "threading", "json",
                "typing", "collections", "dashboards", "pixelscope", "starlette",  # starlette: the server Streamlit runs on
                "subprocess",  # Apply starts the steps in a process of their own; so does a search by a dropped file
-               "hashlib", "tempfile"}  # ... which is written to a temporary file, cached by its sha256
+               "hashlib", "tempfile",  # ... which is written to a temporary file, cached by its sha256
+               "io", "PIL"}  # boxes drawn on an image and object crops (dashboards/boxes.py): Pillow
     light = {"pixelscope.publish.bundle", "pixelscope.profile", "pixelscope.profile.sketches", "pixelscope.errors",
              "pixelscope.validate.drift", "pixelscope.curate.select", "pixelscope.io.values",
              # review actions: the decisions file and its API, the apply launcher, saved slices
@@ -545,7 +546,8 @@ def test_a_real_browser_opens_every_page_selects_on_the_map_and_stays_on_loopbac
         finished(page)
         cell = int(((manifest["status"] == "ok") & (manifest["label"] == "coffee") & (manifest["pred_label"] == "cat")).sum())
         assert cell > 0 and f"{cell:,} images labelled coffee, predicted cat" in page.inner_text("body")
-        assert page.locator("[data-testid='stImage']").count() > 0
+        page.wait_for_function("() => document.querySelectorAll('[data-testid=\"stImage\"]').length > 0",
+                               timeout=60_000)  # the cell's thumbnails arrive as the page runs
 
         # in click mode, a click on one point (the most isolated, so no neighbour is hit instead) opens it
         page.goto(f"{served}/embedding_map?color=cluster&click=1")

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.slow
 BIN = str(Path(sys.executable).parent)
 
 
-STAGES = [s.name for s in DVC_STAGES]  # ingest, preprocess, embed, profile, issues, validate, publish
+STAGES = [s.name for s in DVC_STAGES]  # ingest, objects, preprocess, embed, profile, issues, validate, curate, publish
 
 
 def sh(args: list[str], cwd: Path, check: bool = True, **kw) -> subprocess.CompletedProcess:
@@ -170,7 +170,7 @@ def test_publish_bundle_and_metrics(piped):
     assert bundle["versions"]["raw"]["md5"] == result["version"]["details"]["md5"]
     assert bundle["versions"]["raw"]["git_commit"]
     assert bundle["manifest"]["errors_by_reason"] == {"empty_file": 1, "truncated": 1}
-    assert set(bundle["timings"]) == {"ingest", "preprocess", "embed", "profile", "issues", "curate"}
+    assert set(bundle["timings"]) == {"ingest", "objects", "preprocess", "embed", "profile", "issues", "curate"}
     cur = bundle["curated"]  # the demo's 48 readable images, less what the default recipe leaves out
     assert cur["files"] == 50 and cur["unreadable"] == 2 and cur["included"] + cur["excluded"] == 48
     assert cur["included"] == sum(cur["splits"].values()) > 0
@@ -200,7 +200,7 @@ def test_param_change_reruns_only_dependent_stages(piped, prefect_server):
     # the same through Prefect, with the override given as a flow parameter
     r = pipeline(str(project), overrides={"profile": {"kll_k": 120}}, version_data=False)
     assert r["ran"] == ["profile", "validate", "publish"]
-    assert r["skipped"] == ["ingest", "preprocess", "embed", "issues", "curate"]  # the same validation results
+    assert r["skipped"] == ["ingest", "objects", "preprocess", "embed", "issues", "curate"]  # the same validation results
     assert load_params(project / "params.yaml").profile.kll_k == 120  # recorded where DVC sees it
     assert "up to date" in dvc("status", cwd=project).stdout
 
@@ -705,7 +705,8 @@ def test_served_deployment_runs_with_parameters_and_ctrl_c_stops_it(tmp_path):
                 assert serve.poll() is None, "serve exited early:\n" + (tmp_path / "serve.log").read_text()[-3000:]
                 time.sleep(2)
         assert not missing, f"not registered after 180 s: {missing}\n{ls.stdout}"
-        ui_lists_deployments(f"http://127.0.0.1:{port}", ["pipeline", "publish", "version-raw-data"], tmp_path)
+        # the UI pages its list by 10, in the order serve registered them: pipeline, version-raw-data, ingest, ...
+        ui_lists_deployments(f"http://127.0.0.1:{port}", ["pipeline", "version-raw-data", "ingest"], tmp_path)
         run = subprocess.run([sys.executable, "-m", "prefect", "deployment", "run", "pipeline/pixelscope",
                               "--param", f"project={project}", "--watch"], env=env, capture_output=True, text=True,
                              timeout=300)

@@ -19,7 +19,7 @@ from conftest import REPO
 from pixelscope import compressed_index
 from pixelscope.config import parse_params
 from pixelscope.errors import BadInput
-from pixelscope.pipeline.stages import STAGES, stage
+from pixelscope.pipeline.stages import stage
 
 
 def similar(root, *args):
@@ -39,8 +39,8 @@ def embedded(demo_raw, tmp_path_factory):
     im.resize((im.width // 2, im.height // 2)).save(cat.with_name("cat_half.jpg"), quality=80)
     im.resize((im.width * 2 // 3, im.height * 2 // 3)).save(root / "outside.jpg", quality=75)  # not in the dataset
     p = parse_params({"ingest": {"workers": 1}})
-    for s in STAGES[1:4]:  # ingest, preprocess, embed
-        s.run(p, root)
+    for name in ("ingest", "preprocess", "embed"):
+        stage(name).run(p, root)
     return root
 
 
