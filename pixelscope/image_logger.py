@@ -44,7 +44,9 @@ ingest, in UTC windows, written as the profiles `pixelscope show / merge / drift
   reference made by the pipeline tests the windows for embedding drift (MMD on the samples,
   centroid shift). Each batch's statistics are merged into the window's: counts, sums (so the
   centroids) and the hash-keyed sample are exact; the norm and distance sketches are measured
-  from each batch's own centroid. Costs the model's time per image (tens of ms on a CPU).
+  from each batch's own centroid. Costs the model's time per image (tens of ms on a CPU). An image
+  the transforms refuse (too thin to scale up, as the preprocess step refuses it) keeps its row and
+  is counted in `logger.not_embedded` by reason; so is a batch the model fails on.
 - `keep_examples=K`: a uniform sample (reservoir) of K readable images per window, written as
   128-px thumbnails to `out/<start>.examples/` — examples of what a drifted window looked like (the
   history row names the folder; publish carries them into the bundle, the Versions page shows them).
@@ -342,20 +344,16 @@ class _Embedding:
         self.embedder = Embedder(params.embed, self.prep, "cpu")
 
     def tensor(self, image: Any, channels: Literal["RGB", "BGR"], image_id: str) -> Any:
-        """One logged image, decoded and transformed as the preprocess step does (raises ImageError)."""
-        import torch
-
-        from pixelscope.embed.loader import MAX_PIXELS, seed_of
-        from pixelscope.io.decode import decode
+        """One logged image, decoded and transformed by the preprocess step's own code (raises
+        ImageError, e.g. for an image too thin to scale up)."""
+        from pixelscope.embed.loader import decode_for, transformed
 
         if isinstance(image, (str, Path)):
             image = Path(image).read_bytes()
         if isinstance(image, (bytes, bytearray, memoryview)):
-            rgb = decode(bytes(image), working_size=4096, max_pixels=MAX_PIXELS, min_shorter=self.prep.min_side).rgb
-        else:
-            rgb = _pixels(image, channels)[0]
-        img = torch.from_numpy(np.require(rgb, requirements=["C", "W"])).permute(2, 0, 1)
-        return self.prep.apply(img, seed_of(image_id))
+            d = decode_for(bytes(image), self.prep)
+            return transformed(d.rgb, self.prep, image_id, (d.height, d.width))
+        return transformed(_pixels(image, channels)[0], self.prep, image_id)
 
     def empty(self) -> Any:
         """Statistics of no image: a window without a readable one still merges with the others."""
@@ -425,6 +423,7 @@ class ImageLogger:
         self._closed = False
         self.windows: list[WindowResult] = []  # every window closed so far
         self.errors: list[str] = []  # windows that could not be written (the logger goes on)
+        self.not_embedded: Counter[str] = Counter()  # embed=True: readable images without an embedding, by reason
         self._suffix = ""  # a forked child writes its own window files: <start>-<pid>.json
         self._start_worker()
         atexit.register(self.close)
@@ -449,7 +448,7 @@ class ImageLogger:
         self._queue, self._room, self._blocked = queue.SimpleQueue(), threading.Condition(), 0
         self._pool, self.workers = None, 1  # the parent's processes are not this child's
         self._lost, self._lost_lock, self._window, self._sampled = {}, threading.Lock(), None, 0
-        self.windows, self.errors, self._suffix = [], [], f"-{os.getpid()}"
+        self.windows, self.errors, self._suffix, self.not_embedded = [], [], f"-{os.getpid()}", Counter()
         self._start_worker()
 
     # --- the caller's side -------------------------------------------------------------
@@ -621,8 +620,10 @@ class ImageLogger:
         assert self._embedding is not None
         try:
             w.to_embed.append((row["id"], self._embedding.tensor(item.image, item.channels, row["id"]), row.get("label")))
-        except (ImageError, OSError, BadInput) as e:
-            self.errors.append(f"not embedded: {type(e).__name__}: {e}")
+        except ImageError as e:
+            self.not_embedded[e.reason] += 1
+        except Exception as e:  # noqa: BLE001 - e.g. a plugin transform's bug: counted, never a dead logger
+            self.not_embedded[type(e).__name__] += 1
         if len(w.to_embed) >= EMBED_BATCH:
             self._embed_pending(w)
 
@@ -631,8 +632,12 @@ class ImageLogger:
             w.profile.embedding = self._embedding.empty()
         if not w.to_embed or self._embedding is None:
             return
-        stats = self._embedding.stats(w.to_embed)
-        w.to_embed = []
+        batch, w.to_embed = w.to_embed, []
+        try:
+            stats = self._embedding.stats(batch)
+        except Exception as e:  # noqa: BLE001 - the model failed on a batch: counted, the rows stay
+            self.not_embedded[type(e).__name__] += len(batch)
+            return
         assert w.profile.embedding is not None  # set just above
         w.profile.embedding.merge(stats)
 

@@ -429,3 +429,9 @@ def test_embed_true_gives_windows_the_pipelines_embedding_statistics_and_embeddi
     assert embedding_drift(ref, other)
     merged = Profile.deserialize(ref.serialize()).merge(like)
     assert merged.embedding is not None and merged.embedding.count["(all)"] == 60
+    # an image too thin for the transforms (as the preprocess step refuses it) keeps its row, counted, not embedded
+    with ImageLogger(p, window="1d", out=tmp_path / "thin", project=tmp_path, history=False, embed=True) as log:
+        log.log(np.full((4, 400, 3), 90, np.uint8))
+        log.log(ants[0].read_bytes())
+    assert log.windows[-1].profiled == 2 and dict(log.not_embedded) == {"extreme_aspect_ratio": 1}
+    assert Profile.load(log.windows[-1].profile_file).embedding.count["(all)"] == 1

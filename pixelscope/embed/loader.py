@@ -72,13 +72,25 @@ def check_aspect(height: int, width: int, prep: Preprocess) -> None:
                          "pixels on the longer one")
 
 
+def transformed(rgb: np.ndarray, prep: Preprocess, image_id: str, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """A decoded, oriented H x W x 3 image through the transforms (raises ImageError for a thin one);
+    size: the original's (height, width) when rgb was decoded smaller. Shared by the preprocess step
+    and ImageLogger(embed=True)."""
+    height, width = size or rgb.shape[:2]
+    check_aspect(height, width, prep)
+    img = torch.from_numpy(np.require(rgb, requirements=["C", "W"])).permute(2, 0, 1)  # torch wants writable
+    return prep.apply(img, seed_of(image_id))
+
+
+def decode_for(data: bytes, prep: Preprocess) -> Any:
+    """Encoded bytes decoded and oriented at the size the transforms start from."""
+    return decode(data, working_size=4096, max_pixels=MAX_PIXELS, min_shorter=prep.min_side)
+
+
 def cpu_image(item: Item, prep: Preprocess) -> torch.Tensor:
     """Read, decode, orient, transform one file on the CPU (raises ImageError)."""
-    data = read_bytes(item.path)  # a file, or a store object (pixelscope.io.location)
-    d = decode(data, working_size=4096, max_pixels=MAX_PIXELS, min_shorter=prep.min_side)
-    check_aspect(d.height, d.width, prep)
-    img = torch.from_numpy(np.require(d.rgb, requirements=["C", "W"])).permute(2, 0, 1)  # torch wants writable
-    return prep.apply(img, seed_of(item.id))
+    d = decode_for(read_bytes(item.path), prep)  # a file, or a store object (pixelscope.io.location)
+    return transformed(d.rgb, prep, item.id, (d.height, d.width))
 
 
 def _init(cfg: PreprocessConfig, worker: bool = True, access: Access | None = None) -> None:
