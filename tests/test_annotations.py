@@ -581,3 +581,18 @@ def test_the_detection_demo_runs_the_whole_pipeline_and_its_planted_faults_are_f
     counts = json.loads((root / "data" / "curated" / "curate.json").read_text())
     assert exported == counts["objects_exported"] > 0 and led["included"].sum() > 0
     assert (root / "reports" / "publish" / "objects.parquet").exists()
+
+
+def test_a_mask_pycocotools_cannot_decode_is_flagged_not_raised(photos, tmp_path):
+    root, manifest = photos
+    (name, (w, h)), *_ = sorted(sizes(manifest).items())
+    images = [{"id": 0, "file_name": name, "width": w, "height": h}]
+    anns = [{"id": 1, "image_id": 0, "category_id": 1, "segmentation": {"size": ["a", w], "counts": [1, 2]}},
+            {"id": 2, "image_id": 0, "category_id": 1, "segmentation": {"size": [h, w], "counts": [5, w * h * 2]}},
+            {"id": 3, "image_id": 0, "category_id": 1, "bbox": [1, 1, 10, 10]}]
+    (tmp_path / "c.json").write_text(json.dumps({"images": images, "annotations": anns,
+                                                 "categories": [{"id": 1, "name": "ant"}]}))
+    objects, _, counts = objects_table(read(tmp_path / "c.json"), manifest)
+    assert counts["objects_read"] == 3 and counts["kept"] == 1 and counts["flagged_by_rule"] == {"bad_mask": 2}
+    details = objects.to_pandas().query("rule == 'bad_mask'")["detail"].tolist()
+    assert any("cannot be decoded" in d for d in details) and any("pixels in a" in d for d in details)

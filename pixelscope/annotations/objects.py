@@ -20,6 +20,7 @@ naming the file and the object — objects read = kept + flagged, always. The ru
     bad_box          a box with non-positive width or height, or not finite
     box_outside      a box more than 1 px outside its image
     mask_size        a mask (RLE or PNG) whose size differs from its image's
+    bad_mask         a polygon or RLE mask pycocotools cannot decode
     size_mismatch    the annotation file gives the image another size than the image has
 
 Columns: path, id, object (index within the image), class, class_id, x0, y0, x1, y1, width,
@@ -102,7 +103,7 @@ def _rle_area(rle: dict[str, Any]) -> float:
 def _row(o: RawObject, read: Read, path: str | None, image_id: str | None, size: tuple[int, int] | None,
          rule: str | None) -> dict[str, Any]:
     """One object -> a row of the table (flagged with the first rule it breaks)."""
-    name = o.class_name or read.categories.get(o.class_id) if o.class_id is not None else o.class_name
+    name = o.class_name or (read.categories.get(o.class_id) if o.class_id is not None else None)
     row: dict[str, Any] = {"path": path, "id": image_id, "object": o.index, "class_id": o.class_id,
                            "class": name if name is not None else (None if o.class_id is None else str(o.class_id)),
                            "crowd": o.crowd, "score": o.score, "source": o.source}
@@ -135,19 +136,24 @@ def _row(o: RawObject, read: Read, path: str | None, image_id: str | None, size:
     mask_area = o.mask_area
     if o.mask_size is not None and o.mask_size != (w, h):
         return flag("mask_size", f"the mask is {o.mask_size[0]} x {o.mask_size[1]}, the image {w} x {h}")
-    if o.rle is not None:
-        rh, rw = (int(v) for v in o.rle["size"])
-        if (rw, rh) != (w, h):
-            return flag("mask_size", f"the RLE mask is {rw} x {rh}, the image {w} x {h}")
-        mask_area = _rle_area(o.rle)
-        if box is None:
-            from pycocotools import mask as cocomask
+    try:
+        if o.rle is not None:
+            rh, rw = (int(v) for v in o.rle["size"])
+            if (rw, rh) != (w, h):
+                return flag("mask_size", f"the RLE mask is {rw} x {rh}, the image {w} x {h}")
+            mask_area = _rle_area(o.rle)
+            if box is None:
+                from pycocotools import mask as cocomask
 
-            rle = cocomask.frPyObjects(o.rle, rh, rw) if isinstance(o.rle["counts"], list) else o.rle
-            x, y, bw, bh = (float(v) for v in cocomask.toBbox(rle))
-            box = (x, y, x + bw, y + bh)
-    elif polygons:
-        mask_area = _polygon_area(polygons, w, h)
+                rle = cocomask.frPyObjects(o.rle, rh, rw) if isinstance(o.rle["counts"], list) else o.rle
+                x, y, bw, bh = (float(v) for v in cocomask.toBbox(rle))
+                box = (x, y, x + bw, y + bh)
+        elif polygons:
+            mask_area = _polygon_area(polygons, w, h)
+    except (ValueError, TypeError, KeyError, OverflowError) as e:  # pycocotools refuses what it cannot decode
+        return flag("bad_mask", f"a polygon or RLE mask that cannot be decoded ({type(e).__name__}: {str(e)[:80]})")
+    if mask_area is not None and mask_area > w * h:  # RLE counts that run past the image decode without an error
+        return flag("bad_mask", f"a mask of {mask_area:,.0f} pixels in a {w} x {h} image")
     assert box is not None
     x0, y0, x1, y1 = box
     if not np.isfinite(box).all() or x1 <= x0 or y1 <= y0:

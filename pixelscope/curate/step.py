@@ -218,7 +218,7 @@ def kept_objects(run: CurateRun) -> dict[str, list[dict[str, Any]]] | None:
     kept = table[table["status"] == "ok"].reset_index(drop=True)
     cfg = run.cfg
     if cfg.object_classes:  # merge / rename / drop classes first, so objects_where sees the new names
-        kept["class"] = [cfg.object_classes.get(c, c) if c in cfg.object_classes else c for c in kept["class"]]
+        kept["class"] = [cfg.object_classes.get(c, c) for c in kept["class"]]  # mapped to None: dropped below
         kept = kept[kept["class"].notna()].reset_index(drop=True)
     if cfg.objects_where:
         from pixelscope.curate.select import Images
