@@ -121,6 +121,35 @@ def child(mode: str, ann_file: str, manifest: str) -> dict:
         out["peak_rss_mb"] = peak_mb()
         del pd
         return out
+    if mode == "predictions":  # the finder with a model's boxes: cleanlab per box + the unmatched check
+        from pixelscope.annotations.evaluate import label_issues
+        from pixelscope.config import IssuesConfig
+        from pixelscope.issues.base import Dataset
+        from pixelscope.issues.objects import _unmatched
+        from pixelscope.issues.objects import objects as finder
+
+        gt = objects.to_pandas()
+        rng = np.random.default_rng(1)
+        pred = gt.copy()  # the true boxes jittered by up to 2 px, confident
+        for c in ("x0", "y0", "x1", "y1"):
+            pred[c] = pred[c] + rng.uniform(-2, 2, len(pred))
+        pred["score"] = rng.uniform(0.9, 0.99, len(pred))
+        frame = pq.read_table(manifest).to_pandas()
+        t1 = time.perf_counter()
+        unmatched = _unmatched(gt, pred[pred["score"] >= 0.95])
+        out["unmatched_seconds"] = round(time.perf_counter() - t1, 2)
+        out["unmatched_images"] = len(unmatched)
+        t1 = time.perf_counter()
+        scores = label_issues(frame, gt, pred)
+        out["cleanlab_seconds"] = round(time.perf_counter() - t1, 2)
+        out["cleanlab_rows"] = len(scores)
+        t1 = time.perf_counter()
+        f = finder(Dataset(frame, IssuesConfig(), objects=gt, predicted=pred), {})
+        out["finder_with_predictions_seconds"] = round(time.perf_counter() - t1, 2)
+        out["flagged"] = f.summary["by_flag"]
+        out["predicted"] = len(pred)
+        out["peak_rss_mb"] = peak_mb()
+        return out
     raise SystemExit(f"unknown mode {mode}")
 
 
@@ -144,12 +173,12 @@ def main() -> None:
     ann_file, manifest = make_set(a.images, a.per_image)
     row = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": f"{platform.node()} {platform.machine()}",
            "images": a.images, "boxes": a.images * a.per_image, "json_mb": round(ann_file.stat().st_size / 2**20, 1)}
-    for mode in ("pixelscope", "pycocotools", "profile", "finder"):
+    for mode in ("pixelscope", "pycocotools", "profile", "finder", "predictions"):
         row[mode] = run(mode, ann_file, manifest)
         print(mode, row[mode], flush=True)
     with (HERE / "results" / "objects.jsonl").open("a") as fh:
         fh.write(json.dumps(row) + "\n")
-    p, c, pr, f = row["pixelscope"], row["pycocotools"], row["profile"], row["finder"]
+    p, c, pr, f, fp = row["pixelscope"], row["pycocotools"], row["profile"], row["finder"], row["predictions"]
     lines = [f"\n### Objects at scale — {row['date'][:10]}, {row['machine']}\n",
              f"`python benchmarks/bench_objects.py --images {a.images}`: a synthetic COCO JSON of {a.images:,} images "
              f"and {row['boxes']:,} boxes ({row['json_mb']} MB, 80 classes), each figure from its own process.\n",
@@ -160,6 +189,11 @@ def main() -> None:
              f"| object profile (sketches overall and per class) | {pr['profile_seconds']} | |",
              f"| merging two halves' object profiles | {pr['merge_seconds']} | |",
              f"| the objects finder over every box | {f['finder_seconds']} | {f['peak_rss_mb']} MB (with the table) |",
+             f"| with {fp['predicted']:,} predicted boxes: the unmatched-prediction check | {fp['unmatched_seconds']} | |",
+             f"| with {fp['predicted']:,} predicted boxes: cleanlab.object_detection per box (badloc, swap, overlooked) "
+             f"| {fp['cleanlab_seconds']} | |",
+             f"| with {fp['predicted']:,} predicted boxes: the whole objects finder | "
+             f"{fp['finder_with_predictions_seconds']} | {fp['peak_rss_mb']} MB |",
              "", f"Targets (issue 31): parse + objects table ≤ 60 s and ≤ 2 GB; finders ≤ 60 s at 1 M boxes. "
              f"Object profile {pr['profile_bytes'] / 1024:,.0f} KiB.\n"]
     with (HERE.parent / "BENCHMARKS.md").open("a") as fh:

@@ -110,6 +110,7 @@ def box_param(box: tuple[float, float, float, float]) -> str:
     x0, x1, y0, y1 = box
 
     def text(v: float, up: bool) -> str:
+        v = float(v)  # a float32 compared with a Python float is compared in float32 (NumPy 2's promotion)
         short = f"{v:.6g}"
         return short if (float(short) >= v if up else float(short) <= v) else repr(float(v))
 

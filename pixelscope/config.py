@@ -68,6 +68,8 @@ class AnnotationsConfig(_Strict):
     # a YOLO folder with a confidence per line; checked like the annotations, written to paths.predicted_objects
     predictions: Path | None = None
     predictions_format: Literal["auto", "coco", "yolo"] = "auto"
+    # brightness / contrast / sharpness of each box (pixelscope.annotations.crops): one reduced decode per image
+    crop_features: bool = True
 
 
 class IngestConfig(_Strict):

@@ -12,6 +12,10 @@ motorcycle), each a rectangle, so its box is exact. Written as JPEGs under `imag
   faults) jittered by up to 2 px, scores 0.96-0.995, plus a few low-score false positives;
 - `planted.json`: which scene got which fault (file name, kind, object), for measuring the
   finders' recall and precision.
+
+`write_as(out, "yolo")` / `write_as(out, "voc")` writes the same ground truth as a YOLO folder
+(`labels/`, one txt per image + data.yaml) or as Pascal VOC XML (`voc/`), and the model's boxes as
+YOLO txt with a confidence per line (`predictions/`), so the same scenes go through every reader.
 """
 
 from __future__ import annotations
@@ -111,6 +115,51 @@ def build_detection_demo(out: str | Path, scenes: int = 120, fault_share: float 
     (out / "predictions.json").write_text(json.dumps(preds))
     (out / "planted.json").write_text(json.dumps(planted, indent=1))
     return {"scenes": scenes, "objects": len(anns), "predicted": len(preds), "planted": len(planted)}
+
+
+def write_as(out: str | Path, fmt: str) -> dict[str, str]:
+    """The ground truth and predictions of `out` (written by build_detection_demo) in another format:
+    fmt "coco" (as built), "yolo" or "voc". Returns the ingest.annotations params that read them."""
+    out = Path(out)
+    if fmt == "coco":
+        return {"path": "annotations.json", "predictions": "predictions.json"}
+    gt = json.loads((out / "annotations.json").read_text())
+    names = {c["id"]: c["name"] for c in gt["categories"]}
+    index = {i: k for k, i in enumerate(sorted(names))}
+    data_yaml = "names:\n" + "".join(f"  {index[i]}: {names[i]}\n" for i in sorted(names))
+    by_image: dict[int, list[dict[str, Any]]] = {im["id"]: [] for im in gt["images"]}
+    for a in gt["annotations"]:
+        by_image[a["image_id"]].append(a)
+    predicted: dict[int, list[dict[str, Any]]] = {im["id"]: [] for im in gt["images"]}
+    for p in json.loads((out / "predictions.json").read_text()):
+        predicted[p["image_id"]].append(p)
+
+    def yolo_lines(anns: list[dict[str, Any]], w: int, h: int, scores: bool) -> str:
+        return "".join(f"{index[a['category_id']]} {(a['bbox'][0] + a['bbox'][2] / 2) / w:.6f} "
+                       f"{(a['bbox'][1] + a['bbox'][3] / 2) / h:.6f} {a['bbox'][2] / w:.6f} {a['bbox'][3] / h:.6f}"
+                       + (f" {a['score']}" if scores else "") + "\n" for a in anns)
+
+    preds = out / "predictions"
+    preds.mkdir(exist_ok=True)
+    (preds / "data.yaml").write_text(data_yaml)
+    folder = out / ("labels" if fmt == "yolo" else "voc")
+    folder.mkdir(exist_ok=True)
+    if fmt == "yolo":
+        (folder / "data.yaml").write_text(data_yaml)
+    for im in gt["images"]:
+        stem, (w, h) = Path(im["file_name"]).stem, (im["width"], im["height"])
+        (preds / f"{stem}.txt").write_text(yolo_lines(predicted[im["id"]], w, h, scores=True))
+        if fmt == "yolo":
+            (folder / f"{stem}.txt").write_text(yolo_lines(by_image[im["id"]], w, h, scores=False))
+        else:
+            objs = "".join(f"<object><name>{names[a['category_id']]}</name><truncated>0</truncated><difficult>0</difficult>"
+                           f"<bndbox><xmin>{a['bbox'][0]}</xmin><ymin>{a['bbox'][1]}</ymin>"
+                           f"<xmax>{a['bbox'][0] + a['bbox'][2]}</xmax><ymax>{a['bbox'][1] + a['bbox'][3]}</ymax>"
+                           "</bndbox></object>" for a in by_image[im["id"]])
+            (folder / f"{stem}.xml").write_text(f"<annotation><filename>{Path(im['file_name']).name}</filename>"
+                                                f"<size><width>{w}</width><height>{h}</height><depth>3</depth></size>"
+                                                f"{objs}</annotation>\n")
+    return {"path": folder.name, "format": fmt, "predictions": "predictions", "predictions_format": "yolo"}
 
 
 def found_faults(planted: list[dict[str, Any]], issues: Any, scenes: list[str]) -> dict[str, dict[str, Any]]:

@@ -596,3 +596,169 @@ def test_a_mask_pycocotools_cannot_decode_is_flagged_not_raised(photos, tmp_path
     assert counts["objects_read"] == 3 and counts["kept"] == 1 and counts["flagged_by_rule"] == {"bad_mask": 2}
     details = objects.to_pandas().query("rule == 'bad_mask'")["detail"].tolist()
     assert any("cannot be decoded" in d for d in details) and any("pixels in a" in d for d in details)
+
+
+def half_blurred_project(corpus: Path, tmp_path: Path, **annotations):
+    """Two PNGs of the same real photo, one with its right half blurred (Gaussian, radius 6), ingested;
+    COCO boxes on each: the left half, the right half and a 2 x 2 px box."""
+    from PIL import ImageFilter, ImageOps
+
+    raw = tmp_path / "data" / "raw" / "images"
+    raw.mkdir(parents=True)
+    src = sorted((corpus / "labeled" / "hymenoptera").rglob("*.jpg"))[5]
+    with Image.open(src) as im:
+        sharp = ImageOps.exif_transpose(im).convert("RGB")
+    w, h = sharp.size
+    blurred = sharp.copy()
+    blurred.paste(sharp.crop((w // 2, 0, w, h)).filter(ImageFilter.GaussianBlur(6)), (w // 2, 0))
+    sharp.save(raw / "sharp.png")
+    blurred.save(raw / "blurred.png")
+    boxes = {"left": [w * 0.05, h * 0.1, w * 0.45, h * 0.9], "right": [w * 0.55, h * 0.1, w * 0.95, h * 0.9],
+             "tiny": [w * 0.5, h * 0.5, w * 0.5 + 2, h * 0.5 + 2]}
+    images = [{"id": k, "file_name": f"{n}.png", "width": w, "height": h} for k, n in enumerate(("sharp", "blurred"))]
+    anns = [{"id": len(images) * j + k + 1, "image_id": k, "category_id": 1 + (name == "tiny"), "iscrowd": 0,
+             "bbox": [x0, y0, x1 - x0, y1 - y0]}
+            for j, (name, (x0, y0, x1, y1)) in enumerate(boxes.items()) for k in range(2)]
+    (tmp_path / "coco.json").write_text(json.dumps({"images": images, "annotations": anns, "categories": [
+        {"id": 1, "name": "half"}, {"id": 2, "name": "tiny"}]}))
+    p = parse_params({"ingest": {"workers": 1, "annotations": {"path": "coco.json", **annotations}},
+                      "paths": {"embeddings": "none"}})
+    ingest_to(p, tmp_path / "data" / "raw", tmp_path / p.paths.manifest)
+    return p, sharp, boxes
+
+
+def test_crop_features_measure_each_box_and_the_objects_per_image_are_profiled(corpus, tmp_path):
+    """Each kept box gets the brightness, contrast and sharpness of its crop (ingest's decode, its
+    working size): the blurred half of a photo is far less sharp than the same half unblurred while
+    the untouched halves agree; brightness is the crop's own (checked against the full-size pixels);
+    a 2 x 2 px box has no sharpness. The profile sketches them per object and the objects per image
+    with the images; `crop_features: false` leaves them empty."""
+    from pixelscope.annotations.step import objects_step
+    from pixelscope.profile import Profile
+    from pixelscope.profile.step import profile_step
+
+    p, sharp, boxes = half_blurred_project(corpus, tmp_path)
+    r = objects_step(p, tmp_path)
+    assert r.metrics["crop_seconds"] > 0
+    o = pq.read_table(tmp_path / p.paths.objects).to_pandas()
+    o["image"] = [Path(q).stem for q in o["path"]]
+    o["box"] = [next(n for n, b in boxes.items() if abs(b[0] - x) < 0.01) for x in o["x0"]]
+    at = o.set_index(["image", "box"])
+    s = at["crop_sharpness"]
+    assert s["blurred", "right"] < 0.1 * s["sharp", "right"]
+    assert 0.8 < s["blurred", "left"] / s["sharp", "left"] < 1.25
+    assert np.isnan(s["sharp", "tiny"]) and not np.isnan(at.loc[("sharp", "tiny"), "crop_brightness"])
+    luma = np.asarray(sharp.convert("L"), np.float64) / 255
+    for name in ("left", "right"):
+        x0, y0, x1, y1 = (int(round(v)) for v in boxes[name])
+        crop = luma[y0:y1, x0:x1]
+        assert abs(at.loc[("sharp", name), "crop_brightness"] - crop.mean()) < 0.01
+        assert abs(at.loc[("sharp", name), "crop_contrast"] - crop.std()) < 0.03
+    assert at.loc[("blurred", "right"), "crop_contrast"] < at.loc[("sharp", "right"), "crop_contrast"]
+    profile_step(p, tmp_path)
+    prof = Profile.load(tmp_path / p.paths.profile)
+    assert prof.objects is not None and prof.objects.sketch("crop_sharpness").count == 4  # the tiny boxes: nulls
+    assert prof.objects.sketch("crop_sharpness", ("class", "half")).count == 4
+    per_image = prof.sketch("object_count")
+    assert per_image.count == 2 and per_image.mean == 3.0 and prof.sketch("object_coverage").max > 0.6
+    p_off = parse_params({"ingest": {"workers": 1, "annotations": {"path": "coco.json", "crop_features": False}},
+                          "paths": {"embeddings": "none"}})
+    objects_step(p_off, tmp_path)
+    off = pq.read_table(tmp_path / p.paths.objects).to_pandas()
+    assert off["crop_sharpness"].isna().all() and len(off) == len(o)
+
+
+def test_masks_reach_the_coco_export_as_pycocotools_decodes_them(photos, tmp_path):
+    """Polygons (COCO) and a semantic mask PNG's classes go through the objects table to the COCO
+    export's `segmentation`: pycocotools' annToMask gives back the PNG's pixels exactly and the
+    polygons' areas as the objects table measured them."""
+    from pycocotools.coco import COCO
+
+    from conftest import REPO
+    from pixelscope.annotations.step import objects_step
+    from pixelscope.curate.step import curate_step
+    from pixelscope.issues.step import issues_step
+
+    root, manifest = photos
+    names = sorted(sizes(manifest))
+    (a, (w, h)) = names[0], sizes(manifest)[names[0]]
+    shutil.copytree(root / "raw", tmp_path / "data" / "raw")
+    shutil.copytree(REPO / "expectations", tmp_path / "expectations")
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    (masks / "classes.txt").write_text("background\nant\nbee\n")
+    m = np.zeros((h, w), np.uint8)
+    m[10:30, 5:25] = 1
+    m[40:90, 30:70] = 2
+    m[60:70, 40:50] = 1  # an ant inside the bee: two separate ant regions, one object (the class)
+    Image.fromarray(m).save(masks / f"{Path(a).stem}.png")
+    write_coco(tmp_path / "coco.json", manifest, extra_annotations=[
+        {"image_id": 1, "category_id": 1, "segmentation": [[10, 10, 60, 12, 30, 50]]}])
+    for source, path in (("masks", "masks"), ("coco", "coco.json")):
+        p = parse_params({"ingest": {"workers": 1, "annotations": {"path": path}}, "paths": {"embeddings": "none"},
+                          "curate": {"workers": 1, "formats": ["coco"], "exclude": [],
+                                     "splits": {"ratios": {"train": 1.0, "val": 0.0, "test": 0.0}}}})
+        ingest_to(p, tmp_path / "data" / "raw", tmp_path / p.paths.manifest)
+        objects_step(p, tmp_path)
+        issues_step(p, tmp_path)
+        curate_step(p, tmp_path)
+        objs = pq.read_table(tmp_path / p.paths.objects).to_pandas().query("status == 'ok'")
+        coco = COCO(str(tmp_path / "data" / "curated" / "coco" / "annotations" / "instances_train.json"))
+        anns = coco.loadAnns(coco.getAnnIds())
+        assert len(anns) == len(objs) and all("segmentation" in x for x in anns)
+        if source == "masks":
+            for ann in anns:
+                cls = coco.loadCats(ann["category_id"])[0]["name"]
+                np.testing.assert_array_equal(coco.annToMask(ann), m == {"background": 0, "ant": 1, "bee": 2}[cls])
+        else:
+            got = sorted(float(coco.annToMask(x).sum()) for x in anns)
+            assert got == sorted(objs["mask_area"]) and len(got) == 5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["yolo", "voc"])
+def test_yolo_and_voc_projects_go_through_dvc_and_prefect_to_exports_their_readers_load(fmt, tmp_path,
+                                                                                        prefect_server):
+    """The detection demo's scenes with their ground truth as YOLO labels or Pascal VOC XML (the
+    model's boxes as YOLO txt with confidences): the Prefect flow runs every stage through DVC (up to
+    date after), the objects stage reads the format with nothing flagged, the planted faults are
+    found, and the COCO (pycocotools), YOLO (supervision) and parquet (datasets) exports hold the
+    ledger's images and objects."""
+    import subprocess
+    import sys
+
+    import datasets
+    import supervision as sv
+    from pycocotools.coco import COCO
+
+    from flows.demo_detection import demo_detection
+
+    r = demo_detection(str(tmp_path / fmt), scenes=24, seed=23, annotations=fmt)
+    root = Path(r["project"])
+    assert r["annotations"] == fmt and r["ran"][:2] == ["ingest", "objects"] and "curate" in r["ran"]
+    status = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=root, capture_output=True, text=True)
+    assert "up to date" in status.stdout, status.stdout
+    metrics = json.loads((root / "reports" / "metrics" / "objects.json").read_text())
+    assert metrics["format"] == fmt and metrics["kept"] == metrics["objects_read"] == r["objects"]
+    assert metrics["predicted_kept"] == r["predicted"] and metrics["entries_not_read"] == 0
+    f = r["found"]
+    assert f["duplicated"]["found"] == f["duplicated"]["planted"] > 0
+    assert sum(f[k]["found"] for k in ("shifted", "missing", "wrong_class")) >= \
+        sum(f[k]["planted"] for k in ("shifted", "missing", "wrong_class")) - 1
+    assert f["box_label_issue"]["precision"] >= 0.8 and 0.5 < r["boxes"]["map"] < 1.0
+    out = root / "data" / "curated"
+    led = pq.read_table(out / "curation.parquet").to_pandas()
+    inc = led[led["included"]]
+    counts = json.loads((out / "curate.json").read_text())
+    splits = sorted(set(inc["split"]))
+    coco_images = coco_objects = yolo_images = yolo_objects = 0
+    for split in splits:
+        coco = COCO(str(out / "coco" / "annotations" / f"instances_{split}.json"))
+        coco_images, coco_objects = coco_images + len(coco.getImgIds()), coco_objects + len(coco.getAnnIds())
+        ds = sv.DetectionDataset.from_yolo(str(out / "yolo" / "images" / split), str(out / "yolo" / "labels" / split),
+                                           str(out / "yolo" / "data.yaml"))
+        yolo_images, yolo_objects = yolo_images + len(ds), yolo_objects + sum(len(d) for _, _, d in ds)
+    assert coco_images == yolo_images == len(inc) > 0
+    assert coco_objects == yolo_objects == counts["objects_exported"] > 0
+    hf = datasets.load_dataset("parquet", data_files={s: str(out / "parquet" / "data" / f"{s}-*.parquet") for s in splits})
+    assert sum(len(row["objects"]["bbox"]) for s in splits for row in hf[s]) == counts["objects_exported"]

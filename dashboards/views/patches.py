@@ -28,7 +28,8 @@ a, b, c = st.columns([3, 1, 1])
 expression = a.text_input("filter (SQL over the object columns)", param("pwhere"), key="pwhere_box",
                           placeholder="class = 'bee' AND rel_area < 0.01")
 set_param("pwhere", expression or None)
-sortable = [col for col in ("rel_area", "area", "aspect", "score", "cx", "cy", "fill", "class", "path") if col in objects]
+sortable = [col for col in ("rel_area", "area", "aspect", "score", "crop_sharpness", "crop_brightness", "crop_contrast",
+            "cx", "cy", "fill", "class", "path") if col in objects]
 by = b.selectbox("sort by", sortable, index=0, key="psort")
 descending = c.toggle("largest first", value=False, key="pdesc")
 if expression:

@@ -128,48 +128,95 @@ def to_cleanlab(images: pd.DataFrame, gt: pd.DataFrame,
     classes = sorted(set(gt["class"]) | set(pred["class"]))
     cat = {c: k for k, c in enumerate(classes)}
     paths = sorted(images["path"])
-    by_gt, by_pred = dict(list(gt.groupby("path"))), dict(list(pred.groupby("path")))
+    where = {p: k for k, p in enumerate(paths)}
+    gt, pred = gt[gt["path"].isin(where)], pred[pred["path"].isin(where)]
+    # one sort per table, then slices per image (and per class): no pandas filter per image or class
+    g_at = gt["path"].map(where).to_numpy(float)
+    g_order = np.argsort(g_at, kind="stable")
+    g_box = gt[["x0", "y0", "x1", "y1"]].to_numpy(np.float32)[g_order]
+    g_cls = gt["class"].map(cat).to_numpy(np.int64)[g_order]
+    g_bounds = np.searchsorted(g_at[g_order], np.arange(len(paths) + 1))
+    p_at, p_cls = pred["path"].map(where).to_numpy(float), pred["class"].map(cat).to_numpy(np.int64)
+    p_order = np.lexsort((p_cls, p_at))
+    p_rows = np.hstack([pred[["x0", "y0", "x1", "y1"]].to_numpy(np.float32),
+                        pred["score"].fillna(1.0).to_numpy(np.float32)[:, None]])[p_order]
+    p_at, p_cls = p_at[p_order], p_cls[p_order]
+    p_bounds = np.searchsorted(p_at, np.arange(len(paths) + 1))
+    none = np.zeros((0, 5), np.float32)  # shared by every absent class: cleanlab only reads it
     labels, predictions = [], []
-    for p in paths:
-        g = by_gt.get(p, gt.iloc[:0])
-        labels.append({"bboxes": g[["x0", "y0", "x1", "y1"]].to_numpy(np.float32).reshape(-1, 4),
-                       "labels": g["class"].map(cat).to_numpy(np.int64)})
-        d = by_pred.get(p, pred.iloc[:0])
-        per_class = []
-        for c in classes:
-            dc = d[d["class"] == c]
-            score = dc["score"].fillna(1.0).to_numpy(np.float32)[:, None]
-            per_class.append(np.hstack([dc[["x0", "y0", "x1", "y1"]].to_numpy(np.float32).reshape(-1, 4), score]))
+    for k in range(len(paths)):
+        s, e = g_bounds[k], g_bounds[k + 1]
+        labels.append({"bboxes": g_box[s:e].reshape(-1, 4), "labels": g_cls[s:e]})
+        s, e = p_bounds[k], p_bounds[k + 1]
+        per_class = [none] * len(classes)
+        if e > s:
+            cuts = np.flatnonzero(np.diff(p_cls[s:e])) + 1
+            for a, b in zip(np.r_[0, cuts], np.r_[cuts, e - s]):
+                per_class[int(p_cls[s + a])] = p_rows[s + a:s + b]
         predictions.append(per_class)
     return paths, labels, predictions, classes
+
+
+CLEANLAB_CHUNK = 2000  # images per process: cleanlab scores image by image (~10 ms each with 80 classes)
+
+
+def _chunk_scores(job: tuple[list, list]) -> tuple[list, list, list]:
+    from cleanlab.object_detection import rank
+
+    labels, predictions = job
+    with warnings_off():
+        return (list(rank.compute_badloc_box_scores(labels=labels, predictions=predictions)),
+                list(rank.compute_swap_box_scores(labels=labels, predictions=predictions)),
+                list(rank.compute_overlooked_box_scores(labels=labels, predictions=predictions)))
+
+
+def _box_scores(labels: list, predictions: list) -> tuple[list, list, list]:
+    """cleanlab's badloc, swap and overlooked scores per image; each image is scored on its own, so
+    chunks of images go to one process per core."""
+    from pixelscope.io.parallel import die_with_parent, pool_context, resolve_workers
+
+    jobs = [(labels[s:s + CLEANLAB_CHUNK], predictions[s:s + CLEANLAB_CHUNK])
+            for s in range(0, len(labels), CLEANLAB_CHUNK)]
+    workers = resolve_workers(0, len(jobs))
+    if workers <= 1:
+        done = [_chunk_scores(j) for j in jobs]
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, mp_context=pool_context("cleanlab.object_detection.rank"),
+                                 initializer=die_with_parent) as pool:
+            done = list(pool.map(_chunk_scores, jobs))
+    return tuple([s for d in done for s in d[k]] for k in range(3))  # type: ignore[return-value]
 
 
 def label_issues(images: pd.DataFrame, gt: pd.DataFrame, pred: pd.DataFrame) -> pd.DataFrame:
     """cleanlab.object_detection's per-box scores (lower = more likely an annotation error): one row per
     ground-truth box (badloc: badly located, swap: another class) and per overlooked candidate
     (a predicted box where no annotation is), with the image's path and the box."""
-    from cleanlab.object_detection import rank
-
     paths, labels, predictions, classes = to_cleanlab(images, gt, pred)
-    by_gt = dict(list(gt.groupby("path")))
-    with warnings_off():
-        badloc = rank.compute_badloc_box_scores(labels=labels, predictions=predictions)
-        swap = rank.compute_swap_box_scores(labels=labels, predictions=predictions)
-        overlooked = rank.compute_overlooked_box_scores(labels=labels, predictions=predictions)
-    rows = []
-    for k, p in enumerate(paths):
-        g = by_gt.get(p, gt.iloc[:0])
-        for j, obj in enumerate(g["object"]):
-            rows.append({"path": p, "object": int(obj), "kind": "annotated", "class": g["class"].iloc[j],
-                         "badloc": float(badloc[k][j]), "swap": float(swap[k][j]), "overlooked": None,
-                         "box": g[["x0", "y0", "x1", "y1"]].iloc[j].tolist()})
-        flat = np.vstack(predictions[k]) if predictions[k] else np.zeros((0, 5))
-        names = [c for c, arr in zip(classes, predictions[k]) for _ in range(len(arr))]
-        for j, score in enumerate(overlooked[k]):
-            if not np.isnan(score):
-                rows.append({"path": p, "object": None, "kind": "predicted", "class": names[j], "badloc": None,
-                             "swap": None, "overlooked": float(score), "box": flat[j, :4].tolist()})
-    return pd.DataFrame(rows, columns=["path", "object", "kind", "class", "badloc", "swap", "overlooked", "box"])
+    badloc, swap, overlooked = _box_scores(labels, predictions)
+    # the scores come image by image in to_cleanlab's order: annotations in table order, predictions by class
+    where = {p: k for k, p in enumerate(paths)}
+    g = gt[gt["path"].isin(where)]
+    g = g.iloc[np.argsort(g["path"].map(where).to_numpy(), kind="stable")]
+    flat = lambda scores: np.concatenate([np.asarray(s, float).reshape(-1) for s in scores]) if len(scores) \
+        else np.zeros(0)  # noqa: E731
+    annotated = pd.DataFrame({"path": g["path"].to_numpy(), "object": g["object"].astype("Int64").to_numpy(),
+                              "kind": "annotated", "class": g["class"].to_numpy(), "badloc": flat(badloc),
+                              "swap": flat(swap), "overlooked": np.nan,
+                              "box": list(g[["x0", "y0", "x1", "y1"]].to_numpy(float))})
+    boxes = [np.vstack(per_class) for per_class in predictions]
+    owner = np.repeat(np.arange(len(paths)), [len(b) for b in boxes])
+    names = [c for per_class in predictions for c, arr in zip(classes, per_class) for _ in range(len(arr))]
+    every = np.vstack(boxes) if boxes else np.zeros((0, 5))
+    said = flat(overlooked)
+    keep = ~np.isnan(said)
+    predicted = pd.DataFrame({"path": np.asarray(paths, dtype=object)[owner][keep], "object": pd.NA, "kind": "predicted",
+                              "class": np.asarray(names, dtype=object)[keep], "badloc": np.nan, "swap": np.nan,
+                              "overlooked": said[keep], "box": list(every[keep, :4].astype(float))})
+    out = pd.concat([annotated, predicted], ignore_index=True)
+    out["box"] = [b.tolist() for b in out["box"]]
+    return out[["path", "object", "kind", "class", "badloc", "swap", "overlooked", "box"]]
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ the images (a box outside its image, a mask of another size) is left to pixelsco
 - Masks: one PNG per image (same stem), a class index per pixel; a class map (`classes.txt`, one
   name per line, or `data.yaml` names) names the indices; index 0 is background unless named, 255
   is "ignore". Semantic masks have no instances: each class present is one object (its pixels'
-  bounding box, and its pixel count as the mask area).
+  bounding box, its pixel count as the mask area, and its pixels as a compressed RLE).
 """
 
 from __future__ import annotations
@@ -281,6 +281,7 @@ def read_voc(folder: Path) -> Read:
 
 def read_masks(folder: Path) -> Read:
     from PIL import Image
+    from pycocotools import mask as cocomask
 
     names = class_names(folder)
     out = Read("masks", dict(names))
@@ -304,8 +305,9 @@ def read_masks(folder: Path) -> Read:
             if v == IGNORE_INDEX or (v == 0 and 0 not in names):  # "ignore", and unnamed background
                 continue
             ys, xs = np.nonzero(m == v)
+            rle = cocomask.encode(np.asfortranarray(m == v, dtype=np.uint8))  # the class's pixels, for the exports
             out.objects.append(RawObject(image, src, index, int(v), box=(float(xs.min()), float(ys.min()),
                                                                          float(xs.max() + 1), float(ys.max() + 1)),
-                                         mask_area=float(n), mask_size=(w, h)))
+                                         rle=rle, mask_area=float(n), mask_size=(w, h)))
             index += 1
     return out

@@ -27,7 +27,10 @@ Columns: path, id, object (index within the image), class, class_id, x0, y0, x1,
 height (pixels), cx, cy (centre, shares of the image), area (box, px^2), rel_area (of the image),
 aspect (w / h), mask_area (px^2; polygons and RLE through pycocotools.mask), fill (mask area /
 box area), crowd, truncated (the box touches the image border within 1 px, or the file says so),
-score (predictions), status, rule, detail, source (the annotation file).
+score (predictions), crop_brightness, crop_contrast, crop_sharpness (pixelscope.annotations.crops,
+filled by the objects stage), status, rule, detail, source (the annotation file), segmentation (the
+mask as COCO writes it, JSON: polygons in pixels, or a compressed RLE {size: [h, w], counts}; PNG
+masks become RLE; empty for a box alone).
 
 Per image (every readable manifest image, annotated or not: "no objects" is data): objects
 (kept), classes present, coverage (share of the image under the union of kept boxes, on a
@@ -36,6 +39,7 @@ Per image (every readable manifest image, annotated or not: "no objects" is data
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -57,8 +61,9 @@ OBJECT_SCHEMA = pa.schema([
     ("y1", pa.float64()), ("width", pa.float64()), ("height", pa.float64()), ("cx", pa.float64()),
     ("cy", pa.float64()), ("area", pa.float64()), ("rel_area", pa.float64()), ("aspect", pa.float64()),
     ("mask_area", pa.float64()), ("fill", pa.float64()), ("crowd", pa.bool_()), ("truncated", pa.bool_()),
-    ("score", pa.float64()), ("status", pa.string()), ("rule", pa.string()), ("detail", pa.string()),
-    ("source", pa.string()),
+    ("score", pa.float64()), ("crop_brightness", pa.float64()), ("crop_contrast", pa.float64()),
+    ("crop_sharpness", pa.float64()), ("status", pa.string()), ("rule", pa.string()), ("detail", pa.string()),
+    ("source", pa.string()), ("segmentation", pa.string()),
 ])
 IMAGE_SCHEMA = pa.schema([("path", pa.string()), ("id", pa.string()), ("objects", pa.int32()),
                           ("classes", pa.list_(pa.string())), ("coverage", pa.float64())])
@@ -98,6 +103,21 @@ def _rle_area(rle: dict[str, Any]) -> float:
     if isinstance(rle["counts"], list):  # uncompressed RLE
         rle = cocomask.frPyObjects(rle, *rle["size"])
     return float(cocomask.area(rle))
+
+
+def _segmentation(polygons: list[list[float]], rle: dict[str, Any] | None) -> str | None:
+    """The mask as the COCO export writes it (JSON), or None for a box alone."""
+    if polygons:
+        return json.dumps(polygons)
+    if rle is None:
+        return None
+    if isinstance(rle["counts"], list):  # uncompressed: compress, as pycocotools reads either
+        from pycocotools import mask as cocomask
+
+        rle = cocomask.frPyObjects(rle, *rle["size"])
+    counts = rle["counts"]
+    return json.dumps({"size": [int(v) for v in rle["size"]],
+                       "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts})
 
 
 def _row(o: RawObject, read: Read, path: str | None, image_id: str | None, size: tuple[int, int] | None,
@@ -167,7 +187,8 @@ def _row(o: RawObject, read: Read, path: str | None, image_id: str | None, size:
     row.update(x0=x0, y0=y0, x1=x1, y1=y1, width=bw, height=bh, cx=(x0 + x1) / 2 / w, cy=(y0 + y1) / 2 / h,
                area=area, rel_area=area / (w * h), aspect=bw / bh, mask_area=mask_area,
                fill=None if mask_area is None else mask_area / area,
-               truncated=bool(o.truncated) or at_border, status="ok", rule=None, detail=None)
+               truncated=bool(o.truncated) or at_border, status="ok", rule=None, detail=None,
+               segmentation=_segmentation(polygons, o.rle))
     return row
 
 

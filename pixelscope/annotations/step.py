@@ -1,6 +1,9 @@
 """The objects step: ingest.annotations (COCO / YOLO / VOC / masks) checked against the manifest's
 images into the objects table (paths.objects) and the per-image table (paths.object_images).
 
+With ingest.annotations.crop_features, each kept object gets the brightness, contrast and sharpness
+of its box (pixelscope.annotations.crops: one reduced decode per annotated image).
+
 Without annotations it writes both tables empty, so the stage's outputs always exist (DVC) and a
 project that adds annotations later only sets ingest.annotations.path."""
 
@@ -12,6 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pixelscope.annotations.crops import with_crop_features
 from pixelscope.annotations.formats import read
 from pixelscope.annotations.objects import IMAGE_SCHEMA, OBJECT_SCHEMA, objects_table
 from pixelscope.config import Params
@@ -40,6 +44,11 @@ def objects_step(params: Params, project: str | Path = ".", *, progress: Progres
         found = read(where, None if cfg.format == "auto" else cfg.format)
         manifest = pq.read_table(paths.manifest, columns=["path", "id", "width", "height", "status"])
         objects, images, counts = objects_table(found, manifest)
+        if cfg.crop_features and counts["kept"]:
+            t1 = time.perf_counter()
+            objects = with_crop_features(objects, lambda p: str(paths.raw / p), params.features.working_size,
+                                         params.ingest.max_image_pixels, params.ingest.workers, progress)
+            counts["crop_seconds"] = round(time.perf_counter() - t1, 3)
         if cfg.predictions is not None:
             where = cfg.predictions if cfg.predictions.is_absolute() else project / cfg.predictions
             fmt = None if cfg.predictions_format == "auto" else cfg.predictions_format

@@ -10,7 +10,8 @@ so a killed run leaves the previous set, never half of a new one).
 - parquet: `data/<split>-0000i-of-0000N.parquet`, image as the datasets `Image` struct
   (bytes + path), label as a class index (`ClassLabel`), features in the schema metadata
 - coco (with annotated objects): `<split>/<file>` + `annotations/instances_<split>.json`, read by
-  pycocotools' COCO and torchvision's CocoDetection
+  pycocotools' COCO and torchvision's CocoDetection; masks as COCO `segmentation` (polygons as
+  annotated, RLE compressed; a semantic mask PNG's class as RLE), so `COCO.annToMask` gives them back
 - yolo (with annotated objects): `images/<split>/<file>`, `labels/<split>/<stem>.txt` (class cx cy w
   h, normalised) and `data.yaml` (path, one entry per split, names)
 
@@ -323,7 +324,8 @@ def export_coco(items: list[Item], root: Path | Url, how: str, object_classes: l
             images.append({"id": n, "file_name": it.file_name, "width": w, "height": h, "pixelscope_id": it.id})
             for o in it.objects or []:
                 annotations.append({"id": len(annotations) + 1, "image_id": n, "category_id": o["category"] + 1,
-                                    "bbox": o["bbox"], "area": o["area"], "iscrowd": int(o["iscrowd"])})
+                                    "bbox": o["bbox"], "area": o["area"], "iscrowd": int(o["iscrowd"]),
+                                    **({"segmentation": o["segmentation"]} if o.get("segmentation") else {})})
         rel = f"annotations/instances_{split}.json"
         with _writer(str(folder / rel)) as fh:
             fh.write(json.dumps({"images": images, "annotations": annotations, "categories": categories}).encode())

@@ -239,7 +239,13 @@ def object_fields(objects: dict[str, list[dict[str, Any]]] | None, classes: list
     index = {c: k for k, c in enumerate(classes)}
     return ([{"bbox": [round(o["x0"], 2), round(o["y0"], 2), round(o["width"], 2), round(o["height"], 2)],
               "category": index[o["class"]], "area": round(o["mask_area"] if pd.notna(o["mask_area"]) else o["area"], 2),
-              "iscrowd": bool(o["crowd"])} for o in objects.get(path, [])], (int(width), int(height)))
+              "iscrowd": bool(o["crowd"]), "segmentation": _mask(o.get("segmentation"))}
+             for o in objects.get(path, [])], (int(width), int(height)))
+
+
+def _mask(segmentation: str | None) -> Any:
+    """The objects table's segmentation (JSON written by pixelscope.annotations.objects) as COCO writes it."""
+    return json.loads(segmentation) if isinstance(segmentation, str) else None
 
 
 def write_curated_profile(run: CurateRun, out: Path) -> None:

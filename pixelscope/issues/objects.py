@@ -53,6 +53,7 @@ def _label_issues(data: Dataset, kept: pd.DataFrame, row_of: dict[str, int], fla
     bar = cfg.box_issue_max_score
     pred = data.predicted[data.predicted["status"] == "ok"]
     boxes = label_issues(frame[frame["status"] == "ok"], kept, pred)
+    boxes = boxes[(boxes[["badloc", "swap", "overlooked"]] < bar).any(axis=1)]  # only these are said
     unmatched = _unmatched(kept, pred[pred["score"].fillna(1.0) >= cfg.overlooked_min_score])
     by_path = dict(list(boxes.groupby("path", sort=False)))
     for path in set(by_path) | set(unmatched):
@@ -75,25 +76,27 @@ def _label_issues(data: Dataset, kept: pd.DataFrame, row_of: dict[str, int], fla
 
 def _unmatched(gt: pd.DataFrame, pred: pd.DataFrame) -> dict[str, list[tuple[str, float, float, float]]]:
     """Per image, the predicted boxes that overlap no annotated box of their class at IoU >= 0.5."""
+    corners = ["x0", "y0", "x1", "y1"]
+    p = pred[["path", "class", *corners]].reset_index(drop=True)
+    p["at"] = np.arange(len(p))
+    pairs = p.merge(gt[["path", "class", *corners]], on=["path", "class"], suffixes=("", "_gt"))  # same image and class
+    iou = iou_pairs(pairs[corners].to_numpy(float), pairs[[f"{c}_gt" for c in corners]].to_numpy(float))
+    matched = np.zeros(len(p), bool)
+    matched[pairs["at"].to_numpy()[iou >= 0.5]] = True
     out: dict[str, list[tuple[str, float, float, float]]] = {}
-    by_gt = dict(list(gt.groupby("path")))
-    for path, group in pred.groupby("path", sort=False):
-        g = by_gt.get(path)
-        for name, score, *box in zip(group["class"], group["score"].fillna(1.0), group["x0"], group["y0"], group["x1"],
-                                     group["y1"]):
-            same = g[g["class"] == name][["x0", "y0", "x1", "y1"]].to_numpy(float) if g is not None else np.zeros((0, 4))
-            if not len(same) or iou_with(np.asarray(box, float), same).max() < 0.5:
-                out.setdefault(path, []).append((name, float(score), box[0], box[1]))
+    left = pred.iloc[np.flatnonzero(~matched)]
+    for path, name, score, x0, y0 in zip(left["path"], left["class"], left["score"].fillna(1.0), left["x0"], left["y0"]):
+        out.setdefault(path, []).append((name, float(score), x0, y0))
     return out
 
 
-def iou_with(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one box (x0, y0, x1, y1) with each of boxes."""
-    w = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-    h = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+def iou_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of a[k] with b[k], row by row (boxes as x0, y0, x1, y1)."""
+    w = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
+    h = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
     inter = w * h
-    union = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter
-    return inter / np.maximum(union, 1e-12)
+    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
+    return inter / np.maximum(area(a) + area(b) - inter, 1e-12)
 
 
 def pairs_within(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -117,12 +120,7 @@ def pairs_within(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def iou_of(boxes: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     """IoU of box i with box j, pair by pair (boxes as x0, y0, x1, y1)."""
-    a, b = boxes[i], boxes[j]
-    w = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
-    h = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
-    inter = w * h
-    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
-    return inter / np.maximum(area(a) + area(b) - inter, 1e-12)
+    return iou_pairs(boxes[i], boxes[j])
 
 
 @finder("objects", _builtin=True)

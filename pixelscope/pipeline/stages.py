@@ -102,7 +102,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("objects", "pixelscope.annotations.step:objects_step",
           "Read the detection / segmentation annotations (ingest.annotations: COCO, YOLO, VOC, masks) into the "
           "objects table, each object checked against its image.",
-          params=("ingest.annotations",), deps=("${paths.manifest}",),
+          params=("ingest.annotations", "features.working_size", "ingest.max_image_pixels"), deps=("${paths.manifest}",),
           optional_deps=("ingest.annotations.path", "ingest.annotations.predictions"),
           outs=(Out("${paths.objects}"), Out("${paths.object_images}"), Out("${paths.predicted_objects}")), metrics=True),
     Stage("preprocess", "pixelscope.embed.step:preprocess_step",

@@ -20,7 +20,8 @@ from pixelscope.profile.profile import Profile
 # the objects table's columns as profiled (booleans as 0 / 1: their mean is the share)
 OBJECT_KINDS = {"class": "categorical", "area": "numeric", "rel_area": "numeric", "aspect": "numeric",
                 "cx": "numeric", "cy": "numeric", "width": "numeric", "height": "numeric", "fill": "numeric",
-                "crowd": "numeric", "truncated": "numeric", "score": "numeric"}
+                "crowd": "numeric", "truncated": "numeric", "score": "numeric", "crop_brightness": "numeric",
+                "crop_contrast": "numeric", "crop_sharpness": "numeric"}
 SEGMENT = "class"
 
 

@@ -1,13 +1,16 @@
-"""What models say about each image, joined to the manifest rows before they are profiled.
+"""What models (and annotations) say about each image, joined to the manifest rows before they are profiled.
 
-Two sources, both optional:
+Three sources, all optional:
 - semantic columns (`semantic_class`, `semantic_confidence`): the embedding model's own
   top-1 class, written by the embed step beside the vectors (pixelscope.embed.semantic);
 - the user's predictions file (`profile.predictions`, pixelscope.io.predictions): `pred_label`,
   `pred_confidence`, and for detection `pred_boxes`, `pred_box_area`; joined by id (every
   manifest row with that content) or by path. With labels, `pred_agrees` is 1 where the
   prediction equals the label and 0 where it does not, so its mean per label segment is the
-  per-class agreement rate (exact: means are exact in the profile).
+  per-class agreement rate (exact: means are exact in the profile);
+- the objects stage's per-image table (paths.object_images, pixelscope.annotations): `object_count`
+  (kept objects) and `object_coverage` (share of the image under its boxes) — the objects-per-image
+  distribution, profiled with the images and tested for drift in the `objects` family.
 
 The join never drops a row: images without an output get nulls (counted as the column's
 nulls), and predictions that match no image are counted and named in the step's result.
@@ -29,6 +32,7 @@ from pixelscope.io.store import SEMANTIC, current_store
 
 SEMANTIC_KINDS = {"semantic_class": "categorical", "semantic_confidence": "numeric"}
 PREDICTION_KINDS = {"pred_label": "categorical", **{c: "numeric" for c in PREDICTION_NUMERIC}, "pred_agrees": "numeric"}
+OBJECT_IMAGE_KINDS = {"object_count": "numeric", "object_coverage": "numeric"}  # from the per-image objects table
 SEGMENT = "pred_label"  # with predictions, the profile is also cut per predicted class
 
 
@@ -61,17 +65,38 @@ def _semantic(embeddings: Path) -> pa.Table | None:
     return pq.read_table(store.folder / SEMANTIC)
 
 
-def model_outputs(manifest: Path, embeddings: Path, predictions: Path | None) -> Outputs | None:
+def _object_images(path: Path | None, rows: pa.Table) -> pa.Table | None:
+    """The per-image objects table when it has rows and describes these manifest rows."""
+    if path is None or not path.exists():
+        return None
+    table = pq.read_table(path, columns=["path", "id", "objects", "coverage"])
+    if table.num_rows == 0:
+        return None
+    ok = rows.filter(pc.equal(rows.column("status"), "ok"))
+    if not pc.all(pc.is_in(table.column("id"), value_set=ok.column("id").combine_chunks())).as_py():
+        return None  # written for another manifest
+    return table
+
+
+def model_outputs(manifest: Path, embeddings: Path, predictions: Path | None,
+                  object_images: Path | None = None) -> Outputs | None:
     """The output columns for every manifest row (None when there are none to join)."""
     semantic = _semantic(embeddings)
-    if semantic is None and predictions is None:
-        return None
     rows = pq.read_table(manifest, columns=["id", "path", "status", "label"])
+    per_image = _object_images(object_images, rows)
+    if semantic is None and predictions is None and per_image is None:
+        return None
     ok = pc.equal(rows.column("status"), "ok").to_numpy(zero_copy_only=False)
     columns: dict[str, pa.Array] = {"path": rows.column("path").combine_chunks()}
     kinds: dict[str, str] = {}
     counts: dict[str, int] = {}
     unmatched: list[str] = []
+    if per_image is not None:
+        at = pc.index_in(rows.column("path").combine_chunks(), value_set=per_image.column("path").combine_chunks())
+        columns["object_count"] = pc.cast(per_image.column("objects").combine_chunks().take(at), pa.float64())
+        columns["object_coverage"] = per_image.column("coverage").combine_chunks().take(at)
+        kinds.update(OBJECT_IMAGE_KINDS)
+        counts["object_images"] = int(at.is_valid().to_numpy(zero_copy_only=False).sum())
     if semantic is not None:
         at = pc.index_in(rows.column("id").combine_chunks(), value_set=semantic.column("id"))
         for name, kind in SEMANTIC_KINDS.items():

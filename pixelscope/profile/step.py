@@ -43,8 +43,8 @@ def outputs_for(params: Params, project: str | Path) -> Outputs | None:
     Read once per process for the same files (every part of a run joins the same table)."""
     paths = params.paths.under(project)
     predictions = Path(project) / params.profile.predictions if params.profile.predictions else None
-    stamps = tuple(_stamp(p) for p in (paths.manifest, paths.embeddings / CURRENT, predictions))
-    return _outputs(paths.manifest, paths.embeddings, predictions, stamps)
+    stamps = tuple(_stamp(p) for p in (paths.manifest, paths.embeddings / CURRENT, predictions, paths.object_images))
+    return _outputs(paths.manifest, paths.embeddings, predictions, paths.object_images, stamps)
 
 
 def _stamp(path: Path | None) -> tuple[int, int] | None:
@@ -58,8 +58,9 @@ def _stamp(path: Path | None) -> tuple[int, int] | None:
 
 
 @lru_cache(maxsize=2)
-def _outputs(manifest: Path, embeddings: Path, predictions: Path | None, stamps: tuple) -> Outputs | None:
-    return model_outputs(manifest, embeddings, predictions)
+def _outputs(manifest: Path, embeddings: Path, predictions: Path | None, object_images: Path,
+             stamps: tuple) -> Outputs | None:
+    return model_outputs(manifest, embeddings, predictions, object_images)
 
 
 def profile_part(row_groups: list[int], params: Params, project: str | Path) -> Profile:

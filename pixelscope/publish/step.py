@@ -163,10 +163,11 @@ def copy_projection(src: Path, manifest: pa.Table, distances: Any, dst: Path) ->
 
 def add_model_outputs(params: Params, project: Path, manifest: Path) -> None:
     """The bundle's manifest with the models' columns beside the manifest's (semantic_class,
-    pred_label, pred_agrees, ...), so the dashboard can filter on what a model says."""
+    pred_label, pred_agrees, object_count, ...), so the dashboard can filter on what a model (or the
+    annotations) says."""
     paths = params.paths.under(project)
     predictions = project / params.profile.predictions if params.profile.predictions else None
-    outputs = model_outputs(paths.manifest, paths.embeddings, predictions)
+    outputs = model_outputs(paths.manifest, paths.embeddings, predictions, paths.object_images)
     if outputs is None or not manifest.exists():
         return
     table = outputs.join(pq.read_table(manifest))

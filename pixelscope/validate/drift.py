@@ -22,8 +22,9 @@ resolve is never called drift.
 Multiple testing: hypotheses fall into families — class_balance (the balance columns' tests),
 features (every feature over all images), segments (features per segment value),
 embedding, and objects (the annotated objects' columns, overall and per class, named
-`objects.<column>`) — and `drift.budget` splits `drift.alpha` between them (weights, normalised
-over the families that have tests). Inside a family the
+`objects.<column>`, and the images' object_count / object_coverage) — and `drift.budget`
+splits `drift.alpha` between them (weights, normalised over the families that have tests).
+Inside a family the
 p-values are corrected (Holm or Benjamini-Hochberg, `drift.correction`; PSI, Hellinger and JS
 share one hypothesis) and divided by the family's share, so a row drifts when its adjusted
 p-value is below alpha (Bonferroni across families, Holm within: the family-wise error stays
@@ -46,6 +47,7 @@ from pixelscope.config import DriftConfig
 from pixelscope.errors import BadInput
 from pixelscope.profile import Profile
 from pixelscope.profile.embedding import ALL, EmbeddingStats
+from pixelscope.profile.outputs import OBJECT_IMAGE_KINDS
 from pixelscope.profile.sketches import CategoricalSketch, NumericSketch
 
 BINNED = ("psi", "hellinger", "js")  # one chi-square test on the binned counts; three effect sizes
@@ -352,7 +354,7 @@ def column_rows(ref: Profile, cur: Profile, cfg: DriftConfig, segments: list[str
 
 def family_of(row: DriftRow, cfg: DriftConfig) -> str:
     """The multiple-testing family a row's hypothesis belongs to (see the module docstring)."""
-    if row.feature.startswith("objects."):
+    if row.feature.startswith("objects.") or row.feature in OBJECT_IMAGE_KINDS:
         return "objects"
     if row.test == "share" or (row.feature in cfg.balance and row.segment == "all"):
         return "class_balance"
