@@ -122,7 +122,6 @@ def child(mode: str, ann_file: str, manifest: str) -> dict:
         del pd
         return out
     if mode == "predictions":  # the finder with a model's boxes: cleanlab per box + the unmatched check
-        from pixelscope.annotations.evaluate import label_issues
         from pixelscope.config import IssuesConfig
         from pixelscope.issues.base import Dataset
         from pixelscope.issues.objects import _unmatched
@@ -139,10 +138,6 @@ def child(mode: str, ann_file: str, manifest: str) -> dict:
         unmatched = _unmatched(gt, pred[pred["score"] >= 0.95])
         out["unmatched_seconds"] = round(time.perf_counter() - t1, 2)
         out["unmatched_images"] = len(unmatched)
-        t1 = time.perf_counter()
-        scores = label_issues(frame, gt, pred)
-        out["cleanlab_seconds"] = round(time.perf_counter() - t1, 2)
-        out["cleanlab_rows"] = len(scores)
         t1 = time.perf_counter()
         f = finder(Dataset(frame, IssuesConfig(), objects=gt, predicted=pred), {})
         out["finder_with_predictions_seconds"] = round(time.perf_counter() - t1, 2)
@@ -190,9 +185,8 @@ def main() -> None:
              f"| merging two halves' object profiles | {pr['merge_seconds']} | |",
              f"| the objects finder over every box | {f['finder_seconds']} | {f['peak_rss_mb']} MB (with the table) |",
              f"| with {fp['predicted']:,} predicted boxes: the unmatched-prediction check | {fp['unmatched_seconds']} | |",
-             f"| with {fp['predicted']:,} predicted boxes: cleanlab.object_detection per box (badloc, swap, overlooked) "
-             f"| {fp['cleanlab_seconds']} | |",
-             f"| with {fp['predicted']:,} predicted boxes: the whole objects finder | "
+             f"| with {fp['predicted']:,} predicted boxes: the whole objects finder (cleanlab.object_detection's "
+             "badloc / swap / overlooked scores per box, in one process per core, are most of it) | "
              f"{fp['finder_with_predictions_seconds']} | {fp['peak_rss_mb']} MB |",
              "", f"Targets (issue 31): parse + objects table ≤ 60 s and ≤ 2 GB; finders ≤ 60 s at 1 M boxes. "
              f"Object profile {pr['profile_bytes'] / 1024:,.0f} KiB.\n"]

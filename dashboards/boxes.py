@@ -1,11 +1,13 @@
 """Boxes drawn on an image: annotated objects (solid) and the model's boxes (dashed), one colour
-per class (the same colour on every page), with the class as a label. Pure drawing over an RGB
+per class (the same colour on every page), with the class as a label; an object with a mask
+(the objects table's `segmentation`: polygons, or an RLE decoded by pycocotools) gets its outline too. Pure drawing over an RGB
 array or encoded thumbnail bytes; the objects come from the bundle's tables."""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 from typing import Any
 
 import numpy as np
@@ -42,9 +44,14 @@ def draw(image: Any, size: tuple[int, int], truth: pd.DataFrame | None, predicte
         if table is None:
             continue
         scores = table["score"] if "score" in table else pd.Series(np.nan, index=table.index)
-        for x0, y0, x1, y1, name, score in zip(table["x0"], table["y0"], table["x1"], table["y1"], table["class"], scores):
+        masks = table["segmentation"] if "segmentation" in table else pd.Series(None, index=table.index)
+        for x0, y0, x1, y1, name, score, mask in zip(table["x0"], table["y0"], table["x1"], table["y1"], table["class"],
+                                                     scores, masks):
             box = (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
             c = colour(name)
+            if isinstance(mask, str):
+                for line in outlines(mask, (sx, sy), canvas.size):
+                    pen.line([*line, line[0]], fill=c, width=width)
             if dashed:
                 _dashed(pen, box, c, width)
             else:
@@ -52,6 +59,24 @@ def draw(image: Any, size: tuple[int, int], truth: pd.DataFrame | None, predicte
             text = f"{name} {score:.2f}" if dashed and score == score else str(name)
             pen.text((box[0] + 2, max(0, box[1] - 11)), text, fill=c)
     return np.asarray(canvas)
+
+
+def outlines(segmentation: str, scale: tuple[float, float], canvas: tuple[int, int]) -> list[list[tuple[float, float]]]:
+    """A mask's outlines in canvas pixels: polygons scaled; an RLE decoded (pycocotools), scaled to the
+    canvas and traced (OpenCV's contours). Nothing when the mask cannot be read here."""
+    data = json.loads(segmentation)
+    if isinstance(data, list):
+        return [[(p[k] * scale[0], p[k + 1] * scale[1]) for k in range(0, len(p) - 1, 2)] for p in data if len(p) >= 6]
+    try:
+        import cv2
+        from pycocotools import mask as cocomask
+
+        m = cocomask.decode({"size": data["size"], "counts": str(data["counts"]).encode()})
+    except (ImportError, ValueError, TypeError, KeyError):
+        return []
+    small = cv2.resize(m, canvas, interpolation=cv2.INTER_NEAREST)
+    contours, _ = cv2.findContours(small, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return [[(float(x), float(y)) for x, y in c[:, 0, :]] for c in contours if len(c) >= 3]
 
 
 def _dashed(pen: Any, box: tuple[float, float, float, float], c: str, width: int, dash: float = 6.0) -> None:

@@ -1222,6 +1222,31 @@ def test_boxes_are_drawn_in_their_class_colour_where_the_box_is():
     assert max(patch.shape[:2]) == 80
 
 
+def test_mask_outlines_are_drawn_from_polygons_and_rle():
+    """An object's mask outline in its class colour, from a polygon (scaled) and from a compressed RLE
+    (decoded by pycocotools, traced); inside the mask and off its edge the pixels are untouched."""
+    import json
+
+    from pycocotools import mask as cocomask
+
+    from dashboards.boxes import colour, draw
+
+    image = np.full((100, 200, 3), 255, np.uint8)
+    m = np.zeros((200, 400), np.uint8)
+    m[100:160, 240:360] = 1  # full size 400 x 200: the drawn image is half of it
+    rle = cocomask.encode(np.asfortranarray(m))
+    truth = pd.DataFrame({"x0": [0.0, 220.0], "y0": [0.0, 90.0], "x1": [200.0, 380.0], "y1": [100.0, 170.0],
+                          "class": ["ant", "bee"],
+                          "segmentation": [json.dumps([[40.0, 20.0, 160.0, 20.0, 100.0, 80.0]]),
+                                           json.dumps({"size": [200, 400], "counts": rle["counts"].decode()})]})
+    drawn = draw(image, (400, 200), truth, None)
+    ant, bee = (tuple(int(colour(c)[k:k + 2], 16) for k in (1, 3, 5)) for c in ("ant", "bee"))
+    assert tuple(drawn[10, 50]) == ant  # the triangle's top edge (y 20 -> 10 drawn), inside its box
+    assert tuple(drawn[25, 50]) == (255, 255, 255)  # inside the triangle: untouched
+    assert tuple(drawn[65, 120]) == bee and tuple(drawn[50, 150]) == bee  # the RLE square's left and top edges
+    assert tuple(drawn[65, 150]) == (255, 255, 255)  # inside it
+
+
 @pytest.mark.slow
 def test_boxes_and_patches_in_a_real_browser(detection_bundle, tmp_path):
     """Chromium on the detection bundle: the Patches page shows the crops and opens an image, whose
