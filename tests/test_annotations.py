@@ -762,3 +762,41 @@ def test_yolo_and_voc_projects_go_through_dvc_and_prefect_to_exports_their_reade
     assert coco_objects == yolo_objects == counts["objects_exported"] > 0
     hf = datasets.load_dataset("parquet", data_files={s: str(out / "parquet" / "data" / f"{s}-*.parquet") for s in splits})
     assert sum(len(row["objects"]["bbox"]) for s in splits for row in hf[s]) == counts["objects_exported"]
+
+
+def test_cleanlab_box_scores_in_chunks_and_processes_equal_the_librarys_own(monkeypatch):
+    """_box_scores (the dataset-wide least similarity as a minimum over chunks, each image's matrices
+    computed once, chunks in a process pool) gives exactly what cleanlab's public compute_*_box_scores
+    give on the whole set."""
+    import warnings
+
+    import pandas as pd
+    from cleanlab.object_detection import rank
+
+    import pixelscope.annotations.evaluate as ev
+
+    rng = np.random.default_rng(5)
+    rows = []
+    for k in range(30):
+        for j in range(int(rng.integers(0, 6))):
+            x, y, w, h = rng.uniform(0, 400), rng.uniform(0, 300), rng.uniform(10, 120), rng.uniform(10, 120)
+            rows.append({"path": f"im{k}.jpg", "object": j, "class": f"c{rng.integers(0, 4)}", "x0": x, "y0": y,
+                         "x1": x + w, "y1": y + h})
+    gt = pd.DataFrame(rows)
+    pred = gt.sample(frac=0.8, random_state=1).copy()
+    pred[["x0", "x1"]] += rng.uniform(-15, 15, (len(pred), 1))
+    pred["class"] = np.where(rng.random(len(pred)) < 0.1, "c9", pred["class"])
+    pred["score"] = rng.uniform(0.3, 1.0, len(pred))
+    images = pd.DataFrame({"path": [f"im{k}.jpg" for k in range(30)]})
+    _, labels, predictions, _ = ev.to_cleanlab(images, gt, pred)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = (rank.compute_badloc_box_scores(labels=labels, predictions=predictions),
+                rank.compute_swap_box_scores(labels=labels, predictions=predictions),
+                rank.compute_overlooked_box_scores(labels=labels, predictions=predictions))
+    monkeypatch.setattr(ev, "CLEANLAB_CHUNK", 7)  # five chunks: the pool runs
+    got = ev._box_scores(labels, predictions)
+    for w, g in zip(want, got):
+        assert len(w) == len(g) == 30
+        for a, b in zip(w, g):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -157,35 +157,51 @@ def to_cleanlab(images: pd.DataFrame, gt: pd.DataFrame,
     return paths, labels, predictions, classes
 
 
-CLEANLAB_CHUNK = 2000  # images per process: cleanlab scores image by image (~10 ms each with 80 classes)
+CLEANLAB_CHUNK = 2000  # images per task
 
 
-def _chunk_scores(job: tuple[list, list]) -> tuple[list, list, list]:
+def _chunk_min_similarity(job: tuple[list, list, float]) -> float:
     from cleanlab.object_detection import rank
 
-    labels, predictions = job
+    labels, predictions, _ = job
     with warnings_off():
-        return (list(rank.compute_badloc_box_scores(labels=labels, predictions=predictions)),
-                list(rank.compute_swap_box_scores(labels=labels, predictions=predictions)),
-                list(rank.compute_overlooked_box_scores(labels=labels, predictions=predictions)))
+        return float(rank._get_min_possible_similarity(rank.ALPHA, predictions, labels))
+
+
+def _chunk_scores(job: tuple[list, list, float]) -> tuple[list, list, list]:
+    from cleanlab.object_detection import rank
+
+    labels, predictions, least = job
+    with warnings_off():
+        aux = [rank._get_valid_inputs_for_compute_scores_per_image(rank.ALPHA, label=lab, prediction=pred,
+                                                                    min_possible_similarity=least)
+               for lab, pred in zip(labels, predictions)]
+        return (list(rank.compute_badloc_box_scores(auxiliary_inputs=aux)),
+                list(rank.compute_swap_box_scores(auxiliary_inputs=aux)),
+                list(rank.compute_overlooked_box_scores(auxiliary_inputs=aux)))
 
 
 def _box_scores(labels: list, predictions: list) -> tuple[list, list, list]:
-    """cleanlab's badloc, swap and overlooked scores per image; each image is scored on its own, so
-    chunks of images go to one process per core."""
+    """cleanlab's badloc, swap and overlooked scores per box, as its compute_*_box_scores give them
+    (the test compares): its one dataset-wide input, the least similarity of any two boxes, is the
+    minimum over chunks of images; then each image's matrices are computed once (cleanlab's
+    `auxiliary_inputs`, where each compute_* call would compute them again) and scored, chunks of
+    images in one process per core."""
     from pixelscope.io.parallel import die_with_parent, pool_context, resolve_workers
 
-    jobs = [(labels[s:s + CLEANLAB_CHUNK], predictions[s:s + CLEANLAB_CHUNK])
-            for s in range(0, len(labels), CLEANLAB_CHUNK)]
-    workers = resolve_workers(0, len(jobs))
+    chunks = [(labels[s:s + CLEANLAB_CHUNK], predictions[s:s + CLEANLAB_CHUNK])
+              for s in range(0, len(labels), CLEANLAB_CHUNK)]
+    workers = resolve_workers(0, len(chunks))
     if workers <= 1:
-        done = [_chunk_scores(j) for j in jobs]
+        least = min((_chunk_min_similarity((*c, 1.0)) for c in chunks), default=1.0)
+        done = [_chunk_scores((*c, least)) for c in chunks]
     else:
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(workers, mp_context=pool_context("cleanlab.object_detection.rank"),
                                  initializer=die_with_parent) as pool:
-            done = list(pool.map(_chunk_scores, jobs))
+            least = min(pool.map(_chunk_min_similarity, [(*c, 1.0) for c in chunks]), default=1.0)
+            done = list(pool.map(_chunk_scores, [(*c, least) for c in chunks]))
     return tuple([s for d in done for s in d[k]] for k in range(3))  # type: ignore[return-value]
 
 
