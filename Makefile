@@ -66,14 +66,15 @@ serve: $(STAMP)
 service: $(STAMP)
 	$(BIN)/python -m uvicorn examples.service.app:app --host 127.0.0.1 --port 8008
 
-## test: the whole suite (slow real-component tests included)
+## test: the whole suite (slow real-component tests included), one process per core (at most 4), a file per process
+XDIST := -n logical --maxprocesses 4 --dist loadfile
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(XDIST)
 
 ## test-fast: everything but the real-component tests marked slow (under a minute)
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest $(XDIST) -m "not slow"
 
 ## lint: ruff (pyflakes, pycodestyle, import order), mypy (types; [tool.mypy] in pyproject.toml) and the generated dvc.yaml being current
 lint: $(STAMP)

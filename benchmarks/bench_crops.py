@@ -79,7 +79,8 @@ def main() -> None:
     cost = seconds[True] - seconds[False]
     row = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": f"{platform.node()} {platform.machine()}",
            "cores": os.cpu_count(), "images": len(m), "max_mp": round(float(mp.max()), 1),
-           "median_mp": round(float(mp.median()), 3), "photos_over_1mp": int((mp > 1).sum()), "boxes": len(anns), "ingest_seconds": round(ingest_s, 2),
+           "median_mp": round(float(mp.median()), 3), "photos_over_1mp": int((mp > 1).sum()),
+           "boxes": len(anns), "ingest_seconds": round(ingest_s, 2),
            "objects_seconds_without": round(seconds[False], 2), "objects_seconds_with": round(seconds[True], 2),
            "crop_seconds": round(cost, 2), "ms_per_image": round(1000 * cost / len(m), 2),
            "share_of_ingest": round(cost / ingest_s, 3), "with_sharpness": int(o["crop_sharpness"].notna().sum()),
