@@ -66,15 +66,14 @@ serve: $(STAMP)
 service: $(STAMP)
 	$(BIN)/python -m uvicorn examples.service.app:app --host 127.0.0.1 --port 8008
 
-## test: the whole suite (slow real-component tests included), one process per core (at most 4), a file per process
-XDIST := -n logical --maxprocesses 4 --dist loadfile
+## test: the whole suite (slow real-component tests included)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(XDIST)
+	$(BIN)/python -m pytest
 
 ## test-fast: everything but the real-component tests marked slow (under a minute)
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest $(XDIST) -m "not slow"
+	$(BIN)/python -m pytest -m "not slow"
 
 ## lint: ruff (pyflakes, pycodestyle, import order), mypy (types; [tool.mypy] in pyproject.toml) and the generated dvc.yaml being current
 lint: $(STAMP)

@@ -50,8 +50,7 @@ def draw(image: Any, size: tuple[int, int], truth: pd.DataFrame | None, predicte
             box = (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
             c = colour(name)
             if isinstance(mask, str):
-                for line in outlines(mask, (sx, sy), canvas.size):
-                    pen.line([*line, line[0]], fill=c, width=width)
+                _outline(pen, mask, size, canvas.size, c, width)
             if dashed:
                 _dashed(pen, box, c, width)
             else:
@@ -61,22 +60,29 @@ def draw(image: Any, size: tuple[int, int], truth: pd.DataFrame | None, predicte
     return np.asarray(canvas)
 
 
-def outlines(segmentation: str, scale: tuple[float, float], canvas: tuple[int, int]) -> list[list[tuple[float, float]]]:
-    """A mask's outlines in canvas pixels: polygons scaled; an RLE decoded (pycocotools), scaled to the
-    canvas and traced (OpenCV's contours). Nothing when the mask cannot be read here."""
+def _outline(pen: Any, segmentation: str, size: tuple[int, int], canvas: tuple[int, int], c: str, width: int) -> None:
+    """A mask's outline on the canvas: a polygon as lines, scaled; an RLE decoded (pycocotools),
+    scaled to the canvas and its border pixels drawn. Nothing when the mask cannot be read."""
+    from PIL import Image
+
+    sx, sy = canvas[0] / max(size[0], 1), canvas[1] / max(size[1], 1)
     data = json.loads(segmentation)
     if isinstance(data, list):
-        return [[(p[k] * scale[0], p[k + 1] * scale[1]) for k in range(0, len(p) - 1, 2)] for p in data if len(p) >= 6]
+        for p in data:
+            if len(p) >= 6:
+                line = [(p[k] * sx, p[k + 1] * sy) for k in range(0, len(p) - 1, 2)]
+                pen.line([*line, line[0]], fill=c, width=width)
+        return
     try:
-        import cv2
-        from pycocotools import mask as cocomask
-
-        m = cocomask.decode({"size": data["size"], "counts": str(data["counts"]).encode()})
-    except (ImportError, ValueError, TypeError, KeyError):
-        return []
-    small = cv2.resize(m, canvas, interpolation=cv2.INTER_NEAREST)
-    contours, _ = cv2.findContours(small, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    return [[(float(x), float(y)) for x, y in c[:, 0, :]] for c in contours if len(c) >= 3]
+        from pixelscope.annotations.masks import decode, outline
+    except ImportError:  # pycocotools not installed: boxes only
+        return
+    mask = decode(segmentation, size)
+    if mask is None:
+        return
+    small = np.asarray(Image.fromarray(mask).resize(canvas, Image.Resampling.NEAREST))
+    ys, xs = np.nonzero(outline(small))
+    pen.point(list(zip(xs.tolist(), ys.tolist())), fill=c)
 
 
 def _dashed(pen: Any, box: tuple[float, float, float, float], c: str, width: int, dash: float = 6.0) -> None:
