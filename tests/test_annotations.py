@@ -800,3 +800,18 @@ def test_cleanlab_box_scores_in_chunks_and_processes_equal_the_librarys_own(monk
         assert len(w) == len(g) == 30
         for a, b in zip(w, g):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_an_annotated_image_gone_after_ingest_keeps_its_objects_and_is_counted(corpus, tmp_path):
+    """The crop pass cannot decode an image deleted since ingest: its objects keep their rows (no
+    crop features), the step counts and says it, the other image's crops are there."""
+    from pixelscope.annotations.step import objects_step
+
+    p, _, _ = half_blurred_project(corpus, tmp_path)
+    (tmp_path / "data" / "raw" / "images" / "blurred.png").unlink()
+    r = objects_step(p, tmp_path)
+    assert r.counts["crop_images_not_decoded"] == 1 and any("no longer decode" in n for n in r.notes)
+    o = pq.read_table(tmp_path / p.paths.objects).to_pandas()
+    gone = o["path"].str.endswith("blurred.png")
+    assert len(o) == 6 and (o["status"] == "ok").all()
+    assert o.loc[gone, "crop_brightness"].isna().all() and o.loc[~gone, "crop_brightness"].notna().all()

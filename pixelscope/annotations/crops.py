@@ -49,7 +49,7 @@ def crop_values(luma: np.ndarray, box: tuple[float, float, float, float], scale:
     return float(values.mean()), float(values.std()), sharp
 
 
-def _image(job: Job) -> list[tuple[int, float, float, float | None]]:
+def _image(job: Job) -> list[tuple[int, float, float, float | None]] | None:
     import cv2
 
     from pixelscope.io.decode import ImageError, decode
@@ -59,17 +59,22 @@ def _image(job: Job) -> list[tuple[int, float, float, float | None]]:
     try:
         d = decode(read_bytes(location), working_size, max_pixels)
     except (ImageError, OSError):
-        return []
+        return None  # counted: its objects keep their rows, without crop features
     luma = cv2.cvtColor(d.rgb, cv2.COLOR_RGB2GRAY)
     scale = luma.shape[1] / d.width
     return [(row, *crop_values(luma, (x0, y0, x1, y1), scale)) for row, x0, y0, x1, y1 in boxes]
 
 
-def _chunk(jobs: list[Job]) -> list[tuple[int, float, float, float | None]]:
-    return [v for job in jobs for v in _image(job)]
+Values = list[tuple[int, float, float, float | None]]
 
 
-def _done(jobs: list[Job], workers: int) -> Iterator[tuple[int, list[tuple[int, float, float, float | None]]]]:
+def _chunk(jobs: list[Job]) -> tuple[Values, int]:
+    """The chunk's crop values and how many of its images did not decode."""
+    done = [_image(job) for job in jobs]
+    return [v for d in done if d is not None for v in d], sum(d is None for d in done)
+
+
+def _done(jobs: list[Job], workers: int) -> Iterator[tuple[int, tuple[Values, int]]]:
     chunks = [jobs[s:s + CHUNK] for s in range(0, len(jobs), CHUNK)]
     workers = min(resolve_workers(workers), len(chunks))
     if workers <= 1:
@@ -84,9 +89,10 @@ def _done(jobs: list[Job], workers: int) -> Iterator[tuple[int, list[tuple[int, 
 
 
 def with_crop_features(objects: pa.Table, location: Callable[[str], str], working_size: int, max_pixels: int,
-                       workers: int = 0, progress: Callable[[int, int], None] | None = None) -> pa.Table:
+                       workers: int = 0, progress: Callable[[int, int], None] | None = None) -> tuple[pa.Table, int]:
     """The objects table with CROP_COLUMNS filled for its kept objects (location: manifest path ->
-    what read_bytes opens)."""
+    what read_bytes opens), and how many annotated images did not decode (their objects' crop
+    columns stay empty)."""
     n = objects.num_rows
     out = {c: np.full(n, np.nan) for c in CROP_COLUMNS}
     ok = pc.equal(objects.column("status"), "ok").to_numpy(zero_copy_only=False)
@@ -98,8 +104,9 @@ def with_crop_features(objects: pa.Table, location: Callable[[str], str], workin
         by_image.setdefault(paths[r], []).append((r, float(corners[0][r]), float(corners[1][r]), float(corners[2][r]),
                                                   float(corners[3][r])))
     jobs: list[Job] = [(location(p), b, working_size, max_pixels) for p, b in by_image.items()]
-    seen = 0
-    for images, values in _done(jobs, workers):
+    seen = not_decoded = 0
+    for images, (values, failed) in _done(jobs, workers):
+        not_decoded += failed
         for row, bright, contrast, sharp in values:
             out["crop_brightness"][row], out["crop_contrast"][row] = bright, contrast
             out["crop_sharpness"][row] = np.nan if sharp is None else sharp
@@ -110,4 +117,4 @@ def with_crop_features(objects: pa.Table, location: Callable[[str], str], workin
         arr = pa.array(out[c], mask=np.isnan(out[c]))
         at = objects.schema.get_field_index(c)
         objects = objects.set_column(at, c, arr) if at >= 0 else objects.append_column(c, arr)
-    return objects
+    return objects, not_decoded

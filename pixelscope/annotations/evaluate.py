@@ -121,6 +121,12 @@ def coco_metrics(images: pd.DataFrame, gt: pd.DataFrame, pred: pd.DataFrame,
     return result, ev.errors()
 
 
+def _by_image(table: pd.DataFrame, where: dict[str, int]) -> pd.DataFrame:
+    """The rows of table whose image is in `where`, in that image order (rows of an image in table order)."""
+    table = table[table["path"].isin(where)]
+    return table.iloc[np.argsort(table["path"].map(where).to_numpy(), kind="stable")]
+
+
 def to_cleanlab(images: pd.DataFrame, gt: pd.DataFrame,
                 pred: pd.DataFrame) -> tuple[list[str], list[dict[str, np.ndarray]], list[list[np.ndarray]], list[str]]:
     """(paths, labels, predictions, classes) in cleanlab.object_detection's form: per image, the
@@ -129,13 +135,11 @@ def to_cleanlab(images: pd.DataFrame, gt: pd.DataFrame,
     cat = {c: k for k, c in enumerate(classes)}
     paths = sorted(images["path"])
     where = {p: k for k, p in enumerate(paths)}
-    gt, pred = gt[gt["path"].isin(where)], pred[pred["path"].isin(where)]
+    gt, pred = _by_image(gt, where), pred[pred["path"].isin(where)]
     # one sort per table, then slices per image (and per class): no pandas filter per image or class
-    g_at = gt["path"].map(where).to_numpy(float)
-    g_order = np.argsort(g_at, kind="stable")
-    g_box = gt[["x0", "y0", "x1", "y1"]].to_numpy(np.float32)[g_order]
-    g_cls = gt["class"].map(cat).to_numpy(np.int64)[g_order]
-    g_bounds = np.searchsorted(g_at[g_order], np.arange(len(paths) + 1))
+    g_box = gt[["x0", "y0", "x1", "y1"]].to_numpy(np.float32)
+    g_cls = gt["class"].map(cat).to_numpy(np.int64)
+    g_bounds = np.searchsorted(gt["path"].map(where).to_numpy(), np.arange(len(paths) + 1))
     p_at, p_cls = pred["path"].map(where).to_numpy(float), pred["class"].map(cat).to_numpy(np.int64)
     p_order = np.lexsort((p_cls, p_at))
     p_rows = np.hstack([pred[["x0", "y0", "x1", "y1"]].to_numpy(np.float32),
@@ -160,10 +164,10 @@ def to_cleanlab(images: pd.DataFrame, gt: pd.DataFrame,
 CLEANLAB_CHUNK = 2000  # images per task
 
 
-def _chunk_min_similarity(job: tuple[list, list, float]) -> float:
+def _chunk_min_similarity(job: tuple[list, list]) -> float:
     from cleanlab.object_detection import rank
 
-    labels, predictions, _ = job
+    labels, predictions = job
     with warnings_off():
         return float(rank._get_min_possible_similarity(rank.ALPHA, predictions, labels))
 
@@ -193,14 +197,14 @@ def _box_scores(labels: list, predictions: list) -> tuple[list, list, list]:
               for s in range(0, len(labels), CLEANLAB_CHUNK)]
     workers = resolve_workers(0, len(chunks))
     if workers <= 1:
-        least = min((_chunk_min_similarity((*c, 1.0)) for c in chunks), default=1.0)
+        least = min(map(_chunk_min_similarity, chunks), default=1.0)
         done = [_chunk_scores((*c, least)) for c in chunks]
     else:
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(workers, mp_context=pool_context("cleanlab.object_detection.rank"),
                                  initializer=die_with_parent) as pool:
-            least = min(pool.map(_chunk_min_similarity, [(*c, 1.0) for c in chunks]), default=1.0)
+            least = min(pool.map(_chunk_min_similarity, chunks), default=1.0)
             done = list(pool.map(_chunk_scores, [(*c, least) for c in chunks]))
     return tuple([s for d in done for s in d[k]] for k in range(3))  # type: ignore[return-value]
 
@@ -212,9 +216,7 @@ def label_issues(images: pd.DataFrame, gt: pd.DataFrame, pred: pd.DataFrame) -> 
     paths, labels, predictions, classes = to_cleanlab(images, gt, pred)
     badloc, swap, overlooked = _box_scores(labels, predictions)
     # the scores come image by image in to_cleanlab's order: annotations in table order, predictions by class
-    where = {p: k for k, p in enumerate(paths)}
-    g = gt[gt["path"].isin(where)]
-    g = g.iloc[np.argsort(g["path"].map(where).to_numpy(), kind="stable")]
+    g = _by_image(gt, {p: k for k, p in enumerate(paths)})
     flat = lambda scores: np.concatenate([np.asarray(s, float).reshape(-1) for s in scores]) if len(scores) \
         else np.zeros(0)  # noqa: E731
     annotated = pd.DataFrame({"path": g["path"].to_numpy(), "object": g["object"].astype("Int64").to_numpy(),

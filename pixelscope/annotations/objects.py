@@ -97,24 +97,19 @@ def _polygon_area(polygons: list[list[float]], w: int, h: int) -> float:
     return float(cocomask.area(cocomask.merge(rles)))
 
 
-def _rle_area(rle: dict[str, Any]) -> float:
+def _compressed(rle: dict[str, Any]) -> dict[str, Any]:
+    """An RLE as pycocotools computes with it: uncompressed counts (a list) compressed."""
     from pycocotools import mask as cocomask
 
-    if isinstance(rle["counts"], list):  # uncompressed RLE
-        rle = cocomask.frPyObjects(rle, *rle["size"])
-    return float(cocomask.area(rle))
+    return cocomask.frPyObjects(rle, *rle["size"]) if isinstance(rle["counts"], list) else rle
 
 
 def _segmentation(polygons: list[list[float]], rle: dict[str, Any] | None) -> str | None:
-    """The mask as the COCO export writes it (JSON), or None for a box alone."""
+    """The mask as the COCO export writes it (JSON), or None for a box alone (rle: compressed)."""
     if polygons:
         return json.dumps(polygons)
     if rle is None:
         return None
-    if isinstance(rle["counts"], list):  # uncompressed: compress, as pycocotools reads either
-        from pycocotools import mask as cocomask
-
-        rle = cocomask.frPyObjects(rle, *rle["size"])
     counts = rle["counts"]
     return json.dumps({"size": [int(v) for v in rle["size"]],
                        "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts})
@@ -153,7 +148,7 @@ def _row(o: RawObject, read: Read, path: str | None, image_id: str | None, size:
         box = (min(xs), min(ys), max(xs), max(ys))
     elif o.rle is None:
         return flag("no_geometry", "neither a box nor a polygon or mask")
-    mask_area = o.mask_area
+    mask_area, rle = o.mask_area, None
     if o.mask_size is not None and o.mask_size != (w, h):
         return flag("mask_size", f"the mask is {o.mask_size[0]} x {o.mask_size[1]}, the image {w} x {h}")
     try:
@@ -161,11 +156,11 @@ def _row(o: RawObject, read: Read, path: str | None, image_id: str | None, size:
             rh, rw = (int(v) for v in o.rle["size"])
             if (rw, rh) != (w, h):
                 return flag("mask_size", f"the RLE mask is {rw} x {rh}, the image {w} x {h}")
-            mask_area = _rle_area(o.rle)
-            if box is None:
-                from pycocotools import mask as cocomask
+            from pycocotools import mask as cocomask
 
-                rle = cocomask.frPyObjects(o.rle, rh, rw) if isinstance(o.rle["counts"], list) else o.rle
+            rle = _compressed(o.rle)
+            mask_area = float(cocomask.area(rle))
+            if box is None:
                 x, y, bw, bh = (float(v) for v in cocomask.toBbox(rle))
                 box = (x, y, x + bw, y + bh)
         elif polygons:
@@ -188,7 +183,7 @@ def _row(o: RawObject, read: Read, path: str | None, image_id: str | None, size:
                area=area, rel_area=area / (w * h), aspect=bw / bh, mask_area=mask_area,
                fill=None if mask_area is None else mask_area / area,
                truncated=bool(o.truncated) or at_border, status="ok", rule=None, detail=None,
-               segmentation=_segmentation(polygons, o.rle))
+               segmentation=_segmentation(polygons, rle))
     return row
 
 

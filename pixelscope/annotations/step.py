@@ -46,9 +46,13 @@ def objects_step(params: Params, project: str | Path = ".", *, progress: Progres
         objects, images, counts = objects_table(found, manifest)
         if cfg.crop_features and counts["kept"]:
             t1 = time.perf_counter()
-            objects = with_crop_features(objects, lambda p: str(paths.raw / p), params.features.working_size,
-                                         params.ingest.max_image_pixels, params.ingest.workers, progress)
+            objects, counts["crop_images_not_decoded"] = with_crop_features(
+                objects, lambda p: str(paths.raw / p), params.features.working_size, params.ingest.max_image_pixels,
+                params.ingest.workers, progress)
             counts["crop_seconds"] = round(time.perf_counter() - t1, 3)
+            if counts["crop_images_not_decoded"]:
+                notes.append(f"crop features: {counts['crop_images_not_decoded']} annotated images no longer decode; "
+                             "their objects are kept without crop features")
         if cfg.predictions is not None:
             where = cfg.predictions if cfg.predictions.is_absolute() else project / cfg.predictions
             fmt = None if cfg.predictions_format == "auto" else cfg.predictions_format
