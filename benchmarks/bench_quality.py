@@ -56,6 +56,7 @@ GRID = {  # the settings each flag may choose from (fixed before any held-out fi
 }
 FIXED = {"dark": {"dark_max_brightness": 0.12}}  # set sessions before this protocol: every source is held out
 MAX_UNTOUCHED = 0.01
+SHEET = HERE.parent / "docs" / "quality" / "flags_on_untouched_images.jpg"
 STRICTEST = {  # among near-ties, the setting that flags least
     "overexposed": lambda s: (-s["overexposed_min_clipped"], -s["bright_min_brightness"]),
     "blurry": lambda s: s["blurry_max_detail"],
@@ -154,15 +155,93 @@ def run_cleanvision(root: Path, frame: pd.DataFrame) -> dict[str, np.ndarray]:
             for ours, theirs in (("overexposed", "light"), ("dark", "dark"), ("blurry", "blurry"))}
 
 
+def embedding_classifier(frame: pd.DataFrame, root: Path) -> dict:
+    """Overexposed from what the image shows: a logistic regression on the embeddings (alone, and with
+    the clipping features), fit on three sources' untouched vs RGB x 3.5 copies, its bar at 1 % of
+    their untouched images, scored on the fourth — alone, and as a veto on the shipped rule."""
+    from sklearn.linear_model import LogisticRegression
+
+    from pixelscope.config import IssuesConfig, parse_params
+    from pixelscope.embed.step import embed_step
+    from pixelscope.issues.base import Dataset
+    from pixelscope.issues.quality import quality
+    from pixelscope.issues.step import load_dataset
+
+    params = parse_params({"paths": {"raw": str(root), "manifest": str(WORK / "manifest.parquet"),
+                                     "metrics": str(WORK / "metrics"), "tensors": str(WORK / "tensors"),
+                                     "embeddings": str(WORK / "embeddings")}, "ingest": {"labels": "none"}})
+    embed_step(params, ".")
+    data, _ = load_dataset(params, ".")
+    where = data.embeddings.index_of()
+    part = frame[frame["kind"].isin(["none", "overexposed"])].reset_index(drop=True)
+    vectors = data.embeddings.vectors[[where[i] for i in part["id"]]].astype(np.float32)
+    clipping = part[["clipped_highlights", "brightness_mean", "bright_fraction"]].to_numpy()
+    y = (part["kind"] == "overexposed").to_numpy()
+    rule = quality(Dataset(part, IssuesConfig()), {}).columns["overexposed"].to_numpy(bool)
+    out: dict = {"shipped rule": scores(rule, part, "overexposed")}
+    for name, x in (("embedding", vectors), ("embedding + clipping features", np.c_[vectors, 3 * clipping])):
+        alone, veto = np.zeros(len(part), bool), np.zeros(len(part), bool)
+        for source in SOURCES:
+            held = (part["src"] == source).to_numpy()
+            model = LogisticRegression(C=1.0, max_iter=5000).fit(x[~held], y[~held])
+            bar = np.quantile(model.predict_proba(x[~held])[~y[~held], 1], 1 - MAX_UNTOUCHED)
+            p = model.predict_proba(x[held])[:, 1]
+            alone[held], veto[held] = p > bar, rule[held] & (p > 0.5)
+        out[f"{name}, alone (bar: 1 % of the calibration sources' untouched)"] = scores(alone, part, "overexposed")
+        out[f"{name}, P > 0.5 and the shipped rule"] = scores(veto, part, "overexposed")
+    return out
+
+
+def contact_sheet(frame: pd.DataFrame, root: Path, out: Path, width: int = 120, per_row: int = 16) -> None:
+    """A picture of what the shipped overexposed / blurry bars flag: every untouched image flagged, and a
+    sample of the planted copies caught (three per source) — where the 1 % target is missed, and why."""
+    from PIL import ImageDraw, ImageFont
+
+    from pixelscope.config import IssuesConfig
+    from pixelscope.issues.base import Dataset
+    from pixelscope.issues.quality import quality
+
+    columns = quality(Dataset(frame, IssuesConfig()), {}).columns
+    font, pad, label = ImageFont.load_default(size=13), 6, 18
+    strips: list[tuple[str, list[str]]] = []
+    for flag in ("overexposed", "blurry"):
+        for kind in ("none", flag):
+            hit = (frame["kind"] == kind).to_numpy() & columns[flag].to_numpy(bool)
+            shown = frame[hit] if kind == "none" else frame[hit].groupby("src").head(3)
+            what = "untouched images it flags" if kind == "none" else "planted copies it catches (a sample)"
+            title = f"{flag}: {what} - {int(hit.sum())} of {int((frame['kind'] == kind).sum())}"
+            paths = list(shown["path"])
+            strips += [(title if i == 0 else "", paths[i:i + per_row]) for i in range(0, max(len(paths), 1), per_row)]
+    sheet = Image.new("RGB", (per_row * (width + pad) + pad, sum(label * bool(t) + width + pad for t, _ in strips) + pad),
+                      (235, 235, 235))
+    draw, y = ImageDraw.Draw(sheet), pad
+    for title, paths in strips:
+        if title:
+            draw.text((pad, y), title, fill=(20, 20, 20), font=font)
+            y += label
+        for k, p in enumerate(paths):
+            im = Image.open(root / p).convert("RGB")
+            im.thumbnail((width, width))
+            sheet.paste(im, (pad + k * (width + pad) + (width - im.width) // 2, y + (width - im.height) // 2))
+        y += width + pad
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out, quality=85)
+
+
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--reuse", action="store_true", help="reuse the built set and its manifest")
+    ap.add_argument("--embeddings", action="store_true", help="also try an overexposed classifier on the embeddings")
+    ap.add_argument("--sheet-only", action="store_true", help=f"only redraw {SHEET.relative_to(HERE.parent)}")
     a = ap.parse_args(argv)
     root = WORK / "raw"
-    if not (a.reuse and (WORK / "manifest.parquet").exists()):
+    if not ((a.reuse or a.sheet_only) and (WORK / "manifest.parquet").exists()):
         build(root)
     frame = ingest(root)
+    contact_sheet(frame, root, SHEET)
+    if a.sheet_only:
+        return
     peer = {} if a.no_peers else run_cleanvision(root, frame)
     result: dict = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": platform.node(),
                     "images": {s: int((frame["src"] == s).sum() // len(KINDS)) for s in SOURCES}, "flags": {}}
@@ -191,6 +270,9 @@ def main(argv: list[str]) -> None:
             row["cleanvision_pooled"] = scores(peer[flag], frame, flag)
         result["flags"][flag] = row
         print(flag, json.dumps({k: row[k] for k in ("held_out_pooled", "shipped", "folds_agree")}), flush=True)
+    if a.embeddings:
+        result["overexposed_from_embeddings"] = embedding_classifier(frame, root)
+        print(json.dumps(result["overexposed_from_embeddings"], indent=1), flush=True)
     out = HERE / "results" / "quality.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {out}")

@@ -214,12 +214,12 @@ class DuplicateModel(_Strict):
     let the model weigh them so. Fit by benchmarks/bench_duplicates.py (logistic regression on the
     candidate pairs of the calibration sources only; BENCHMARKS.md says which)."""
 
-    intercept: float = -2.03
-    hamming: float = -2.035
-    cosine: float = -0.002
-    log_side: float = -2.615
-    hamming_log_side: float = -6.517
-    cosine_log_side: float = 7.01
+    intercept: float = -1.572
+    hamming: float = -2.937
+    cosine: float = 0.033
+    log_side: float = -1.132
+    hamming_log_side: float = -11.726
+    cosine_log_side: float = 6.726
 
 
 class IssuesConfig(_Strict):
@@ -233,7 +233,7 @@ class IssuesConfig(_Strict):
     # Chosen by benchmarks/bench_duplicates.py (BENCHMARKS.md)
     near_duplicate_rule: Literal["fused", "thresholds"] = "fused"
     near_duplicate_model: DuplicateModel = Field(default_factory=DuplicateModel)
-    near_duplicate_min_probability: float = Field(default=0.9, gt=0, lt=1)
+    near_duplicate_min_probability: float = Field(default=0.8, gt=0, lt=1)
     candidate_max_hamming: int = Field(default=10, ge=0, le=32)
     candidate_min_cosine: float = Field(default=0.6, gt=0, le=1)
     hash_max_distance: int = Field(default=14, ge=0, le=32)

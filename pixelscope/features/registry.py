@@ -99,6 +99,8 @@ class ImageView:
         `borders` on purpose: border_fraction keeps the strict rule its recorded values were made by."""
 
         def lines(side: np.ndarray) -> int:
+            if not _flat(side[:1])[0]:  # padding's outermost line is flat: a small photo's sky or bokeh is not
+                return 0
             near = np.abs(side.astype(np.int16) - int(np.median(side[0]))) <= PADDING_LEVELS
             off = np.flatnonzero(near.mean(axis=1) < PADDING_SHARE)
             return int(off[0]) if off.size else len(side)

@@ -5,8 +5,10 @@
     -pixels     larger resolution: width x height without uniform borders (border_fraction), in
                 steps of 1/8 octave (~9 %), so a letterboxed copy does not win by its padding
                 and near-equal sizes fall through to the next key; a padded image's content is
-                counted 3 % smaller (JPEG ringing at the padding's edge hides a line or two from
-                the border measure), so it cannot edge into the bucket above its original
+                counted smaller by what JPEG ringing at the padding's edges can hide from the border
+                measure (3 % of its pixels, or 7 lines a side: up to one 8 x 8 block on each
+                padded edge, which is most of the padding of a 32 px letterbox), so it cannot
+                edge into the bucket above its original
     border      less uniform border (letterbox / pillarbox padding)
     -central    near-duplicate of more of the others (the near_duplicate finder counts them; a tie
                 everywhere else): the original of a set of copies is near each of them, while a
@@ -29,7 +31,8 @@ import pandas as pd
 from pixelscope.errors import ConfigError
 
 BORDER_MIN = 0.01  # less than this is no padding
-BORDER_MARGIN = 0.03  # what the border measure misses of real padding, at most
+BORDER_MARGIN = 0.03  # what the border measure misses of real padding, at most: 3 % of the pixels, or
+RINGING_LINES = 14  # two 8 x 8 JPEG blocks' worth of lines (ringing at each padded edge), whichever is more
 
 
 def _key(frame: pd.DataFrame, name: str, extra: Mapping[str, Callable[[pd.DataFrame], Any]] | None = None) -> pd.Series:
@@ -37,8 +40,9 @@ def _key(frame: pd.DataFrame, name: str, extra: Mapping[str, Callable[[pd.DataFr
         return pd.Series(extra[name](frame), index=frame.index).astype(float)
     if name == "pixels":
         border = frame["border_fraction"].astype(float).fillna(0) if "border_fraction" in frame else 0.0
-        content = 1 - border - np.where(border > BORDER_MIN, BORDER_MARGIN, 0.0)
-        pixels = frame["width"].astype(float) * frame["height"].astype(float) * content
+        w, h = frame["width"].astype(float), frame["height"].astype(float)
+        hidden = np.maximum(BORDER_MARGIN * w * h, RINGING_LINES * np.maximum(w, h))  # padding the measure missed
+        pixels = w * h * (1 - border) - np.where(border > BORDER_MIN, hidden, 0.0)
         return np.floor(np.log2(pixels.clip(lower=1)) * 8)
     if name == "central":
         return pd.Series(0.0, frame.index)  # only the near_duplicate finder knows (it passes `extra`)
