@@ -97,13 +97,20 @@ def build(root: Path) -> None:
             n += 1
 
 
-def ingest(root: Path) -> pd.DataFrame:
+def project(root: Path):
+    """Params of the set: its manifest, metrics and (for --embeddings) embedding store under WORK."""
     from pixelscope.config import parse_params
+
+    return parse_params({"paths": {"raw": str(root), "manifest": str(WORK / "manifest.parquet"),
+                                   "metrics": str(WORK / "metrics"), "tensors": str(WORK / "tensors"),
+                                   "embeddings": str(WORK / "embeddings")}, "ingest": {"labels": "none"}})
+
+
+def ingest(root: Path) -> pd.DataFrame:
     from pixelscope.ingest.step import ingest_step
     from pixelscope.issues.step import load_dataset
 
-    params = parse_params({"paths": {"raw": str(root), "manifest": str(WORK / "manifest.parquet"),
-                                     "metrics": str(WORK / "metrics")}, "ingest": {"labels": "none"}})
+    params = project(root)
     ingest_step(params, ".")
     data, _ = load_dataset(params, ".")
     frame = data.frame[data.frame["status"] == "ok"].reset_index(drop=True)
@@ -161,15 +168,13 @@ def embedding_classifier(frame: pd.DataFrame, root: Path) -> dict:
     their untouched images, scored on the fourth — alone, and as a veto on the shipped rule."""
     from sklearn.linear_model import LogisticRegression
 
-    from pixelscope.config import IssuesConfig, parse_params
+    from pixelscope.config import IssuesConfig
     from pixelscope.embed.step import embed_step
     from pixelscope.issues.base import Dataset
     from pixelscope.issues.quality import quality
     from pixelscope.issues.step import load_dataset
 
-    params = parse_params({"paths": {"raw": str(root), "manifest": str(WORK / "manifest.parquet"),
-                                     "metrics": str(WORK / "metrics"), "tensors": str(WORK / "tensors"),
-                                     "embeddings": str(WORK / "embeddings")}, "ingest": {"labels": "none"}})
+    params = project(root)
     embed_step(params, ".")
     data, _ = load_dataset(params, ".")
     where = data.embeddings.index_of()

@@ -60,14 +60,18 @@ def spectrum(luma: np.ndarray) -> np.ndarray:
 
 
 def measure(data: bytes) -> dict:
+    """The signals on ingest's own decode; `detail` is the blurry flag's measure from ingest's own features."""
+    from pixelscope.features.builtin import contrast_rms, sharpness
+    from pixelscope.features.registry import ImageView
     from pixelscope.io.decode import decode
+    from pixelscope.issues.quality import detail
 
     d = decode(data, 256, 10**9)
-    luma = d.rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    lap = luma[:-2, 1:-1] + luma[2:, 1:-1] + luma[1:-1, :-2] + luma[1:-1, 2:] - 4 * luma[1:-1, 1:-1]
-    contrast = luma.std() / 255
-    detail = lap.var() / (255 * contrast) ** 2 if contrast >= 0.02 else float("nan")  # flat: not judged, as the flag
-    return {"periodicity": periodicity(luma), "detail": float(detail), **{f"b{i}": v for i, v in enumerate(spectrum(luma))}}
+    view = ImageView(d.rgb, {"width": d.width, "height": d.height, "bytes": len(data)}, 16, 239)
+    features = pd.DataFrame({"sharpness": [sharpness(view)], "contrast_rms": [contrast_rms(view)]})
+    luma = view.luma.astype(np.float32)
+    return {"periodicity": periodicity(luma), "detail": float(detail(features).iloc[0]),
+            **{f"b{i}": v for i, v in enumerate(spectrum(luma))}}
 
 
 def variants(im: Image.Image) -> dict[str, Image.Image]:

@@ -31,8 +31,9 @@ import pandas as pd
 from pixelscope.errors import ConfigError
 
 BORDER_MIN = 0.01  # less than this is no padding
-BORDER_MARGIN = 0.03  # what the border measure misses of real padding, at most: 3 % of the pixels, or
-RINGING_LINES = 14  # two 8 x 8 JPEG blocks' worth of lines (ringing at each padded edge), whichever is more
+# what the border measure misses of real padding, at most: the larger of 3 % of the pixels and 14 lines
+# (ringing can hide up to one 8 x 8 JPEG block on each of two padded edges)
+BORDER_MARGIN, RINGING_LINES = 0.03, 14
 
 
 def _key(frame: pd.DataFrame, name: str, extra: Mapping[str, Callable[[pd.DataFrame], Any]] | None = None) -> pd.Series:
